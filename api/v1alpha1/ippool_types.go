@@ -1,0 +1,77 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// IPPoolSpec lists the addresses the local backend may hand out.
+type IPPoolSpec struct {
+	// Addresses are CIDRs ("192.0.2.0/28", "2001:db8::/120") or inclusive
+	// ranges ("192.0.2.10-192.0.2.20"), IPv4 or IPv6.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:items:MaxLength=100
+	Addresses []string `json:"addresses"`
+	// AutoAssign lets Services without a requested address draw from this
+	// pool. Defaults to true.
+	// +optional
+	// +kubebuilder:default=true
+	AutoAssign *bool `json:"autoAssign,omitempty"`
+	// AvoidBuggyIPs skips addresses ending in .0 and .255.
+	// +optional
+	AvoidBuggyIPs bool `json:"avoidBuggyIPs,omitempty"`
+	// ServiceSelector limits the pool to Services with matching labels.
+	// +optional
+	ServiceSelector *metav1.LabelSelector `json:"serviceSelector,omitempty"`
+	// NamespaceSelector limits the pool to Services in matching namespaces.
+	// +optional
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+}
+
+// IPPoolStatus reports the pool's usage.
+type IPPoolStatus struct {
+	// Total is the number of usable addresses (capped at 2^63-1 for IPv6).
+	// +optional
+	Total int64 `json:"total,omitempty"`
+	// Assigned is the number of addresses given to Services.
+	// +optional
+	Assigned int64 `json:"assigned,omitempty"`
+	// Free is Total minus Assigned.
+	// +optional
+	Free int64 `json:"free,omitempty"`
+	// Conditions describe the pool's validity and usage.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+}
+
+// IPPool is a set of addresses for Services of class lb.portico.dev/local.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=ippool,categories=portico
+// +kubebuilder:printcolumn:name="Auto",type=boolean,JSONPath=`.spec.autoAssign`
+// +kubebuilder:printcolumn:name="Total",type=integer,JSONPath=`.status.total`
+// +kubebuilder:printcolumn:name="Assigned",type=integer,JSONPath=`.status.assigned`
+// +kubebuilder:printcolumn:name="Free",type=integer,JSONPath=`.status.free`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type IPPool struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   IPPoolSpec   `json:"spec,omitempty"`
+	Status IPPoolStatus `json:"status,omitempty"`
+}
+
+// IPPoolList is a list of IPPools.
+//
+// +kubebuilder:object:root=true
+type IPPoolList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []IPPool `json:"items"`
+}
+

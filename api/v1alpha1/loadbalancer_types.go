@@ -1,0 +1,157 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// LoadBalancerSpec names the Service a LoadBalancer belongs to. Portico creates
+// the object; users read it.
+type LoadBalancerSpec struct {
+	// Class is the Service's loadBalancerClass that selected the backend.
+	Class string `json:"class"`
+}
+
+// LoadBalancerAddress is one external address of a load balancer.
+type LoadBalancerAddress struct {
+	// IP is set for backends that hand out addresses.
+	// +optional
+	IP string `json:"ip,omitempty"`
+	// Hostname is set for backends that publish a DNS name (AWS NLB).
+	// +optional
+	Hostname string `json:"hostname,omitempty"`
+	// IPMode is VIP or Proxy, as in Service status.
+	// +optional
+	IPMode string `json:"ipMode,omitempty"`
+	// Node is the node that announces this address (local backend only).
+	// +optional
+	Node string `json:"node,omitempty"`
+}
+
+// ProviderResource is one resource a backend created for the load balancer.
+type ProviderResource struct {
+	// Kind is the backend's name for the resource type, e.g. "loadBalancer",
+	// "targetGroup", "forwardingRule".
+	Kind string `json:"kind"`
+	// ID is the backend's identifier (ARN, self link, resource ID, address).
+	ID string `json:"id"`
+}
+
+// PortStatus reports one Service port as the backend carries it.
+type PortStatus struct {
+	Port     int32  `json:"port"`
+	Protocol string `json:"protocol"`
+	// +optional
+	Error string `json:"error,omitempty"`
+}
+
+// BackendStatus counts the backends behind the load balancer.
+type BackendStatus struct {
+	// Total is how many backends (nodes or pods) the load balancer targets.
+	Total int32 `json:"total"`
+	// Healthy is how many of them the backend reports healthy.
+	Healthy int32 `json:"healthy"`
+}
+
+// CostStatus is a load balancer's priced cost. Amounts are decimal strings
+// ("0.0225") so that no float rounding reaches the API.
+type CostStatus struct {
+	// Hourly is the estimated cost per hour.
+	Hourly string `json:"hourly"`
+	// Monthly is Hourly times 730 hours.
+	Monthly string `json:"monthly"`
+	// Currency is an ISO 4217 code, e.g. "USD".
+	Currency string `json:"currency"`
+	// Source names the price data and its date, e.g. "embedded:aws-2026-10-01"
+	// or "configmap:portico-system/portico-prices".
+	Source string `json:"source"`
+	// Region the prices are for.
+	// +optional
+	Region string `json:"region,omitempty"`
+	// Breakdown itemises the hourly cost by priced unit.
+	// +optional
+	Breakdown []CostItem `json:"breakdown,omitempty"`
+}
+
+// CostItem is one priced line of a cost breakdown.
+type CostItem struct {
+	// Item names what is priced, e.g. "nlb-hour", "nlcu-estimate", "forwarding-rule".
+	Item string `json:"item"`
+	// Quantity of the item.
+	Quantity int32 `json:"quantity"`
+	// Hourly is the hourly cost of Quantity items, a decimal string.
+	Hourly string `json:"hourly"`
+}
+
+// LoadBalancerStatus is what Portico built and how it is doing.
+type LoadBalancerStatus struct {
+	// Class is the backend class that built the load balancer.
+	// +optional
+	Class string `json:"class,omitempty"`
+	// Addresses are the external addresses written to the Service.
+	// +optional
+	Addresses []LoadBalancerAddress `json:"addresses,omitempty"`
+	// Address is the first address, for printer columns.
+	// +optional
+	Address string `json:"address,omitempty"`
+	// Ports is the per-port state.
+	// +optional
+	Ports []PortStatus `json:"ports,omitempty"`
+	// Resources are the backend's resources for this load balancer.
+	// +optional
+	Resources []ProviderResource `json:"resources,omitempty"`
+	// Backends counts targeted and healthy backends.
+	// +optional
+	Backends BackendStatus `json:"backends,omitempty"`
+	// BackendsSummary is "healthy/total", for printer columns.
+	// +optional
+	BackendsSummary string `json:"backendsSummary,omitempty"`
+	// Ready mirrors the Ready condition's status, for printer columns.
+	// +optional
+	Ready string `json:"ready,omitempty"`
+	// Cost is the priced estimate of running this load balancer.
+	// +optional
+	Cost *CostStatus `json:"cost,omitempty"`
+	// MonthlyCost is Cost.Monthly with its currency, for printer columns.
+	// +optional
+	MonthlyCost string `json:"monthlyCost,omitempty"`
+	// Conditions describe the load balancer's state.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// LastSyncTime is when the backend was last reconciled successfully.
+	// +optional
+	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
+	// ObservedGeneration is the Service generation last reconciled successfully.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+}
+
+// LoadBalancer is Portico's record of the load balancer behind one Service. It
+// has the Service's name and namespace and is owned by it.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=plb;lbs,categories=portico
+// +kubebuilder:printcolumn:name="Class",type=string,JSONPath=`.status.class`
+// +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.status.address`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.ready`
+// +kubebuilder:printcolumn:name="Backends",type=string,JSONPath=`.status.backendsSummary`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type LoadBalancer struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   LoadBalancerSpec   `json:"spec,omitempty"`
+	Status LoadBalancerStatus `json:"status,omitempty"`
+}
+
+// LoadBalancerList is a list of LoadBalancers.
+//
+// +kubebuilder:object:root=true
+type LoadBalancerList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []LoadBalancer `json:"items"`
+}
+

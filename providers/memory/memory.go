@@ -1,0 +1,567 @@
+// Package memory is a real, in-process load-balancer backend. It keeps its
+// "cloud" in memory: load balancers with ownership tags, listeners per port and
+// registered targets, each created by a separate mutating call so that a crash
+// between steps leaves the same partial state a cloud would. It records every
+// call and can inject errors, latency and crashes. It serves unit,
+// integration and scale tests, and runs the shared conformance suite.
+package memory
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/portico-lb/portico/providers"
+)
+
+// Name is the backend name; its class is lb.portico.dev/memory.
+const Name = "memory"
+
+// ErrCrashed is returned by every call after an injected crash, until Recover.
+var ErrCrashed = errors.New("memory provider: injected crash")
+
+// Call is one recorded provider or backend call.
+type Call struct {
+	Op  string
+	Key string
+	Err error
+}
+
+// Mutating operations of the in-memory backend, as recorded in Calls.
+const (
+	OpCreateLoadBalancer = "CreateLoadBalancer"
+	OpDeleteLoadBalancer = "DeleteLoadBalancer"
+	OpCreateListener     = "CreateListener"
+	OpModifyListener     = "ModifyListener"
+	OpDeleteListener     = "DeleteListener"
+	OpRegisterTargets    = "RegisterTargets"
+	OpDeregisterTargets  = "DeregisterTargets"
+	// Read operations.
+	OpDescribe = "Describe"
+	// Provider-level operations.
+	OpEnsure  = "Ensure"
+	OpObserve = "Observe"
+	OpDelete  = "Delete"
+)
+
+// Options configure the backend.
+type Options struct {
+	// Class overrides the served class (default lb.portico.dev/memory).
+	Class string
+	// ClusterID goes into ownership tags.
+	ClusterID string
+	// IPv4 and IPv6 are the address pools (defaults 198.51.100.0/24 and
+	// 2001:db8:100::/120, documentation ranges).
+	IPv4, IPv6 netip.Prefix
+	// Latency is added to every backend call.
+	Latency time.Duration
+}
+
+// Resource is one object in the in-memory cloud.
+type Resource struct {
+	Kind string
+	ID   string
+	Tags map[string]string
+}
+
+type loadBalancer struct {
+	name      string
+	tags      map[string]string
+	addresses []netip.Addr
+	listeners map[string]int32 // "TCP/80" -> target port (node port or pod port)
+	targets   []string         // sorted
+}
+
+type fault struct {
+	op    string
+	err   error
+	times int
+}
+
+// Provider is the in-memory backend. The zero value is not usable; call New.
+type Provider struct {
+	opts Options
+
+	mu         sync.Mutex
+	lbs        map[string]*loadBalancer // by name
+	used       map[netip.Addr]string    // address -> lb name
+	calls      []Call
+	faults     []fault
+	latency    time.Duration
+	crashAfter int // mutating calls left before a crash; <0 disabled
+	crashed    bool
+}
+
+var _ providers.Provider = (*Provider)(nil)
+
+// New returns an empty in-memory backend.
+func New(opts Options) *Provider {
+	if opts.Class == "" {
+		opts.Class = providers.Class(Name)
+	}
+	if !opts.IPv4.IsValid() {
+		opts.IPv4 = netip.MustParsePrefix("198.51.100.0/24")
+	}
+	if !opts.IPv6.IsValid() {
+		opts.IPv6 = netip.MustParsePrefix("2001:db8:100::/120")
+	}
+	return &Provider{
+		opts:       opts,
+		lbs:        map[string]*loadBalancer{},
+		used:       map[netip.Addr]string{},
+		latency:    opts.Latency,
+		crashAfter: -1,
+	}
+}
+
+// Factory builds the backend for the operator's --providers=memory.
+func Factory(_ context.Context, opts providers.Options) (providers.Provider, error) {
+	o := Options{ClusterID: opts.ClusterID}
+	if v := opts.Flags["ipv4-range"]; v != "" {
+		p, err := netip.ParsePrefix(v)
+		if err != nil || !p.Addr().Is4() {
+			return nil, fmt.Errorf("--memory-ipv4-range %q: not an IPv4 CIDR", v)
+		}
+		o.IPv4 = p
+	}
+	if v := opts.Flags["latency"]; v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return nil, fmt.Errorf("--memory-latency: %w", err)
+		}
+		o.Latency = d
+	}
+	return New(o), nil
+}
+
+// Class implements providers.Provider.
+func (p *Provider) Class() string { return p.opts.Class }
+
+// ResourceName is the deterministic backend name of the load balancer for key.
+func ResourceName(key providers.Key) string {
+	sum := sha256.Sum256([]byte(key.ClusterID + "/" + key.Namespace + "/" + key.Name))
+	return "portico-" + hex.EncodeToString(sum[:])[:16]
+}
+
+// Ensure implements providers.Provider.
+func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*providers.Status, error) {
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	p.record(OpEnsure, d.Key, nil)
+	name := ResourceName(d.Key)
+
+	lb, err := p.describe(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if lb != nil && !providers.Owns(lb.tags, d.Key) {
+		return nil, &providers.NotOwnedError{Kind: "loadBalancer", ID: name}
+	}
+	if lb == nil {
+		if lb, err = p.createLoadBalancer(ctx, d, name); err != nil {
+			return nil, err
+		}
+	}
+
+	want := map[string]int32{}
+	for _, port := range d.Ports {
+		target := port.NodePort
+		if d.TargetPods {
+			target = port.TargetPort
+		}
+		want[listenerKey(port)] = target
+	}
+	for _, lk := range sortedKeys(want) {
+		have, ok := lb.listeners[lk]
+		switch {
+		case !ok:
+			err = p.mutate(ctx, OpCreateListener, d.Key, func() { lb.listeners[lk] = want[lk] })
+		case have != want[lk]:
+			err = p.mutate(ctx, OpModifyListener, d.Key, func() { lb.listeners[lk] = want[lk] })
+		}
+		if err != nil {
+			return nil, fmt.Errorf("ensuring listener %s: %w", lk, err)
+		}
+	}
+	for _, lk := range sortedKeys(lb.listeners) {
+		if _, ok := want[lk]; !ok {
+			if err := p.mutate(ctx, OpDeleteListener, d.Key, func() { delete(lb.listeners, lk) }); err != nil {
+				return nil, fmt.Errorf("deleting listener %s: %w", lk, err)
+			}
+		}
+	}
+
+	targets := desiredTargets(d)
+	if !slices.Equal(targets, lb.targets) {
+		// Register new targets before deregistering old ones, as a cloud
+		// controller must, so a node change never drops traffic.
+		union := sortedUnion(lb.targets, targets)
+		if !slices.Equal(union, lb.targets) {
+			if err := p.mutate(ctx, OpRegisterTargets, d.Key, func() { lb.targets = union }); err != nil {
+				return nil, fmt.Errorf("registering targets: %w", err)
+			}
+		}
+		if !slices.Equal(union, targets) {
+			if err := p.mutate(ctx, OpDeregisterTargets, d.Key, func() { lb.targets = targets }); err != nil {
+				return nil, fmt.Errorf("deregistering targets: %w", err)
+			}
+		}
+	}
+	return p.status(lb), nil
+}
+
+// Observe implements providers.Provider.
+func (p *Provider) Observe(ctx context.Context, key providers.Key) (*providers.Status, error) {
+	p.record(OpObserve, key, nil)
+	lb, err := p.describe(ctx, ResourceName(key))
+	if err != nil {
+		return nil, err
+	}
+	if lb == nil || !providers.Owns(lb.tags, key) {
+		return nil, providers.ErrNotFound
+	}
+	return p.status(lb), nil
+}
+
+// Delete implements providers.Provider.
+func (p *Provider) Delete(ctx context.Context, key providers.Key) error {
+	p.record(OpDelete, key, nil)
+	name := ResourceName(key)
+	lb, err := p.describe(ctx, name)
+	if err != nil {
+		return err
+	}
+	if lb == nil {
+		return nil
+	}
+	if !providers.Owns(lb.tags, key) {
+		// Not ours: leave it, and report success for our part (nothing of
+		// ours exists under this name).
+		return nil
+	}
+	for _, lk := range sortedKeys(lb.listeners) {
+		if err := p.mutate(ctx, OpDeleteListener, key, func() { delete(lb.listeners, lk) }); err != nil {
+			return fmt.Errorf("deleting listener %s: %w", lk, err)
+		}
+	}
+	return p.mutate(ctx, OpDeleteLoadBalancer, key, func() {
+		for _, a := range lb.addresses {
+			delete(p.used, a)
+		}
+		delete(p.lbs, name)
+	})
+}
+
+func (p *Provider) createLoadBalancer(ctx context.Context, d *providers.LoadBalancer, name string) (*loadBalancer, error) {
+	var lb *loadBalancer
+	var allocErr error
+	err := p.mutate(ctx, OpCreateLoadBalancer, d.Key, func() {
+		addrs, err := p.allocate(d, name)
+		if err != nil {
+			allocErr = err
+			return
+		}
+		lb = &loadBalancer{
+			name:      name,
+			tags:      providers.OwnershipTags(d.Key),
+			addresses: addrs,
+			listeners: map[string]int32{},
+		}
+		p.lbs[name] = lb
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating load balancer %s: %w", name, err)
+	}
+	return lb, allocErr
+}
+
+// allocate picks the requested addresses or the lowest free ones; p.mu is held.
+func (p *Provider) allocate(d *providers.LoadBalancer, name string) ([]netip.Addr, error) {
+	if len(d.RequestedIPs) > 0 {
+		for _, a := range d.RequestedIPs {
+			if owner, ok := p.used[a]; ok && owner != name {
+				return nil, providers.Configf("AddressInUse", "requested address %s is already in use by another load balancer", a)
+			}
+			if !p.opts.IPv4.Contains(a) && !p.opts.IPv6.Contains(a) {
+				return nil, providers.Configf("AddressNotInPool", "requested address %s is outside the memory backend's ranges %s and %s", a, p.opts.IPv4, p.opts.IPv6)
+			}
+		}
+		for _, a := range d.RequestedIPs {
+			p.used[a] = name
+		}
+		return slices.Clone(d.RequestedIPs), nil
+	}
+	families := d.IPFamilies
+	if len(families) == 0 {
+		families = []string{"IPv4"}
+	}
+	if !d.DualStack {
+		families = families[:1]
+	}
+	var out []netip.Addr
+	for _, fam := range families {
+		pool := p.opts.IPv4
+		if fam == "IPv6" {
+			pool = p.opts.IPv6
+		}
+		a, ok := p.lowestFree(pool)
+		if !ok {
+			for _, got := range out {
+				delete(p.used, got)
+			}
+			return nil, providers.Configf("PoolExhausted", "no free %s address left in the memory backend's range %s", fam, pool)
+		}
+		p.used[a] = name
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func (p *Provider) lowestFree(pool netip.Prefix) (netip.Addr, bool) {
+	a := pool.Masked().Addr().Next() // skip the network address
+	for ; a.IsValid() && pool.Contains(a); a = a.Next() {
+		if _, used := p.used[a]; !used {
+			return a, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+func (p *Provider) status(lb *loadBalancer) *providers.Status {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := &providers.Status{
+		Resources: []providers.Resource{{Kind: "loadBalancer", ID: lb.name}},
+		Backends:  providers.Backends{Total: len(lb.targets), Healthy: len(lb.targets)},
+		Cost: providers.CostInputs{
+			Kind:  "memory",
+			Units: map[string]int{"listeners": len(lb.listeners), "targets": len(lb.targets)},
+		},
+	}
+	for _, a := range lb.addresses {
+		st.Ingress = append(st.Ingress, providers.Ingress{IP: a, IPMode: providers.IPModeVIP})
+	}
+	for _, lk := range sortedKeys(lb.listeners) {
+		proto, port, _ := strings.Cut(lk, "/")
+		n, _ := strconv.Atoi(port)
+		st.Ports = append(st.Ports, providers.PortStatus{Port: int32(n), Protocol: providers.Protocol(proto)})
+		st.Resources = append(st.Resources, providers.Resource{Kind: "listener", ID: lb.name + "/" + lk})
+	}
+	return st
+}
+
+// describe is the read call: it returns a snapshot pointer to the live
+// object, or nil when none exists.
+func (p *Provider) describe(ctx context.Context, name string) (*loadBalancer, error) {
+	if err := p.call(ctx, OpDescribe, providers.Key{Name: name}, false); err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lbs[name], nil
+}
+
+// mutate performs one mutating backend call: it applies latency, faults and
+// crashes, then runs apply under the lock.
+func (p *Provider) mutate(ctx context.Context, op string, key providers.Key, apply func()) error {
+	if err := p.call(ctx, op, key, true); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	apply()
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *Provider) call(ctx context.Context, op string, key providers.Key, mutating bool) error {
+	p.mu.Lock()
+	latency := p.latency
+	p.mu.Unlock()
+	if latency > 0 {
+		select {
+		case <-time.After(latency):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var err error
+	switch {
+	case p.crashed:
+		err = ErrCrashed
+	case mutating && p.crashAfter == 0:
+		p.crashed = true
+		err = ErrCrashed
+	default:
+		err = p.takeFault(op)
+	}
+	if err == nil && mutating && p.crashAfter > 0 {
+		p.crashAfter--
+	}
+	p.calls = append(p.calls, Call{Op: op, Key: key.String(), Err: err})
+	return err
+}
+
+func (p *Provider) takeFault(op string) error {
+	for i := range p.faults {
+		f := &p.faults[i]
+		if f.times != 0 && (f.op == op || f.op == "*") {
+			if f.times > 0 {
+				f.times--
+			}
+			return f.err
+		}
+	}
+	return nil
+}
+
+func (p *Provider) record(op string, key providers.Key, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls = append(p.calls, Call{Op: op, Key: key.String(), Err: err})
+}
+
+// InjectError makes the next times calls of op ("*" for any backend call)
+// fail with err; times < 0 fails them until ClearFaults.
+func (p *Provider) InjectError(op string, err error, times int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.faults = append(p.faults, fault{op: op, err: err, times: times})
+}
+
+// ClearFaults removes injected errors and recovers from a crash.
+func (p *Provider) ClearFaults() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.faults = nil
+	p.crashed = false
+	p.crashAfter = -1
+}
+
+// SetLatency sets the delay added to every backend call.
+func (p *Provider) SetLatency(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.latency = d
+}
+
+// CrashAfter lets n more mutating calls succeed, then fails every call with
+// ErrCrashed until ClearFaults, as if the operator died between two steps.
+func (p *Provider) CrashAfter(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.crashAfter = n
+	p.crashed = false
+}
+
+// Calls returns a copy of every recorded call.
+func (p *Provider) Calls() []Call {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.calls)
+}
+
+// MutatingCalls counts the recorded mutating backend calls (failed ones too).
+func (p *Provider) MutatingCalls() int {
+	n := 0
+	for _, c := range p.Calls() {
+		if IsMutating(c.Op) {
+			n++
+		}
+	}
+	return n
+}
+
+// IsMutating reports whether op changes the in-memory cloud.
+func IsMutating(op string) bool {
+	switch op {
+	case OpCreateLoadBalancer, OpDeleteLoadBalancer, OpCreateListener, OpModifyListener,
+		OpDeleteListener, OpRegisterTargets, OpDeregisterTargets:
+		return true
+	}
+	return false
+}
+
+// Resources lists every object in the in-memory cloud, sorted.
+func (p *Provider) Resources() []Resource {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []Resource
+	for _, name := range sortedKeys(p.lbs) {
+		lb := p.lbs[name]
+		out = append(out, Resource{Kind: "loadBalancer", ID: name, Tags: lb.tags})
+		for _, lk := range sortedKeys(lb.listeners) {
+			out = append(out, Resource{Kind: "listener", ID: name + "/" + lk, Tags: lb.tags})
+		}
+	}
+	return out
+}
+
+// PlantForeign creates a load balancer under key's deterministic name without
+// Portico's tags, as a user or another tool might.
+func (p *Provider) PlantForeign(key providers.Key) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	name := ResourceName(key)
+	p.lbs[name] = &loadBalancer{name: name, tags: map[string]string{"owner": "someone-else"}, listeners: map[string]int32{}}
+}
+
+// Targets returns the registered targets of key's load balancer.
+func (p *Provider) Targets(key providers.Key) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if lb := p.lbs[ResourceName(key)]; lb != nil {
+		return slices.Clone(lb.targets)
+	}
+	return nil
+}
+
+func listenerKey(port providers.Port) string {
+	return fmt.Sprintf("%s/%d", port.Protocol, port.Port)
+}
+
+func desiredTargets(d *providers.LoadBalancer) []string {
+	var out []string
+	if d.TargetPods {
+		for _, ep := range d.Endpoints {
+			if ep.Ready {
+				out = append(out, ep.IP.String())
+			}
+		}
+	} else {
+		for _, n := range d.Nodes {
+			out = append(out, n.Name)
+		}
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+func sortedUnion(a, b []string) []string {
+	out := append(slices.Clone(a), b...)
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
