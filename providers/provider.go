@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // ClassPrefix is the prefix of every Portico loadBalancerClass.
@@ -235,17 +237,19 @@ type Status struct {
 	Cost      CostInputs
 }
 
-// Factory builds a provider from shared options; backends register in an
-// explicit map in package providers/factory.
+// Factory builds a provider from the settings every provider shares. A
+// backend's own settings live in its Config type, whose AddFlags registers
+// --<name>-* flags on the operator; Config.Factory returns a Factory bound to
+// them. The operator wires backends through an explicit map (cmd/portico-operator).
 type Factory func(ctx context.Context, opts Options) (Provider, error)
 
 // Options are the settings every provider receives from the operator.
 type Options struct {
 	// ClusterID goes into ownership tags and resource names.
 	ClusterID string
-	// Flags are the provider's own --<provider>-* settings, by name without
-	// the prefix ("region", "endpoint").
-	Flags map[string]string
+	// Client reads and writes Kubernetes objects (the local backend's
+	// IPPools and allocation records); cloud backends ignore it.
+	Client client.Client
 }
 
 // OwnershipTags returns the tags every cloud resource for key must carry (see

@@ -27,6 +27,17 @@ type LoadBalancerAddress struct {
 	Node string `json:"node,omitempty"`
 }
 
+// Announcement says which node announces a local address.
+type Announcement struct {
+	// Address is the load-balancer IP.
+	Address string `json:"address"`
+	// Node announces Address (answers ARP who-has / NDP solicitations).
+	Node string `json:"node"`
+	// Since is when Node took the address over.
+	// +optional
+	Since *metav1.Time `json:"since,omitempty"`
+}
+
 // ProviderResource is one resource a backend created for the load balancer.
 type ProviderResource struct {
 	// Kind is the backend's name for the resource type, e.g. "loadBalancer",
@@ -108,6 +119,13 @@ type LoadBalancerStatus struct {
 	// Ready mirrors the Ready condition's status, for printer columns.
 	// +optional
 	Ready string `json:"ready,omitempty"`
+	// Announcements list, for local addresses, which node answers ARP/NDP
+	// for each address. portico-forwarder owns this field (server-side apply
+	// field manager "portico-forwarder"); the operator never writes it.
+	// +optional
+	// +listType=map
+	// +listMapKey=address
+	Announcements []Announcement `json:"announcements,omitempty"`
 	// Cost is the priced estimate of running this load balancer.
 	// +optional
 	Cost *CostStatus `json:"cost,omitempty"`
@@ -154,4 +172,3 @@ type LoadBalancerList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []LoadBalancer `json:"items"`
 }
-

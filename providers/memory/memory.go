@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/portico-lb/portico/providers"
 )
 
@@ -123,24 +125,31 @@ func New(opts Options) *Provider {
 	}
 }
 
-// Factory builds the backend for the operator's --providers=memory.
-func Factory(_ context.Context, opts providers.Options) (providers.Provider, error) {
-	o := Options{ClusterID: opts.ClusterID}
-	if v := opts.Flags["ipv4-range"]; v != "" {
-		p, err := netip.ParsePrefix(v)
-		if err != nil || !p.Addr().Is4() {
-			return nil, fmt.Errorf("--memory-ipv4-range %q: not an IPv4 CIDR", v)
+// Config holds the operator flags of the memory backend.
+type Config struct {
+	IPv4Range string
+	Latency   time.Duration
+}
+
+// AddFlags registers --memory-* flags.
+func (c *Config) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.IPv4Range, "memory-ipv4-range", "198.51.100.0/24", "IPv4 CIDR the memory backend allocates addresses from (memory backend, for tests and benchmarks).")
+	fs.DurationVar(&c.Latency, "memory-latency", 0, "Delay added to every memory-backend call, to model a slow cloud.")
+}
+
+// Factory returns a providers.Factory bound to c.
+func (c *Config) Factory() providers.Factory {
+	return func(_ context.Context, opts providers.Options) (providers.Provider, error) {
+		o := Options{ClusterID: opts.ClusterID, Latency: c.Latency}
+		if c.IPv4Range != "" {
+			p, err := netip.ParsePrefix(c.IPv4Range)
+			if err != nil || !p.Addr().Is4() {
+				return nil, fmt.Errorf("--memory-ipv4-range %q: not an IPv4 CIDR", c.IPv4Range)
+			}
+			o.IPv4 = p
 		}
-		o.IPv4 = p
+		return New(o), nil
 	}
-	if v := opts.Flags["latency"]; v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return nil, fmt.Errorf("--memory-latency: %w", err)
-		}
-		o.Latency = d
-	}
-	return New(o), nil
 }
 
 // Class implements providers.Provider.
