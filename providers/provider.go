@@ -43,6 +43,14 @@ type Provider interface {
 	Delete(ctx context.Context, key Key) error
 }
 
+// PodTargeter is implemented by providers that can send traffic straight to
+// pod IPs, which Services with allocateLoadBalancerNodePorts: false need.
+// Providers that do not implement it (or return false) get a clear condition
+// for such Services instead of a call.
+type PodTargeter interface {
+	TargetsPods() bool
+}
+
 // Key identifies one load balancer: the Service it belongs to and the cluster
 // it runs in. Providers derive resource names and ownership tags from it.
 type Key struct {

@@ -140,6 +140,10 @@ type LoadBalancerStatus struct {
 	// LastSyncTime is when the backend was last reconciled successfully.
 	// +optional
 	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
+	// AppliedHash fingerprints the desired state last applied to the backend,
+	// so that restarts and resyncs can tell a change from a repeat.
+	// +optional
+	AppliedHash string `json:"appliedHash,omitempty"`
 	// ObservedGeneration is the Service generation last reconciled successfully.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
@@ -155,7 +159,9 @@ type LoadBalancerStatus struct {
 // +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.status.address`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.ready`
 // +kubebuilder:printcolumn:name="Backends",type=string,JSONPath=`.status.backendsSummary`
+// +kubebuilder:printcolumn:name="Monthly Cost",type=string,JSONPath=`.status.monthlyCost`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.status.announcements[0].node`,priority=1
 type LoadBalancer struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

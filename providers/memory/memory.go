@@ -152,6 +152,10 @@ func (c *Config) Factory() providers.Factory {
 	}
 }
 
+// TargetsPods implements providers.PodTargeter: the memory backend can
+// register pod IPs as targets.
+func (p *Provider) TargetsPods() bool { return true }
+
 // Class implements providers.Provider.
 func (p *Provider) Class() string { return p.opts.Class }
 

@@ -1,0 +1,154 @@
+package controllers
+
+import (
+	"context"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
+)
+
+// SetupWithManager wires the reconciler's watches:
+//   - Services of type LoadBalancer (or still carrying the finalizer), on spec,
+//     metadata and deletion changes but not on status writes;
+//   - LoadBalancer records, on deletion only, so a deleted record is rebuilt;
+//   - Nodes, on changes that affect eligibility, batched per NodeBatchWindow;
+//   - EndpointSlices, mapped to their Service;
+//   - a channel that NotifyPending feeds when a backend frees capacity.
+func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
+	for class, p := range r.Providers {
+		r.Providers[class] = instrumented{Provider: p, m: r.Metrics}
+	}
+	r.pending = make(chan event.GenericEvent, 128)
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("service").
+		For(&corev1.Service{}, builder.WithPredicates(servicePredicate())).
+		Owns(&lbv1.LoadBalancer{}, builder.WithPredicates(predicate.Funcs{
+			CreateFunc:  func(event.CreateEvent) bool { return false },
+			UpdateFunc:  func(event.UpdateEvent) bool { return false },
+			GenericFunc: func(event.GenericEvent) bool { return false },
+		})).
+		Watches(&corev1.Node{}, r.nodeHandler()).
+		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(sliceToService)).
+		WatchesRawSource(source.Channel(r.pending, handler.EnqueueRequestsFromMapFunc(r.pendingServices))).
+		WithOptions(opts).
+		Complete(r)
+}
+
+// NotifyPending asks the controller to retry every Service of class that has
+// no address yet, e.g. when the local backend frees an address. It never
+// blocks: a full channel already holds a retry.
+func (r *ServiceReconciler) NotifyPending(class string) {
+	if r.pending == nil {
+		return
+	}
+	select {
+	case r.pending <- event.GenericEvent{Object: &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: class}}}:
+	default:
+	}
+}
+
+func (r *ServiceReconciler) pendingServices(ctx context.Context, obj client.Object) []reconcile.Request {
+	class := obj.GetName()
+	var out []reconcile.Request
+	for _, svc := range r.managedServices(ctx) {
+		if r.classFor(&svc) != class {
+			continue
+		}
+		if c := meta.FindStatusCondition(svc.Status.Conditions, ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&svc)})
+		}
+	}
+	return out
+}
+
+func (r *ServiceReconciler) managedServices(ctx context.Context) []corev1.Service {
+	var list corev1.ServiceList
+	if err := r.Client.List(ctx, &list); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing Services")
+		return nil
+	}
+	return slices.DeleteFunc(list.Items, func(s corev1.Service) bool { return r.classFor(&s) == "" })
+}
+
+func servicePredicate() predicate.Predicate {
+	relevant := func(o client.Object) bool {
+		svc, ok := o.(*corev1.Service)
+		return ok && (svc.Spec.Type == corev1.ServiceTypeLoadBalancer || slices.Contains(svc.Finalizers, Finalizer))
+	}
+	return predicate.Funcs{
+		CreateFunc:  func(e event.CreateEvent) bool { return relevant(e.Object) },
+		DeleteFunc:  func(e event.DeleteEvent) bool { return relevant(e.Object) },
+		GenericFunc: func(e event.GenericEvent) bool { return relevant(e.Object) },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			if !relevant(e.ObjectOld) && !relevant(e.ObjectNew) {
+				return false
+			}
+			o, n := e.ObjectOld, e.ObjectNew
+			return o.GetGeneration() != n.GetGeneration() ||
+				!equality.Semantic.DeepEqual(o.GetAnnotations(), n.GetAnnotations()) ||
+				!equality.Semantic.DeepEqual(o.GetLabels(), n.GetLabels()) ||
+				!equality.Semantic.DeepEqual(o.GetFinalizers(), n.GetFinalizers()) ||
+				!n.GetDeletionTimestamp().IsZero()
+		},
+	}
+}
+
+// nodeHandler enqueues every managed Service after NodeBatchWindow when a
+// node change can alter backends; the queue folds repeated adds of a waiting
+// key, so node churn reaches each load balancer at most once per window.
+func (r *ServiceReconciler) nodeHandler() handler.EventHandler {
+	enqueueAll := func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		for _, svc := range r.managedServices(ctx) {
+			q.AddAfter(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&svc)}, r.NodeBatchWindow)
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, _ event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueueAll(ctx, q)
+		},
+		DeleteFunc: func(ctx context.Context, _ event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueueAll(ctx, q)
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			o, okO := e.ObjectOld.(*corev1.Node)
+			n, okN := e.ObjectNew.(*corev1.Node)
+			if okO && okN && nodeChanged(o, n) {
+				enqueueAll(ctx, q)
+			}
+		},
+	}
+}
+
+// nodeChanged reports changes that can alter a load balancer's backends;
+// heartbeats and image lists do not.
+func nodeChanged(o, n *corev1.Node) bool {
+	if EligibleNode(o) != EligibleNode(n) {
+		return true
+	}
+	po, pn := toProviderNode(o), toProviderNode(n)
+	return !equality.Semantic.DeepEqual(po, pn)
+}
+
+func sliceToService(_ context.Context, obj client.Object) []reconcile.Request {
+	name := obj.GetLabels()[discoveryv1.LabelServiceName]
+	if name == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: obj.GetNamespace(), Name: name}}}
+}

@@ -1,0 +1,251 @@
+// Package operator assembles portico-operator: flags, the explicit map of
+// backends, the manager and the Service controller. cmd/portico-operator is a
+// thin main around it; tests run the same code in-process.
+package operator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/portico-lb/portico/controllers"
+	"github.com/portico-lb/portico/internal/scheme"
+	"github.com/portico-lb/portico/providers"
+	"github.com/portico-lb/portico/providers/memory"
+)
+
+// BackendConfig is a backend's own settings: its --<name>-* flags and the
+// factory bound to them.
+type BackendConfig interface {
+	AddFlags(fs *pflag.FlagSet)
+	Factory() providers.Factory
+}
+
+// backends is the explicit map of every backend the operator can run
+// (no init() registration): name -> a fresh config.
+func backends() map[string]BackendConfig {
+	return map[string]BackendConfig{
+		memory.Name: &memory.Config{},
+	}
+}
+
+// Options are the operator's settings.
+type Options struct {
+	Kubeconfig string
+	// Providers are the enabled backends by name (class lb.portico.dev/<name>).
+	Providers    []string
+	DefaultClass string
+	ClusterID    string
+
+	MetricsAddr, ProbeAddr string
+	LeaderElect            bool
+	LeaderElectionNS       string
+	LeaderElectionID       string
+
+	Workers            int
+	NodeBatchWindow    time.Duration
+	ResyncPeriod       time.Duration
+	ConfigErrorBackoff time.Duration
+	RetryBase          time.Duration
+	RetryMax           time.Duration
+	QPS                float32
+	Burst              int
+
+	// Backends holds every backend's config, bound to flags.
+	Backends map[string]BackendConfig
+	// Instances, when set, are used instead of building backends from
+	// their configs (tests share an in-memory cloud with the operator).
+	Instances map[string]providers.Provider
+	// Pricer prices cost inputs; nil leaves cost empty.
+	Pricer controllers.Pricer
+}
+
+// DefaultOptions returns the operator's defaults.
+func DefaultOptions() *Options {
+	return &Options{
+		Providers:          []string{"local"},
+		ClusterID:          "kubernetes",
+		MetricsAddr:        ":8080",
+		ProbeAddr:          ":8081",
+		LeaderElectionID:   "portico-operator.lb.portico.dev",
+		Workers:            16,
+		NodeBatchWindow:    time.Second,
+		ResyncPeriod:       10 * time.Minute,
+		ConfigErrorBackoff: 5 * time.Minute,
+		RetryBase:          time.Second,
+		RetryMax:           5 * time.Minute,
+		QPS:                200,
+		Burst:              400,
+		Backends:           backends(),
+	}
+}
+
+// AddFlags registers the operator's flags and every backend's flags.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Path to a kubeconfig; empty uses in-cluster config or $KUBECONFIG.")
+	fs.StringSliceVar(&o.Providers, "providers", o.Providers, "Backends to enable, comma-separated, from: "+strings.Join(o.backendNames(), ", ")+". Each serves class lb.portico.dev/<name>.")
+	fs.StringVar(&o.DefaultClass, "default-class", o.DefaultClass, "Class that also takes LoadBalancer Services without spec.loadBalancerClass, e.g. lb.portico.dev/local. Empty leaves them to other controllers.")
+	fs.StringVar(&o.ClusterID, "cluster-id", o.ClusterID, "Identifies this cluster in cloud resource names and the portico.dev/cluster ownership tag. Must be unique per cloud account and stable for the cluster's life.")
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "Address of the Prometheus metrics endpoint; \"0\" disables it.")
+	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "Address of the /healthz and /readyz endpoints; \"0\" disables them.")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "Elect a leader on a Lease so that only one replica reconciles.")
+	fs.StringVar(&o.LeaderElectionNS, "leader-election-namespace", o.LeaderElectionNS, "Namespace of the leader-election Lease; empty uses the pod's namespace.")
+	fs.StringVar(&o.LeaderElectionID, "leader-election-id", o.LeaderElectionID, "Name of the leader-election Lease.")
+	fs.IntVar(&o.Workers, "workers", o.Workers, "Services reconciled concurrently.")
+	fs.DurationVar(&o.NodeBatchWindow, "node-batch-window", o.NodeBatchWindow, "Node changes are folded into at most one backend update per load balancer per window.")
+	fs.DurationVar(&o.ResyncPeriod, "resync-period", o.ResyncPeriod, "How often an unchanged load balancer is re-checked against its backend to repair drift (no mutating calls when nothing drifted).")
+	fs.DurationVar(&o.ConfigErrorBackoff, "config-error-backoff", o.ConfigErrorBackoff, "Retry delay for problems the user must fix (bad annotations, exhausted pools); a change to the Service retries at once.")
+	fs.DurationVar(&o.RetryBase, "retry-base-delay", o.RetryBase, "First retry delay after a transient backend error that suggests no delay; doubles per failure.")
+	fs.DurationVar(&o.RetryMax, "retry-max-delay", o.RetryMax, "Longest retry delay after transient backend errors.")
+	fs.Float32Var(&o.QPS, "kube-api-qps", o.QPS, "Queries per second to the Kubernetes API.")
+	fs.IntVar(&o.Burst, "kube-api-burst", o.Burst, "Burst of queries to the Kubernetes API.")
+	for _, name := range o.backendNames() {
+		o.Backends[name].AddFlags(fs)
+	}
+}
+
+func (o *Options) backendNames() []string {
+	names := make([]string, 0, len(o.Backends))
+	for n := range o.Backends {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// RESTConfig loads the kubeconfig named by --kubeconfig, $KUBECONFIG or the
+// in-cluster config.
+func (o *Options) RESTConfig() (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
+	if o.Kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+	} else {
+		cfg, err = ctrl.GetConfig()
+	}
+	if err != nil {
+		return nil, err
+	}
+	cfg.QPS, cfg.Burst = o.QPS, o.Burst
+	cfg.UserAgent = "portico-operator"
+	return cfg, nil
+}
+
+// Validate checks the options.
+func (o *Options) Validate() error {
+	var errs []error
+	if len(o.Providers) == 0 {
+		errs = append(errs, errors.New("--providers: enable at least one backend"))
+	}
+	for _, p := range o.Providers {
+		if _, ok := o.Backends[p]; !ok && o.Instances[providers.Class(p)] == nil {
+			errs = append(errs, fmt.Errorf("--providers: unknown backend %q (known: %s)", p, strings.Join(o.backendNames(), ", ")))
+		}
+	}
+	if o.DefaultClass != "" && !slices.Contains(o.Providers, strings.TrimPrefix(o.DefaultClass, providers.ClassPrefix)) {
+		errs = append(errs, fmt.Errorf("--default-class %s: its backend is not enabled in --providers", o.DefaultClass))
+	}
+	if o.ClusterID == "" {
+		errs = append(errs, errors.New("--cluster-id must not be empty"))
+	}
+	if o.Workers < 1 {
+		errs = append(errs, errors.New("--workers must be at least 1"))
+	}
+	return errors.Join(errs...)
+}
+
+// Run builds the manager and runs it until ctx ends.
+func Run(ctx context.Context, cfg *rest.Config, o *Options) error {
+	mgr, _, err := New(ctx, cfg, o)
+	if err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
+}
+
+// New builds the manager with the Service controller; the caller starts it.
+func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *controllers.ServiceReconciler, error) {
+	if err := o.Validate(); err != nil {
+		return nil, nil, err
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        scheme.New(),
+		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress:        o.ProbeAddr,
+		LeaderElection:                o.LeaderElect,
+		LeaderElectionID:              o.LeaderElectionID,
+		LeaderElectionNamespace:       o.LeaderElectionNS,
+		LeaderElectionReleaseOnCancel: true,
+		// Several managers share a process in tests.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating manager: %w", err)
+	}
+	provs := map[string]providers.Provider{}
+	for _, name := range o.Providers {
+		class := providers.Class(name)
+		if p, ok := o.Instances[class]; ok {
+			provs[class] = p
+			continue
+		}
+		p, err := o.Backends[name].Factory()(ctx, providers.Options{ClusterID: o.ClusterID, Client: mgr.GetClient()})
+		if err != nil {
+			return nil, nil, fmt.Errorf("starting backend %s: %w", name, err)
+		}
+		provs[class] = p
+	}
+	r := &controllers.ServiceReconciler{
+		Client:             mgr.GetClient(),
+		Recorder:           mgr.GetEventRecorder("portico-operator"),
+		Metrics:            sharedMetrics(),
+		Pricer:             o.Pricer,
+		Providers:          provs,
+		DefaultClass:       o.DefaultClass,
+		ClusterID:          o.ClusterID,
+		NodeBatchWindow:    o.NodeBatchWindow,
+		ResyncPeriod:       o.ResyncPeriod,
+		ConfigErrorBackoff: o.ConfigErrorBackoff,
+		RetryBase:          o.RetryBase,
+		RetryMax:           o.RetryMax,
+	}
+	if err := r.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.Workers}); err != nil {
+		return nil, nil, fmt.Errorf("setting up Service controller: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return nil, nil, err
+	}
+	if err := mgr.AddReadyzCheck("cache", func(req *http.Request) error {
+		if !mgr.GetCache().WaitForCacheSync(req.Context()) {
+			return errors.New("informer caches not synced")
+		}
+		return nil
+	}); err != nil {
+		return nil, nil, err
+	}
+	return mgr, r, nil
+}
+
+// sharedMetrics registers Portico's metrics on controller-runtime's registry
+// once per process, however many managers it runs.
+var sharedMetrics = sync.OnceValue(func() *controllers.Metrics {
+	return controllers.NewMetrics(metrics.Registry)
+})
