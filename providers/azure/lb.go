@@ -303,10 +303,10 @@ func upsertChildren[T any](have []T, base string, want []T, name func(T) string,
 	return out, changed
 }
 
-func ruleName0(r *armnetwork.LoadBalancingRule) string        { return deref(r.Name) }
-func feName(f *armnetwork.FrontendIPConfiguration) string     { return deref(f.Name) }
-func poolName(p *armnetwork.BackendAddressPool) string        { return deref(p.Name) }
-func probeName(p *armnetwork.Probe) string                    { return deref(p.Name) }
+func ruleName0(r *armnetwork.LoadBalancingRule) string    { return deref(r.Name) }
+func feName(f *armnetwork.FrontendIPConfiguration) string { return deref(f.Name) }
+func poolName(p *armnetwork.BackendAddressPool) string    { return deref(p.Name) }
+func probeName(p *armnetwork.Probe) string                { return deref(p.Name) }
 func subID(s *armnetwork.SubResource) string {
 	if s == nil {
 		return ""
