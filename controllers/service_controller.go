@@ -42,8 +42,7 @@ type Pricer interface {
 	Price(class string, in providers.CostInputs) (*lbv1.CostStatus, error)
 }
 
-// ServiceReconciler reconciles LoadBalancer Services of Portico's classes.
-//
+// RBAC of the operator, generated into config/rbac by "make manifests".
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups="",resources=services/status,verbs=update;patch
 // +kubebuilder:rbac:groups="",resources=nodes;namespaces,verbs=get;list;watch
@@ -52,7 +51,9 @@ type Pricer interface {
 // +kubebuilder:rbac:groups=lb.portico.dev,resources=loadbalancers/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=portico-system,resources=leases,verbs=get;list;watch;create;update;patch
+
+// ServiceReconciler reconciles LoadBalancer Services of Portico's classes.
 type ServiceReconciler struct {
 	Client   client.Client
 	Recorder events.EventRecorder

@@ -99,8 +99,11 @@ func servicePredicate() predicate.Predicate {
 			if !relevant(e.ObjectOld) && !relevant(e.ObjectNew) {
 				return false
 			}
+			// Services do not bump metadata.generation on spec changes,
+			// so compare the spec itself; status-only writes (our own)
+			// are ignored.
 			o, n := e.ObjectOld, e.ObjectNew
-			return o.GetGeneration() != n.GetGeneration() ||
+			return !equality.Semantic.DeepEqual(o.(*corev1.Service).Spec, n.(*corev1.Service).Spec) ||
 				!equality.Semantic.DeepEqual(o.GetAnnotations(), n.GetAnnotations()) ||
 				!equality.Semantic.DeepEqual(o.GetLabels(), n.GetLabels()) ||
 				!equality.Semantic.DeepEqual(o.GetFinalizers(), n.GetFinalizers()) ||

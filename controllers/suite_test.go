@@ -1,0 +1,182 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"go.uber.org/zap/zapcore"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/portico-lb/portico/internal/operator"
+	"github.com/portico-lb/portico/internal/testenv"
+	"github.com/portico-lb/portico/providers"
+	"github.com/portico-lb/portico/providers/memory"
+)
+
+// env is the control plane shared by this package's integration tests. Each
+// test runs its own operator against it, in its own namespace, and removes
+// what it created before the operator stops.
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapLevel())))
+	var err error
+	env, err = testenv.New()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting control plane:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if err := env.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping control plane:", err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+func zapLevel() zapcore.Level {
+	if os.Getenv("PORTICO_TEST_VERBOSE") != "" {
+		return -4
+	}
+	return 2 // errors only
+}
+
+const memoryClass = "lb.portico.dev/memory"
+
+var nsCounter atomic.Int32
+
+// namespace creates a fresh namespace for the test.
+func namespace(t *testing.T) string {
+	t.Helper()
+	name := fmt.Sprintf("t%d-%s", nsCounter.Add(1), strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())))
+	if len(name) > 60 {
+		name = name[:60]
+	}
+	name = strings.TrimRight(name, "-")
+	if err := env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// operatorRun is one in-process operator.
+type operatorRun struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (o *operatorRun) stop(t *testing.T) {
+	t.Helper()
+	o.cancel()
+	select {
+	case err := <-o.done:
+		if err != nil {
+			t.Errorf("operator: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("operator did not stop within 30s")
+	}
+}
+
+// startOperator runs the operator with p serving the memory class.
+func startOperator(t *testing.T, p providers.Provider, mutate ...func(*operator.Options)) *operatorRun {
+	t.Helper()
+	o := operator.DefaultOptions()
+	o.Providers = []string{memory.Name}
+	o.Instances = map[string]providers.Provider{memoryClass: p}
+	o.ClusterID = "test"
+	o.MetricsAddr, o.ProbeAddr = "0", "0"
+	o.NodeBatchWindow = 100 * time.Millisecond
+	o.RetryBase, o.RetryMax = 50*time.Millisecond, time.Second
+	o.ConfigErrorBackoff = 2 * time.Second
+	for _, m := range mutate {
+		m(o)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	mgr, _, err := operator.New(ctx, env.Config, o)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	run := &operatorRun{cancel: cancel, done: make(chan error, 1)}
+	go func() { run.done <- mgr.Start(ctx) }()
+	return run
+}
+
+// withOperator starts an operator for the test and, at cleanup, deletes the
+// test's Services and Nodes and waits until the operator released them.
+func withOperator(t *testing.T, p providers.Provider, mutate ...func(*operator.Options)) *operatorRun {
+	t.Helper()
+	run := startOperator(t, p, mutate...)
+	t.Cleanup(func() { run.stop(t) })
+	return run
+}
+
+// eventually polls f until it returns nil or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = f(); err == nil {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("not reached within %s: %v", timeout, err)
+}
+
+func create(t *testing.T, objs ...client.Object) {
+	t.Helper()
+	for _, o := range objs {
+		if err := env.Client.Create(context.Background(), o); err != nil {
+			t.Fatalf("creating %T %s: %v", o, o.GetName(), err)
+		}
+	}
+}
+
+// createNode creates a node (status included) and deletes it at cleanup.
+func createNode(t *testing.T, n *corev1.Node) {
+	t.Helper()
+	status := n.Status
+	create(t, n)
+	n.Status = status
+	if err := env.Client.Status().Update(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), n) })
+}
+
+func get[T client.Object](t *testing.T, obj T) T {
+	t.Helper()
+	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+		t.Fatalf("get %s: %v", obj.GetName(), err)
+	}
+	return obj
+}
+
+// deleteAndWait deletes a Service and waits until the operator removed the
+// finalizer and the object is gone.
+func deleteAndWait(t *testing.T, svc *corev1.Service) {
+	t.Helper()
+	if err := env.Client.Delete(context.Background(), svc); client.IgnoreNotFound(err) != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, func() error {
+		err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(svc), &corev1.Service{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("service %s still exists (err %v)", svc.Name, err)
+	})
+}
