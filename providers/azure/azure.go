@@ -233,6 +233,12 @@ func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*prov
 	public, internal := p.LoadBalancerNames()
 	lbName, other := public, internal
 
+	// Build the parts once before any call, so that input Azure cannot carry
+	// fails before anything is created.
+	in := partsInput{LoadBalancerID: p.loadBalancerID(lbName), VNetID: p.vnetID(), Desired: d, Settings: settings}
+	if _, err := buildParts(in); err != nil {
+		return nil, err
+	}
 	var spec frontendSpec
 	var pip *armnetwork.PublicIPAddress
 	if d.Scheme == providers.SchemeInternal {
@@ -252,7 +258,8 @@ func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*prov
 		spec.PublicIPID = deref(pip.ID)
 	}
 
-	pt, err := buildParts(partsInput{LoadBalancerID: p.loadBalancerID(lbName), VNetID: p.vnetID(), Desired: d, Settings: settings, Frontend: spec})
+	in.LoadBalancerID, in.Frontend = p.loadBalancerID(lbName), spec
+	pt, err := buildParts(in)
 	if err != nil {
 		return nil, err
 	}

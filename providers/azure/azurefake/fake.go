@@ -788,6 +788,30 @@ func (s *Server) stampLoadBalancer(id, name string, lb *armnetwork.LoadBalancer,
 		return cid
 	}
 	privUsed := s.privateIPsInUse(id)
+	// Addresses this load balancer's frontends already hold or ask for
+	// statically are claimed before dynamic ones are handed out.
+	for _, fe := range props.FrontendIPConfigurations {
+		fp := fe.Properties
+		if fp == nil || fp.Subnet == nil {
+			continue
+		}
+		feID := strings.ToLower(id + "/frontendIPConfigurations/" + deref(fe.Name))
+		var claim string
+		switch {
+		case deref(fp.PrivateIPAllocationMethod) == armnetwork.IPAllocationMethodStatic:
+			claim = deref(fp.PrivateIPAddress)
+		case prev[strings.ToLower(deref(fe.Name))] != nil && prev[strings.ToLower(deref(fe.Name))].Properties != nil:
+			claim = deref(prev[strings.ToLower(deref(fe.Name))].Properties.PrivateIPAddress)
+		}
+		a, err := netip.ParseAddr(claim)
+		if err != nil {
+			continue
+		}
+		if user, ok := privUsed[a]; ok && !strings.EqualFold(user, feID) {
+			return badRequest("PrivateIPAddressInUse", "IP configuration %s is using the private IP address %s which is already allocated to resource %s.", feID, a, user)
+		}
+		privUsed[a] = feID
+	}
 	for _, fe := range props.FrontendIPConfigurations {
 		fe.ID, fe.Type, fe.Etag = ptr(child("frontendIPConfigurations", deref(fe.Name))), ptr("Microsoft.Network/loadBalancers/frontendIPConfigurations"), ptr(newETag())
 		fp := fe.Properties
@@ -808,9 +832,6 @@ func (s *Server) stampLoadBalancer(id, name string, lb *armnetwork.LoadBalancer,
 			a, err := netip.ParseAddr(*fp.PrivateIPAddress)
 			if err != nil || !s.opts.PrivateRange.Contains(a) {
 				return badRequest("PrivateIPAddressNotInSubnet", "Private static IP address %s does not belong to the range of subnet %s.", *fp.PrivateIPAddress, deref(fp.Subnet.ID))
-			}
-			if user, ok := privUsed[a]; ok && !strings.EqualFold(user, deref(fe.ID)) {
-				return badRequest("PrivateIPAddressInUse", "IP configuration %s is using the private IP address %s which is already allocated to resource %s.", deref(fe.ID), a, user)
 			}
 			continue
 		}
