@@ -1,0 +1,930 @@
+package gcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+
+	compute "cloud.google.com/go/compute/apiv1"
+	"cloud.google.com/go/compute/apiv1/computepb"
+	"github.com/go-logr/logr"
+	"google.golang.org/api/iterator"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/portico-lb/portico/providers"
+)
+
+// Resource kinds reported in Status.Resources.
+const (
+	kindAddress         = "address"
+	kindForwardingRule  = "forwardingRule"
+	kindBackendService  = "backendService"
+	kindHealthCheck     = "healthCheck"
+	kindFirewall        = "firewall"
+	kindInstanceGroup   = "instanceGroup"
+	descPortsKey        = "portico.dev/ports"
+	healthCheckPath     = "/healthz"
+	balancingConnection = "CONNECTION"
+)
+
+var allProtocols = []providers.Protocol{providers.TCP, providers.UDP}
+
+// Ensure implements providers.Provider. It builds, in dependency order, the
+// address, the health check, the cluster's instance groups, the backend
+// service, the forwarding rules and the firewall rules, reading each first
+// and changing only what differs, so a second call with the same input makes
+// no mutating call and a call after a crash adopts what the first one made.
+func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*providers.Status, error) {
+	pl, err := p.newPlan(d)
+	if err != nil {
+		return nil, err
+	}
+	log := logr.FromContextOrDiscard(ctx).WithValues("loadBalancer", BaseName(pl.key))
+
+	rules := map[providers.Protocol]*computepb.ForwardingRule{}
+	for _, proto := range allProtocols {
+		r, err := p.getRule(ctx, pl.key, proto)
+		if err != nil {
+			return nil, err
+		}
+		if r != nil {
+			rules[proto] = r
+		}
+	}
+	ip, ownAddr, err := p.ensureAddress(ctx, log, pl, rules)
+	if err != nil {
+		return nil, err
+	}
+	hc, err := p.ensureHealthCheck(ctx, log, pl)
+	if err != nil {
+		return nil, err
+	}
+	groups, total, err := p.ensureInstanceGroups(ctx, log, pl)
+	if err != nil {
+		return nil, err
+	}
+	bs, err := p.ensureBackendService(ctx, log, pl, hc, groups, rules)
+	if err != nil {
+		return nil, err
+	}
+	if ip, err = p.ensureRules(ctx, log, pl, ip, bs, rules); err != nil {
+		return nil, err
+	}
+	if err := p.ensureFirewalls(ctx, log, pl, ip); err != nil {
+		return nil, err
+	}
+	if ownAddr != nil && (pl.addressName != "") {
+		// The Service moved to a user-reserved address: release ours now
+		// that no rule uses it.
+		if err := p.deleteAddress(ctx, log, pl.key); err != nil {
+			return nil, err
+		}
+		ownAddr = nil
+	}
+	return p.status(pl, ip, ownAddr != nil, total), nil
+}
+
+func (p *Provider) status(pl *plan, ip string, ownAddr bool, total int) *providers.Status {
+	base := BaseName(pl.key)
+	st := &providers.Status{
+		Backends: providers.Backends{Total: total, Healthy: -1},
+		Cost: providers.CostInputs{
+			Kind: "gcp-forwarding-rule", Region: p.opts.Region, Tier: pl.tier,
+			Units: map[string]int{"forwardingRules": len(pl.protocols), "backendServices": 1, "healthChecks": 1},
+		},
+	}
+	if ip != "" {
+		st.Ingress = []providers.Ingress{{IP: parseAddr(ip), IPMode: providers.IPModeVIP}}
+	}
+	if ownAddr {
+		st.Cost.Units["addresses"] = 1
+		st.Resources = append(st.Resources, providers.Resource{Kind: kindAddress, ID: p.regional("addresses", base)})
+	}
+	for _, proto := range pl.protocols {
+		st.Resources = append(st.Resources, providers.Resource{Kind: kindForwardingRule, ID: p.regional("forwardingRules", ForwardingRuleName(pl.key, proto))})
+		for _, port := range pl.ports[proto] {
+			st.Ports = append(st.Ports, providers.PortStatus{Port: port, Protocol: proto})
+		}
+	}
+	st.Resources = append(st.Resources,
+		providers.Resource{Kind: kindBackendService, ID: p.regional("backendServices", base)},
+		providers.Resource{Kind: kindHealthCheck, ID: p.regional("healthChecks", base)},
+		providers.Resource{Kind: kindFirewall, ID: "projects/" + p.opts.Project + "/global/firewalls/" + base},
+		providers.Resource{Kind: kindFirewall, ID: "projects/" + p.opts.Project + "/global/firewalls/" + HealthCheckFirewallName(pl.key)},
+	)
+	return st
+}
+
+func (p *Provider) regional(coll, name string) string {
+	return "projects/" + p.opts.Project + "/regions/" + p.opts.Region + "/" + coll + "/" + name
+}
+
+// get runs a read, turning 404 into (zero, false, nil).
+func get[T any](ctx context.Context, p *Provider, what string, fn func(context.Context) (T, error)) (T, bool, error) {
+	var out T
+	err := p.call(ctx, what, func(ctx context.Context) error {
+		var e error
+		out, e = fn(ctx)
+		return e
+	})
+	if classify(err) == kindNotFound {
+		var zero T
+		return zero, false, nil
+	}
+	return out, err == nil, err
+}
+
+// do runs a mutating call and waits for its Operation. Throttled calls and
+// polls are retried; a 404 on a delete means done.
+func (p *Provider) do(ctx context.Context, what string, fn func(context.Context) (*compute.Operation, error)) error {
+	var op *compute.Operation
+	if err := p.call(ctx, what, func(ctx context.Context) error {
+		var e error
+		op, e = fn(ctx)
+		return e
+	}); err != nil {
+		return err
+	}
+	return p.call(ctx, what+" (waiting for operation)", func(ctx context.Context) error { return op.Wait(ctx) })
+}
+
+// created tolerates 409: an earlier attempt (retried, or cut short by a
+// crash) already created the resource, which the caller re-reads.
+func created(err error) error {
+	if classify(err) == kindExists {
+		return nil
+	}
+	return err
+}
+
+// deleted tolerates 404.
+func deleted(err error) error {
+	if classify(err) == kindNotFound {
+		return nil
+	}
+	return err
+}
+
+func (p *Provider) getRule(ctx context.Context, key providers.Key, proto providers.Protocol) (*computepb.ForwardingRule, error) {
+	name := ForwardingRuleName(key, proto)
+	r, found, err := get(ctx, p, "reading forwarding rule "+name, func(ctx context.Context) (*computepb.ForwardingRule, error) {
+		return p.api.ForwardingRules.Get(ctx, &computepb.GetForwardingRuleRequest{Project: p.opts.Project, Region: p.opts.Region, ForwardingRule: name})
+	})
+	if err != nil || !found {
+		return nil, err
+	}
+	return r, nil
+}
+
+// ensureAddress returns the load balancer's IP ("" while an ephemeral one is
+// not assigned yet) and Portico's own address, if one exists.
+func (p *Provider) ensureAddress(ctx context.Context, log logr.Logger, pl *plan, rules map[providers.Protocol]*computepb.ForwardingRule) (string, *computepb.Address, error) {
+	base := BaseName(pl.key)
+	own, err := p.getAddress(ctx, base)
+	if err != nil {
+		return "", nil, err
+	}
+	if own != nil && !ownedBy(own.GetDescription(), pl.key) {
+		return "", nil, &providers.NotOwnedError{Kind: kindAddress, ID: p.regional("addresses", base)}
+	}
+	if pl.addressName != "" {
+		user, err := p.getAddress(ctx, pl.addressName)
+		if err != nil {
+			return "", nil, err
+		}
+		if user == nil {
+			return "", nil, providers.Configf("AddressNotFound", "%s: no address %q is reserved in region %s", AnnotationAddressName, pl.addressName, p.opts.Region)
+		}
+		if (user.GetAddressType() == "INTERNAL") != pl.internal {
+			return "", nil, providers.Configf("AddressTypeMismatch", "address %q is %s but the load balancer is %s", pl.addressName, user.GetAddressType(), map[bool]string{true: "internal", false: "external"}[pl.internal])
+		}
+		return user.GetAddress(), own, nil
+	}
+	if own != nil && !addressMatches(own, pl) {
+		// The scheme, tier or subnet changed: the address cannot follow, so
+		// rules and address are rebuilt (the IP changes).
+		log.Info("Replacing address after a scheme, tier or subnet change", "address", base)
+		for _, proto := range allProtocols {
+			if rules[proto] != nil {
+				if err := p.deleteRule(ctx, log, pl.key, proto); err != nil {
+					return "", nil, err
+				}
+				delete(rules, proto)
+			}
+		}
+		if err := p.deleteAddress(ctx, log, pl.key); err != nil {
+			return "", nil, err
+		}
+		own = nil
+	}
+	if own != nil {
+		return own.GetAddress(), own, nil
+	}
+	if pl.ephemeral {
+		for _, proto := range allProtocols {
+			if r := rules[proto]; r != nil && ownedBy(r.GetDescription(), pl.key) {
+				return r.GetIPAddress(), nil, nil
+			}
+		}
+		return "", nil, nil
+	}
+	want := &computepb.Address{
+		Name:        proto.String(base),
+		Description: proto.String(description(pl.key, nil)),
+		Labels:      labels(pl.key),
+	}
+	switch {
+	case pl.internal:
+		want.AddressType = proto.String("INTERNAL")
+		want.Subnetwork = proto.String(pl.subnet)
+	default:
+		want.AddressType = proto.String("EXTERNAL")
+		want.NetworkTier = proto.String(pl.tier)
+	}
+	if pl.requestedIP != "" {
+		want.Address = proto.String(pl.requestedIP)
+	} else {
+		// Promote the ephemeral address a rule of ours already uses, so
+		// switching to a reserved address keeps the IP.
+		for _, proto := range allProtocols {
+			if r := rules[proto]; r != nil && ownedBy(r.GetDescription(), pl.key) && r.GetIPAddress() != "" {
+				want.Address = r.IPAddress
+				break
+			}
+		}
+	}
+	log.Info("Reserving address", "address", base, "ip", want.GetAddress())
+	err = created(p.do(ctx, "reserving address "+base, func(ctx context.Context) (*compute.Operation, error) {
+		return p.api.Addresses.Insert(ctx, &computepb.InsertAddressRequest{Project: p.opts.Project, Region: p.opts.Region, AddressResource: want})
+	}))
+	if err != nil {
+		return "", nil, err
+	}
+	if own, err = p.getAddress(ctx, base); err != nil {
+		return "", nil, err
+	}
+	if own == nil || !ownedBy(own.GetDescription(), pl.key) {
+		return "", nil, providers.Retry(fmt.Errorf("address %s not readable after creation", base), p.opts.RetryAfter/5)
+	}
+	return own.GetAddress(), own, nil
+}
+
+func addressMatches(a *computepb.Address, pl *plan) bool {
+	if pl.internal {
+		return a.GetAddressType() == "INTERNAL" && relLink(a.GetSubnetwork()) == relLink(pl.subnet)
+	}
+	return a.GetAddressType() != "INTERNAL" && a.GetNetworkTier() == pl.tier &&
+		(pl.requestedIP == "" || a.GetAddress() == pl.requestedIP)
+}
+
+func (p *Provider) getAddress(ctx context.Context, name string) (*computepb.Address, error) {
+	a, found, err := get(ctx, p, "reading address "+name, func(ctx context.Context) (*computepb.Address, error) {
+		return p.api.Addresses.Get(ctx, &computepb.GetAddressRequest{Project: p.opts.Project, Region: p.opts.Region, Address: name})
+	})
+	if err != nil || !found {
+		return nil, err
+	}
+	return a, nil
+}
+
+func (p *Provider) ensureHealthCheck(ctx context.Context, log logr.Logger, pl *plan) (string, error) {
+	name := BaseName(pl.key)
+	link := p.regional("healthChecks", name)
+	want := &computepb.HealthCheck{
+		Name:               proto.String(name),
+		Description:        proto.String(description(pl.key, nil)),
+		Type:               proto.String("HTTP"),
+		HttpHealthCheck:    &computepb.HTTPHealthCheck{Port: proto.Int32(pl.hcPort), RequestPath: proto.String(healthCheckPath)},
+		CheckIntervalSec:   proto.Int32(8),
+		TimeoutSec:         proto.Int32(1),
+		HealthyThreshold:   proto.Int32(1),
+		UnhealthyThreshold: proto.Int32(3),
+	}
+	have, found, err := get(ctx, p, "reading health check "+name, func(ctx context.Context) (*computepb.HealthCheck, error) {
+		return p.api.HealthChecks.Get(ctx, &computepb.GetRegionHealthCheckRequest{Project: p.opts.Project, Region: p.opts.Region, HealthCheck: name})
+	})
+	if err != nil {
+		return "", err
+	}
+	if found && !ownedBy(have.GetDescription(), pl.key) {
+		return "", &providers.NotOwnedError{Kind: kindHealthCheck, ID: link}
+	}
+	switch {
+	case !found:
+		log.Info("Creating health check", "healthCheck", name, "port", pl.hcPort)
+		err = created(p.do(ctx, "creating health check "+name, func(ctx context.Context) (*compute.Operation, error) {
+			return p.api.HealthChecks.Insert(ctx, &computepb.InsertRegionHealthCheckRequest{Project: p.opts.Project, Region: p.opts.Region, HealthCheckResource: want})
+		}))
+	case have.GetType() != want.GetType() || have.GetHttpHealthCheck().GetPort() != pl.hcPort ||
+		have.GetHttpHealthCheck().GetRequestPath() != healthCheckPath || have.GetCheckIntervalSec() != want.GetCheckIntervalSec() ||
+		have.GetTimeoutSec() != want.GetTimeoutSec() || have.GetHealthyThreshold() != want.GetHealthyThreshold() ||
+		have.GetUnhealthyThreshold() != want.GetUnhealthyThreshold():
+		log.Info("Updating health check", "healthCheck", name, "port", pl.hcPort)
+		err = p.do(ctx, "updating health check "+name, func(ctx context.Context) (*compute.Operation, error) {
+			return p.api.HealthChecks.Update(ctx, &computepb.UpdateRegionHealthCheckRequest{Project: p.opts.Project, Region: p.opts.Region, HealthCheck: name, HealthCheckResource: want})
+		})
+	}
+	return link, err
+}
+
+// ensureInstanceGroups makes the cluster's instance group in every zone of
+// the plan hold the plan's nodes and returns the groups' links by zone and
+// the number of backend instances.
+func (p *Provider) ensureInstanceGroups(ctx context.Context, log logr.Logger, pl *plan) (map[string]string, int, error) {
+	name := InstanceGroupName(pl.key.ClusterID)
+	links := map[string]string{}
+	total := 0
+	zones := make([]string, 0, len(pl.zones))
+	for z := range pl.zones {
+		zones = append(zones, z)
+	}
+	sort.Strings(zones)
+	for _, zone := range zones {
+		link := "projects/" + p.opts.Project + "/zones/" + zone + "/instanceGroups/" + name
+		ig, err := p.getInstanceGroup(ctx, zone, name)
+		if err != nil {
+			return nil, 0, err
+		}
+		if ig != nil && !ownedByCluster(ig.GetDescription(), pl.key.ClusterID) {
+			return nil, 0, &providers.NotOwnedError{Kind: kindInstanceGroup, ID: link}
+		}
+		if ig == nil {
+			log.Info("Creating instance group", "instanceGroup", name, "zone", zone)
+			err = created(p.do(ctx, "creating instance group "+link, func(ctx context.Context) (*compute.Operation, error) {
+				return p.api.InstanceGroups.Insert(ctx, &computepb.InsertInstanceGroupRequest{Project: p.opts.Project, Zone: zone, InstanceGroupResource: &computepb.InstanceGroup{
+					Name:        proto.String(name),
+					Description: proto.String(clusterDescription(pl.key.ClusterID)),
+					Network:     proto.String(p.opts.Network),
+				}})
+			}))
+			if err != nil {
+				return nil, 0, err
+			}
+		}
+		have, err := p.members(ctx, zone, name)
+		if err != nil {
+			return nil, 0, err
+		}
+		var add, remove []*computepb.InstanceReference
+		for _, inst := range pl.zones[zone] {
+			if !have[inst] {
+				add = append(add, &computepb.InstanceReference{Instance: proto.String(inst)})
+			}
+		}
+		if pl.exactMembers {
+			for _, inst := range sortedKeys(have) {
+				if !slices.Contains(pl.zones[zone], inst) {
+					remove = append(remove, &computepb.InstanceReference{Instance: proto.String(inst)})
+				}
+			}
+		}
+		// Add before removing, so a node swap never empties the group.
+		if len(add) > 0 {
+			log.Info("Adding instances to instance group", "instanceGroup", name, "zone", zone, "count", len(add))
+			if err := p.do(ctx, "adding instances to "+link, func(ctx context.Context) (*compute.Operation, error) {
+				return p.api.InstanceGroups.AddInstances(ctx, &computepb.AddInstancesInstanceGroupRequest{Project: p.opts.Project, Zone: zone, InstanceGroup: name,
+					InstanceGroupsAddInstancesRequestResource: &computepb.InstanceGroupsAddInstancesRequest{Instances: add}})
+			}); err != nil {
+				return nil, 0, err
+			}
+		}
+		if len(remove) > 0 {
+			log.Info("Removing instances from instance group", "instanceGroup", name, "zone", zone, "count", len(remove))
+			if err := p.do(ctx, "removing instances from "+link, func(ctx context.Context) (*compute.Operation, error) {
+				return p.api.InstanceGroups.RemoveInstances(ctx, &computepb.RemoveInstancesInstanceGroupRequest{Project: p.opts.Project, Zone: zone, InstanceGroup: name,
+					InstanceGroupsRemoveInstancesRequestResource: &computepb.InstanceGroupsRemoveInstancesRequest{Instances: remove}})
+			}); err != nil {
+				return nil, 0, err
+			}
+		}
+		links[zone] = link
+		total += len(pl.zones[zone])
+	}
+	return links, total, nil
+}
+
+func (p *Provider) getInstanceGroup(ctx context.Context, zone, name string) (*computepb.InstanceGroup, error) {
+	ig, found, err := get(ctx, p, "reading instance group "+zone+"/"+name, func(ctx context.Context) (*computepb.InstanceGroup, error) {
+		return p.api.InstanceGroups.Get(ctx, &computepb.GetInstanceGroupRequest{Project: p.opts.Project, Zone: zone, InstanceGroup: name})
+	})
+	if err != nil || !found {
+		return nil, err
+	}
+	return ig, nil
+}
+
+// members lists an instance group's instances (relative links), page by page.
+func (p *Provider) members(ctx context.Context, zone, name string) (map[string]bool, error) {
+	out := map[string]bool{}
+	err := p.call(ctx, "listing instances of "+zone+"/"+name, func(ctx context.Context) error {
+		clear(out)
+		it := p.api.InstanceGroups.ListInstances(ctx, &computepb.ListInstancesInstanceGroupsRequest{
+			Project: p.opts.Project, Zone: zone, InstanceGroup: name,
+			InstanceGroupsListInstancesRequestResource: &computepb.InstanceGroupsListInstancesRequest{InstanceState: proto.String("ALL")},
+		})
+		for {
+			inst, err := it.Next()
+			if errors.Is(err, iterator.Done) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			out[relLink(inst.GetInstance())] = true
+		}
+	})
+	return out, err
+}
+
+func (p *Provider) ensureBackendService(ctx context.Context, log logr.Logger, pl *plan, hc string, groups map[string]string, rules map[providers.Protocol]*computepb.ForwardingRule) (string, error) {
+	name := BaseName(pl.key)
+	link := p.regional("backendServices", name)
+	scheme := "EXTERNAL"
+	if pl.internal {
+		scheme = "INTERNAL"
+	}
+	protocol := "UNSPECIFIED" // mixed TCP and UDP: one rule per protocol over one backend service
+	if len(pl.protocols) == 1 {
+		protocol = string(pl.protocols[0])
+	}
+	var backends []*computepb.Backend
+	for _, z := range sortedKeys(groups) {
+		backends = append(backends, &computepb.Backend{Group: proto.String(groups[z]), BalancingMode: proto.String(balancingConnection)})
+	}
+	want := &computepb.BackendService{
+		Name:                proto.String(name),
+		Description:         proto.String(description(pl.key, nil)),
+		LoadBalancingScheme: proto.String(scheme),
+		Protocol:            proto.String(protocol),
+		HealthChecks:        []string{hc},
+		Backends:            backends,
+		SessionAffinity:     proto.String(pl.affinity),
+	}
+	if pl.internal {
+		want.Network = proto.String(p.opts.Network)
+	}
+	have, found, err := get(ctx, p, "reading backend service "+name, func(ctx context.Context) (*computepb.BackendService, error) {
+		return p.api.BackendServices.Get(ctx, &computepb.GetRegionBackendServiceRequest{Project: p.opts.Project, Region: p.opts.Region, BackendService: name})
+	})
+	if err != nil {
+		return "", err
+	}
+	if found && !ownedBy(have.GetDescription(), pl.key) {
+		return "", &providers.NotOwnedError{Kind: kindBackendService, ID: link}
+	}
+	if found && have.GetLoadBalancingScheme() != scheme {
+		// The scheme is immutable: rebuild the rules and the backend service.
+		log.Info("Replacing backend service after a scheme change", "backendService", name)
+		for _, proto := range allProtocols {
+			if rules[proto] != nil {
+				if err := p.deleteRule(ctx, log, pl.key, proto); err != nil {
+					return "", err
+				}
+				delete(rules, proto)
+			}
+		}
+		if err := p.deleteBackendService(ctx, log, pl.key); err != nil {
+			return "", err
+		}
+		found = false
+	}
+	switch {
+	case !found:
+		log.Info("Creating backend service", "backendService", name, "backends", len(backends))
+		err = created(p.do(ctx, "creating backend service "+name, func(ctx context.Context) (*compute.Operation, error) {
+			return p.api.BackendServices.Insert(ctx, &computepb.InsertRegionBackendServiceRequest{Project: p.opts.Project, Region: p.opts.Region, BackendServiceResource: want})
+		}))
+	case !backendServiceMatches(have, want):
+		log.Info("Updating backend service", "backendService", name, "backends", len(backends))
+		want.Fingerprint = have.Fingerprint
+		err = p.do(ctx, "updating backend service "+name, func(ctx context.Context) (*compute.Operation, error) {
+			return p.api.BackendServices.Patch(ctx, &computepb.PatchRegionBackendServiceRequest{Project: p.opts.Project, Region: p.opts.Region, BackendService: name, BackendServiceResource: want})
+		})
+	}
+	return link, err
+}
+
+func backendServiceMatches(have, want *computepb.BackendService) bool {
+	links := func(bs *computepb.BackendService) []string {
+		var out []string
+		for _, b := range bs.GetBackends() {
+			out = append(out, relLink(b.GetGroup())+"|"+b.GetBalancingMode())
+		}
+		sort.Strings(out)
+		return out
+	}
+	hcs := func(bs *computepb.BackendService) []string {
+		var out []string
+		for _, h := range bs.GetHealthChecks() {
+			out = append(out, relLink(h))
+		}
+		sort.Strings(out)
+		return out
+	}
+	affinity := have.GetSessionAffinity()
+	if affinity == "" {
+		affinity = "NONE"
+	}
+	return have.GetProtocol() == want.GetProtocol() && affinity == want.GetSessionAffinity() &&
+		slices.Equal(links(have), links(want)) && slices.Equal(hcs(have), hcs(want))
+}
+
+// ensureRules makes one forwarding rule per protocol in use and deletes the
+// others; it returns the load balancer's IP.
+func (p *Provider) ensureRules(ctx context.Context, log logr.Logger, pl *plan, ip, bs string, rules map[providers.Protocol]*computepb.ForwardingRule) (string, error) {
+	for _, protocol := range allProtocols {
+		name := ForwardingRuleName(pl.key, protocol)
+		have := rules[protocol]
+		if have != nil && !ownedBy(have.GetDescription(), pl.key) {
+			return "", &providers.NotOwnedError{Kind: kindForwardingRule, ID: p.regional("forwardingRules", name)}
+		}
+		if _, used := pl.ports[protocol]; !used {
+			if have != nil {
+				if err := p.deleteRule(ctx, log, pl.key, protocol); err != nil {
+					return "", err
+				}
+			}
+			continue
+		}
+		want := p.rule(pl, protocol, ip, bs)
+		if have != nil && !ruleMatches(have, want) {
+			log.Info("Replacing forwarding rule", "forwardingRule", name)
+			if err := p.deleteRule(ctx, log, pl.key, protocol); err != nil {
+				return "", err
+			}
+			have = nil
+		}
+		if have == nil {
+			log.Info("Creating forwarding rule", "forwardingRule", name, "ip", ip)
+			if err := created(p.do(ctx, "creating forwarding rule "+name, func(ctx context.Context) (*compute.Operation, error) {
+				return p.api.ForwardingRules.Insert(ctx, &computepb.InsertForwardingRuleRequest{Project: p.opts.Project, Region: p.opts.Region, ForwardingRuleResource: want})
+			})); err != nil {
+				return "", err
+			}
+			r, err := p.getRule(ctx, pl.key, protocol)
+			if err != nil {
+				return "", err
+			}
+			if r == nil {
+				return "", providers.Retry(fmt.Errorf("forwarding rule %s not readable after creation", name), p.opts.RetryAfter/5)
+			}
+			have = r
+		} else if !maps.Equal(have.GetLabels(), want.GetLabels()) {
+			log.Info("Labelling forwarding rule", "forwardingRule", name)
+			if err := p.do(ctx, "labelling forwarding rule "+name, func(ctx context.Context) (*compute.Operation, error) {
+				return p.api.ForwardingRules.SetLabels(ctx, &computepb.SetLabelsForwardingRuleRequest{Project: p.opts.Project, Region: p.opts.Region, Resource: name,
+					RegionSetLabelsRequestResource: &computepb.RegionSetLabelsRequest{Labels: want.GetLabels(), LabelFingerprint: have.LabelFingerprint}})
+			}); err != nil {
+				return "", err
+			}
+		}
+		if ip == "" {
+			ip = have.GetIPAddress()
+		}
+	}
+	return ip, nil
+}
+
+func (p *Provider) rule(pl *plan, protocol providers.Protocol, ip, bs string) *computepb.ForwardingRule {
+	ports := pl.ports[protocol]
+	list, portRange, all := rulePorts(ports, pl.internal)
+	r := &computepb.ForwardingRule{
+		Name:           proto.String(ForwardingRuleName(pl.key, protocol)),
+		Description:    proto.String(description(pl.key, map[string]string{descPortsKey: strings.Join(portList(ports), ",")})),
+		IPProtocol:     proto.String(string(protocol)),
+		BackendService: proto.String(bs),
+		Labels:         labels(pl.key),
+		Ports:          list,
+	}
+	if portRange != "" {
+		r.PortRange = proto.String(portRange)
+	}
+	if all {
+		r.AllPorts = proto.Bool(true)
+	}
+	if !pl.ephemeral && ip != "" {
+		r.IPAddress = proto.String(ip)
+	}
+	if pl.internal {
+		r.LoadBalancingScheme = proto.String("INTERNAL")
+		r.Network = proto.String(p.opts.Network)
+		r.Subnetwork = proto.String(pl.subnet)
+	} else {
+		r.LoadBalancingScheme = proto.String("EXTERNAL")
+		r.NetworkTier = proto.String(pl.tier)
+	}
+	return r
+}
+
+// ruleMatches compares the fields that cannot change in place.
+func ruleMatches(have, want *computepb.ForwardingRule) bool {
+	sortedPorts := func(r *computepb.ForwardingRule) []string {
+		out := slices.Clone(r.GetPorts())
+		sort.Strings(out)
+		return out
+	}
+	return (want.IPAddress == nil || have.GetIPAddress() == want.GetIPAddress()) &&
+		have.GetIPProtocol() == want.GetIPProtocol() &&
+		slices.Equal(sortedPorts(have), sortedPorts(want)) &&
+		have.GetPortRange() == want.GetPortRange() &&
+		have.GetAllPorts() == want.GetAllPorts() &&
+		relLink(have.GetBackendService()) == relLink(want.GetBackendService()) &&
+		have.GetLoadBalancingScheme() == want.GetLoadBalancingScheme() &&
+		(want.NetworkTier == nil || have.GetNetworkTier() == want.GetNetworkTier()) &&
+		relLink(have.GetSubnetwork()) == relLink(want.GetSubnetwork()) &&
+		have.GetDescription() == want.GetDescription()
+}
+
+// ensureFirewalls admits client traffic from the source ranges and
+// health-check probes from Google's ranges, both to the load balancer's IP
+// (and, with --gcp-node-tags, only on the cluster's nodes).
+func (p *Provider) ensureFirewalls(ctx context.Context, log logr.Logger, pl *plan, ip string) error {
+	if !validIPv4(ip) {
+		return providers.Retry(fmt.Errorf("load balancer %s has no address yet", BaseName(pl.key)), p.opts.RetryAfter/5)
+	}
+	var allowed []*computepb.Allowed
+	for _, protocol := range pl.protocols {
+		allowed = append(allowed, &computepb.Allowed{IPProtocol: proto.String(strings.ToLower(string(protocol))), Ports: portList(pl.ports[protocol])})
+	}
+	hcRanges := slices.Clone(HealthCheckRanges)
+	if !pl.internal {
+		hcRanges = append(hcRanges, ExternalHealthCheckRanges...)
+	}
+	sort.Strings(hcRanges)
+	for _, fw := range []*computepb.Firewall{
+		p.firewall(pl, BaseName(pl.key), ip, pl.sourceRanges, allowed),
+		p.firewall(pl, HealthCheckFirewallName(pl.key), ip, hcRanges,
+			[]*computepb.Allowed{{IPProtocol: proto.String("tcp"), Ports: portList([]int32{pl.hcPort})}}),
+	} {
+		if err := p.ensureFirewall(ctx, log, pl.key, fw); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *Provider) firewall(pl *plan, name, ip string, sources []string, allowed []*computepb.Allowed) *computepb.Firewall {
+	return &computepb.Firewall{
+		Name:              proto.String(name),
+		Description:       proto.String(description(pl.key, nil)),
+		Network:           proto.String(p.opts.Network),
+		Direction:         proto.String("INGRESS"),
+		Priority:          proto.Int32(1000),
+		SourceRanges:      sources,
+		DestinationRanges: []string{ip + "/32"},
+		Allowed:           allowed,
+		TargetTags:        slices.Sorted(slices.Values(p.opts.NodeTags)),
+	}
+}
+
+func (p *Provider) ensureFirewall(ctx context.Context, log logr.Logger, key providers.Key, want *computepb.Firewall) error {
+	name := want.GetName()
+	have, found, err := get(ctx, p, "reading firewall "+name, func(ctx context.Context) (*computepb.Firewall, error) {
+		return p.api.Firewalls.Get(ctx, &computepb.GetFirewallRequest{Project: p.opts.Project, Firewall: name})
+	})
+	if err != nil {
+		return err
+	}
+	if found && !ownedBy(have.GetDescription(), key) {
+		return &providers.NotOwnedError{Kind: kindFirewall, ID: "projects/" + p.opts.Project + "/global/firewalls/" + name}
+	}
+	switch {
+	case !found:
+		log.Info("Creating firewall rule", "firewall", name)
+		return created(p.do(ctx, "creating firewall "+name, func(ctx context.Context) (*compute.Operation, error) {
+			return p.api.Firewalls.Insert(ctx, &computepb.InsertFirewallRequest{Project: p.opts.Project, FirewallResource: want})
+		}))
+	case !firewallMatches(have, want):
+		log.Info("Updating firewall rule", "firewall", name)
+		return p.do(ctx, "updating firewall "+name, func(ctx context.Context) (*compute.Operation, error) {
+			return p.api.Firewalls.Update(ctx, &computepb.UpdateFirewallRequest{Project: p.opts.Project, Firewall: name, FirewallResource: want})
+		})
+	}
+	return nil
+}
+
+func firewallMatches(have, want *computepb.Firewall) bool {
+	sorted := func(s []string) []string { out := slices.Clone(s); sort.Strings(out); return out }
+	allowed := func(f *computepb.Firewall) []string {
+		var out []string
+		for _, a := range f.GetAllowed() {
+			out = append(out, strings.ToLower(a.GetIPProtocol())+":"+strings.Join(sorted(a.GetPorts()), ","))
+		}
+		return sorted(out)
+	}
+	return relLink(have.GetNetwork()) == relLink(want.GetNetwork()) &&
+		have.GetDirection() == want.GetDirection() &&
+		have.GetPriority() == want.GetPriority() &&
+		slices.Equal(sorted(have.GetSourceRanges()), sorted(want.GetSourceRanges())) &&
+		slices.Equal(sorted(have.GetDestinationRanges()), sorted(want.GetDestinationRanges())) &&
+		slices.Equal(sorted(have.GetTargetTags()), sorted(want.GetTargetTags())) &&
+		slices.Equal(allowed(have), allowed(want))
+}
+
+// Observe implements providers.Provider.
+func (p *Provider) Observe(ctx context.Context, key providers.Key) (*providers.Status, error) {
+	pl := &plan{key: key, ports: map[providers.Protocol][]int32{}}
+	ip := ""
+	for _, protocol := range allProtocols {
+		r, err := p.getRule(ctx, key, protocol)
+		if err != nil {
+			return nil, err
+		}
+		if r == nil || !ownedBy(r.GetDescription(), key) {
+			continue
+		}
+		pl.protocols = append(pl.protocols, protocol)
+		pl.ports[protocol] = parsePortList(Marks(r.GetDescription())[descPortsKey])
+		pl.internal = r.GetLoadBalancingScheme() == "INTERNAL"
+		pl.tier = r.GetNetworkTier()
+		if ip == "" {
+			ip = r.GetIPAddress()
+		}
+	}
+	own, err := p.getAddress(ctx, BaseName(key))
+	if err != nil {
+		return nil, err
+	}
+	ownAddr := own != nil && ownedBy(own.GetDescription(), key)
+	bs, found, err := get(ctx, p, "reading backend service "+BaseName(key), func(ctx context.Context) (*computepb.BackendService, error) {
+		return p.api.BackendServices.Get(ctx, &computepb.GetRegionBackendServiceRequest{Project: p.opts.Project, Region: p.opts.Region, BackendService: BaseName(key)})
+	})
+	if err != nil {
+		return nil, err
+	}
+	ownBS := found && ownedBy(bs.GetDescription(), key)
+	if len(pl.protocols) == 0 && !ownAddr && !ownBS {
+		return nil, providers.ErrNotFound
+	}
+	if ip == "" && ownAddr {
+		ip = own.GetAddress()
+	}
+	total := 0
+	if ownBS {
+		for _, b := range bs.GetBackends() {
+			zone, name, ok := zonalName(b.GetGroup())
+			if !ok {
+				continue
+			}
+			m, err := p.members(ctx, zone, name)
+			if err != nil {
+				return nil, err
+			}
+			total += len(m)
+		}
+	}
+	return p.status(pl, ip, ownAddr, total), nil
+}
+
+// zonalName splits ".../zones/<zone>/instanceGroups/<name>".
+func zonalName(link string) (zone, name string, ok bool) {
+	parts := strings.Split(relLink(link), "/")
+	if len(parts) != 6 || parts[2] != "zones" || parts[4] != "instanceGroups" {
+		return "", "", false
+	}
+	return parts[3], parts[5], true
+}
+
+// Delete implements providers.Provider. It removes the Service's resources
+// in dependency order (rules, firewalls, backend service, health check,
+// address), waiting for each Operation, and then the cluster's instance
+// groups the backend service used if no other backend service uses them.
+// Resources without the Service's ownership marks are left alone.
+func (p *Provider) Delete(ctx context.Context, key providers.Key) error {
+	log := logr.FromContextOrDiscard(ctx).WithValues("loadBalancer", BaseName(key))
+	for _, protocol := range allProtocols {
+		r, err := p.getRule(ctx, key, protocol)
+		if err != nil {
+			return err
+		}
+		if r != nil && ownedBy(r.GetDescription(), key) {
+			if err := p.deleteRule(ctx, log, key, protocol); err != nil {
+				return err
+			}
+		}
+	}
+	for _, name := range []string{BaseName(key), HealthCheckFirewallName(key)} {
+		fw, found, err := get(ctx, p, "reading firewall "+name, func(ctx context.Context) (*computepb.Firewall, error) {
+			return p.api.Firewalls.Get(ctx, &computepb.GetFirewallRequest{Project: p.opts.Project, Firewall: name})
+		})
+		if err != nil {
+			return err
+		}
+		if found && ownedBy(fw.GetDescription(), key) {
+			log.Info("Deleting firewall rule", "firewall", name)
+			if err := deleted(p.do(ctx, "deleting firewall "+name, func(ctx context.Context) (*compute.Operation, error) {
+				return p.api.Firewalls.Delete(ctx, &computepb.DeleteFirewallRequest{Project: p.opts.Project, Firewall: name})
+			})); err != nil {
+				return err
+			}
+		}
+	}
+	bs, found, err := get(ctx, p, "reading backend service "+BaseName(key), func(ctx context.Context) (*computepb.BackendService, error) {
+		return p.api.BackendServices.Get(ctx, &computepb.GetRegionBackendServiceRequest{Project: p.opts.Project, Region: p.opts.Region, BackendService: BaseName(key)})
+	})
+	if err != nil {
+		return err
+	}
+	var groups []string
+	if found && ownedBy(bs.GetDescription(), key) {
+		for _, b := range bs.GetBackends() {
+			groups = append(groups, b.GetGroup())
+		}
+		if err := p.deleteBackendService(ctx, log, key); err != nil {
+			return err
+		}
+	}
+	hc, found, err := get(ctx, p, "reading health check "+BaseName(key), func(ctx context.Context) (*computepb.HealthCheck, error) {
+		return p.api.HealthChecks.Get(ctx, &computepb.GetRegionHealthCheckRequest{Project: p.opts.Project, Region: p.opts.Region, HealthCheck: BaseName(key)})
+	})
+	if err != nil {
+		return err
+	}
+	if found && ownedBy(hc.GetDescription(), key) {
+		log.Info("Deleting health check", "healthCheck", BaseName(key))
+		if err := deleted(p.do(ctx, "deleting health check "+BaseName(key), func(ctx context.Context) (*compute.Operation, error) {
+			return p.api.HealthChecks.Delete(ctx, &computepb.DeleteRegionHealthCheckRequest{Project: p.opts.Project, Region: p.opts.Region, HealthCheck: BaseName(key)})
+		})); err != nil {
+			return err
+		}
+	}
+	addr, err := p.getAddress(ctx, BaseName(key))
+	if err != nil {
+		return err
+	}
+	if addr != nil && ownedBy(addr.GetDescription(), key) {
+		if err := p.deleteAddress(ctx, log, key); err != nil {
+			return err
+		}
+	}
+	for _, g := range groups {
+		if err := p.collectInstanceGroup(ctx, log, key.ClusterID, g); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// collectInstanceGroup deletes a cluster instance group that no backend
+// service references any more; Compute Engine refuses (resourceInUse) while
+// another Service's backend service still uses it, and then it stays.
+func (p *Provider) collectInstanceGroup(ctx context.Context, log logr.Logger, clusterID, link string) error {
+	zone, name, ok := zonalName(link)
+	if !ok || name != InstanceGroupName(clusterID) {
+		return nil
+	}
+	ig, err := p.getInstanceGroup(ctx, zone, name)
+	if err != nil || ig == nil || !ownedByCluster(ig.GetDescription(), clusterID) {
+		return err
+	}
+	var op *compute.Operation
+	err = p.call(ctx, "deleting instance group "+link, func(ctx context.Context) error {
+		var e error
+		op, e = p.api.InstanceGroups.Delete(ctx, &computepb.DeleteInstanceGroupRequest{Project: p.opts.Project, Zone: zone, InstanceGroup: name})
+		return e
+	})
+	switch classify(err) {
+	case kindNotFound:
+		return nil
+	case kindInUse:
+		log.V(1).Info("Keeping instance group still used by other Services", "instanceGroup", name, "zone", zone)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log.Info("Deleted unused instance group", "instanceGroup", name, "zone", zone)
+	return deleted(p.call(ctx, "deleting instance group "+link+" (waiting for operation)", func(ctx context.Context) error { return op.Wait(ctx) }))
+}
+
+func (p *Provider) deleteRule(ctx context.Context, log logr.Logger, key providers.Key, protocol providers.Protocol) error {
+	name := ForwardingRuleName(key, protocol)
+	log.Info("Deleting forwarding rule", "forwardingRule", name)
+	return deleted(p.do(ctx, "deleting forwarding rule "+name, func(ctx context.Context) (*compute.Operation, error) {
+		return p.api.ForwardingRules.Delete(ctx, &computepb.DeleteForwardingRuleRequest{Project: p.opts.Project, Region: p.opts.Region, ForwardingRule: name})
+	}))
+}
+
+func (p *Provider) deleteBackendService(ctx context.Context, log logr.Logger, key providers.Key) error {
+	name := BaseName(key)
+	log.Info("Deleting backend service", "backendService", name)
+	return deleted(p.do(ctx, "deleting backend service "+name, func(ctx context.Context) (*compute.Operation, error) {
+		return p.api.BackendServices.Delete(ctx, &computepb.DeleteRegionBackendServiceRequest{Project: p.opts.Project, Region: p.opts.Region, BackendService: name})
+	}))
+}
+
+func (p *Provider) deleteAddress(ctx context.Context, log logr.Logger, key providers.Key) error {
+	name := BaseName(key)
+	log.Info("Releasing address", "address", name)
+	return deleted(p.do(ctx, "releasing address "+name, func(ctx context.Context) (*compute.Operation, error) {
+		return p.api.Addresses.Delete(ctx, &computepb.DeleteAddressRequest{Project: p.opts.Project, Region: p.opts.Region, Address: name})
+	}))
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}

@@ -1,0 +1,1046 @@
+// Package gcpfake is an in-process fake of the Compute Engine REST API (v1),
+// for the subset Portico's GCP provider uses: regional addresses, forwarding
+// rules, backend services and health checks, zonal instance groups, global
+// firewalls and the three operation collections.
+//
+// It speaks the wire protocol the real cloud.google.com/go/compute/apiv1 REST
+// clients expect (JSON bodies, googleapi error envelopes, long-running
+// Operations) and keeps the semantics a controller must cope with:
+//
+//   - insert, delete, patch, update, setLabels, addInstances and
+//     removeInstances return an Operation in RUNNING state; the change becomes
+//     visible only when the operation completes, OpDelay after it started
+//     (0: at the next request);
+//   - 404 notFound, 409 alreadyExists (also while an insert is pending),
+//     400 resourceInUseByAnotherResource when deleting something still
+//     referenced, 400 instanceInMultipleLoadBalancedIgs;
+//   - fingerprints: backend service patch/update and setLabels need the
+//     current fingerprint (400 when missing, 412 conditionNotMet when stale);
+//   - pagination of listInstances and collection lists (maxResults capped at
+//     Options.MaxPageSize, pageToken);
+//   - injected faults (403 rateLimitExceeded / quotaExceeded, 429, 5xx) and
+//     crashes (every call fails after n more mutating calls).
+package gcpfake
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options configure the fake.
+type Options struct {
+	// Project and Region are the only ones the fake serves.
+	Project string
+	Region  string
+	// MaxPageSize caps maxResults on list calls (the real API caps at 500).
+	MaxPageSize int
+	// OpDelay is how long an operation runs before its change is applied.
+	OpDelay time.Duration
+	// ExternalPool and InternalPool are where addresses come from.
+	ExternalPool netip.Prefix
+	InternalPool netip.Prefix
+	// Seed seeds probabilistic fault injection.
+	Seed int64
+}
+
+// Fault is an injected error.
+type Fault struct {
+	// Code is the HTTP status (403, 429, 500, 503).
+	Code int
+	// Reason is the googleapi error reason ("rateLimitExceeded",
+	// "quotaExceeded", "backendError").
+	Reason string
+	// Times is how many calls fail; negative means until ClearFaults.
+	Times int
+	// Rate, when in (0,1), fails each matching call with that probability
+	// instead of every call.
+	Rate float64
+	// MutatingOnly limits the fault to mutating calls.
+	MutatingOnly bool
+}
+
+// Throttle is the fault the real API returns when a project exceeds its
+// rate limit.
+func Throttle(times int) Fault {
+	return Fault{Code: http.StatusForbidden, Reason: "rateLimitExceeded", Times: times}
+}
+
+// Call is one recorded request.
+type Call struct {
+	Method   string
+	Path     string
+	Mutating bool
+	Code     int
+}
+
+// Object is one stored resource, as the JSON the API returns.
+type Object map[string]any
+
+type entry struct {
+	obj           Object
+	pendingCreate bool
+	pendingDelete bool
+}
+
+type operation struct {
+	obj   Object
+	due   time.Time
+	apply func() *apiError
+	done  bool
+}
+
+type apiError struct {
+	code    int
+	reason  string
+	message string
+}
+
+// Server is the fake. Create it with New and Close it when done.
+type Server struct {
+	opts Options
+	srv  *httptest.Server
+
+	mu         sync.Mutex
+	colls      map[string]map[string]*entry // "regions/r/addresses" -> name -> entry
+	members    map[string]map[string]bool   // IG rel link -> instance rel links
+	instances  map[string]bool              // instance rel links
+	ops        map[string]*operation        // op name -> op
+	pending    []*operation
+	nextID     uint64
+	faults     []Fault
+	calls      []Call
+	crashAfter int
+	crashed    bool
+	rnd        *rand.Rand
+}
+
+// New starts a fake Compute API on a local httptest server.
+func New(opts Options) *Server {
+	if opts.Project == "" {
+		opts.Project = "portico-test"
+	}
+	if opts.Region == "" {
+		opts.Region = "us-central1"
+	}
+	if opts.MaxPageSize <= 0 {
+		opts.MaxPageSize = 500
+	}
+	if !opts.ExternalPool.IsValid() {
+		opts.ExternalPool = netip.MustParsePrefix("203.0.113.0/24")
+	}
+	if !opts.InternalPool.IsValid() {
+		opts.InternalPool = netip.MustParsePrefix("10.128.0.0/20")
+	}
+	s := &Server{
+		opts:       opts,
+		colls:      map[string]map[string]*entry{},
+		members:    map[string]map[string]bool{},
+		instances:  map[string]bool{},
+		ops:        map[string]*operation{},
+		nextID:     1000,
+		crashAfter: -1,
+		rnd:        rand.New(rand.NewSource(opts.Seed)),
+	}
+	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	return s
+}
+
+// URL is the endpoint to pass to option.WithEndpoint.
+func (s *Server) URL() string { return s.srv.URL }
+
+// Close stops the server.
+func (s *Server) Close() { s.srv.Close() }
+
+// Project returns the served project.
+func (s *Server) Project() string { return s.opts.Project }
+
+// Region returns the served region.
+func (s *Server) Region() string { return s.opts.Region }
+
+// AddInstance makes a VM exist in zone, so instance groups may hold it.
+func (s *Server) AddInstance(zone, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.instances[s.rel("zones/"+zone+"/instances/"+name)] = true
+}
+
+// Inject adds a fault.
+func (s *Server) Inject(f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, f)
+}
+
+// CrashAfter lets n more mutating calls succeed and fails every later call
+// with 503 until ClearFaults, as if the caller died mid-way. Operations
+// already started still complete.
+func (s *Server) CrashAfter(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.crashAfter = n
+	s.crashed = false
+}
+
+// ClearFaults removes injected faults and crashes.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = nil
+	s.crashAfter = -1
+	s.crashed = false
+}
+
+// Settle completes every pending operation now.
+func (s *Server) Settle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, op := range s.pending {
+		op.due = time.Time{}
+	}
+	s.advance()
+}
+
+// Calls returns a copy of the recorded requests.
+func (s *Server) Calls() []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Call(nil), s.calls...)
+}
+
+// MutatingCalls counts mutating requests received, failed ones included.
+func (s *Server) MutatingCalls() int {
+	n := 0
+	for _, c := range s.Calls() {
+		if c.Mutating {
+			n++
+		}
+	}
+	return n
+}
+
+// Resource is one stored object, for listings in tests.
+type Resource struct {
+	// Kind is the collection ("addresses", "forwardingRules", ...).
+	Kind string
+	// ID is the resource's path below the project ("regions/r/addresses/x").
+	ID          string
+	Description string
+	Labels      map[string]string
+	Object      Object
+}
+
+// Resources lists every visible object, sorted by ID.
+func (s *Server) Resources() []Resource {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Resource
+	for coll, m := range s.colls {
+		kind := coll[strings.LastIndex(coll, "/")+1:]
+		for name, e := range m {
+			if e.pendingCreate {
+				continue
+			}
+			r := Resource{Kind: kind, ID: coll + "/" + name, Object: clone(e.obj)}
+			r.Description, _ = e.obj["description"].(string)
+			if l, ok := e.obj["labels"].(map[string]any); ok {
+				r.Labels = map[string]string{}
+				for k, v := range l {
+					r.Labels[k], _ = v.(string)
+				}
+			}
+			out = append(out, r)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Members returns the instance names in a zonal instance group.
+func (s *Server) Members(zone, group string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for l := range s.members[s.rel("zones/"+zone+"/instanceGroups/"+group)] {
+		out = append(out, l[strings.LastIndex(l, "/")+1:])
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Put stores an object directly, bypassing operations, as a user or another
+// tool would have created it. coll is e.g. "regions/us-central1/addresses".
+func (s *Server) Put(coll string, obj Object) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name, _ := obj["name"].(string)
+	obj = clone(obj)
+	s.stamp(coll, name, obj)
+	if coll == s.regional("addresses") {
+		if _, ok := obj["address"]; !ok {
+			obj["address"] = s.allocate(obj["addressType"] == "INTERNAL").String()
+		}
+	}
+	s.coll(coll)[name] = &entry{obj: obj}
+}
+
+func (s *Server) rel(path string) string {
+	return "projects/" + s.opts.Project + "/" + path
+}
+
+func (s *Server) regional(kind string) string { return "regions/" + s.opts.Region + "/" + kind }
+
+func (s *Server) selfLink(path string) string {
+	return s.srv.URL + "/compute/v1/" + s.rel(path)
+}
+
+func (s *Server) coll(path string) map[string]*entry {
+	m := s.colls[path]
+	if m == nil {
+		m = map[string]*entry{}
+		s.colls[path] = m
+	}
+	return m
+}
+
+func (s *Server) stamp(coll, name string, obj Object) {
+	s.nextID++
+	obj["id"] = strconv.FormatUint(s.nextID, 10)
+	obj["selfLink"] = s.selfLink(coll + "/" + name)
+	obj["creationTimestamp"] = time.Now().UTC().Format(time.RFC3339)
+	obj["kind"] = "compute#" + strings.TrimSuffix(coll[strings.LastIndex(coll, "/")+1:], "s")
+}
+
+func (s *Server) fingerprint() string {
+	s.nextID++
+	return strconv.FormatUint(s.nextID*2654435761, 36)
+}
+
+// serve routes one request.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.advance()
+
+	prefix := "/compute/v1/projects/" + s.opts.Project + "/"
+	if !strings.HasPrefix(r.URL.Path, prefix) {
+		s.reply(w, r, false, nil, &apiError{404, "notFound", "unknown project or path " + r.URL.Path})
+		return
+	}
+	parts := strings.Split(strings.TrimPrefix(r.URL.Path, prefix), "/")
+	// scope: regions/<r> | zones/<z> | global
+	var scope string
+	switch {
+	case len(parts) >= 3 && (parts[0] == "regions" || parts[0] == "zones"):
+		scope, parts = parts[0]+"/"+parts[1], parts[2:]
+	case len(parts) >= 2 && parts[0] == "global":
+		scope, parts = "global", parts[1:]
+	default:
+		s.reply(w, r, false, nil, &apiError{404, "notFound", "unknown path " + r.URL.Path})
+		return
+	}
+	if strings.HasPrefix(scope, "regions/") && scope != "regions/"+s.opts.Region {
+		s.reply(w, r, false, nil, &apiError{400, "invalid", "region not served by the fake: " + scope})
+		return
+	}
+	kind := parts[0]
+	coll := scope + "/" + kind
+	var name, verb string
+	if len(parts) > 1 {
+		name = parts[1]
+	}
+	if len(parts) > 2 {
+		verb = parts[2]
+	}
+	mutating := r.Method != http.MethodGet && kind != "operations" && verb != "listInstances"
+
+	if err := s.fault(mutating); err != nil {
+		s.reply(w, r, mutating, nil, err)
+		return
+	}
+	var body Object
+	if r.Body != nil {
+		raw, _ := io.ReadAll(r.Body)
+		if len(raw) > 0 {
+			if err := json.Unmarshal(raw, &body); err != nil {
+				s.reply(w, r, mutating, nil, &apiError{400, "parseError", "malformed JSON body: " + err.Error()})
+				return
+			}
+		}
+	}
+
+	var out Object
+	var aerr *apiError
+	switch {
+	case kind == "operations":
+		out, aerr = s.getOperation(scope, name)
+	case r.Method == http.MethodGet && name == "":
+		out, aerr = s.list(coll, r)
+	case r.Method == http.MethodGet:
+		out, aerr = s.get(coll, name)
+	case r.Method == http.MethodPost && name == "":
+		out, aerr = s.insert(scope, coll, kind, body)
+	case r.Method == http.MethodDelete:
+		out, aerr = s.delete(scope, coll, kind, name)
+	case r.Method == http.MethodPatch || r.Method == http.MethodPut:
+		out, aerr = s.update(scope, coll, kind, name, body, r.Method == http.MethodPatch)
+	case r.Method == http.MethodPost && verb == "setLabels":
+		out, aerr = s.setLabels(scope, coll, name, body)
+	case r.Method == http.MethodPost && kind == "instanceGroups" && verb == "listInstances":
+		out, aerr = s.listInstances(coll, name, r)
+	case r.Method == http.MethodPost && kind == "instanceGroups" && (verb == "addInstances" || verb == "removeInstances"):
+		out, aerr = s.changeMembers(scope, coll, name, body, verb == "addInstances")
+	default:
+		aerr = &apiError{400, "invalid", fmt.Sprintf("unsupported call %s %s", r.Method, r.URL.Path)}
+	}
+	if aerr == nil && mutating && s.crashAfter > 0 {
+		s.crashAfter--
+	}
+	s.reply(w, r, mutating, out, aerr)
+}
+
+// fault returns an injected error for this call, or the crash error.
+func (s *Server) fault(mutating bool) *apiError {
+	if s.crashed {
+		return &apiError{503, "backendError", "injected crash: the caller is gone"}
+	}
+	if mutating && s.crashAfter == 0 {
+		s.crashed = true
+		return &apiError{503, "backendError", "injected crash: the caller is gone"}
+	}
+	for i := range s.faults {
+		f := &s.faults[i]
+		if f.Times == 0 || (f.MutatingOnly && !mutating) {
+			continue
+		}
+		if f.Rate > 0 && f.Rate < 1 && s.rnd.Float64() >= f.Rate {
+			continue
+		}
+		if f.Times > 0 {
+			f.Times--
+		}
+		return &apiError{f.Code, f.Reason, fmt.Sprintf("injected fault: %s", f.Reason)}
+	}
+	return nil
+}
+
+func (s *Server) reply(w http.ResponseWriter, r *http.Request, mutating bool, out Object, aerr *apiError) {
+	code := http.StatusOK
+	if aerr != nil {
+		code = aerr.code
+	}
+	s.calls = append(s.calls, Call{Method: r.Method, Path: r.URL.Path, Mutating: mutating, Code: code})
+	w.Header().Set("Content-Type", "application/json")
+	if aerr != nil {
+		w.WriteHeader(aerr.code)
+		_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{
+			"code":    aerr.code,
+			"message": aerr.message,
+			"errors":  []any{map[string]any{"domain": "global", "reason": aerr.reason, "message": aerr.message}},
+		}})
+		return
+	}
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+// advance completes operations that are due; s.mu is held.
+func (s *Server) advance() {
+	now := time.Now()
+	rest := s.pending[:0]
+	for _, op := range s.pending {
+		if op.due.After(now) {
+			rest = append(rest, op)
+			continue
+		}
+		op.done = true
+		op.obj["status"] = "DONE"
+		op.obj["progress"] = 100
+		op.obj["endTime"] = now.UTC().Format(time.RFC3339)
+		if err := op.apply(); err != nil {
+			op.obj["httpErrorStatusCode"] = err.code
+			op.obj["httpErrorMessage"] = err.reason
+			op.obj["error"] = map[string]any{"errors": []any{map[string]any{"code": err.reason, "message": err.message}}}
+		}
+	}
+	s.pending = rest
+}
+
+// startOp records a running operation whose apply runs when it completes.
+func (s *Server) startOp(scope, opType, target string, apply func() *apiError) Object {
+	s.nextID++
+	name := fmt.Sprintf("operation-%d", s.nextID)
+	obj := Object{
+		"kind":          "compute#operation",
+		"id":            strconv.FormatUint(s.nextID, 10),
+		"name":          name,
+		"operationType": opType,
+		"status":        "RUNNING",
+		"progress":      0,
+		"targetLink":    s.selfLink(target),
+		"selfLink":      s.selfLink(scope + "/operations/" + name),
+		"startTime":     time.Now().UTC().Format(time.RFC3339),
+	}
+	switch {
+	case strings.HasPrefix(scope, "regions/"):
+		obj["region"] = s.selfLink(scope)
+	case strings.HasPrefix(scope, "zones/"):
+		obj["zone"] = s.selfLink(scope)
+	}
+	op := &operation{obj: obj, due: time.Now().Add(s.opts.OpDelay), apply: apply}
+	s.ops[name] = op
+	s.pending = append(s.pending, op)
+	return clone(obj)
+}
+
+func (s *Server) getOperation(scope, name string) (Object, *apiError) {
+	op, ok := s.ops[name]
+	if !ok || !strings.HasSuffix(op.obj["selfLink"].(string), scope+"/operations/"+name) {
+		return nil, &apiError{404, "notFound", "operation " + name + " not found"}
+	}
+	return clone(op.obj), nil
+}
+
+func (s *Server) get(coll, name string) (Object, *apiError) {
+	e, ok := s.coll(coll)[name]
+	if !ok || e.pendingCreate {
+		return nil, notFound(coll, name)
+	}
+	out := clone(e.obj)
+	if strings.HasSuffix(coll, "/addresses") {
+		s.fillAddressUsers(out)
+	}
+	if strings.HasSuffix(coll, "/instanceGroups") {
+		out["size"] = len(s.members[s.rel(coll+"/"+name)])
+	}
+	return out, nil
+}
+
+func notFound(coll, name string) *apiError {
+	return &apiError{404, "notFound", fmt.Sprintf("The resource '%s/%s' was not found", coll, name)}
+}
+
+func (s *Server) list(coll string, r *http.Request) (Object, *apiError) {
+	var names []string
+	for n, e := range s.coll(coll) {
+		if !e.pendingCreate {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	page, next := s.page(names, r)
+	items := []any{}
+	for _, n := range page {
+		items = append(items, clone(s.coll(coll)[n].obj))
+	}
+	out := Object{"items": items}
+	if next != "" {
+		out["nextPageToken"] = next
+	}
+	return out, nil
+}
+
+// page cuts sorted keys by maxResults (capped) and pageToken (the last key
+// of the previous page).
+func (s *Server) page(keys []string, r *http.Request) ([]string, string) {
+	size := s.opts.MaxPageSize
+	if v, err := strconv.Atoi(r.URL.Query().Get("maxResults")); err == nil && v > 0 && v < size {
+		size = v
+	}
+	start := 0
+	if tok := r.URL.Query().Get("pageToken"); tok != "" {
+		start = sort.SearchStrings(keys, tok)
+		if start < len(keys) && keys[start] == tok {
+			start++
+		}
+	}
+	end := min(start+size, len(keys))
+	if start >= end {
+		return nil, ""
+	}
+	next := ""
+	if end < len(keys) {
+		next = keys[end-1]
+	}
+	return keys[start:end], next
+}
+
+func (s *Server) insert(scope, coll, kind string, body Object) (Object, *apiError) {
+	name, _ := body["name"].(string)
+	if name == "" {
+		return nil, &apiError{400, "required", "Required field 'name' not specified"}
+	}
+	if _, exists := s.coll(coll)[name]; exists {
+		return nil, &apiError{409, "alreadyExists", fmt.Sprintf("The resource '%s/%s' already exists", s.rel(coll), name)}
+	}
+	obj := clone(body)
+	s.stamp(coll, name, obj)
+	var err *apiError
+	switch kind {
+	case "addresses":
+		err = s.validateAddress(obj)
+	case "forwardingRules":
+		err = s.validateForwardingRule(obj)
+	case "backendServices":
+		err = s.validateBackendService(obj, name)
+		obj["fingerprint"] = s.fingerprint()
+	case "healthChecks", "instanceGroups":
+	case "firewalls":
+		err = validateFirewall(obj)
+	default:
+		err = &apiError{400, "invalid", "the fake does not serve " + kind}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := obj["labels"]; ok || kind == "addresses" || kind == "forwardingRules" {
+		obj["labelFingerprint"] = s.fingerprint()
+	}
+	e := &entry{obj: obj, pendingCreate: true}
+	s.coll(coll)[name] = e
+	return s.startOp(scope, "insert", coll+"/"+name, func() *apiError {
+		e.pendingCreate = false
+		return nil
+	}), nil
+}
+
+func (s *Server) validateAddress(obj Object) *apiError {
+	internal := obj["addressType"] == "INTERNAL"
+	if ip, ok := obj["address"].(string); ok && ip != "" {
+		a, err := netip.ParseAddr(ip)
+		if err != nil {
+			return &apiError{400, "invalid", "invalid address " + ip}
+		}
+		// Promotion of an ephemeral address in use by a forwarding rule is
+		// allowed; taking another reserved address is not.
+		for _, e := range s.coll(s.regional("addresses")) {
+			if e.obj["address"] == a.String() {
+				return &apiError{400, "invalid", "IP address " + ip + " is already reserved"}
+			}
+		}
+		inUse := false
+		for _, e := range s.coll(s.regional("forwardingRules")) {
+			if e.obj["IPAddress"] == a.String() {
+				inUse = true
+			}
+		}
+		pool := s.opts.ExternalPool
+		if internal {
+			pool = s.opts.InternalPool
+		}
+		if !inUse && !pool.Contains(a) {
+			return &apiError{400, "invalid", "IP address " + ip + " is not available in this region"}
+		}
+	} else {
+		obj["address"] = s.allocate(internal).String()
+	}
+	if internal {
+		delete(obj, "networkTier")
+	} else if _, ok := obj["networkTier"]; !ok {
+		obj["networkTier"] = "PREMIUM"
+	}
+	if _, ok := obj["addressType"]; !ok {
+		obj["addressType"] = "EXTERNAL"
+	}
+	obj["status"] = "RESERVED"
+	obj["region"] = s.selfLink("regions/" + s.opts.Region)
+	return nil
+}
+
+func (s *Server) fillAddressUsers(obj Object) {
+	var users []any
+	for _, e := range s.coll(s.regional("forwardingRules")) {
+		if !e.pendingCreate && e.obj["IPAddress"] == obj["address"] {
+			users = append(users, e.obj["selfLink"])
+		}
+	}
+	if len(users) > 0 {
+		obj["users"] = users
+		obj["status"] = "IN_USE"
+	}
+}
+
+// allocate returns the lowest address in the pool that no address or rule
+// holds.
+func (s *Server) allocate(internal bool) netip.Addr {
+	pool := s.opts.ExternalPool
+	if internal {
+		pool = s.opts.InternalPool
+	}
+	used := map[string]bool{}
+	for _, c := range []string{s.regional("addresses"), s.regional("forwardingRules")} {
+		for _, e := range s.coll(c) {
+			for _, f := range []string{"address", "IPAddress"} {
+				if v, ok := e.obj[f].(string); ok {
+					used[v] = true
+				}
+			}
+		}
+	}
+	for a := pool.Masked().Addr().Next().Next(); pool.Contains(a); a = a.Next() {
+		if !used[a.String()] {
+			return a
+		}
+	}
+	return netip.Addr{}
+}
+
+func (s *Server) validateForwardingRule(obj Object) *apiError {
+	internal := obj["loadBalancingScheme"] == "INTERNAL"
+	proto, _ := obj["IPProtocol"].(string)
+	if proto == "" {
+		proto = "TCP"
+		obj["IPProtocol"] = proto
+	}
+	ports, _ := obj["ports"].([]any)
+	portRange, _ := obj["portRange"].(string)
+	allPorts, _ := obj["allPorts"].(bool)
+	switch {
+	case len(ports) > 5:
+		return &apiError{400, "invalid", "Invalid value for field 'resource.ports': at most 5 ports may be specified"}
+	case len(ports) > 0 && (portRange != "" || allPorts), portRange != "" && allPorts:
+		return &apiError{400, "invalid", "Only one of ports, portRange and allPorts may be set"}
+	case internal && portRange != "":
+		return &apiError{400, "invalid", "Internal passthrough forwarding rules take ports or allPorts, not portRange"}
+	}
+	bs, _ := obj["backendService"].(string)
+	bsObj := s.lookup(bs, "backendServices")
+	if bsObj == nil {
+		return &apiError{400, "invalid", "The resource '" + bs + "' was not found"}
+	}
+	if bp, _ := bsObj["protocol"].(string); bp != "UNSPECIFIED" && bp != proto {
+		return &apiError{400, "invalid", fmt.Sprintf("forwarding rule protocol %s does not match backend service protocol %s", proto, bp)}
+	}
+	if ip, _ := obj["IPAddress"].(string); ip != "" {
+		var addr Object
+		for _, e := range s.coll(s.regional("addresses")) {
+			if e.obj["address"] == ip && !e.pendingCreate {
+				addr = e.obj
+			}
+		}
+		if addr == nil {
+			return &apiError{400, "invalid", "IP address " + ip + " is not reserved in this region"}
+		}
+		if (addr["addressType"] == "INTERNAL") != internal {
+			return &apiError{400, "invalid", "address type does not match the load balancing scheme"}
+		}
+		for _, e := range s.coll(s.regional("forwardingRules")) {
+			if e.obj["IPAddress"] == ip && e.obj["IPProtocol"] == proto {
+				return &apiError{400, "invalid", "another forwarding rule already uses " + ip + " for " + proto}
+			}
+		}
+	} else {
+		obj["IPAddress"] = s.allocate(internal).String()
+	}
+	if !internal {
+		if _, ok := obj["networkTier"]; !ok {
+			obj["networkTier"] = "PREMIUM"
+		}
+	}
+	obj["fingerprint"] = s.fingerprint()
+	obj["region"] = s.selfLink("regions/" + s.opts.Region)
+	return nil
+}
+
+func (s *Server) validateBackendService(obj Object, name string) *apiError {
+	for _, hc := range strs(obj["healthChecks"]) {
+		if s.lookup(hc, "healthChecks") == nil {
+			return &apiError{400, "invalid", "The resource '" + hc + "' was not found"}
+		}
+	}
+	mine := map[string]bool{}
+	for _, b := range list(obj["backends"]) {
+		g, _ := b["group"].(string)
+		if s.lookup(g, "instanceGroups") == nil {
+			return &apiError{400, "invalid", "The resource '" + g + "' was not found"}
+		}
+		mine[relOf(g)] = true
+	}
+	// An instance may belong to at most one load-balanced instance group.
+	for _, e := range s.coll(s.regional("backendServices")) {
+		if e.obj["name"] == name {
+			continue
+		}
+		for _, b := range list(e.obj["backends"]) {
+			other := relOf(b["group"].(string))
+			if mine[other] {
+				continue
+			}
+			for g := range mine {
+				for inst := range s.members[g] {
+					if s.members[other][inst] {
+						return &apiError{400, "instanceInMultipleLoadBalancedIgs", "Validation failed for instance '" + inst + "': instance may belong to at most one load-balanced instance group."}
+					}
+				}
+			}
+		}
+	}
+	obj["region"] = s.selfLink("regions/" + s.opts.Region)
+	return nil
+}
+
+func validateFirewall(obj Object) *apiError {
+	for _, f := range []string{"sourceRanges", "destinationRanges"} {
+		for _, c := range strs(obj[f]) {
+			if _, err := netip.ParsePrefix(c); err != nil {
+				if _, err := netip.ParseAddr(c); err != nil {
+					return &apiError{400, "invalid", "Invalid value for field '" + f + "': " + c}
+				}
+			}
+		}
+	}
+	if len(list(obj["allowed"])) == 0 && len(list(obj["denied"])) == 0 {
+		return &apiError{400, "required", "a firewall rule needs allowed or denied"}
+	}
+	return nil
+}
+
+// lookup finds a visible object by self link or partial URL.
+func (s *Server) lookup(link, kind string) Object {
+	r := relOf(link)
+	prefix := s.rel("")
+	if !strings.HasPrefix(r, prefix) {
+		return nil
+	}
+	path := strings.TrimPrefix(r, prefix)
+	i := strings.LastIndex(path, "/")
+	if i < 0 || !strings.HasSuffix(path[:i], "/"+kind) && path[:i] != kind {
+		return nil
+	}
+	e, ok := s.coll(path[:i])[path[i+1:]]
+	if !ok || e.pendingCreate {
+		return nil
+	}
+	return e.obj
+}
+
+// relOf strips scheme, host and API version from a link.
+func relOf(link string) string {
+	if i := strings.Index(link, "projects/"); i >= 0 {
+		return link[i:]
+	}
+	return link
+}
+
+func (s *Server) delete(scope, coll, kind, name string) (Object, *apiError) {
+	e, ok := s.coll(coll)[name]
+	if !ok || e.pendingCreate {
+		return nil, notFound(coll, name)
+	}
+	self := relOf(e.obj["selfLink"].(string))
+	if user := s.referrer(kind, self, e.obj); user != "" {
+		return nil, &apiError{400, "resourceInUseByAnotherResource", fmt.Sprintf("The %s resource '%s' is already being used by '%s'", kind, self, user)}
+	}
+	e.pendingDelete = true
+	return s.startOp(scope, "delete", coll+"/"+name, func() *apiError {
+		delete(s.coll(coll), name)
+		if kind == "instanceGroups" {
+			delete(s.members, self)
+		}
+		return nil
+	}), nil
+}
+
+// referrer names a resource that still references the one being deleted.
+func (s *Server) referrer(kind, self string, obj Object) string {
+	switch kind {
+	case "addresses":
+		for _, e := range s.coll(s.regional("forwardingRules")) {
+			if e.obj["IPAddress"] == obj["address"] {
+				return e.obj["name"].(string)
+			}
+		}
+	case "backendServices":
+		for _, e := range s.coll(s.regional("forwardingRules")) {
+			if relOf(str(e.obj["backendService"])) == self {
+				return e.obj["name"].(string)
+			}
+		}
+	case "healthChecks", "instanceGroups":
+		for _, e := range s.coll(s.regional("backendServices")) {
+			if kind == "healthChecks" {
+				for _, hc := range strs(e.obj["healthChecks"]) {
+					if relOf(hc) == self {
+						return e.obj["name"].(string)
+					}
+				}
+				continue
+			}
+			for _, b := range list(e.obj["backends"]) {
+				if relOf(str(b["group"])) == self {
+					return e.obj["name"].(string)
+				}
+			}
+		}
+	}
+	return ""
+}
+
+func (s *Server) update(scope, coll, kind, name string, body Object, patch bool) (Object, *apiError) {
+	e, ok := s.coll(coll)[name]
+	if !ok || e.pendingCreate {
+		return nil, notFound(coll, name)
+	}
+	if kind != "backendServices" && kind != "healthChecks" && kind != "firewalls" {
+		return nil, &apiError{400, "invalid", "the fake cannot update " + kind}
+	}
+	if kind == "backendServices" {
+		fp, _ := body["fingerprint"].(string)
+		if fp == "" {
+			return nil, &apiError{400, "required", "Required field 'fingerprint' not specified"}
+		}
+		if fp != e.obj["fingerprint"] {
+			return nil, &apiError{412, "conditionNotMet", "Supplied fingerprint does not match current metadata fingerprint."}
+		}
+	}
+	next := clone(e.obj)
+	if !patch {
+		next = Object{}
+		for _, k := range []string{"id", "selfLink", "creationTimestamp", "kind", "region", "name"} {
+			next[k] = e.obj[k]
+		}
+	}
+	for k, v := range body {
+		if k == "id" || k == "selfLink" || k == "name" || k == "creationTimestamp" {
+			continue
+		}
+		next[k] = v
+	}
+	var err *apiError
+	switch kind {
+	case "backendServices":
+		if next["loadBalancingScheme"] != e.obj["loadBalancingScheme"] {
+			return nil, &apiError{400, "invalid", "loadBalancingScheme cannot be changed"}
+		}
+		err = s.validateBackendService(next, name)
+		next["fingerprint"] = s.fingerprint()
+	case "firewalls":
+		err = validateFirewall(next)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.startOp(scope, map[bool]string{true: "patch", false: "update"}[patch], coll+"/"+name, func() *apiError {
+		e.obj = next
+		return nil
+	}), nil
+}
+
+func (s *Server) setLabels(scope, coll, name string, body Object) (Object, *apiError) {
+	e, ok := s.coll(coll)[name]
+	if !ok || e.pendingCreate {
+		return nil, notFound(coll, name)
+	}
+	fp, _ := body["labelFingerprint"].(string)
+	if fp == "" {
+		return nil, &apiError{400, "required", "Required field 'labelFingerprint' not specified"}
+	}
+	if fp != e.obj["labelFingerprint"] {
+		return nil, &apiError{412, "conditionNotMet", "Labels fingerprint either invalid or resource labels have changed"}
+	}
+	labels := body["labels"]
+	nfp := s.fingerprint()
+	return s.startOp(scope, "setLabels", coll+"/"+name, func() *apiError {
+		e.obj["labels"] = labels
+		e.obj["labelFingerprint"] = nfp
+		return nil
+	}), nil
+}
+
+func (s *Server) listInstances(coll, name string, r *http.Request) (Object, *apiError) {
+	if _, err := s.get(coll, name); err != nil {
+		return nil, err
+	}
+	var keys []string
+	for l := range s.members[s.rel(coll+"/"+name)] {
+		keys = append(keys, l)
+	}
+	sort.Strings(keys)
+	page, next := s.page(keys, r)
+	items := []any{}
+	for _, l := range page {
+		items = append(items, map[string]any{"instance": s.srv.URL + "/compute/v1/" + l, "status": "RUNNING"})
+	}
+	out := Object{"kind": "compute#instanceGroupsListInstances", "items": items}
+	if next != "" {
+		out["nextPageToken"] = next
+	}
+	return out, nil
+}
+
+func (s *Server) changeMembers(scope, coll, name string, body Object, add bool) (Object, *apiError) {
+	if _, err := s.get(coll, name); err != nil {
+		return nil, err
+	}
+	group := s.rel(coll + "/" + name)
+	var links []string
+	for _, i := range list(body["instances"]) {
+		l := relOf(str(i["instance"]))
+		if !s.instances[l] {
+			return nil, &apiError{400, "invalid", "The resource '" + l + "' was not found"}
+		}
+		if !strings.HasPrefix(l, s.rel(scope+"/instances/")) {
+			return nil, &apiError{400, "invalid", "instance " + l + " is not in the group's zone"}
+		}
+		if add && s.members[group][l] {
+			return nil, &apiError{400, "memberAlreadyExists", "instance " + l + " is already a member of " + name}
+		}
+		if !add && !s.members[group][l] {
+			return nil, &apiError{400, "invalid", "instance " + l + " is not a member of " + name}
+		}
+		links = append(links, l)
+	}
+	verb := map[bool]string{true: "addInstances", false: "removeInstances"}[add]
+	return s.startOp(scope, verb, coll+"/"+name, func() *apiError {
+		if s.members[group] == nil {
+			s.members[group] = map[string]bool{}
+		}
+		for _, l := range links {
+			if add {
+				s.members[group][l] = true
+			} else {
+				delete(s.members[group], l)
+			}
+		}
+		return nil
+	}), nil
+}
+
+func clone(o Object) Object {
+	raw, _ := json.Marshal(o)
+	var out Object
+	_ = json.Unmarshal(raw, &out)
+	return out
+}
+
+func str(v any) string { s, _ := v.(string); return s }
+
+func strs(v any) []string {
+	var out []string
+	for _, x := range anySlice(v) {
+		if s, ok := x.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func list(v any) []map[string]any {
+	var out []map[string]any
+	for _, x := range anySlice(v) {
+		if m, ok := x.(map[string]any); ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func anySlice(v any) []any { s, _ := v.([]any); return s }
