@@ -66,7 +66,7 @@ bench: bench-reconcile ## Run the benchmarks.
 
 .PHONY: bench-reconcile
 bench-reconcile: tools build ## 1,000 LoadBalancer Services on the real control plane, memory provider.
-	$(GO) test -count=1 -timeout 20m -run '^TestBenchReconcile$$' ./bench/reconcile/ -args -bench.reconcile
+	$(GO) run ./bench/reconcile --operator bin/portico-operator
 
 ##@ Run
 

@@ -173,7 +173,10 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 	}
 
 	hash := hashDesired(desired)
-	if r.upToDate(key, hash) && record != nil && record.Status.AppliedHash == hash {
+	if r.upToDate(key, hash) {
+		// Applied within the resync period by this process; the cache may
+		// not show our own writes yet, so trust memory. A deleted record
+		// clears this (see SetupWithManager).
 		return ctrl.Result{RequeueAfter: r.jitter(r.ResyncPeriod)}, nil
 	}
 	changed := record == nil || record.Status.AppliedHash != hash

@@ -556,4 +556,3 @@ func TestDeletedRecordIsRebuilt(t *testing.T) {
 		return nil
 	})
 }
-

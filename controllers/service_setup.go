@@ -38,16 +38,25 @@ func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.O
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("service").
 		For(&corev1.Service{}, builder.WithPredicates(servicePredicate())).
-		Owns(&lbv1.LoadBalancer{}, builder.WithPredicates(predicate.Funcs{
-			CreateFunc:  func(event.CreateEvent) bool { return false },
-			UpdateFunc:  func(event.UpdateEvent) bool { return false },
-			GenericFunc: func(event.GenericEvent) bool { return false },
-		})).
+		Watches(&lbv1.LoadBalancer{}, r.recordHandler()).
 		Watches(&corev1.Node{}, r.nodeHandler()).
 		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(sliceToService)).
 		WatchesRawSource(source.Channel(r.pending, handler.EnqueueRequestsFromMapFunc(r.pendingServices))).
 		WithOptions(opts).
 		Complete(r)
+}
+
+// recordHandler rebuilds a LoadBalancer record that was deleted while its
+// Service still wants a load balancer; creations and status writes (our own)
+// need no reconcile.
+func (r *ServiceReconciler) recordHandler() handler.EventHandler {
+	return handler.Funcs{
+		DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			key := client.ObjectKeyFromObject(e.Object)
+			r.forgetApplied(key)
+			q.Add(reconcile.Request{NamespacedName: key})
+		},
+	}
 }
 
 // NotifyPending asks the controller to retry every Service of class that has

@@ -80,6 +80,10 @@ func New() (*Env, error) {
 		BinaryAssetsDirectory: bin,
 		Scheme:                e.Scheme,
 	}
+	// Room for thousands of Services (benchmarks, scale tests): envtest's
+	// default ClusterIP range is a /24.
+	e.env.ControlPlane.GetAPIServer().Configure().
+		Set("service-cluster-ip-range", "10.96.0.0/16")
 	cfg, err := e.env.Start()
 	if err != nil {
 		_ = e.env.Stop()

@@ -1,0 +1,229 @@
+// Command reconcile benchmarks the Service controller on the real control
+// plane with the memory backend (make bench-reconcile).
+//
+// It runs the real portico-operator binary against a kube-apiserver and etcd
+// built from source, then:
+//   - paced phase: creates Services at --rate per second and measures, for
+//     each, the time from its Create call returning to its address appearing
+//     in status.loadBalancer.ingress (seen through a watch);
+//   - burst phase: creates --services Services at once and measures how many
+//     per second get an address.
+//
+// The last line is:
+//
+//	reconcile: services=<burst n> p50_ms=<paced p50> p99_ms=<paced p99> per_s=<burst rate> operator_rss_mb=<peak RSS>
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/portico-lb/portico/internal/gen"
+	"github.com/portico-lb/portico/internal/testenv"
+)
+
+func main() {
+	services := flag.Int("services", 1000, "Services created in the burst phase.")
+	paced := flag.Int("paced", 500, "Services created in the paced phase.")
+	rate := flag.Int("rate", 100, "Creates per second in the paced phase.")
+	nodes := flag.Int("nodes", 10, "Ready Node objects behind every load balancer.")
+	workers := flag.Int("workers", 32, "Operator --workers.")
+	operatorBin := flag.String("operator", "bin/portico-operator", "Path of the portico-operator binary.")
+	flag.Parse()
+	if err := run(*services, *paced, *rate, *nodes, *workers, *operatorBin); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-reconcile:", err)
+		os.Exit(1)
+	}
+}
+
+func run(services, paced, rate, nodes, workers int, operatorBin string) error {
+	env, err := testenv.New()
+	if err != nil {
+		return fmt.Errorf("starting control plane: %w", err)
+	}
+	defer env.Stop() //nolint:errcheck // best effort at exit
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+
+	cs, err := kubernetes.NewForConfig(env.Config)
+	if err != nil {
+		return err
+	}
+	for i := range nodes {
+		n := gen.Node(fmt.Sprintf("bench-node-%d", i), fmt.Sprintf("10.200.0.%d", i+1))
+		st := n.Status
+		created, err := cs.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
+		if err != nil {
+			return err
+		}
+		created.Status = st
+		if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
+	}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench"}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+
+	op := exec.CommandContext(ctx, operatorBin,
+		"--kubeconfig", env.Kubeconfig, "--providers", "memory", "--memory-ipv4-range", "10.128.0.0/16",
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0",
+		"--workers", strconv.Itoa(workers), "--kube-api-qps", "5000", "--kube-api-burst", "10000",
+		"--zap-log-level", "error")
+	op.Stdout, op.Stderr = os.Stderr, os.Stderr
+	if err := op.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", operatorBin, err)
+	}
+	defer func() { _ = op.Process.Kill(); _ = op.Wait() }()
+
+	w := newWatcher(ctx, cs)
+	// Warm up: one Service proves the operator is running and its caches synced.
+	if _, err := w.createAndWait(ctx, "warmup"); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+
+	// Paced phase.
+	var lat []time.Duration
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	for i := range paced {
+		<-tick.C
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, err := w.createAndWait(ctx, fmt.Sprintf("paced-%d", i))
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "paced:", err)
+				return
+			}
+			mu.Lock()
+			lat = append(lat, d)
+			mu.Unlock()
+		}()
+	}
+	tick.Stop()
+	wg.Wait()
+	if len(lat) != paced {
+		return fmt.Errorf("paced phase: %d of %d Services got an address", len(lat), paced)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
+	fmt.Printf("paced: services=%d rate=%d/s p50_ms=%d p99_ms=%d max_ms=%d\n", paced, rate, p50.Milliseconds(), p99.Milliseconds(), lat[len(lat)-1].Milliseconds())
+
+	// Burst phase.
+	start := time.Now()
+	sem := make(chan struct{}, 64)
+	errs := make(chan error, services)
+	for i := range services {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if _, err := w.createAndWait(ctx, fmt.Sprintf("burst-%d", i)); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	for err := range errs {
+		return fmt.Errorf("burst phase: %w", err)
+	}
+	perS := float64(services) / elapsed.Seconds()
+	fmt.Printf("burst: services=%d elapsed_ms=%d\n", services, elapsed.Milliseconds())
+
+	rss, err := peakRSSMB(op.Process.Pid)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("reconcile: services=%d p50_ms=%d p99_ms=%d per_s=%.0f operator_rss_mb=%d\n", services, p50.Milliseconds(), p99.Milliseconds(), perS, rss)
+	return nil
+}
+
+// watcher reports when each Service first has an ingress address.
+type watcher struct {
+	cs      kubernetes.Interface
+	mu      sync.Mutex
+	waiters map[string]chan struct{}
+	ready   map[string]bool
+}
+
+func newWatcher(ctx context.Context, cs kubernetes.Interface) *watcher {
+	w := &watcher{cs: cs, waiters: map[string]chan struct{}{}, ready: map[string]bool{}}
+	go w.loop(ctx)
+	return w
+}
+
+func (w *watcher) loop(ctx context.Context) {
+	for ctx.Err() == nil {
+		wi, err := w.cs.CoreV1().Services("bench").Watch(ctx, metav1.ListOptions{})
+		if err != nil {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		for ev := range wi.ResultChan() {
+			svc, ok := ev.Object.(*corev1.Service)
+			if !ok || ev.Type == watch.Deleted || len(svc.Status.LoadBalancer.Ingress) == 0 {
+				continue
+			}
+			w.mu.Lock()
+			if !w.ready[svc.Name] {
+				w.ready[svc.Name] = true
+				if ch, ok := w.waiters[svc.Name]; ok {
+					close(ch)
+				}
+			}
+			w.mu.Unlock()
+		}
+	}
+}
+
+// createAndWait creates a Service and returns the time from its Create
+// returning to its address being seen.
+func (w *watcher) createAndWait(ctx context.Context, name string) (time.Duration, error) {
+	ch := make(chan struct{})
+	w.mu.Lock()
+	w.waiters[name] = ch
+	w.mu.Unlock()
+	svc := gen.Service("bench", name, gen.WithClass("lb.portico.dev/memory"), gen.ForAPI())
+	if _, err := w.cs.CoreV1().Services("bench").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	select {
+	case <-ch:
+		return time.Since(start), nil
+	case <-time.After(2 * time.Minute):
+		return 0, fmt.Errorf("service %s got no address within 2m", name)
+	}
+}
+
+func peakRSSMB(pid int) (int, error) {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			kb, err := strconv.Atoi(strings.Fields(line)[1])
+			return kb / 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
+}
