@@ -1,0 +1,634 @@
+// Package awsfake is an in-process AWS endpoint for tests. It speaks the AWS
+// Query protocol of Elastic Load Balancing v2 (API version 2015-12-01) and the
+// EC2 Query protocol (2016-11-15) for exactly the operations Portico's AWS
+// provider uses, so the real aws-sdk-go-v2 clients can be pointed at it with
+// BaseEndpoint or AWS_ENDPOINT_URL and static test credentials.
+//
+// It keeps AWS semantics where they matter to a controller: ARNs and DNS
+// names, idempotent creates and DuplicateLoadBalancerName /
+// DuplicateTargetGroupName / DuplicateListener / InvalidGroup.Duplicate,
+// ResourceInUse while a target group is referenced, DependencyViolation while
+// a security group is still attached to a load balancer's network interfaces,
+// eventually consistent list and name describes, Marker / NextToken
+// pagination, and tag filters. It can inject Throttling, 5xx responses,
+// slow responses (client timeouts) and a crash after n mutating calls.
+package awsfake
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/xml"
+	"fmt"
+	"math"
+	mrand "math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// API versions the fake answers; the SDK sends them in the Version field.
+const (
+	ELBv2Version = "2015-12-01"
+	EC2Version   = "2016-11-15"
+)
+
+// Options configure a Fake.
+type Options struct {
+	// Region and AccountID go into ARNs and DNS names (defaults us-east-1,
+	// 123456789012).
+	Region    string
+	AccountID string
+	// Consistency is how long a newly created load balancer, target group or
+	// security group stays invisible to list and name describes, how long a
+	// security group stays in use after its load balancer is deleted, and how
+	// long deregistered targets drain. Zero makes the fake strongly consistent.
+	Consistency time.Duration
+	// MaxPageSize caps every describe page (default 400 for ELBv2, 1000 for
+	// EC2, the real maximums); small values exercise pagination.
+	MaxPageSize int
+	// Seed seeds random fault injection (SetThrottleRate).
+	Seed uint64
+}
+
+// Call is one request the fake received.
+type Call struct {
+	Service  string // "elbv2" or "ec2"
+	Action   string
+	Mutating bool
+	// Code is the error code returned, empty on success.
+	Code string
+}
+
+// Fake is the in-process endpoint. Create it with New and Close it after use.
+type Fake struct {
+	opts   Options
+	server *httptest.Server
+
+	mu        sync.Mutex
+	now       func() time.Time
+	lbs       map[string]*LoadBalancer // by ARN
+	groups    map[string]*TargetGroup  // by ARN
+	listeners map[string]*Listener     // by ARN
+	subnets   map[string]*Subnet       // by ID
+	sgs       map[string]*SecurityGroup
+	instances map[string]bool
+	eips      map[string]string // allocation ID -> public IP
+	sgHeld    map[string]time.Time
+
+	calls         []Call
+	throttleNext  int
+	serverErrNext int
+	slowNext      int
+	slowBy        time.Duration
+	throttleRate  float64
+	rng           *mrand.Rand
+	crashAfter    int // mutating calls left before a crash; <0 disabled
+	crashed       bool
+}
+
+// New starts a fake endpoint.
+func New(opts Options) *Fake {
+	if opts.Region == "" {
+		opts.Region = "us-east-1"
+	}
+	if opts.AccountID == "" {
+		opts.AccountID = "123456789012"
+	}
+	f := &Fake{
+		opts:       opts,
+		now:        time.Now,
+		lbs:        map[string]*LoadBalancer{},
+		groups:     map[string]*TargetGroup{},
+		listeners:  map[string]*Listener{},
+		subnets:    map[string]*Subnet{},
+		sgs:        map[string]*SecurityGroup{},
+		instances:  map[string]bool{},
+		eips:       map[string]string{},
+		sgHeld:     map[string]time.Time{},
+		rng:        mrand.New(mrand.NewPCG(opts.Seed, opts.Seed^0x5eed)),
+		crashAfter: -1,
+	}
+	f.server = httptest.NewServer(http.HandlerFunc(f.serve))
+	return f
+}
+
+// URL is the endpoint to give the SDK (BaseEndpoint or AWS_ENDPOINT_URL).
+func (f *Fake) URL() string { return f.server.URL }
+
+// Region is the region in the fake's ARNs.
+func (f *Fake) Region() string { return f.opts.Region }
+
+// Close stops the server.
+func (f *Fake) Close() { f.server.Close() }
+
+// ---- seeding ----
+
+// AddSubnet adds a subnet with tags.
+func (f *Fake) AddSubnet(id, vpcID, zone string, tags map[string]string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.subnets[id] = &Subnet{ID: id, VPCID: vpcID, Zone: zone, Tags: cloneTags(tags)}
+}
+
+// AddInstance makes an instance ID valid as a target.
+func (f *Fake) AddInstance(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.instances[id] = true
+}
+
+// AddElasticIP adds an Elastic IP allocation.
+func (f *Fake) AddElasticIP(allocationID, publicIP string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.eips[allocationID] = publicIP
+}
+
+// ---- fault injection ----
+
+// InjectThrottle makes the next n requests fail with the service's
+// throttling error (ELBv2 Throttling 400, EC2 RequestLimitExceeded 503).
+func (f *Fake) InjectThrottle(n int) { f.mu.Lock(); f.throttleNext += n; f.mu.Unlock() }
+
+// InjectServerError makes the next n requests fail with a 500.
+func (f *Fake) InjectServerError(n int) { f.mu.Lock(); f.serverErrNext += n; f.mu.Unlock() }
+
+// InjectSlow delays the next n responses by d, so clients with a shorter
+// timeout see a timeout; the request is not applied.
+func (f *Fake) InjectSlow(n int, d time.Duration) {
+	f.mu.Lock()
+	f.slowNext, f.slowBy = n, d
+	f.mu.Unlock()
+}
+
+// SetThrottleRate throttles each request with probability p.
+func (f *Fake) SetThrottleRate(p float64) { f.mu.Lock(); f.throttleRate = p; f.mu.Unlock() }
+
+// CrashAfter lets n more mutating requests succeed and fails every later
+// request until Recover, as if the caller died between two steps.
+func (f *Fake) CrashAfter(n int) {
+	f.mu.Lock()
+	f.crashAfter, f.crashed = n, false
+	f.mu.Unlock()
+}
+
+// Recover clears every injected fault.
+func (f *Fake) Recover() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.throttleNext, f.serverErrNext, f.slowNext, f.throttleRate = 0, 0, 0, 0
+	f.crashAfter, f.crashed = -1, false
+}
+
+// ---- inspection ----
+
+// Calls returns every request received so far.
+func (f *Fake) Calls() []Call {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]Call(nil), f.calls...)
+}
+
+// MutatingCalls counts mutating requests received so far, failed ones too.
+func (f *Fake) MutatingCalls() int {
+	n := 0
+	for _, c := range f.Calls() {
+		if c.Mutating {
+			n++
+		}
+	}
+	return n
+}
+
+// Resource is one object in the fake, for assertions.
+type Resource struct {
+	Kind string // loadBalancer, targetGroup, listener, securityGroup
+	ID   string
+	Tags map[string]string
+}
+
+// Resources lists every load balancer, target group, listener and security
+// group, sorted by kind and ID.
+func (f *Fake) Resources() []Resource {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []Resource
+	for _, lb := range f.lbs {
+		out = append(out, Resource{Kind: "loadBalancer", ID: lb.ARN, Tags: cloneTags(lb.Tags)})
+	}
+	for _, tg := range f.groups {
+		out = append(out, Resource{Kind: "targetGroup", ID: tg.ARN, Tags: cloneTags(tg.Tags)})
+	}
+	for _, l := range f.listeners {
+		out = append(out, Resource{Kind: "listener", ID: l.ARN, Tags: cloneTags(l.Tags)})
+	}
+	for _, sg := range f.sgs {
+		out = append(out, Resource{Kind: "securityGroup", ID: sg.ID, Tags: cloneTags(sg.Tags)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Kind+out[i].ID < out[j].Kind+out[j].ID })
+	return out
+}
+
+// LoadBalancerByName returns a copy of the named load balancer.
+func (f *Fake) LoadBalancerByName(name string) (LoadBalancer, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, lb := range f.lbs {
+		if lb.Name == name {
+			return *lb, true
+		}
+	}
+	return LoadBalancer{}, false
+}
+
+// TargetGroups returns copies of every target group, sorted by name.
+func (f *Fake) TargetGroups() []TargetGroup {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []TargetGroup
+	for _, tg := range f.groups {
+		c := *tg
+		c.Targets = append([]Target(nil), tg.Targets...)
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Listeners returns copies of every listener, sorted by port.
+func (f *Fake) Listeners() []Listener {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []Listener
+	for _, l := range f.listeners {
+		out = append(out, *l)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Port < out[j].Port || out[i].Port == out[j].Port && out[i].ARN < out[j].ARN
+	})
+	return out
+}
+
+// SecurityGroups returns copies of every security group, sorted by ID.
+func (f *Fake) SecurityGroups() []SecurityGroup {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []SecurityGroup
+	for _, sg := range f.sgs {
+		c := *sg
+		c.Ingress = append([]Rule(nil), sg.Ingress...)
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// PlantLoadBalancer creates a load balancer that another tool owns.
+func (f *Fake) PlantLoadBalancer(name string, tags map[string]string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	lb := f.newLoadBalancer(name, "internet-facing", "ipv4", "vpc-foreign", tags)
+	lb.Created = time.Time{}
+	return lb.ARN
+}
+
+// PlantSecurityGroup creates a security group that another tool owns.
+func (f *Fake) PlantSecurityGroup(name, vpcID string, tags map[string]string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sg := &SecurityGroup{ID: "sg-" + randHex(17), Name: name, VPCID: vpcID, Description: "planted", Tags: cloneTags(tags)}
+	f.sgs[sg.ID] = sg
+	return sg.ID
+}
+
+// ---- HTTP plumbing ----
+
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.message }
+
+func errf(status int, code, format string, args ...any) *apiError {
+	return &apiError{status: status, code: code, message: fmt.Sprintf(format, args...)}
+}
+
+func badRequest(code, format string, args ...any) *apiError {
+	return errf(http.StatusBadRequest, code, format, args...)
+}
+
+func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		http.Error(w, "the AWS Query protocol uses POST", http.StatusMethodNotAllowed)
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	form := r.PostForm
+	action, version := form.Get("Action"), form.Get("Version")
+	service := ""
+	switch version {
+	case ELBv2Version:
+		service = "elbv2"
+	case EC2Version:
+		service = "ec2"
+	default:
+		http.Error(w, "unknown API version "+version, http.StatusBadRequest)
+		return
+	}
+	reqID := randUUID()
+	if !strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 Credential=") {
+		f.record(service, action, false, "MissingAuthenticationToken")
+		writeError(w, service, reqID, errf(http.StatusForbidden, "MissingAuthenticationToken", "Request is missing Authentication Token"))
+		return
+	}
+	mutating := isMutating(action)
+
+	if d := f.takeSlow(); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+		}
+		f.record(service, action, mutating, "Timeout")
+		writeError(w, service, reqID, errf(http.StatusGatewayTimeout, "RequestTimeout", "injected slow response"))
+		return
+	}
+	if aerr := f.takeFault(service, mutating); aerr != nil {
+		f.record(service, action, mutating, aerr.code)
+		writeError(w, service, reqID, aerr)
+		return
+	}
+
+	f.mu.Lock()
+	var result any
+	var aerr *apiError
+	if service == "elbv2" {
+		result, aerr = f.elbv2(action, form)
+	} else {
+		result, aerr = f.ec2(action, form)
+	}
+	f.mu.Unlock()
+	code := ""
+	if aerr != nil {
+		code = aerr.code
+	}
+	f.record(service, action, mutating, code)
+	if aerr != nil {
+		writeError(w, service, reqID, aerr)
+		return
+	}
+	writeResult(w, service, action, reqID, result)
+}
+
+func (f *Fake) record(service, action string, mutating bool, code string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, Call{Service: service, Action: action, Mutating: mutating, Code: code})
+}
+
+func (f *Fake) takeSlow() time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.slowNext > 0 {
+		f.slowNext--
+		return f.slowBy
+	}
+	return 0
+}
+
+func (f *Fake) takeFault(service string, mutating bool) *apiError {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case f.crashed:
+		return badRequest("InjectedCrash", "the caller crashed (injected)")
+	case mutating && f.crashAfter == 0:
+		f.crashed = true
+		return badRequest("InjectedCrash", "the caller crashed (injected)")
+	case f.throttleNext > 0:
+		f.throttleNext--
+		return throttle(service)
+	case f.serverErrNext > 0:
+		f.serverErrNext--
+		if service == "ec2" {
+			return errf(http.StatusInternalServerError, "InternalError", "An internal error has occurred")
+		}
+		return errf(http.StatusInternalServerError, "InternalFailure", "The request processing has failed because of an unknown error")
+	case f.throttleRate > 0 && f.rng.Float64() < f.throttleRate:
+		return throttle(service)
+	}
+	if mutating && f.crashAfter > 0 {
+		f.crashAfter--
+	}
+	return nil
+}
+
+func throttle(service string) *apiError {
+	if service == "ec2" {
+		return errf(http.StatusServiceUnavailable, "RequestLimitExceeded", "Request limit exceeded.")
+	}
+	return badRequest("Throttling", "Rate exceeded")
+}
+
+func writeError(w http.ResponseWriter, service, reqID string, e *apiError) {
+	w.Header().Set("Content-Type", "text/xml")
+	w.WriteHeader(e.status)
+	if service == "ec2" {
+		fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>`+"\n"+`<Response><Errors><Error><Code>%s</Code><Message>%s</Message></Error></Errors><RequestID>%s</RequestID></Response>`,
+			esc(e.code), esc(e.message), reqID)
+		return
+	}
+	typ := "Sender"
+	if e.status >= 500 {
+		typ = "Receiver"
+	}
+	fmt.Fprintf(w, `<ErrorResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"><Error><Type>%s</Type><Code>%s</Code><Message>%s</Message></Error><RequestId>%s</RequestId></ErrorResponse>`,
+		typ, esc(e.code), esc(e.message), reqID)
+}
+
+// writeResult wraps result in the protocol's envelope: for ELBv2
+// <ActionResponse><ActionResult>...</ActionResult><ResponseMetadata>, for EC2
+// <ActionResponse><requestId/>...</ActionResponse>.
+func writeResult(w http.ResponseWriter, service, action, reqID string, result any) {
+	body, err := xml.Marshal(result)
+	if err != nil {
+		writeError(w, service, reqID, errf(http.StatusInternalServerError, "InternalFailure", "fake: %v", err))
+		return
+	}
+	// The result struct marshals as <result>...</result>; keep its children.
+	inner := strings.TrimSuffix(strings.TrimPrefix(string(body), "<result>"), "</result>")
+	if inner == "<result/>" {
+		inner = ""
+	}
+	w.Header().Set("Content-Type", "text/xml")
+	if service == "ec2" {
+		fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>`+"\n"+`<%sResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>%s</requestId>%s</%sResponse>`,
+			action, reqID, inner, action)
+		return
+	}
+	fmt.Fprintf(w, `<%sResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"><%sResult>%s</%sResult><ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata></%sResponse>`,
+		action, action, inner, action, reqID, action)
+}
+
+func esc(s string) string {
+	var b strings.Builder
+	_ = xml.EscapeText(&b, []byte(s))
+	return b.String()
+}
+
+// ---- query-protocol input helpers ----
+
+// members returns the prefixes of list elements under prefix in order,
+// accepting both the awsquery form (prefix.member.N) and the ec2query form
+// (prefix.N).
+func members(form url.Values, prefix string) []string {
+	var out []string
+	for _, sep := range []string{".member.", "."} {
+		for i := 1; ; i++ {
+			p := prefix + sep + strconv.Itoa(i)
+			if !hasPrefix(form, p) {
+				break
+			}
+			out = append(out, p)
+		}
+		if len(out) > 0 {
+			return out
+		}
+	}
+	return nil
+}
+
+func hasPrefix(form url.Values, p string) bool {
+	if _, ok := form[p]; ok {
+		return true
+	}
+	for k := range form {
+		if strings.HasPrefix(k, p+".") {
+			return true
+		}
+	}
+	return false
+}
+
+func stringList(form url.Values, prefix string) []string {
+	var out []string
+	for _, m := range members(form, prefix) {
+		out = append(out, form.Get(m))
+	}
+	return out
+}
+
+func tagList(form url.Values, prefix string) map[string]string {
+	tags := map[string]string{}
+	for _, m := range members(form, prefix) {
+		tags[form.Get(m+".Key")] = form.Get(m + ".Value")
+	}
+	return tags
+}
+
+func intParam(form url.Values, key string, def int) (int, *apiError) {
+	v := form.Get(key)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < math.MinInt32 || n > math.MaxInt32 {
+		return 0, badRequest("ValidationError", "%s must be an integer", key)
+	}
+	return n, nil
+}
+
+// page returns the slice of items for a Marker / NextToken and the token of
+// the next page.
+func page[T any](items []T, token string, size int) ([]T, string, *apiError) {
+	start := 0
+	if token != "" {
+		n, err := strconv.Atoi(token)
+		if err != nil || n < 0 || n > len(items) {
+			return nil, "", badRequest("ValidationError", "invalid pagination token")
+		}
+		start = n
+	}
+	end := min(start+size, len(items))
+	next := ""
+	if end < len(items) {
+		next = strconv.Itoa(end)
+	}
+	return items[start:end], next, nil
+}
+
+func (f *Fake) pageSize(requested, max int) int {
+	size := max
+	if requested > 0 && requested < size {
+		size = requested
+	}
+	if f.opts.MaxPageSize > 0 && f.opts.MaxPageSize < size {
+		size = f.opts.MaxPageSize
+	}
+	return size
+}
+
+// visible reports whether an object created at t shows in list describes.
+func (f *Fake) visible(created time.Time) bool {
+	return f.now().Sub(created) >= f.opts.Consistency
+}
+
+func cloneTags(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func sameTags(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if bv, ok := b[k]; !ok || bv != v {
+			return false
+		}
+	}
+	return true
+}
+
+func randHex(n int) string {
+	b := make([]byte, (n+1)/2)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)[:n]
+}
+
+func randUUID() string {
+	h := randHex(32)
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// WaitSettled sleeps until everything created so far is visible.
+func (f *Fake) WaitSettled(ctx context.Context) {
+	if f.opts.Consistency <= 0 {
+		return
+	}
+	select {
+	case <-time.After(f.opts.Consistency):
+	case <-ctx.Done():
+	}
+}
+
+func isMutating(action string) bool {
+	return strings.HasPrefix(action, "Create") || strings.HasPrefix(action, "Delete") ||
+		strings.HasPrefix(action, "Modify") || strings.HasPrefix(action, "Register") ||
+		strings.HasPrefix(action, "Deregister") || strings.HasPrefix(action, "Authorize") ||
+		strings.HasPrefix(action, "Revoke") || strings.HasPrefix(action, "Set") ||
+		strings.HasPrefix(action, "Add") || strings.HasPrefix(action, "Remove")
+}

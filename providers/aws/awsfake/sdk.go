@@ -1,0 +1,92 @@
+package awsfake
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+)
+
+// Test credentials; the fake checks that requests are SigV4-signed, not the key.
+const (
+	TestAccessKeyID     = "AKIAPORTICOTEST00000"
+	TestSecretAccessKey = "portico-fake-secret"
+)
+
+// SDKOptions tune the SDK configuration SDKConfig returns.
+type SDKOptions struct {
+	// MaxAttempts per call (default 3) and MaxBackoff between them (default
+	// 5ms, so tests do not sleep).
+	MaxAttempts int
+	MaxBackoff  time.Duration
+	// Timeout bounds each HTTP attempt (default 2s).
+	Timeout time.Duration
+}
+
+// SDKConfig returns an aws.Config that points the real SDK clients at the
+// fake through BaseEndpoint, with static test credentials and a standard
+// retryer without client-side retry quota.
+func (f *Fake) SDKConfig(o SDKOptions) aws.Config {
+	if o.MaxAttempts == 0 {
+		o.MaxAttempts = 3
+	}
+	if o.MaxBackoff == 0 {
+		o.MaxBackoff = 5 * time.Millisecond
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 2 * time.Second
+	}
+	return aws.Config{
+		Region:       f.opts.Region,
+		BaseEndpoint: aws.String(f.URL()),
+		Credentials:  credentials.NewStaticCredentialsProvider(TestAccessKeyID, TestSecretAccessKey, ""),
+		HTTPClient:   awshttp.NewBuildableClient().WithTimeout(o.Timeout),
+		Retryer: func() aws.Retryer {
+			return retry.NewStandard(func(so *retry.StandardOptions) {
+				so.MaxAttempts = o.MaxAttempts
+				so.MaxBackoff = o.MaxBackoff
+				so.RateLimiter = ratelimit.None
+			})
+		},
+	}
+}
+
+// Network layout SeedNetwork creates.
+const (
+	TestVPC = "vpc-0a1b2c3d4e5f60718"
+)
+
+// SeedNetwork creates a VPC layout like an EKS cluster's: public subnets
+// tagged kubernetes.io/role/elb in zones a, b and c, private subnets tagged
+// kubernetes.io/role/internal-elb in zones a and b, all tagged
+// kubernetes.io/cluster/<cluster>=shared, and one public subnet in zone a that
+// belongs to another cluster. It returns the public and private subnet IDs.
+func (f *Fake) SeedNetwork(cluster string) (public, private []string) {
+	zone := func(z string) string { return f.opts.Region + z }
+	for i, z := range []string{"a", "b", "c"} {
+		id := "subnet-0000000000000000" + string(rune('1'+i))
+		f.AddSubnet(id, TestVPC, zone(z), map[string]string{"kubernetes.io/role/elb": "1", "kubernetes.io/cluster/" + cluster: "shared"})
+		public = append(public, id)
+	}
+	for i, z := range []string{"a", "b"} {
+		id := "subnet-1000000000000000" + string(rune('1'+i))
+		f.AddSubnet(id, TestVPC, zone(z), map[string]string{"kubernetes.io/role/internal-elb": "1", "kubernetes.io/cluster/" + cluster: "owned"})
+		private = append(private, id)
+	}
+	f.AddSubnet("subnet-0ff00000000000001", TestVPC, zone("a"), map[string]string{"kubernetes.io/role/elb": "1", "kubernetes.io/cluster/someone-else": "owned"})
+	return public, private
+}
+
+// InstanceID returns a deterministic EC2 instance ID for a node name and
+// registers it with the fake so it is a valid target.
+func (f *Fake) InstanceID(node string) string {
+	sum := sha256.Sum256([]byte(node))
+	id := "i-" + hex.EncodeToString(sum[:])[:17]
+	f.AddInstance(id)
+	return id
+}
