@@ -76,7 +76,7 @@ demo: ## Run Portico's local mode on the embedded control plane (root). DOWN=1 t
 
 .PHONY: docker-build
 docker-build: ## Build the container images (needs a Docker engine).
-	docker build --build-arg VERSION=$(VERSION) -t portico/portico:$(VERSION) .
+	for t in operator forwarder kubectl-lb; do docker build --target $$t --build-arg VERSION=$(VERSION) -t portico/$$t:$(VERSION) . ; done
 
 .PHONY: help
 help: ## Show this help.
