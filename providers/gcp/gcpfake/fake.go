@@ -200,6 +200,13 @@ func (s *Server) ClearFaults() {
 	s.crashed = false
 }
 
+// SetOpDelay changes how long operations started from now on run.
+func (s *Server) SetOpDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.OpDelay = d
+}
+
 // Settle completes every pending operation now.
 func (s *Server) Settle() {
 	s.mu.Lock()

@@ -1,0 +1,606 @@
+package gcp_test
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portico-lb/portico/providers"
+	"github.com/portico-lb/portico/providers/gcp"
+	"github.com/portico-lb/portico/providers/gcp/gcpfake"
+	"github.com/portico-lb/portico/providers/providertest"
+)
+
+// object returns the fake's stored object with the given ID, or fails.
+func (e *env) object(t *testing.T, id string) gcpfake.Object {
+	t.Helper()
+	for _, r := range e.fake.Resources() {
+		if r.ID == id {
+			return r.Object
+		}
+	}
+	t.Fatalf("no %s in the fake; have %v", id, e.ids())
+	return nil
+}
+
+func (e *env) has(id string) bool {
+	return slices.Contains(e.ids(), id)
+}
+
+func (e *env) ids() []string {
+	var out []string
+	for _, r := range e.fake.Resources() {
+		out = append(out, r.ID)
+	}
+	return out
+}
+
+func regional(coll, name string) string { return "regions/" + testRegion + "/" + coll + "/" + name }
+func firewall(name string) string       { return "global/firewalls/" + name }
+
+func strs(v any) []string {
+	var out []string
+	for _, x := range v.([]any) {
+		out = append(out, x.(string))
+	}
+	return out
+}
+
+func ports(ps ...int32) []providers.Port {
+	var out []providers.Port
+	for _, p := range ps {
+		out = append(out, providertest.TCP(p, 30000+p))
+	}
+	return out
+}
+
+func TestExternalLoadBalancerShape(t *testing.T) {
+	e := newEnv(t, envOptions{tags: []string{"gke-node"}})
+	k := key("web")
+	d := desired(k, []string{"node-a", "node-b", "node-c"}, append(ports(80, 443), providers.Port{Name: "dns", Protocol: providers.UDP, Port: 53}))
+	d.SourceRanges = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}
+	d.SessionAffinityTimeout = time.Hour
+	st, err := e.p.Ensure(t.Context(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := gcp.BaseName(k)
+	addr := e.object(t, regional("addresses", base))
+	ip := addr["address"].(string)
+	if got := st.Ingress[0].IP.String(); got != ip {
+		t.Errorf("status IP %s, reserved address %s", got, ip)
+	}
+	if addr["addressType"] != "EXTERNAL" || addr["networkTier"] != "PREMIUM" {
+		t.Errorf("address = %v", addr)
+	}
+	tcp := e.object(t, regional("forwardingRules", base+"-tcp"))
+	udp := e.object(t, regional("forwardingRules", base+"-udp"))
+	for _, r := range []gcpfake.Object{tcp, udp} {
+		if r["IPAddress"] != ip || r["loadBalancingScheme"] != "EXTERNAL" || !strings.HasSuffix(r["backendService"].(string), regional("backendServices", base)) {
+			t.Errorf("forwarding rule %v does not point %s at the backend service", r, ip)
+		}
+		if r["labels"].(map[string]any)["portico-managed-by"] != "portico" {
+			t.Errorf("forwarding rule labels = %v", r["labels"])
+		}
+	}
+	if got := strs(tcp["ports"]); !slices.Equal(got, []string{"443", "80"}) && !slices.Equal(got, []string{"80", "443"}) {
+		t.Errorf("tcp rule ports = %v", got)
+	}
+	bs := e.object(t, regional("backendServices", base))
+	if bs["protocol"] != "UNSPECIFIED" || bs["sessionAffinity"] != "CLIENT_IP" || bs["loadBalancingScheme"] != "EXTERNAL" {
+		t.Errorf("backend service = %v", bs)
+	}
+	if n := len(bs["backends"].([]any)); n != 2 {
+		t.Errorf("backend service has %d backends, want one instance group per zone (2)", n)
+	}
+	hc := e.object(t, regional("healthChecks", base))
+	if port := hc["httpHealthCheck"].(map[string]any)["port"]; fmt.Sprint(port) != "10256" {
+		t.Errorf("Cluster-policy health check probes port %v, want kube-proxy's 10256", port)
+	}
+	traffic := e.object(t, firewall(base))
+	if got := strs(traffic["sourceRanges"]); !slices.Equal(got, []string{"198.51.100.0/24"}) {
+		t.Errorf("traffic firewall sources = %v", got)
+	}
+	if got := strs(traffic["destinationRanges"]); !slices.Equal(got, []string{ip + "/32"}) {
+		t.Errorf("traffic firewall destinations = %v", got)
+	}
+	if got := strs(traffic["targetTags"]); !slices.Equal(got, []string{"gke-node"}) {
+		t.Errorf("traffic firewall target tags = %v", got)
+	}
+	probes := e.object(t, firewall(base+"-hc"))
+	if got := strs(probes["sourceRanges"]); !slices.Equal(got, []string{"130.211.0.0/22", "209.85.152.0/22", "209.85.204.0/22", "35.191.0.0/16"}) {
+		t.Errorf("health-check firewall sources = %v", got)
+	}
+	if got := e.fake.Members(testRegion+"-a", gcp.InstanceGroupName(testCluster)); !slices.Equal(got, []string{"node-a", "node-c"}) {
+		t.Errorf("zone a instance group members = %v", got)
+	}
+	if st.Backends.Total != 3 || st.Cost.Kind != "gcp-forwarding-rule" || st.Cost.Units["forwardingRules"] != 2 || st.Cost.Tier != "PREMIUM" || st.Cost.Region != testRegion {
+		t.Errorf("status = %+v", st)
+	}
+}
+
+func TestFiveRulePortLimit(t *testing.T) {
+	tests := []struct {
+		name      string
+		internal  bool
+		ports     []int32
+		wantPorts []string
+		wantRange string
+		wantAll   bool
+	}{
+		{name: "five ports are listed", ports: []int32{80, 443, 8080, 8443, 9000}, wantPorts: []string{"443", "80", "8080", "8443", "9000"}},
+		{name: "six external ports become a range", ports: []int32{80, 443, 8080, 8443, 9000, 9090}, wantRange: "80-9090"},
+		{name: "six internal ports become all ports", internal: true, ports: []int32{80, 443, 8080, 8443, 9000, 9090}, wantAll: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{subnet: "nodes"})
+			k := key("many")
+			d := desired(k, []string{"node-a"}, ports(tc.ports...))
+			if tc.internal {
+				d.Scheme = providers.SchemeInternal
+			}
+			st, err := e.p.Ensure(t.Context(), d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := e.object(t, regional("forwardingRules", gcp.BaseName(k)+"-tcp"))
+			var got []string
+			if r["ports"] != nil {
+				got = strs(r["ports"])
+				slices.Sort(got)
+			}
+			pr, _ := r["portRange"].(string)
+			all, _ := r["allPorts"].(bool)
+			if !slices.Equal(got, tc.wantPorts) || pr != tc.wantRange || all != tc.wantAll {
+				t.Errorf("rule ports=%v portRange=%q allPorts=%v, want %v %q %v", got, pr, all, tc.wantPorts, tc.wantRange, tc.wantAll)
+			}
+			// The firewall still admits exactly the Service's ports.
+			fw := e.object(t, firewall(gcp.BaseName(k)))
+			allowed := fw["allowed"].([]any)[0].(map[string]any)
+			if n := len(strs(allowed["ports"])); n != len(tc.ports) {
+				t.Errorf("firewall admits %d ports, want %d", n, len(tc.ports))
+			}
+			if len(st.Ports) != len(tc.ports) {
+				t.Errorf("status lists %d ports, want %d", len(st.Ports), len(tc.ports))
+			}
+			obs, err := e.p.Observe(t.Context(), k)
+			if err != nil || len(obs.Ports) != len(tc.ports) {
+				t.Errorf("Observe ports = %+v, %v", obs, err)
+			}
+		})
+	}
+}
+
+func TestInternalLoadBalancer(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	k := key("internal")
+	d := desired(k, []string{"node-a", "node-b"}, ports(80))
+	d.Scheme = providers.SchemeInternal
+	d.Annotations = map[string]string{gcp.AnnotationSubnet: "backend-subnet"}
+	st, err := e.p.Ensure(t.Context(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := gcp.BaseName(k)
+	addr := e.object(t, regional("addresses", base))
+	if addr["addressType"] != "INTERNAL" || !strings.HasSuffix(addr["subnetwork"].(string), "/subnetworks/backend-subnet") {
+		t.Errorf("address = %v", addr)
+	}
+	if !netip.MustParsePrefix("10.128.0.0/20").Contains(st.Ingress[0].IP) {
+		t.Errorf("internal IP %s is not from the subnet range", st.Ingress[0].IP)
+	}
+	r := e.object(t, regional("forwardingRules", base+"-tcp"))
+	if r["loadBalancingScheme"] != "INTERNAL" || r["networkTier"] != nil {
+		t.Errorf("internal rule = %v", r)
+	}
+	if got := strs(e.object(t, firewall(base+"-hc"))["sourceRanges"]); !slices.Equal(got, []string{"130.211.0.0/22", "35.191.0.0/16"}) {
+		t.Errorf("internal health-check firewall sources = %v (external-only ranges must be absent)", got)
+	}
+
+	// Without a subnet the user must say which.
+	d2 := desired(key("no-subnet"), []string{"node-a"}, ports(80))
+	d2.Scheme = providers.SchemeInternal
+	var ce *providers.ConfigError
+	if _, err := e.p.Ensure(t.Context(), d2); !errors.As(err, &ce) || ce.Reason != "SubnetRequired" {
+		t.Errorf("internal without subnet: got %v, want ConfigError SubnetRequired", err)
+	}
+}
+
+func TestNetworkTierAnnotation(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	k := key("standard")
+	d := desired(k, []string{"node-a"}, ports(80))
+	d.Annotations = map[string]string{gcp.AnnotationNetworkTier: "standard"}
+	st, err := e.p.Ensure(t.Context(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := gcp.BaseName(k)
+	if tier := e.object(t, regional("addresses", base))["networkTier"]; tier != "STANDARD" {
+		t.Errorf("address tier %v", tier)
+	}
+	if tier := e.object(t, regional("forwardingRules", base+"-tcp"))["networkTier"]; tier != "STANDARD" {
+		t.Errorf("rule tier %v", tier)
+	}
+	if st.Cost.Tier != "STANDARD" {
+		t.Errorf("cost tier %q", st.Cost.Tier)
+	}
+	// Back to premium: the address cannot change tier, so it is replaced.
+	d.Annotations = nil
+	st2, err := e.p.Ensure(t.Context(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tier := e.object(t, regional("addresses", base))["networkTier"]; tier != "PREMIUM" {
+		t.Errorf("after switching back, address tier %v", tier)
+	}
+	if st2.Ingress[0].IP == st.Ingress[0].IP {
+		t.Log("tier change kept the IP (the fake reused the lowest free address)")
+	}
+}
+
+func TestStaticAddressIsUsedNotOwned(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.fake.Put("regions/"+testRegion+"/addresses", gcpfake.Object{"name": "my-static", "address": "203.0.113.200", "addressType": "EXTERNAL", "networkTier": "PREMIUM"})
+	k := key("static")
+	d := desired(k, []string{"node-a"}, ports(80))
+	// Start with Portico's own address, then move to the user's.
+	if _, err := e.p.Ensure(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	d.Annotations = map[string]string{gcp.AnnotationAddressName: "my-static"}
+	st, err := e.p.Ensure(t.Context(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Ingress[0].IP.String() != "203.0.113.200" {
+		t.Errorf("ingress %v, want the static address", st.Ingress)
+	}
+	if e.has(regional("addresses", gcp.BaseName(k))) {
+		t.Error("Portico's own address was not released after moving to the static one")
+	}
+	if err := e.p.Delete(t.Context(), k); err != nil {
+		t.Fatal(err)
+	}
+	if !e.has(regional("addresses", "my-static")) {
+		t.Error("Delete released the user's static address")
+	}
+	d.Annotations = map[string]string{gcp.AnnotationAddressName: "missing"}
+	var ce *providers.ConfigError
+	if _, err := e.p.Ensure(t.Context(), d); !errors.As(err, &ce) || ce.Reason != "AddressNotFound" {
+		t.Errorf("missing static address: got %v, want ConfigError AddressNotFound", err)
+	}
+}
+
+func TestEphemeralAddressPromotion(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	k := key("ephemeral")
+	d := desired(k, []string{"node-a"}, ports(80))
+	d.Annotations = map[string]string{gcp.AnnotationAddressType: "ephemeral"}
+	st, err := e.p.Ensure(t.Context(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.has(regional("addresses", gcp.BaseName(k))) {
+		t.Fatal("an ephemeral load balancer reserved an address")
+	}
+	ip := st.Ingress[0].IP
+	if !ip.IsValid() {
+		t.Fatalf("no ephemeral IP in status: %+v", st)
+	}
+	// Promote: the same IP becomes a reserved address Portico owns.
+	d.Annotations = map[string]string{gcp.AnnotationAddressType: "reserved"}
+	before := e.fake.MutatingCalls()
+	st, err = e.p.Ensure(t.Context(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := e.object(t, regional("addresses", gcp.BaseName(k)))
+	if addr["address"] != ip.String() || st.Ingress[0].IP != ip {
+		t.Errorf("promotion moved the IP: was %s, address %v, status %v", ip, addr["address"], st.Ingress)
+	}
+	if n := e.fake.MutatingCalls() - before; n != 1 {
+		t.Errorf("promotion made %d mutating calls, want 1 (reserve the address in use)", n)
+	}
+	// Mixed protocols cannot share an ephemeral address.
+	d.Annotations = map[string]string{gcp.AnnotationAddressType: "ephemeral"}
+	d.Ports = append(d.Ports, providers.Port{Name: "dns", Protocol: providers.UDP, Port: 53})
+	var ce *providers.ConfigError
+	if _, err := e.p.Ensure(t.Context(), d); !errors.As(err, &ce) {
+		t.Errorf("ephemeral TCP+UDP: got %v, want ConfigError", err)
+	}
+}
+
+func TestLocalTrafficPolicyProbesHealthCheckNodePort(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	k := key("local")
+	d := desired(k, []string{"node-a"}, ports(80))
+	d.TrafficPolicy = providers.TrafficPolicyLocal
+	d.HealthCheckNodePort = 32123
+	if _, err := e.p.Ensure(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	base := gcp.BaseName(k)
+	hc := e.object(t, regional("healthChecks", base))["httpHealthCheck"].(map[string]any)
+	if fmt.Sprint(hc["port"]) != "32123" || hc["requestPath"] != "/healthz" {
+		t.Errorf("health check = %v", hc)
+	}
+	allowed := e.object(t, firewall(base+"-hc"))["allowed"].([]any)[0].(map[string]any)
+	if got := strs(allowed["ports"]); !slices.Equal(got, []string{"32123"}) {
+		t.Errorf("health-check firewall ports = %v", got)
+	}
+	// Local narrows nodes: a Local Service only adds to the shared groups.
+	other := desired(key("cluster-wide"), []string{"node-a", "node-c"}, ports(81))
+	if _, err := e.p.Ensure(t.Context(), other); err != nil {
+		t.Fatal(err)
+	}
+	before := e.fake.MutatingCalls()
+	if _, err := e.p.Ensure(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.fake.MutatingCalls() - before; n != 0 {
+		t.Errorf("the Local Service removed the Cluster Service's nodes (%d mutating calls)", n)
+	}
+	if got := e.fake.Members(testRegion+"-a", gcp.InstanceGroupName(testCluster)); !slices.Equal(got, []string{"node-a", "node-c"}) {
+		t.Errorf("members = %v", got)
+	}
+}
+
+func TestSharedInstanceGroups(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	nodes := []string{"node-a", "node-b", "node-c"}
+	a, b := key("a"), key("b")
+	if _, err := e.p.Ensure(t.Context(), desired(a, nodes, ports(80))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.p.Ensure(t.Context(), desired(b, nodes, ports(80))); err != nil {
+		t.Fatalf("a second Service on the same nodes: %v (instances may be in one load-balanced group only)", err)
+	}
+	group := "zones/" + testRegion + "-a/instanceGroups/" + gcp.InstanceGroupName(testCluster)
+	count := 0
+	for _, r := range e.fake.Resources() {
+		if r.Kind == "instanceGroups" {
+			count++
+		}
+	}
+	if count != 2 {
+		t.Errorf("%d instance groups, want one per zone (2) shared by both Services", count)
+	}
+	if err := e.p.Delete(t.Context(), a); err != nil {
+		t.Fatal(err)
+	}
+	if !e.has(group) {
+		t.Fatal("deleting one Service removed the instance group the other still uses")
+	}
+	if err := e.p.Delete(t.Context(), b); err != nil {
+		t.Fatal(err)
+	}
+	if ids := e.ids(); len(ids) != 0 {
+		t.Errorf("after deleting every Service the fake still holds %v", ids)
+	}
+}
+
+func TestNodeChangeTouchesOnlyInstanceGroups(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	var keys []providers.Key
+	for i := range 5 {
+		k := key(fmt.Sprintf("svc-%d", i))
+		keys = append(keys, k)
+		if _, err := e.p.Ensure(t.Context(), desired(k, []string{"node-a", "node-b"}, ports(80))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := e.fake.MutatingCalls()
+	for _, k := range keys {
+		st, err := e.p.Ensure(t.Context(), desired(k, []string{"node-a", "node-b", "node-c"}, ports(80)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Backends.Total != 3 {
+			t.Errorf("%s: backends %d, want 3", k, st.Backends.Total)
+		}
+	}
+	if n := e.fake.MutatingCalls() - before; n != 1 {
+		t.Errorf("adding a node to 5 Services made %d mutating calls, want 1 (one addInstances on the shared group)", n)
+	}
+}
+
+func TestPaginatedMembership(t *testing.T) {
+	e := newEnv(t, envOptions{fake: gcpfake.Options{MaxPageSize: 2}})
+	k := key("paged")
+	d := desired(k, testNodes, ports(80)) // 4 nodes in zone a, 3 in zone b
+	if _, err := e.p.Ensure(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	before := e.fake.MutatingCalls()
+	obs, err := e.p.Observe(t.Context(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if obs.Backends.Total != len(testNodes) {
+		t.Errorf("Observe counted %d backends over 2-item pages, want %d", obs.Backends.Total, len(testNodes))
+	}
+	if _, err := e.p.Ensure(t.Context(), d); err != nil {
+		t.Fatalf("second Ensure: %v (a membership read that stops at the first page re-adds members)", err)
+	}
+	if n := e.fake.MutatingCalls() - before; n != 0 {
+		t.Errorf("second Ensure made %d mutating calls", n)
+	}
+}
+
+func TestOperationsCompleteLater(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	k := key("slow")
+	if _, err := e.p.Ensure(t.Context(), desired(k, []string{"node-a"}, ports(80))); err != nil {
+		t.Fatal(err)
+	}
+	// Deleting in dependency order only works if each delete operation has
+	// finished before the next resource goes: the fake refuses to delete
+	// what a live resource still references.
+	e.fake.SetOpDelay(100 * time.Millisecond)
+	n := len(e.fake.Calls())
+	if err := e.p.Delete(t.Context(), k); err != nil {
+		t.Fatalf("Delete must wait for each operation before deleting what depends on it: %v", err)
+	}
+	polls, mutations := 0, 0
+	for _, c := range e.fake.Calls()[n:] {
+		switch {
+		case strings.Contains(c.Path, "/operations/"):
+			polls++
+		case c.Mutating:
+			mutations++
+		}
+	}
+	if polls <= mutations {
+		t.Errorf("%d operation polls for %d operations: Delete did not wait for operations to finish", polls, mutations)
+	}
+	e.fake.Settle()
+	if ids := e.ids(); len(ids) != 0 {
+		t.Errorf("left behind: %v", ids)
+	}
+}
+
+func TestDeleteOrder(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	k := key("order")
+	if _, err := e.p.Ensure(t.Context(), desired(k, []string{"node-a"}, append(ports(80), providers.Port{Name: "q", Protocol: providers.UDP, Port: 5353}))); err != nil {
+		t.Fatal(err)
+	}
+	n := len(e.fake.Calls())
+	if err := e.p.Delete(t.Context(), k); err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, c := range e.fake.Calls()[n:] {
+		if c.Method == "DELETE" {
+			parts := strings.Split(c.Path, "/")
+			order = append(order, parts[len(parts)-2])
+		}
+	}
+	want := []string{"forwardingRules", "forwardingRules", "firewalls", "firewalls", "backendServices", "healthChecks", "addresses", "instanceGroups"}
+	if !slices.Equal(order, want) {
+		t.Errorf("delete order %v, want %v", order, want)
+	}
+}
+
+func TestForeignResourcesOfEveryKind(t *testing.T) {
+	base := gcp.BaseName(key("foreign"))
+	tests := []struct {
+		coll string
+		obj  gcpfake.Object
+	}{
+		{"regions/" + testRegion + "/addresses", gcpfake.Object{"name": base, "addressType": "EXTERNAL"}},
+		{"regions/" + testRegion + "/healthChecks", gcpfake.Object{"name": base, "type": "TCP"}},
+		{"regions/" + testRegion + "/forwardingRules", gcpfake.Object{"name": base + "-tcp", "IPAddress": "203.0.113.9", "description": `{"portico.dev/managed-by":"portico","portico.dev/cluster":"other","portico.dev/service":"default/foreign"}`}},
+		{"global/firewalls", gcpfake.Object{"name": base + "-hc", "description": "not json"}},
+		{"zones/" + testRegion + "-a/instanceGroups", gcpfake.Object{"name": gcp.InstanceGroupName(testCluster)}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.coll, func(t *testing.T) {
+			e := newEnv(t, envOptions{})
+			e.fake.Put(tc.coll, tc.obj)
+			id := tc.coll + "/" + tc.obj["name"].(string)
+			before := e.object(t, id)
+			_, err := e.p.Ensure(t.Context(), desired(key("foreign"), []string{"node-a"}, ports(80)))
+			var no *providers.NotOwnedError
+			if !errors.As(err, &no) {
+				t.Fatalf("Ensure over a foreign %s: got %v, want NotOwnedError", tc.coll, err)
+			}
+			if err := e.p.Delete(t.Context(), key("foreign")); err != nil {
+				t.Fatalf("Delete: %v", err)
+			}
+			e.fake.Settle()
+			after := e.object(t, id)
+			if fmt.Sprint(before) != fmt.Sprint(after) {
+				t.Errorf("the foreign resource changed:\n%v\n%v", before, after)
+			}
+		})
+	}
+}
+
+func TestCloudErrorsMapToTheContract(t *testing.T) {
+	tests := []struct {
+		name  string
+		fault gcpfake.Fault
+		check func(t *testing.T, err error)
+	}{
+		{"quota exceeded is retried later", gcpfake.Fault{Code: 403, Reason: "quotaExceeded", Times: -1, MutatingOnly: true}, func(t *testing.T, err error) {
+			after, ok := providers.IsRetryable(err)
+			if !ok || after != time.Minute {
+				t.Errorf("got %v, want RetryError after 1m", err)
+			}
+		}},
+		{"throttling beyond the retry budget is retryable", gcpfake.Fault{Code: 429, Reason: "rateLimitExceeded", Times: -1}, func(t *testing.T, err error) {
+			if _, ok := providers.IsRetryable(err); !ok {
+				t.Errorf("got %v, want RetryError", err)
+			}
+		}},
+		{"5xx beyond the retry budget is retryable", gcpfake.Fault{Code: 500, Reason: "backendError", Times: -1, MutatingOnly: true}, func(t *testing.T, err error) {
+			if _, ok := providers.IsRetryable(err); !ok {
+				t.Errorf("got %v, want RetryError", err)
+			}
+		}},
+		{"permission denied is a config error", gcpfake.Fault{Code: 403, Reason: "forbidden", Times: -1}, func(t *testing.T, err error) {
+			var ce *providers.ConfigError
+			if !errors.As(err, &ce) || ce.Reason != "AccessDenied" {
+				t.Errorf("got %v, want ConfigError AccessDenied", err)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{})
+			e.fake.Inject(tc.fault)
+			_, err := e.p.Ensure(t.Context(), desired(key("faulty"), []string{"node-a"}, ports(80)))
+			if err == nil {
+				t.Fatal("Ensure succeeded under a permanent fault")
+			}
+			tc.check(t, err)
+		})
+	}
+}
+
+func TestThrottlingIsRetriedWithinEnsure(t *testing.T) {
+	e := newEnv(t, envOptions{fake: gcpfake.Options{Seed: 7}})
+	e.fake.Inject(gcpfake.Fault{Code: 403, Reason: "rateLimitExceeded", Times: -1, Rate: 0.3})
+	for i := range 10 {
+		if _, err := e.p.Ensure(t.Context(), desired(key(fmt.Sprintf("t%d", i)), []string{"node-a", "node-b"}, ports(80))); err != nil {
+			t.Fatalf("Ensure under 30%% throttling: %v", err)
+		}
+	}
+	throttled := 0
+	for _, c := range e.fake.Calls() {
+		if c.Code == 403 {
+			throttled++
+		}
+	}
+	if throttled == 0 {
+		t.Fatal("no call was throttled; the fault injection did not fire")
+	}
+}
+
+func TestDisjointClustersDoNotShareGroups(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	other, err := gcp.New(e.api, gcp.Options{ClusterID: "other", Project: testProject, Region: testRegion, Network: "default",
+		Backoff: gcp.Backoff{Attempts: 2, Initial: time.Millisecond, Max: time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.p.Ensure(t.Context(), desired(key("x"), []string{"node-a"}, ports(80))); err != nil {
+		t.Fatal(err)
+	}
+	k := providers.Key{ClusterID: "other", Namespace: "default", Name: "x"}
+	_, err = other.Ensure(t.Context(), desired(k, []string{"node-a"}, ports(80)))
+	var ce *providers.ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("a node already in another cluster's load-balanced group: got %v, want ConfigError", err)
+	}
+	if gcp.InstanceGroupName("other") == gcp.InstanceGroupName(testCluster) {
+		t.Fatal("clusters share instance group names")
+	}
+}
