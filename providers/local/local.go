@@ -1,0 +1,339 @@
+// Package local is the bare-metal backend (class lb.portico.dev/local). It
+// hands out addresses from IPPools; portico-forwarder on the nodes announces
+// them by ARP/NDP (package announce).
+//
+// The allocation table lives in memory and is rebuilt from the cluster on
+// first use: every Service of class lb.portico.dev/local keeps the addresses
+// its status.loadBalancer.ingress (or its LoadBalancer object) shows, so an
+// operator restart never reshuffles addresses.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/providers"
+)
+
+// Name is the backend name; its class is lb.portico.dev/local.
+const Name = "local"
+
+// SharingAnnotation is the cloud-neutral annotation that lets Services share
+// an address; the allocator reads it from Services when it rebuilds.
+const SharingAnnotation = "lb.portico.dev/allow-shared-ip"
+
+// Operations the provider performs against its allocation state; Intercept
+// sees each one.
+const (
+	OpSync    = "Sync"    // list Services and LoadBalancers to rebuild the table
+	OpPools   = "Pools"   // list IPPools
+	OpReserve = "Reserve" // record a Service's addresses
+	OpRelease = "Release" // drop a Service's addresses
+)
+
+// IsMutating reports whether op changes the allocation state.
+func IsMutating(op string) bool { return op == OpReserve || op == OpRelease }
+
+// Options configure a Provider.
+type Options struct {
+	ClusterID string
+	// Client reads IPPools, Services and LoadBalancers.
+	Client client.Client
+	// OnRelease is called (without the provider's lock held) whenever an
+	// address becomes free, so the controller can requeue pending Services.
+	OnRelease func()
+	// Intercept, when set, runs before every operation; an error fails it.
+	// Tests use it to count calls and inject faults and crashes.
+	Intercept func(op string) error
+}
+
+// Provider allocates addresses from IPPools.
+type Provider struct {
+	opts Options
+
+	mu     sync.Mutex
+	synced bool
+	table  *Table
+}
+
+var _ providers.Provider = (*Provider)(nil)
+
+// New returns a provider; it reads the cluster lazily, on first use.
+func New(opts Options) (*Provider, error) {
+	if opts.Client == nil {
+		return nil, errors.New("local provider needs a Kubernetes client")
+	}
+	return &Provider{opts: opts, table: NewTable()}, nil
+}
+
+// Config holds the local backend's operator settings.
+type Config struct {
+	// OnRelease is set by the operator before Factory to requeue pending
+	// Services of class lb.portico.dev/local when an address frees up.
+	OnRelease func()
+}
+
+// AddFlags registers --local-* flags. The local backend's settings live in
+// IPPool objects, so there are none yet.
+func (c *Config) AddFlags(fs *pflag.FlagSet) {}
+
+// Factory returns a providers.Factory bound to c.
+func (c *Config) Factory() providers.Factory {
+	return func(_ context.Context, opts providers.Options) (providers.Provider, error) {
+		return New(Options{ClusterID: opts.ClusterID, Client: opts.Client, OnRelease: c.OnRelease})
+	}
+}
+
+// Class implements providers.Provider.
+func (p *Provider) Class() string { return providers.Class(Name) }
+
+func (p *Provider) call(op string) error {
+	if p.opts.Intercept != nil {
+		return p.opts.Intercept(op)
+	}
+	return nil
+}
+
+// Ensure implements providers.Provider.
+func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*providers.Status, error) {
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.sync(ctx); err != nil {
+		return nil, err
+	}
+	pools, err := p.pools(ctx)
+	if err != nil {
+		return nil, err
+	}
+	addrs, err := Plan(pools, p.table, d)
+	if err != nil {
+		return nil, err
+	}
+	want := &Allocation{Key: d.Key, Addresses: addrs, SharingKey: d.SharingKey, Ports: slices.Clone(d.Ports), Nodes: len(d.Nodes)}
+	if have := p.table.Get(d.Key); have == nil || !have.equal(want) {
+		if err := p.call(OpReserve); err != nil {
+			return nil, fmt.Errorf("reserving %v for %s: %w", addrs, d.Key, err)
+		}
+		if freed := p.table.Put(want); len(freed) > 0 {
+			defer p.released()
+		}
+		ctrlLog(ctx).V(1).Info("Reserved addresses", "addresses", addrs)
+	}
+	return status(want), nil
+}
+
+// Observe implements providers.Provider.
+func (p *Provider) Observe(ctx context.Context, key providers.Key) (*providers.Status, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.sync(ctx); err != nil {
+		return nil, err
+	}
+	a := p.table.Get(key)
+	if a == nil {
+		return nil, providers.ErrNotFound
+	}
+	return status(a), nil
+}
+
+// Delete implements providers.Provider.
+func (p *Provider) Delete(ctx context.Context, key providers.Key) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.sync(ctx); err != nil {
+		return err
+	}
+	if p.table.Get(key) == nil {
+		return nil
+	}
+	if err := p.call(OpRelease); err != nil {
+		return fmt.Errorf("releasing addresses of %s: %w", key, err)
+	}
+	if freed := p.table.Delete(key); len(freed) > 0 {
+		ctrlLog(ctx).V(1).Info("Released addresses", "addresses", freed)
+		defer p.released()
+	}
+	return nil
+}
+
+// released notifies OnRelease. Callers defer it while holding p.mu, so it
+// hands the call to a goroutine: OnRelease may call back into the provider.
+func (p *Provider) released() {
+	if p.opts.OnRelease != nil {
+		go p.opts.OnRelease()
+	}
+}
+
+// Allocations returns a copy of the allocation table, sorted by key.
+func (p *Provider) Allocations() []Allocation {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []Allocation
+	for _, a := range p.table.All() {
+		out = append(out, *a)
+	}
+	return out
+}
+
+func status(a *Allocation) *providers.Status {
+	st := &providers.Status{
+		Backends: providers.Backends{Total: a.Nodes, Healthy: a.Nodes},
+		Cost:     providers.CostInputs{Kind: "local-address", Units: map[string]int{"addresses": len(a.Addresses)}},
+	}
+	for _, ip := range a.Addresses {
+		st.Ingress = append(st.Ingress, providers.Ingress{IP: ip, IPMode: providers.IPModeVIP})
+		st.Resources = append(st.Resources, providers.Resource{Kind: "address", ID: ip.String()})
+	}
+	for _, port := range a.Ports {
+		st.Ports = append(st.Ports, providers.PortStatus{Port: port.Port, Protocol: port.Protocol})
+	}
+	return st
+}
+
+// sync rebuilds the table from the cluster once. p.mu is held.
+func (p *Provider) sync(ctx context.Context) error {
+	if p.synced {
+		return nil
+	}
+	if err := p.call(OpSync); err != nil {
+		return fmt.Errorf("rebuilding local allocations: %w", err)
+	}
+	table, err := Rebuild(ctx, p.opts.Client, p.opts.ClusterID)
+	if err != nil {
+		return providers.Retry(fmt.Errorf("rebuilding local allocations: %w", err), 0)
+	}
+	p.table, p.synced = table, true
+	ctrlLog(ctx).Info("Rebuilt local address allocations from the cluster", "services", len(table.byKey))
+	return nil
+}
+
+// Rebuild reads every Service of class lb.portico.dev/local and its
+// LoadBalancer object and returns the table of addresses they hold.
+func Rebuild(ctx context.Context, c client.Client, clusterID string) (*Table, error) {
+	class := providers.Class(Name)
+	found := map[string]*Allocation{}
+	var svcs corev1.ServiceList
+	if err := c.List(ctx, &svcs); err != nil {
+		return nil, fmt.Errorf("listing Services: %w", err)
+	}
+	for i := range svcs.Items {
+		s := &svcs.Items[i]
+		if s.Spec.LoadBalancerClass == nil || *s.Spec.LoadBalancerClass != class {
+			continue
+		}
+		a := &Allocation{
+			Key:        providers.Key{ClusterID: clusterID, Namespace: s.Namespace, Name: s.Name, UID: string(s.UID)},
+			SharingKey: s.Annotations[SharingAnnotation],
+		}
+		for _, sp := range s.Spec.Ports {
+			a.Ports = append(a.Ports, providers.Port{Name: sp.Name, Protocol: providers.Protocol(sp.Protocol), Port: sp.Port, NodePort: sp.NodePort})
+		}
+		for _, in := range s.Status.LoadBalancer.Ingress {
+			if ip, err := netip.ParseAddr(in.IP); err == nil {
+				a.Addresses = append(a.Addresses, ip)
+			}
+		}
+		found[a.Key.String()] = a
+	}
+	var lbs v1alpha1.LoadBalancerList
+	if err := c.List(ctx, &lbs); err != nil && !meta.IsNoMatchError(err) {
+		return nil, fmt.Errorf("listing LoadBalancers: %w", err)
+	}
+	for _, lb := range lbs.Items {
+		if lb.Status.Class != class {
+			continue
+		}
+		a := found[lb.Namespace+"/"+lb.Name]
+		if a == nil {
+			// The Service is gone; its finalizer normally prevents that,
+			// so keep nothing for it.
+			continue
+		}
+		for _, addr := range lb.Status.Addresses {
+			if ip, err := netip.ParseAddr(addr.IP); err == nil && !slices.Contains(a.Addresses, ip) {
+				a.Addresses = append(a.Addresses, ip)
+			}
+		}
+	}
+	t := NewTable()
+	for _, a := range found {
+		if len(a.Addresses) > 0 {
+			t.Put(a)
+		}
+	}
+	return t, nil
+}
+
+// pools lists and parses the IPPools; invalid pools are skipped (the IPPool
+// controller flags them with a condition).
+func (p *Provider) pools(ctx context.Context) ([]Pool, error) {
+	if err := p.call(OpPools); err != nil {
+		return nil, fmt.Errorf("listing IPPools: %w", err)
+	}
+	var list v1alpha1.IPPoolList
+	if err := p.opts.Client.List(ctx, &list); err != nil {
+		return nil, providers.Retry(fmt.Errorf("listing IPPools: %w", err), 0)
+	}
+	out := make([]Pool, 0, len(list.Items))
+	for i := range list.Items {
+		pool, err := PoolFromAPI(&list.Items[i])
+		if err != nil {
+			ctrlLog(ctx).V(1).Info("Skipping invalid IPPool", "IPPool", list.Items[i].Name, "reason", err.Error())
+			continue
+		}
+		out = append(out, pool)
+	}
+	slices.SortFunc(out, func(a, b Pool) int {
+		switch {
+		case a.Name < b.Name:
+			return -1
+		case a.Name > b.Name:
+			return 1
+		}
+		return 0
+	})
+	return out, nil
+}
+
+// PoolFromAPI parses an IPPool object.
+func PoolFromAPI(ip *v1alpha1.IPPool) (Pool, error) {
+	ranges, err := ParseRanges(ip.Spec.Addresses)
+	if err != nil {
+		return Pool{}, err
+	}
+	pool := Pool{
+		Name:       ip.Name,
+		Ranges:     ranges,
+		AutoAssign: ip.Spec.AutoAssign == nil || *ip.Spec.AutoAssign,
+		AvoidBuggy: ip.Spec.AvoidBuggyIPs,
+	}
+	if pool.Services, err = selector(ip.Spec.ServiceSelector); err != nil {
+		return Pool{}, fmt.Errorf("serviceSelector: %w", err)
+	}
+	if pool.Namespaces, err = selector(ip.Spec.NamespaceSelector); err != nil {
+		return Pool{}, fmt.Errorf("namespaceSelector: %w", err)
+	}
+	return pool, nil
+}
+
+func selector(s *metav1.LabelSelector) (labels.Selector, error) {
+	if s == nil {
+		return nil, nil
+	}
+	return metav1.LabelSelectorAsSelector(s)
+}
