@@ -161,7 +161,6 @@ func TestNeverTwoServicesOnOneAddress(t *testing.T) {
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
-
 func TestSharing(t *testing.T) {
 	tests := []struct {
 		name       string
