@@ -165,8 +165,9 @@ func (c *Catalog) lookup(kind, region, tier string) (*entry, error) {
 }
 
 // Price prices the cost inputs a provider of class reported. The result's
-// Hourly is the sum of its Breakdown; Monthly is Hourly times 730.
-func (c *Catalog) Price(in providers.CostInputs, class string) (*v1alpha1.CostStatus, error) {
+// Hourly is the sum of its Breakdown; Monthly is Hourly times 730. A
+// *Catalog is a controllers.Pricer.
+func (c *Catalog) Price(class string, in providers.CostInputs) (*v1alpha1.CostStatus, error) {
 	if in.Kind == "" {
 		return nil, errorf(ReasonCostInputsInvalid, "the %s provider reported no cost inputs", class)
 	}

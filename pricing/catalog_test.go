@@ -101,7 +101,7 @@ func TestPriceEmbedded(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := c.Price(tt.in, "lb.portico.dev/test")
+			got, err := c.Price("lb.portico.dev/test", tt.in)
 			if err != nil {
 				t.Fatalf("Price: %v", err)
 			}
@@ -158,7 +158,7 @@ func TestPriceErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := c.Price(tt.in, "lb.portico.dev/test")
+			got, err := c.Price("lb.portico.dev/test", tt.in)
 			if err == nil {
 				t.Fatalf("Price = %+v, want an error with reason %s", got, tt.reason)
 			}
@@ -177,7 +177,7 @@ func TestPriceErrors(t *testing.T) {
 }
 
 func TestUnpricedUnitWithZeroCountIsIgnored(t *testing.T) {
-	got, err := defaultCatalog(t).Price(providers.CostInputs{Kind: "aws-nlb", Region: "us-west-2", Units: map[string]int{"elasticIPs": 0}}, "c")
+	got, err := defaultCatalog(t).Price("c", providers.CostInputs{Kind: "aws-nlb", Region: "us-west-2", Units: map[string]int{"elasticIPs": 0}})
 	if err != nil {
 		t.Fatalf("Price: %v", err)
 	}

@@ -44,12 +44,12 @@ func errorf(reason, format string, args ...any) error {
 }
 
 // ConditionType is the LoadBalancer condition that reports pricing.
-const ConditionType = "CostEstimated"
+const ConditionType = "lb.portico.dev/Priced"
 
 // ReasonPriced is the reason of a true CostEstimated condition.
 const ReasonPriced = "Priced"
 
-// Condition returns the CostEstimated condition for the outcome of Price:
+// Condition returns the lb.portico.dev/Priced condition for the outcome of Price:
 // True with reason Priced when err is nil and cost is set, otherwise False with the
 // *Error's reason (or "PricingFailed") and message.
 func Condition(cost *v1alpha1.CostStatus, err error, generation int64) metav1.Condition {

@@ -74,7 +74,7 @@ func TestConfigMapOverrides(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := c.Price(tt.in, "c")
+			got, err := c.Price("c", tt.in)
 			if err != nil {
 				t.Fatalf("Price: %v", err)
 			}
@@ -177,7 +177,7 @@ products:
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := c.Price(providers.CostInputs{Kind: "gcp-forwarding-rule", Region: "us-central1", Units: map[string]int{"forwardingRules": 2}}, "c")
+	got, err := c.Price("c", providers.CostInputs{Kind: "gcp-forwarding-rule", Region: "us-central1", Units: map[string]int{"forwardingRules": 2}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			t.Fatalf("Load rejected a file Parse accepted: %v", err)
 		}
-		got, err := c.Price(providers.CostInputs{Kind: kind, Region: region, Units: map[string]int{unit: n}}, "fuzz")
+		got, err := c.Price("fuzz", providers.CostInputs{Kind: kind, Region: region, Units: map[string]int{unit: n}})
 		if err != nil {
 			var pe *pricing.Error
 			if !errors.As(err, &pe) {
