@@ -29,6 +29,9 @@ import (
 	"github.com/portico-lb/portico/controllers"
 	"github.com/portico-lb/portico/internal/scheme"
 	"github.com/portico-lb/portico/providers"
+	"github.com/portico-lb/portico/providers/aws"
+	"github.com/portico-lb/portico/providers/azure"
+	"github.com/portico-lb/portico/providers/gcp"
 	"github.com/portico-lb/portico/providers/memory"
 )
 
@@ -43,6 +46,9 @@ type BackendConfig interface {
 // (no init() registration): name -> a fresh config.
 func backends() map[string]BackendConfig {
 	return map[string]BackendConfig{
+		aws.Name:    &aws.Config{},
+		azure.Name:  &azure.Config{},
+		gcp.Name:    &gcp.Config{},
 		memory.Name: &memory.Config{},
 	}
 }
