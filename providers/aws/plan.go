@@ -39,7 +39,11 @@ func targetGroupPrefix(key providers.Key) string { return "portico-" + keyHash(k
 // Protocol and target type are immutable in AWS, so they are part of the name.
 func TargetGroupName(key providers.Key, protocol elbtypes.ProtocolEnum, port int32, targetType elbtypes.TargetTypeEnum) string {
 	code := map[elbtypes.ProtocolEnum]string{elbtypes.ProtocolEnumTcp: "tcp", elbtypes.ProtocolEnumUdp: "udp", elbtypes.ProtocolEnumTcpUdp: "tu"}[protocol]
-	return fmt.Sprintf("%s%s%d-%s", targetGroupPrefix(key), code, port, string(targetType)[:1])
+	kind := "i" // instance
+	if targetType == elbtypes.TargetTypeEnumIp {
+		kind = "p" // pod IP
+	}
+	return fmt.Sprintf("%s%s%d-%s", targetGroupPrefix(key), code, port, kind)
 }
 
 // plan is what Ensure builds for one Service: a pure function of the desired

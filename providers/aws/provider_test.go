@@ -127,7 +127,6 @@ func udp(port, nodePort int32) providers.Port {
 	return providers.Port{Name: fmt.Sprintf("udp-%d", port), Protocol: providers.UDP, Port: port, NodePort: nodePort, TargetPort: 5353}
 }
 
-
 func TestThrottlingIsRetryable(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	d := e.desired(key("throttled"), []string{"n1"}, []providers.Port{tcp(80, 30080)})
