@@ -1,0 +1,198 @@
+package announce
+
+import (
+	"context"
+	"maps"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+)
+
+// Address is one load-balancer address to announce and who may carry it.
+type Address struct {
+	IP netip.Addr
+	// Service is namespace/name, for status and logs.
+	Service string
+	// LocalOnly is set for externalTrafficPolicy Local: only nodes in
+	// EndpointNodes are eligible.
+	LocalOnly     bool
+	EndpointNodes []string
+}
+
+// Inputs are what the cluster (or static flags) says.
+type Inputs struct {
+	// ReadyNodes are the nodes whose Node object is Ready.
+	ReadyNodes []string
+	Addresses  []Address
+}
+
+// Speaker is what the Announcer drives: the Responder, or a fake in tests.
+type Speaker interface {
+	Set(addrs []netip.Addr)
+}
+
+// AnnouncerConfig wires an Announcer.
+type AnnouncerConfig struct {
+	Self    string
+	Members *Members
+	Speaker Speaker
+	// WarmUp delays the first announcement until peers' claims have been
+	// heard, so a starting forwarder never grabs an address another node
+	// holds. Default: the members' DeadAfter.
+	WarmUp time.Duration
+}
+
+// Announcer recomputes, whenever inputs or membership change, which
+// addresses this node announces and who announces every address.
+type Announcer struct {
+	cfg     AnnouncerConfig
+	started time.Time
+
+	mu      sync.Mutex
+	inputs  Inputs
+	owners  map[netip.Addr]string
+	mine    []netip.Addr
+	kick    chan struct{}
+	changed chan struct{}
+}
+
+// NewAnnouncer returns an Announcer; Run starts it.
+func NewAnnouncer(cfg AnnouncerConfig) *Announcer {
+	if cfg.WarmUp == 0 {
+		cfg.WarmUp = cfg.Members.Config().DeadAfter
+	}
+	return &Announcer{cfg: cfg, owners: map[netip.Addr]string{}, kick: make(chan struct{}, 1), changed: make(chan struct{}, 1)}
+}
+
+// SetInputs replaces the inputs and triggers a recomputation.
+func (a *Announcer) SetInputs(in Inputs) {
+	a.mu.Lock()
+	a.inputs = in
+	a.mu.Unlock()
+	signal(a.kick)
+}
+
+// Owners returns, for every address, the node this forwarder believes
+// announces it ("" when none is eligible).
+func (a *Announcer) Owners() map[netip.Addr]string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return maps.Clone(a.owners)
+}
+
+// OwnersChanged signals (coalesced) when Owners changed.
+func (a *Announcer) OwnersChanged() <-chan struct{} { return a.changed }
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// Run recomputes on every change until ctx ends, then stops announcing.
+func (a *Announcer) Run(ctx context.Context) error {
+	log := logr.FromContextOrDiscard(ctx).WithName("announcer")
+	a.started = time.Now()
+	warm := time.NewTimer(a.cfg.WarmUp)
+	defer warm.Stop()
+	// A periodic pass bounds the damage of any missed signal.
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			a.cfg.Speaker.Set(nil)
+			a.cfg.Members.SetClaims(nil)
+			return nil
+		case <-a.kick:
+		case <-a.cfg.Members.Changed():
+		case <-warm.C:
+		case <-tick.C:
+		}
+		a.recompute(log)
+	}
+}
+
+func (a *Announcer) recompute(log logr.Logger) {
+	view := a.cfg.Members.View()
+	a.mu.Lock()
+	in := a.inputs
+	prevMine := a.mine
+	a.mu.Unlock()
+
+	warm := time.Since(a.started) >= a.cfg.WarmUp
+	owners, mine := Assign(AssignInput{
+		Self: a.cfg.Self, Inputs: in, View: view, Mine: prevMine,
+	})
+	if !warm || !view.Quorum {
+		mine = nil
+	}
+	// Claims go out before the speaker starts answering, so peers learn of
+	// a takeover as early as possible.
+	a.cfg.Members.SetClaims(mine)
+	a.cfg.Speaker.Set(mine)
+
+	a.mu.Lock()
+	changed := !maps.Equal(a.owners, owners)
+	a.owners, a.mine = owners, mine
+	a.mu.Unlock()
+	if !slices.Equal(prevMine, mine) {
+		log.V(1).Info("Announcing", "addresses", mine, "alive", view.Alive, "quorum", view.Quorum)
+	}
+	if changed {
+		signal(a.changed)
+	}
+}
+
+// AssignInput is everything the assignment depends on.
+type AssignInput struct {
+	Self   string
+	Inputs Inputs
+	View   View
+	// Mine are the addresses Self announces now.
+	Mine []netip.Addr
+}
+
+// Assign is the pure decision every forwarder runs: for each address, the
+// eligible nodes are Ready, alive on the heartbeat and, for LocalOnly
+// addresses, hold an endpoint; Decide picks one. It returns the owner of
+// every address and the addresses Self should announce, sorted.
+func Assign(in AssignInput) (owners map[netip.Addr]string, mine []netip.Addr) {
+	owners = map[netip.Addr]string{}
+	live := map[string]bool{}
+	for _, n := range in.View.Alive {
+		if slices.Contains(in.Inputs.ReadyNodes, n) {
+			live[n] = true
+		}
+	}
+	for _, addr := range in.Inputs.Addresses {
+		var eligible []string
+		for n := range live {
+			if !addr.LocalOnly || slices.Contains(addr.EndpointNodes, n) {
+				eligible = append(eligible, n)
+			}
+		}
+		slices.Sort(eligible)
+		var claimants []string
+		for node, claims := range in.View.Claims {
+			if slices.Contains(claims, addr.IP) {
+				claimants = append(claimants, node)
+			}
+		}
+		if slices.Contains(in.Mine, addr.IP) {
+			claimants = append(claimants, in.Self)
+		}
+		owner := Decide(addr.IP, eligible, claimants)
+		owners[addr.IP] = owner
+		if owner == in.Self {
+			mine = append(mine, addr.IP)
+		}
+	}
+	slices.SortFunc(mine, netip.Addr.Compare)
+	mine = slices.Compact(mine)
+	return owners, mine
+}
