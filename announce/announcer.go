@@ -196,3 +196,10 @@ func Assign(in AssignInput) (owners map[netip.Addr]string, mine []netip.Addr) {
 	mine = slices.Compact(mine)
 	return owners, mine
 }
+
+// Mine returns the addresses this node announces now, sorted.
+func (a *Announcer) Mine() []netip.Addr {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.mine)
+}

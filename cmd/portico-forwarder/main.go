@@ -1,0 +1,56 @@
+// Command portico-forwarder runs on every node for the local backend
+// (class lb.portico.dev/local): it agrees with its peers, over a direct UDP
+// heartbeat, which node announces each load-balancer address, answers ARP
+// and NDP for the addresses this node won, and publishes the choice in
+// LoadBalancer status.announcements.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/spf13/pflag"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/portico-lb/portico/internal/version"
+)
+
+func main() {
+	fs := pflag.NewFlagSet("portico-forwarder", pflag.ContinueOnError)
+	opts := DefaultOptions()
+	opts.AddFlags(fs)
+	zapOpts := zap.Options{}
+	goFlags := flag.NewFlagSet("", flag.ContinueOnError)
+	zapOpts.BindFlags(goFlags)
+	fs.AddGoFlagSet(goFlags)
+	showVersion := fs.Bool("version", false, "Print the version and exit.")
+	fs.Usage = func() {
+		fmt.Fprintf(os.Stderr, "portico-forwarder announces the addresses of Services of class lb.portico.dev/local from\n"+
+			"exactly one live node each (ARP/NDP), and fails them over to another node within about\n"+
+			"--dead-after when that node or its forwarder dies.\n\nUsage:\n  portico-forwarder [flags]\n\nFlags:\n%s", fs.FlagUsages())
+	}
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if err == pflag.ErrHelp {
+			os.Exit(0)
+		}
+		os.Exit(2)
+	}
+	if *showVersion {
+		fmt.Println(version.String("portico-forwarder"))
+		return
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("setup")
+	if err := opts.Validate(); err != nil {
+		log.Error(err, "Invalid flags")
+		os.Exit(2)
+	}
+	ctx := ctrl.LoggerInto(ctrl.SetupSignalHandler(), ctrl.Log)
+	log.Info("Starting portico-forwarder", "version", version.Version, "node", opts.NodeName, "interface", opts.Interface)
+	if err := Run(ctx, opts); err != nil {
+		log.Error(err, "Forwarder stopped")
+		os.Exit(1)
+	}
+}
