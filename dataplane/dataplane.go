@@ -1,0 +1,318 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"github.com/go-logr/logr"
+	"sigs.k8s.io/knftables"
+)
+
+// ErrNotSynced is returned by Update and Delete before the first Sync.
+var ErrNotSynced = errors.New("dataplane not synced yet")
+
+// Options configure a Dataplane.
+type Options struct {
+	// Table is the name of Portico's table in the inet family
+	// (default "portico").
+	Table string
+	// NodeName is this node; externalTrafficPolicy Local sends only to
+	// endpoints whose nodeName equals it.
+	NodeName string
+	// NodeIPs restrict NodePorts (kube-proxy-free mode) to these addresses;
+	// empty means every local address but loopback.
+	NodeIPs []netip.Addr
+	// KubeProxyFree makes Portico also serve the Services' NodePorts, for
+	// clusters without kube-proxy. Leave it off where kube-proxy runs.
+	KubeProxyFree bool
+	// MasqueradeMark is the packet-mark bit that asks for masquerading
+	// (default 0x4000, the bit kube-proxy uses for the same meaning).
+	MasqueradeMark uint32
+	// NFT replaces the real nftables interface (knftables.NewFake in unit
+	// tests). Nil means knftables.New(inet, Table).
+	NFT knftables.Interface
+	// ConntrackCleaner, if set, is told the UDP/SCTP endpoints that stop
+	// taking traffic, so their stale conntrack entries can be flushed
+	// (as kube-proxy does). NewConntrackCleaner gives a netlink one.
+	ConntrackCleaner func(ctx context.Context, gone []RemovedEndpoint) error
+}
+
+// RemovedEndpoint is an endpoint of a connectionless protocol that no
+// longer receives traffic for a Service address.
+type RemovedEndpoint struct {
+	Protocol Protocol
+	Addr     netip.Addr
+	Port     uint16
+}
+
+// Dataplane owns Portico's nftables table. Its methods are safe for
+// concurrent use; transactions are serialized.
+type Dataplane struct {
+	nft     knftables.Interface
+	gen     generator
+	cleaner func(ctx context.Context, gone []RemovedEndpoint) error
+
+	mu     sync.Mutex
+	synced bool
+	state  map[ServiceKey]*objects
+	svcs   map[ServiceKey]Service
+}
+
+// New prepares a Dataplane; it changes nothing in the kernel until Sync.
+func New(opts Options) (*Dataplane, error) {
+	if opts.Table == "" {
+		opts.Table = defaultTable
+	}
+	if opts.MasqueradeMark == 0 {
+		opts.MasqueradeMark = defaultMasqueradeM
+	}
+	nft := opts.NFT
+	if nft == nil {
+		var err error
+		nft, err = knftables.New(knftables.InetFamily, opts.Table)
+		if err != nil {
+			return nil, fmt.Errorf("opening nftables table inet %s: %w", opts.Table, err)
+		}
+	}
+	return &Dataplane{
+		nft: nft,
+		gen: generator{
+			nodeName:      opts.NodeName,
+			kubeProxyFree: opts.KubeProxyFree,
+			nodeIPs:       opts.NodeIPs,
+			mark:          fmt.Sprintf("0x%x", opts.MasqueradeMark),
+		},
+		cleaner: opts.ConntrackCleaner,
+		state:   map[ServiceKey]*objects{},
+		svcs:    map[ServiceKey]Service{},
+	}, nil
+}
+
+// Sync programs exactly services, replacing whatever Portico's table held,
+// in one transaction: the full resync at start. Affinity sets that survive
+// keep their entries. A Service that cannot be programmed is left out and
+// reported in the returned error; the others are programmed.
+func (d *Dataplane) Sync(ctx context.Context, services []Service) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	log := logr.FromContextOrDiscard(ctx)
+
+	desired := map[ServiceKey]*objects{}
+	svcs := map[ServiceKey]Service{}
+	var errs []error
+	for i := range services {
+		o, err := d.gen.serviceObjects(&services[i])
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		desired[services[i].Key] = o
+		svcs[services[i].Key] = services[i]
+	}
+
+	existing, err := d.nft.ListAll(ctx)
+	if err != nil && !knftables.IsNotFound(err) {
+		return fmt.Errorf("listing nftables table: %w", err)
+	}
+
+	b := d.gen.base()
+	tx := d.nft.NewTransaction()
+	writeFull(tx, b, desired, existing)
+	log.V(1).Info("Syncing nftables table", "services", len(desired), "operations", tx.NumOperations())
+	if err := d.nft.Run(ctx, tx); err != nil {
+		return fmt.Errorf("full sync of %d services: %w", len(desired), err)
+	}
+	old := d.svcs
+	d.state, d.svcs, d.synced = desired, svcs, true
+	if d.cleaner != nil {
+		var gone []RemovedEndpoint
+		for key, prev := range old {
+			cur := svcs[key]
+			gone = append(gone, d.removedEndpoints(&prev, &cur)...)
+		}
+		if err := d.cleaner(ctx, gone); err != nil {
+			errs = append(errs, fmt.Errorf("flushing conntrack: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// writeFull writes the whole table: the skeleton, every Service, and the
+// removal of anything found in the table that is no longer wanted.
+func writeFull(tx *knftables.Transaction, b *base, desired map[ServiceKey]*objects, existing map[string][]string) {
+	all := newObjects()
+	for _, o := range desired {
+		for name, rules := range o.chains {
+			all.chains[name] = rules
+		}
+		for name, spec := range o.sets {
+			all.sets[name] = spec
+		}
+		for k, v := range o.elements {
+			all.elements[k] = v
+		}
+	}
+	baseChains, baseSets, baseMaps := b.names()
+
+	b.add(tx)
+	for _, name := range sortedKeys(all.sets) {
+		// Added, not flushed: surviving affinity entries stay.
+		tx.Add(affinitySet(name, all.sets[name]))
+	}
+	for _, name := range sortedKeys(all.chains) {
+		tx.Add(&knftables.Chain{Name: name})
+		tx.Flush(&knftables.Chain{Name: name})
+	}
+	var staleChains []string
+	for _, name := range existing["chain"] {
+		if !baseChains[name] && all.chains[name] == nil {
+			staleChains = append(staleChains, name)
+			tx.Flush(&knftables.Chain{Name: name})
+		}
+	}
+	for _, name := range staleChains {
+		tx.Delete(&knftables.Chain{Name: name})
+	}
+	for _, name := range existing["set"] {
+		if _, ok := all.sets[name]; !ok && !baseSets[name] {
+			tx.Delete(&knftables.Set{Name: name})
+		}
+	}
+	for _, name := range existing["map"] {
+		if !baseMaps[name] {
+			tx.Delete(&knftables.Map{Name: name})
+		}
+	}
+	b.addRules(tx)
+	for _, name := range sortedKeys(all.chains) {
+		for _, r := range all.chains[name] {
+			tx.Add(&knftables.Rule{Chain: name, Rule: r})
+		}
+	}
+	for _, k := range sortedElems(all.elements) {
+		tx.Add(element(k, all.elements[k]))
+	}
+}
+
+// Update programs one Service (new or changed) in one transaction that
+// touches only that Service's chains, sets and map elements. On error the
+// kernel is unchanged (transactions are atomic); the caller retries or
+// resyncs.
+func (d *Dataplane) Update(ctx context.Context, svc Service) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.synced {
+		return ErrNotSynced
+	}
+	o, err := d.gen.serviceObjects(&svc)
+	if err != nil {
+		return err
+	}
+	if err := d.apply(ctx, svc.Key, o); err != nil {
+		return err
+	}
+	prev := d.svcs[svc.Key]
+	d.svcs[svc.Key] = svc
+	return d.clean(ctx, &prev, &svc)
+}
+
+// Delete removes one Service's objects in one transaction.
+func (d *Dataplane) Delete(ctx context.Context, key ServiceKey) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.synced {
+		return ErrNotSynced
+	}
+	if _, ok := d.state[key]; !ok {
+		return nil
+	}
+	if err := d.apply(ctx, key, nil); err != nil {
+		return err
+	}
+	prev := d.svcs[key]
+	delete(d.svcs, key)
+	return d.clean(ctx, &prev, &Service{Key: key})
+}
+
+func (d *Dataplane) apply(ctx context.Context, key ServiceKey, o *objects) error {
+	tx := d.nft.NewTransaction()
+	writeDiff(tx, d.state[key], o)
+	if tx.NumOperations() == 0 {
+		return nil
+	}
+	logr.FromContextOrDiscard(ctx).V(2).Info("Updating nftables for service", "service", key.String(), "operations", tx.NumOperations())
+	if err := d.nft.Run(ctx, tx); err != nil {
+		return fmt.Errorf("programming service %s: %w", key, err)
+	}
+	if o == nil {
+		delete(d.state, key)
+	} else {
+		d.state[key] = o
+	}
+	return nil
+}
+
+func (d *Dataplane) clean(ctx context.Context, prev, cur *Service) error {
+	if d.cleaner == nil {
+		return nil
+	}
+	gone := d.removedEndpoints(prev, cur)
+	if len(gone) == 0 {
+		return nil
+	}
+	if err := d.cleaner(ctx, gone); err != nil {
+		return fmt.Errorf("flushing conntrack for service %s: %w", cur.Key, err)
+	}
+	return nil
+}
+
+// removedEndpoints lists the UDP/SCTP endpoints prev sent to and cur does
+// not: their conntrack entries would keep steering a client's datagrams to
+// a dead endpoint.
+func (d *Dataplane) removedEndpoints(prev, cur *Service) []RemovedEndpoint {
+	live := map[RemovedEndpoint]bool{}
+	for _, s := range []*Service{cur} {
+		for i := range s.Ports {
+			for _, v6 := range []bool{false, true} {
+				for _, ep := range s.usable(&s.Ports[i], d.gen.nodeName, v6) {
+					live[RemovedEndpoint{s.Ports[i].Protocol, ep.Addr, ep.Port}] = true
+				}
+			}
+		}
+	}
+	var gone []RemovedEndpoint
+	seen := map[RemovedEndpoint]bool{}
+	for i := range prev.Ports {
+		p := &prev.Ports[i]
+		if p.Protocol == TCP {
+			continue
+		}
+		for _, v6 := range []bool{false, true} {
+			for _, ep := range prev.usable(p, d.gen.nodeName, v6) {
+				r := RemovedEndpoint{p.Protocol, ep.Addr, ep.Port}
+				if !live[r] && !seen[r] {
+					seen[r] = true
+					gone = append(gone, r)
+				}
+			}
+		}
+	}
+	return gone
+}
+
+// Cleanup deletes Portico's table and everything in it. It is safe to call
+// when the table does not exist.
+func (d *Dataplane) Cleanup(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	tx := d.nft.NewTransaction()
+	tx.Delete(&knftables.Table{})
+	if err := d.nft.Run(ctx, tx); err != nil && !knftables.IsNotFound(err) {
+		return fmt.Errorf("deleting nftables table: %w", err)
+	}
+	d.state, d.svcs, d.synced = map[ServiceKey]*objects{}, map[ServiceKey]Service{}, false
+	return nil
+}
