@@ -1,0 +1,388 @@
+// Command failoverbench measures how long clients lose a local
+// load-balancer address when the node announcing it dies.
+//
+// It builds a lab (netlab) of three node namespaces and two client
+// namespaces on one bridge, and runs the real portico-forwarder binary in
+// each node in static mode (fixed address and peers, no apiserver: the
+// announcement and heartbeat code is the same as in cluster mode). Every
+// node serves a UDP echo on the address. One client sends a probe every
+// 10 ms and records replies; it learns the new node only from the
+// forwarder's gratuitous ARP. A second client sends an ARP who-has every
+// 10 ms and records every answering MAC, to measure double announcement.
+// Each run kills the announcing node (SIGKILL to its forwarder and its cable
+// pulled at once), measures the gap in echo replies, then restores it.
+//
+// The last line of output is
+// failover: runs=N p50_ms=N p99_ms=N max_ms=N dual_announce_ms=N
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/mdlayher/arp"
+
+	"github.com/portico-lb/portico/e2e/netlab"
+)
+
+var (
+	runs      = flag.Int("runs", 20, "Failovers to measure.")
+	forwarder = flag.String("forwarder", "", "portico-forwarder binary; built from ./cmd/portico-forwarder when empty.")
+	interval  = flag.Duration("probe-interval", 10*time.Millisecond, "Client probe interval.")
+)
+
+var vip = netip.MustParseAddr("10.77.0.200")
+
+const echoPort = 9000
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "failoverbench:", err)
+		os.Exit(1)
+	}
+}
+
+type node struct {
+	host *netlab.Host
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func run() error {
+	bin := *forwarder
+	if bin == "" {
+		dir, err := os.MkdirTemp("", "failoverbench")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		bin = filepath.Join(dir, "portico-forwarder")
+		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/portico-forwarder").CombinedOutput(); err != nil {
+			return fmt.Errorf("building forwarder: %w\n%s", err, out)
+		}
+	}
+	lab, err := netlab.New()
+	if err != nil {
+		return err
+	}
+	defer lab.Close()
+
+	var nodes []*node
+	for i := range 3 {
+		h, err := lab.AddHost(fmt.Sprintf("n%d", i+1), netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 77, 0, byte(i + 1)}), 24), netip.Prefix{})
+		if err != nil {
+			return err
+		}
+		if _, err := h.IP("addr", "add", vip.String()+"/32", "dev", "lo"); err != nil {
+			return err
+		}
+		if err := serveEcho(h); err != nil {
+			return err
+		}
+		nodes = append(nodes, &node{host: h})
+	}
+	client, err := lab.AddHost("cl", netip.MustParsePrefix("10.77.0.100/24"), netip.Prefix{})
+	if err != nil {
+		return err
+	}
+	watcher, err := lab.AddHost("arp", netip.MustParsePrefix("10.77.0.101/24"), netip.Prefix{})
+	if err != nil {
+		return err
+	}
+	start := func(n *node) error {
+		args := []string{"--node-name", n.host.Name, "--interface", n.host.Link, "--static-address", vip.String()}
+		for _, o := range nodes {
+			if o != n {
+				args = append(args, "--peer", o.host.Name+"="+o.host.IPv4.Addr().String())
+			}
+		}
+		n.cmd = n.host.Command(bin, args...)
+		n.cmd.Stdout, n.cmd.Stderr = nil, nil
+		if err := n.cmd.Start(); err != nil {
+			return err
+		}
+		n.done = make(chan struct{})
+		go func(c *exec.Cmd, d chan struct{}) { _ = c.Wait(); close(d) }(n.cmd, n.done)
+		return nil
+	}
+	for _, n := range nodes {
+		if err := start(n); err != nil {
+			return err
+		}
+	}
+	defer func() {
+		for _, n := range nodes {
+			if n.cmd != nil && n.cmd.Process != nil {
+				_ = n.cmd.Process.Kill()
+				<-n.done
+			}
+		}
+	}()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	probe, err := startProber(ctx, client)
+	if err != nil {
+		return err
+	}
+	arps, err := startARPWatch(ctx, watcher)
+	if err != nil {
+		return err
+	}
+	if _, err := probe.waitServing(5 * time.Second); err != nil {
+		return fmt.Errorf("address never served: %w", err)
+	}
+
+	var outages []float64
+	for i := range *runs {
+		time.Sleep(300 * time.Millisecond)
+		owner, err := probe.waitServing(3 * time.Second)
+		if err != nil {
+			return fmt.Errorf("run %d: %w", i+1, err)
+		}
+		var victim *node
+		for _, n := range nodes {
+			if n.host.Name == owner {
+				victim = n
+			}
+		}
+		killedAt := time.Now()
+		_ = victim.cmd.Process.Kill()
+		if err := victim.host.SetCable(false); err != nil {
+			return err
+		}
+		<-victim.done
+		gap, newOwner, err := probe.gapAfter(killedAt, owner, 5*time.Second)
+		if err != nil {
+			return fmt.Errorf("run %d: no failover from %s: %w", i+1, owner, err)
+		}
+		outages = append(outages, float64(gap)/float64(time.Millisecond))
+		fmt.Printf("run %2d: %s died, %s took over, client outage %.0f ms\n", i+1, owner, newOwner, outages[len(outages)-1])
+		if err := victim.host.SetCable(true); err != nil {
+			return err
+		}
+		if err := start(victim); err != nil {
+			return err
+		}
+		// Let the restarted forwarder warm up and rejoin.
+		time.Sleep(700 * time.Millisecond)
+	}
+	cancel()
+	slices.Sort(outages)
+	pct := func(p float64) float64 { return outages[int(math.Ceil(p*float64(len(outages))))-1] }
+	fmt.Printf("failover: runs=%d p50_ms=%.0f p99_ms=%.0f max_ms=%.0f dual_announce_ms=%d\n",
+		len(outages), pct(0.50), pct(0.99), outages[len(outages)-1], arps.longestDual().Milliseconds())
+	return nil
+}
+
+// serveEcho answers each UDP datagram to the address with the node's name.
+func serveEcho(h *netlab.Host) error {
+	var conn *net.UDPConn
+	err := h.Do(func() (err error) {
+		conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(vip, echoPort)))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			_, from, err := conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			_, _ = conn.WriteToUDPAddrPort([]byte(h.Name), from)
+		}
+	}()
+	return nil
+}
+
+type reply struct {
+	at   time.Time
+	node string
+}
+
+type prober struct {
+	mu      sync.Mutex
+	replies []reply
+}
+
+func startProber(ctx context.Context, h *netlab.Host) (*prober, error) {
+	var conn *net.UDPConn
+	err := h.Do(func() (err error) {
+		conn, err = net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(vip, echoPort)))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	p := &prober{}
+	go func() {
+		<-ctx.Done()
+		conn.Close()
+	}()
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			n, err := conn.Read(buf)
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if err != nil {
+				continue // ICMP errors while the address has no owner
+			}
+			p.mu.Lock()
+			p.replies = append(p.replies, reply{at: time.Now(), node: string(buf[:n])})
+			p.mu.Unlock()
+		}
+	}()
+	go func() {
+		t := time.NewTicker(*interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				_, _ = conn.Write([]byte("probe"))
+			}
+		}
+	}()
+	return p, nil
+}
+
+// waitServing waits for a reply and returns the answering node.
+func (p *prober) waitServing(d time.Duration) (string, error) {
+	since := time.Now()
+	for time.Since(since) < d {
+		p.mu.Lock()
+		n := len(p.replies)
+		var last reply
+		if n > 0 {
+			last = p.replies[n-1]
+		}
+		p.mu.Unlock()
+		if n > 0 && last.at.After(since) {
+			return last.node, nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return "", errors.New("no reply")
+}
+
+// gapAfter waits for the first reply after t from a node other than dead
+// and returns the time between the last reply before t and it: the
+// client-visible outage.
+func (p *prober) gapAfter(t time.Time, dead string, d time.Duration) (time.Duration, string, error) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		p.mu.Lock()
+		var before, after *reply
+		for i := range p.replies {
+			r := &p.replies[i]
+			if !r.at.After(t) {
+				before = r
+			} else if after == nil && r.node != dead {
+				after = r
+			}
+		}
+		p.mu.Unlock()
+		if before != nil && after != nil {
+			return after.at.Sub(before.at), after.node, nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return 0, "", errors.New("no reply after the failure")
+}
+
+// arpWatch asks who-has every probe interval and records the MACs that
+// answer in each round.
+type arpWatch struct {
+	mu     sync.Mutex
+	rounds []map[string]bool
+}
+
+func startARPWatch(ctx context.Context, h *netlab.Host) (*arpWatch, error) {
+	var c *arp.Client
+	err := h.Do(func() error {
+		ifi, err := net.InterfaceByName(h.Link)
+		if err != nil {
+			return err
+		}
+		c, err = arp.Dial(ifi)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	w := &arpWatch{}
+	go func() {
+		<-ctx.Done()
+		c.Close()
+	}()
+	go func() {
+		for {
+			pkt, _, err := c.Read()
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				continue
+			}
+			if pkt.Operation != arp.OperationReply || pkt.SenderIP != vip {
+				continue
+			}
+			w.mu.Lock()
+			if n := len(w.rounds); n > 0 {
+				w.rounds[n-1][pkt.SenderHardwareAddr.String()] = true
+			}
+			w.mu.Unlock()
+		}
+	}()
+	go func() {
+		t := time.NewTicker(*interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				w.mu.Lock()
+				w.rounds = append(w.rounds, map[string]bool{})
+				w.mu.Unlock()
+				_ = c.Request(vip)
+			}
+		}
+	}()
+	return w, nil
+}
+
+// longestDual is the longest run of rounds answered by two or more MACs,
+// as a duration.
+func (w *arpWatch) longestDual() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	longest, cur := 0, 0
+	for _, r := range w.rounds {
+		if len(r) > 1 {
+			cur++
+			longest = max(longest, cur)
+		} else {
+			cur = 0
+		}
+	}
+	return time.Duration(longest) * *interval
+}
