@@ -8,8 +8,12 @@ import (
 type IPPoolSpec struct {
 	// Addresses are CIDRs ("192.0.2.0/28", "2001:db8::/120") or inclusive
 	// ranges ("192.0.2.10-192.0.2.20"), IPv4 or IPv6.
+	// Overlaps between entries or with other pools, host bits in a CIDR and
+	// reversed ranges are reported by the Valid condition.
 	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=100
+	// +kubebuilder:validation:XValidation:rule="self.all(a, isCIDR(a) || isIP(a) || (a.split('-').size() == 2 && isIP(a.split('-')[0].trim()) && isIP(a.split('-')[1].trim())))",message="each address must be a CIDR (192.0.2.0/28), an IP, or a range of two IPs (192.0.2.10-192.0.2.20)"
 	Addresses []string `json:"addresses"`
 	// AutoAssign lets Services without a requested address draw from this
 	// pool. Defaults to true.
