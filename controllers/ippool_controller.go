@@ -1,0 +1,170 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/providers"
+	"github.com/portico-lb/portico/providers/local"
+)
+
+// IPPool condition types.
+const (
+	// IPPoolValid is False when the pool's addresses do not parse or overlap
+	// another pool; the local backend skips an invalid pool.
+	IPPoolValid = "Valid"
+	// IPPoolExhausted is True when every address is assigned.
+	IPPoolExhausted = "Exhausted"
+)
+
+// IPPoolReconciler keeps IPPool status (total, assigned and free counts and
+// the Valid and Exhausted conditions) in step with the pools and the
+// addresses Services of class lb.portico.dev/local hold.
+//
+// +kubebuilder:rbac:groups=lb.portico.dev,resources=ippools,verbs=get;list;watch
+// +kubebuilder:rbac:groups=lb.portico.dev,resources=ippools/status,verbs=get;update;patch
+type IPPoolReconciler struct {
+	Client client.Client
+}
+
+// SetupWithManager watches IPPools (any change may create or clear an
+// overlap elsewhere, so every pool is re-evaluated) and local Services.
+func (r *IPPoolReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	all := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+		return r.allPools(ctx)
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("ippool").
+		For(&lbv1.IPPool{}).
+		Watches(&lbv1.IPPool{}, all).
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			if svc, ok := o.(*corev1.Service); !ok || !isLocalService(svc) {
+				return nil
+			}
+			return r.allPools(ctx)
+		})).
+		Complete(r)
+}
+
+func (r *IPPoolReconciler) allPools(ctx context.Context) []reconcile.Request {
+	var pools lbv1.IPPoolList
+	if err := r.Client.List(ctx, &pools); err != nil {
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(pools.Items))
+	for _, p := range pools.Items {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Name: p.Name}})
+	}
+	return out
+}
+
+func isLocalService(svc *corev1.Service) bool {
+	return svc.Spec.LoadBalancerClass != nil && *svc.Spec.LoadBalancerClass == providers.Class(local.Name)
+}
+
+// Reconcile recomputes one pool's status and writes it when it changed.
+func (r *IPPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var pool lbv1.IPPool
+	if err := r.Client.Get(ctx, req.NamespacedName, &pool); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	var pools lbv1.IPPoolList
+	if err := r.Client.List(ctx, &pools); err != nil {
+		return ctrl.Result{}, fmt.Errorf("listing IPPools: %w", err)
+	}
+	var svcs corev1.ServiceList
+	if err := r.Client.List(ctx, &svcs); err != nil {
+		return ctrl.Result{}, fmt.Errorf("listing Services: %w", err)
+	}
+	status := IPPoolStatus(&pool, pools.Items, svcs.Items)
+	if equality.Semantic.DeepEqual(status, pool.Status) {
+		return ctrl.Result{}, nil
+	}
+	ctrl.LoggerFrom(ctx).V(1).Info("Updating IPPool status", "total", status.Total, "assigned", status.Assigned)
+	pool.Status = status
+	if err := r.Client.Status().Update(ctx, &pool); err != nil {
+		if apierrors.IsConflict(err) {
+			return ctrl.Result{Requeue: true}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("updating IPPool %s status: %w", pool.Name, err)
+	}
+	return ctrl.Result{}, nil
+}
+
+// IPPoolStatus computes pool's status from every pool and Service. It is pure;
+// conditions keep their transition times when their status holds.
+func IPPoolStatus(pool *lbv1.IPPool, all []lbv1.IPPool, svcs []corev1.Service) lbv1.IPPoolStatus {
+	st := lbv1.IPPoolStatus{Conditions: append([]metav1.Condition(nil), pool.Status.Conditions...), ObservedGeneration: pool.Generation}
+	set := func(typ string, status metav1.ConditionStatus, reason, msg string) {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: pool.Generation})
+	}
+	parsed, err := local.PoolFromAPI(pool)
+	if err != nil {
+		set(IPPoolValid, metav1.ConditionFalse, "InvalidAddresses", err.Error())
+		meta.RemoveStatusCondition(&st.Conditions, IPPoolExhausted)
+		return st
+	}
+	if overlaps := overlapping(pool.Name, parsed.Ranges, all); len(overlaps) > 0 {
+		set(IPPoolValid, metav1.ConditionFalse, "Overlap", "addresses overlap "+strings.Join(overlaps, "; ")+"; an address in two pools follows both pools' selectors")
+	} else {
+		set(IPPoolValid, metav1.ConditionTrue, "Valid", fmt.Sprintf("%d address ranges", len(parsed.Ranges)))
+	}
+	st.Total = local.TotalSize(parsed.Ranges, parsed.AvoidBuggy)
+	used := map[netip.Addr]bool{}
+	for i := range svcs {
+		if !isLocalService(&svcs[i]) {
+			continue
+		}
+		for _, in := range svcs[i].Status.LoadBalancer.Ingress {
+			if ip, err := netip.ParseAddr(in.IP); err == nil && parsed.Contains(ip) && !(parsed.AvoidBuggy && local.Buggy(ip)) {
+				used[ip] = true
+			}
+		}
+	}
+	st.Assigned = int64(len(used))
+	st.Free = max(st.Total-st.Assigned, 0)
+	if st.Free == 0 {
+		set(IPPoolExhausted, metav1.ConditionTrue, "NoFreeAddresses", fmt.Sprintf("all %d addresses are assigned; new Services of class lb.portico.dev/local stay pending", st.Total))
+	} else {
+		set(IPPoolExhausted, metav1.ConditionFalse, "AddressesFree", fmt.Sprintf("%d of %d addresses free", st.Free, st.Total))
+	}
+	return st
+}
+
+// overlapping describes the other pools whose addresses overlap ranges.
+func overlapping(self string, ranges []local.Range, all []lbv1.IPPool) []string {
+	var out []string
+	for i := range all {
+		other := &all[i]
+		if other.Name == self {
+			continue
+		}
+		theirs, err := local.ParseRanges(other.Spec.Addresses)
+		if err != nil {
+			continue
+		}
+		for _, a := range ranges {
+			for _, b := range theirs {
+				if a.Overlaps(b) {
+					out = append(out, fmt.Sprintf("IPPool %s (%s and %s)", other.Name, a, b))
+				}
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}

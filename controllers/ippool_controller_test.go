@@ -1,0 +1,147 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/controllers"
+)
+
+const localClass = "lb.portico.dev/local"
+
+func ippool(name string, addrs ...string) lbv1.IPPool {
+	return lbv1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name, Generation: 1}, Spec: lbv1.IPPoolSpec{Addresses: addrs}}
+}
+
+func localService(name, class string, ips ...string) corev1.Service {
+	s := corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: &class}}
+	for _, ip := range ips {
+		s.Status.LoadBalancer.Ingress = append(s.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: ip})
+	}
+	return s
+}
+
+func TestIPPoolStatus(t *testing.T) {
+	avoid := ippool("avoid", "192.0.2.255-192.0.3.1")
+	avoid.Spec.AvoidBuggyIPs = true
+	tests := []struct {
+		name             string
+		pool             lbv1.IPPool
+		others           []lbv1.IPPool
+		svcs             []corev1.Service
+		total, assigned  int64
+		valid, exhausted string // condition reasons; "" = absent
+	}{
+		{name: "counts and sharing counted once", pool: ippool("a", "192.0.2.0/30"),
+			svcs: []corev1.Service{localService("s1", localClass, "192.0.2.1"), localService("s2", localClass, "192.0.2.1"),
+				localService("dual", localClass, "192.0.2.2", "2001:db8::1"), localService("aws", "lb.portico.dev/aws", "192.0.2.3")},
+			total: 4, assigned: 2, valid: "Valid", exhausted: "AddressesFree"},
+		{name: "exhausted", pool: ippool("a", "192.0.2.7"), svcs: []corev1.Service{localService("s", localClass, "192.0.2.7")},
+			total: 1, assigned: 1, valid: "Valid", exhausted: "NoFreeAddresses"},
+		{name: "avoid buggy", pool: avoid, total: 1, valid: "Valid", exhausted: "AddressesFree"},
+		{name: "host bits", pool: ippool("a", "192.0.2.5/24"), valid: "InvalidAddresses"},
+		{name: "reversed range", pool: ippool("a", "192.0.2.9-192.0.2.1"), valid: "InvalidAddresses"},
+		{name: "overlap within the pool", pool: ippool("a", "192.0.2.0/28", "192.0.2.8-192.0.2.20"), valid: "InvalidAddresses"},
+		{name: "overlap with another pool", pool: ippool("a", "192.0.2.0/28"), others: []lbv1.IPPool{ippool("b", "192.0.2.15-192.0.2.30"), ippool("c", "198.51.100.0/24")},
+			total: 16, valid: "Overlap", exhausted: "AddressesFree"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			all := append([]lbv1.IPPool{tc.pool}, tc.others...)
+			st := controllers.IPPoolStatus(&tc.pool, all, tc.svcs)
+			if st.Total != tc.total || st.Assigned != tc.assigned || st.Free != tc.total-tc.assigned {
+				t.Errorf("total/assigned/free = %d/%d/%d, want %d/%d/%d", st.Total, st.Assigned, st.Free, tc.total, tc.assigned, tc.total-tc.assigned)
+			}
+			for typ, want := range map[string]string{controllers.IPPoolValid: tc.valid, controllers.IPPoolExhausted: tc.exhausted} {
+				c := meta.FindStatusCondition(st.Conditions, typ)
+				switch {
+				case want == "" && c != nil:
+					t.Errorf("condition %s = %+v, want none", typ, c)
+				case want != "" && (c == nil || c.Reason != want):
+					t.Errorf("condition %s = %+v, want reason %s", typ, c, want)
+				}
+			}
+			if c := meta.FindStatusCondition(st.Conditions, controllers.IPPoolValid); tc.valid == "Overlap" && c != nil && c.Message == "" {
+				t.Error("overlap condition has no message naming the other pool")
+			}
+		})
+	}
+}
+
+// TestIPPoolReconciler runs the reconciler against the real apiserver.
+func TestIPPoolReconciler(t *testing.T) {
+	ns := namespace(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (&controllers.IPPoolReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	suffix := fmt.Sprint(time.Now().UnixNano() % 100000)
+	a := ippool("ipr-a-"+suffix, "203.0.113.0/30")
+	b := ippool("ipr-b-"+suffix, "203.0.113.2-203.0.113.9")
+	for _, p := range []*lbv1.IPPool{&a, &b} {
+		p.Generation = 0
+		if err := env.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), p) })
+	}
+	svc := localService("holder", localClass)
+	svc.Namespace = ns
+	svc.Spec.Ports = []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}
+	svc.Spec.AllocateLoadBalancerNodePorts = new(bool)
+	if err := env.Client.Create(ctx, &svc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), &svc) })
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "203.0.113.1"}}
+	if err := env.Client.Status().Update(ctx, &svc); err != nil {
+		t.Fatal(err)
+	}
+
+	check := func(name string, total, assigned int64, valid string) {
+		t.Helper()
+		eventually(t, 20*time.Second, func() error {
+			var p lbv1.IPPool
+			if err := env.Client.Get(ctx, client.ObjectKey{Name: name}, &p); err != nil {
+				return err
+			}
+			c := meta.FindStatusCondition(p.Status.Conditions, controllers.IPPoolValid)
+			if p.Status.Total != total || p.Status.Assigned != assigned || c == nil || c.Reason != valid {
+				return fmt.Errorf("%s status %+v", name, p.Status)
+			}
+			return nil
+		})
+	}
+	check(a.Name, 4, 1, "Overlap")
+	check(b.Name, 8, 0, "Overlap")
+
+	// Removing the overlap clears both conditions.
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: b.Name}, &b); err != nil {
+		t.Fatal(err)
+	}
+	b.Spec.Addresses = []string{"203.0.113.8-203.0.113.9"}
+	if err := env.Client.Update(ctx, &b); err != nil {
+		t.Fatal(err)
+	}
+	check(a.Name, 4, 1, "Valid")
+	check(b.Name, 2, 0, "Valid")
+}
