@@ -1,0 +1,104 @@
+package cluster
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/portico-lb/portico/api/v1alpha1"
+)
+
+func node(name, ip string, ready bool, labels map[string]string) corev1.Node {
+	st := corev1.ConditionFalse
+	if ready {
+		st = corev1.ConditionTrue
+	}
+	return corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+		Status: corev1.NodeStatus{
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: st}},
+			Addresses:  []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}},
+		},
+	}
+}
+
+func service(name, class string, local bool, ips ...string) corev1.Service {
+	s := corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name},
+		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: &class},
+	}
+	if local {
+		s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	}
+	for _, ip := range ips {
+		s.Status.LoadBalancer.Ingress = append(s.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: ip})
+	}
+	return s
+}
+
+func slice(svc string, eps map[string]bool) discoveryv1.EndpointSlice {
+	es := discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: svc + "-x", Labels: map[string]string{discoveryv1.LabelServiceName: svc}}}
+	for n, ready := range eps {
+		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{NodeName: &n, Conditions: discoveryv1.EndpointConditions{Ready: &ready}})
+	}
+	return es
+}
+
+func TestBuildInputs(t *testing.T) {
+	snap := Snapshot{
+		Nodes: []corev1.Node{
+			node("a", "10.0.0.1", true, nil),
+			node("b", "10.0.0.2", false, nil),
+			node("c", "fd00::3", true, nil),
+			node("d", "10.0.0.4", true, map[string]string{ExcludeLabel: ""}),
+		},
+		Services: []corev1.Service{
+			service("web", Class, false, "192.0.2.1", "2001:db8::1"),
+			service("db", Class, true, "192.0.2.2"),
+			service("cloud", "lb.portico.dev/aws", false, "192.0.2.3"),
+			service("pending", Class, false),
+		},
+		EndpointSlices: []discoveryv1.EndpointSlice{slice("db", map[string]bool{"c": true, "a": false})},
+	}
+	in, peers := BuildInputs(snap, 7473)
+	if fmt.Sprint(in.ReadyNodes) != "[a c]" {
+		t.Errorf("ready nodes %v, want [a c] (b not Ready, d excluded)", in.ReadyNodes)
+	}
+	if peers["c"] != netip.MustParseAddrPort("[fd00::3]:7473") || peers["b"] != netip.MustParseAddrPort("10.0.0.2:7473") || len(peers) != 4 {
+		t.Errorf("peers %v", peers)
+	}
+	got := fmt.Sprint(in.Addresses)
+	want := "[{192.0.2.1 ns/web false []} {192.0.2.2 ns/db true [c]} {2001:db8::1 ns/web false []}]"
+	if got != want {
+		t.Errorf("addresses\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestAnnouncements(t *testing.T) {
+	svc := service("web", Class, false, "192.0.2.1", "2001:db8::1")
+	v4, v6 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
+	old := metav1.NewTime(time.Unix(1000, 0))
+	current := []v1alpha1.Announcement{{Address: "192.0.2.1", Node: "a", Since: &old}, {Address: "2001:db8::1", Node: "a", Since: &old}}
+	now := time.Unix(2000, 0)
+
+	want, changes := Announcements(&svc, map[netip.Addr]string{v4: "a", v6: "b"}, current, now)
+	if len(want) != 2 || want[0].Since != &old || want[1].Node != "b" || !want[1].Since.Time.Equal(now) {
+		t.Errorf("announcements %+v", want)
+	}
+	if len(changes) != 1 || changes[0] != (Change{Address: "2001:db8::1", From: "a", To: "b"}) {
+		t.Errorf("changes %+v", changes)
+	}
+	// No eligible node: the entry disappears.
+	want, _ = Announcements(&svc, map[netip.Addr]string{v4: "a", v6: ""}, current, now)
+	if len(want) != 1 {
+		t.Errorf("an address without announcer stays listed: %+v", want)
+	}
+	if !Publisher(&svc, "a", []netip.Addr{v4}) || Publisher(&svc, "b", []netip.Addr{v6}) {
+		t.Error("the announcer of the first address, and only it, publishes")
+	}
+}
