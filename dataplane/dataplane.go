@@ -58,6 +58,7 @@ type Dataplane struct {
 	mu     sync.Mutex
 	synced bool
 	state  map[ServiceKey]*objects
+	claims claims
 	svcs   map[ServiceKey]Service
 }
 
@@ -87,6 +88,7 @@ func New(opts Options) (*Dataplane, error) {
 		},
 		cleaner: opts.ConntrackCleaner,
 		state:   map[ServiceKey]*objects{},
+		claims:  claims{},
 		svcs:    map[ServiceKey]Service{},
 	}, nil
 }
@@ -118,15 +120,25 @@ func (d *Dataplane) Sync(ctx context.Context, services []Service) error {
 		return fmt.Errorf("listing nftables table: %w", err)
 	}
 
+	cl := claims{}
+	for key, o := range desired {
+		_, _, _ = cl.set(key, nil, o)
+	}
+	for k := range cl {
+		if len(cl[k]) > 1 {
+			w, _, _ := cl.winner(k)
+			log.Info("Services claim the same address and port; the first by name wins", "key", k.key, "winner", w.String(), "claimants", len(cl[k]))
+		}
+	}
 	b := d.gen.base()
 	tx := d.nft.NewTransaction()
-	writeFull(tx, b, desired, existing)
+	writeFull(tx, b, desired, cl, existing)
 	log.V(1).Info("Syncing nftables table", "services", len(desired), "operations", tx.NumOperations())
 	if err := d.nft.Run(ctx, tx); err != nil {
 		return fmt.Errorf("full sync of %d services: %w", len(desired), err)
 	}
 	old := d.svcs
-	d.state, d.svcs, d.synced = desired, svcs, true
+	d.state, d.claims, d.svcs, d.synced = desired, cl, svcs, true
 	if d.cleaner != nil {
 		var gone []RemovedEndpoint
 		for key, prev := range old {
@@ -142,7 +154,7 @@ func (d *Dataplane) Sync(ctx context.Context, services []Service) error {
 
 // writeFull writes the whole table: the skeleton, every Service, and the
 // removal of anything found in the table that is no longer wanted.
-func writeFull(tx *knftables.Transaction, b *base, desired map[ServiceKey]*objects, existing map[string][]string) {
+func writeFull(tx *knftables.Transaction, b *base, desired map[ServiceKey]*objects, cl claims, existing map[string][]string) {
 	all := newObjects()
 	for _, o := range desired {
 		for name, rules := range o.chains {
@@ -151,9 +163,10 @@ func writeFull(tx *knftables.Transaction, b *base, desired map[ServiceKey]*objec
 		for name, spec := range o.sets {
 			all.sets[name] = spec
 		}
-		for k, v := range o.elements {
-			all.elements[k] = v
-		}
+	}
+	for k := range cl {
+		_, v, _ := cl.winner(k)
+		all.elements[k] = v
 	}
 	baseChains, baseSets, baseMaps := b.names()
 
@@ -238,14 +251,39 @@ func (d *Dataplane) Delete(ctx context.Context, key ServiceKey) error {
 }
 
 func (d *Dataplane) apply(ctx context.Context, key ServiceKey, o *objects) error {
-	tx := d.nft.NewTransaction()
-	writeDiff(tx, d.state[key], o)
-	if tx.NumOperations() == 0 {
-		return nil
+	old := d.state[key]
+	affected := map[elemKey]bool{}
+	for _, x := range []*objects{old, o} {
+		if x != nil {
+			for k := range x.elements {
+				affected[k] = true
+			}
+		}
 	}
-	logr.FromContextOrDiscard(ctx).V(2).Info("Updating nftables for service", "service", key.String(), "operations", tx.NumOperations())
-	if err := d.nft.Run(ctx, tx); err != nil {
-		return fmt.Errorf("programming service %s: %w", key, err)
+	// Work on a copy of the affected claims; commit it only when the
+	// transaction succeeded.
+	cl := d.claims.clone(affected)
+	before, after, lost := cl.set(key, old, o)
+	log := logr.FromContextOrDiscard(ctx)
+	for _, k := range lost {
+		w, _, _ := cl.winner(k)
+		log.Info("Address and port already belong to another Service; not programmed", "service", key.String(), "key", k.key, "owner", w.String())
+	}
+
+	tx := d.nft.NewTransaction()
+	writeDiff(tx, old, o, before, after)
+	if tx.NumOperations() > 0 {
+		log.V(2).Info("Updating nftables for service", "service", key.String(), "operations", tx.NumOperations())
+		if err := d.nft.Run(ctx, tx); err != nil {
+			return fmt.Errorf("programming service %s: %w", key, err)
+		}
+	}
+	for k := range affected {
+		if m, ok := cl[k]; ok {
+			d.claims[k] = m
+		} else {
+			delete(d.claims, k)
+		}
 	}
 	if o == nil {
 		delete(d.state, key)
@@ -313,6 +351,6 @@ func (d *Dataplane) Cleanup(ctx context.Context) error {
 	if err := d.nft.Run(ctx, tx); err != nil && !knftables.IsNotFound(err) {
 		return fmt.Errorf("deleting nftables table: %w", err)
 	}
-	d.state, d.svcs, d.synced = map[ServiceKey]*objects{}, map[ServiceKey]Service{}, false
+	d.state, d.claims, d.svcs, d.synced = map[ServiceKey]*objects{}, claims{}, map[ServiceKey]Service{}, false
 	return nil
 }

@@ -276,9 +276,10 @@ func (g *generator) dispatch(o *objects, svc *Service, p *Port, fam family, eps 
 	} else {
 		arms := make([]string, len(eps))
 		for i := range eps {
-			arms[i] = fmt.Sprintf("%d : goto %s", i, epChains[i])
+			arms[i] = fmt.Sprintf("%d : goto %s ", i, epChains[i])
 		}
-		rules = append(rules, fmt.Sprintf("numgen random mod %d vmap { %s }", len(eps), strings.Join(arms, ", ")))
+		// A space before each comma keeps chain names separate words.
+		rules = append(rules, fmt.Sprintf("numgen random mod %d vmap { %s}", len(eps), strings.Join(arms, ", ")))
 	}
 	o.chains[svcChain] = rules
 }
@@ -441,7 +442,9 @@ func sortedElems(m map[elemKey]string) []elemKey {
 // writeDiff writes into tx what turns old (nil: nothing) into new (nil:
 // nothing) for one Service, in an order nftables accepts: references are
 // removed before what they point to, and targets exist before references.
-func writeDiff(tx *knftables.Transaction, old, new *objects) {
+// The map elements are given separately as before/after values of the
+// keys the Service touches, since two Services may claim one key.
+func writeDiff(tx *knftables.Transaction, old, new *objects, before, after map[elemKey]string) {
 	if old == nil {
 		old = newObjects()
 	}
@@ -449,8 +452,8 @@ func writeDiff(tx *knftables.Transaction, old, new *objects) {
 		new = newObjects()
 	}
 	// 1. Elements that go away or change.
-	for _, k := range sortedElems(old.elements) {
-		if v, ok := new.elements[k]; !ok || v != old.elements[k] {
+	for _, k := range sortedElems(before) {
+		if v, ok := after[k]; !ok || v != before[k] {
 			tx.Delete(element(k, ""))
 		}
 	}
@@ -495,9 +498,86 @@ func writeDiff(tx *knftables.Transaction, old, new *objects) {
 		}
 	}
 	// 5. Elements that are new or changed.
-	for _, k := range sortedElems(new.elements) {
-		if v, ok := old.elements[k]; !ok || v != new.elements[k] {
-			tx.Add(element(k, new.elements[k]))
+	for _, k := range sortedElems(after) {
+		if v, ok := before[k]; !ok || v != after[k] {
+			tx.Add(element(k, after[k]))
 		}
 	}
+}
+
+// claims records which Services want which map element (the same
+// address, protocol and port can be claimed by two Services by mistake).
+// The Service with the lowest key wins, whatever the order of events, so
+// incremental updates and a full sync agree.
+type claims map[elemKey]map[ServiceKey]string
+
+func lessKey(a, b ServiceKey) bool {
+	if a.Namespace != b.Namespace {
+		return a.Namespace < b.Namespace
+	}
+	return a.Name < b.Name
+}
+
+func (c claims) winner(k elemKey) (ServiceKey, string, bool) {
+	var best ServiceKey
+	var val string
+	found := false
+	for sk, v := range c[k] {
+		if !found || lessKey(sk, best) {
+			best, val, found = sk, v, true
+		}
+	}
+	return best, val, found
+}
+
+// set replaces the claims of key by o's elements (o nil: none) and
+// returns the winning values of the affected element keys before and
+// after, and the keys key wanted but lost to another Service.
+func (c claims) set(key ServiceKey, old, o *objects) (before, after map[elemKey]string, lost []elemKey) {
+	before, after = map[elemKey]string{}, map[elemKey]string{}
+	affected := map[elemKey]bool{}
+	if old != nil {
+		for k := range old.elements {
+			affected[k] = true
+		}
+	}
+	if o != nil {
+		for k := range o.elements {
+			affected[k] = true
+		}
+	}
+	for k := range affected {
+		if _, v, ok := c.winner(k); ok {
+			before[k] = v
+		}
+		delete(c[k], key)
+		if o != nil {
+			if v, ok := o.elements[k]; ok {
+				if c[k] == nil {
+					c[k] = map[ServiceKey]string{}
+				}
+				c[k][key] = v
+			}
+		}
+		if len(c[k]) == 0 {
+			delete(c, k)
+		}
+		if w, v, ok := c.winner(k); ok {
+			after[k] = v
+			if w != key && o != nil && o.elements[k] != "" {
+				lost = append(lost, k)
+			}
+		}
+	}
+	return before, after, lost
+}
+
+func (c claims) clone(keys map[elemKey]bool) claims {
+	out := claims{}
+	for k := range keys {
+		if m, ok := c[k]; ok {
+			out[k] = maps.Clone(m)
+		}
+	}
+	return out
 }
