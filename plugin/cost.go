@@ -241,7 +241,7 @@ func unpricedReason(lb *v1alpha1.LoadBalancer) string {
 func (g *global) costTable(r *CostReport, wide bool) error {
 	header := []string{strings.ToUpper(r.By), "LOAD BALANCERS", "HOURLY", "MONTHLY", "ACCRUED"}
 	if wide {
-		header = append(header, "UNPRICED", "EXACT HOURLY", "EXACT MONTHLY")
+		header = append(header, "UNPRICED", "EXACT MONTHLY", "EXACT ACCRUED")
 	}
 	t := newTable(g.opts.Out, header...)
 	add := func(grp CostGroup) {
@@ -249,16 +249,16 @@ func (g *global) costTable(r *CostReport, wide bool) error {
 		if key == "" {
 			key = "<none>"
 		}
-		row := []string{key, fmt.Sprint(grp.LoadBalancers), money(grp.Hourly, grp.Currency), money(grp.Monthly, grp.Currency), money(grp.Accrued, grp.Currency)}
+		row := []string{key, fmt.Sprint(grp.LoadBalancers), hourlyMoney(grp.Hourly, grp.Currency), money(grp.Monthly, grp.Currency), money(grp.Accrued, grp.Currency)}
 		if grp.Currency == "" {
 			row[2], row[3], row[4] = "<unpriced>", "<unpriced>", "<unpriced>"
 		}
 		if wide {
-			exactH, exactM := grp.Hourly+" "+grp.Currency, grp.Monthly+" "+grp.Currency
+			exactM, exactA := grp.Monthly+" "+grp.Currency, grp.Accrued+" "+grp.Currency
 			if grp.Currency == "" {
-				exactH, exactM = "<unpriced>", "<unpriced>"
+				exactM, exactA = "<unpriced>", "<unpriced>"
 			}
-			row = append(row, fmt.Sprint(grp.Unpriced), exactH, exactM)
+			row = append(row, fmt.Sprint(grp.Unpriced), exactM, exactA)
 		}
 		t.row(row...)
 	}

@@ -93,10 +93,15 @@ func age(t metav1.Time, now time.Time) string {
 
 // money rounds a decimal amount to cents for display: "28.105" -> "28.11".
 // Amounts that do not parse are shown as they are, marked.
-func money(amount, currency string) string {
+func money(amount, currency string) string { return rounded(amount, currency, 2) }
+
+// hourlyMoney shows an hourly rate to a hundredth of a cent: "0.0385".
+func hourlyMoney(amount, currency string) string { return rounded(amount, currency, 4) }
+
+func rounded(amount, currency string, places int) string {
 	r, err := pricing.ParseAmount(amount)
 	if err != nil {
 		return "<invalid " + amount + ">"
 	}
-	return strings.TrimSpace(pricing.RoundAmount(r, 2) + " " + currency)
+	return strings.TrimSpace(pricing.RoundAmount(r, places) + " " + currency)
 }

@@ -1,0 +1,261 @@
+package plugin_test
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	discoveryfake "k8s.io/client-go/discovery/fake"
+	clienttesting "k8s.io/client-go/testing"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	"github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/internal/scheme"
+	"github.com/portico-lb/portico/plugin"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
+
+// now is the fixed clock of the unit tests.
+var now = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+
+func ago(d time.Duration) metav1.Time { return metav1.NewTime(now.Add(-d)) }
+
+// world is the cluster a unit test runs the plugin against: objects in a
+// controller-runtime fake client, and discovery that serves Portico's API
+// unless noCRDs is set.
+type world struct {
+	objs   []client.Object
+	noCRDs bool
+	funcs  interceptor.Funcs
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (w world) run(t *testing.T, args ...string) result {
+	t.Helper()
+	c := fake.NewClientBuilder().
+		WithScheme(scheme.New()).
+		WithObjects(w.objs...).
+		WithIndex(&corev1.Event{}, "involvedObject.name", func(o client.Object) []string {
+			return []string{o.(*corev1.Event).InvolvedObject.Name}
+		}).
+		WithInterceptorFuncs(w.funcs).
+		Build()
+	disc := &discoveryfake.FakeDiscovery{Fake: &clienttesting.Fake{}}
+	if !w.noCRDs {
+		disc.Resources = []*metav1.APIResourceList{{
+			GroupVersion: v1alpha1.GroupVersion.String(),
+			APIResources: []metav1.APIResource{{Name: "loadbalancers", Namespaced: true, Kind: "LoadBalancer"}, {Name: "ippools", Kind: "IPPool"}},
+		}}
+	}
+	var stdout, stderr bytes.Buffer
+	code := plugin.Main(context.Background(), plugin.Options{
+		IOStreams: genericiooptions.IOStreams{In: &bytes.Buffer{}, Out: &stdout, ErrOut: &stderr},
+		Now:       func() time.Time { return now },
+		NewClients: func(flags *genericclioptions.ConfigFlags) (*plugin.Clients, error) {
+			ns := "default"
+			if flags.Namespace != nil && *flags.Namespace != "" {
+				ns = *flags.Namespace
+			}
+			return &plugin.Clients{Reader: c, Discovery: disc, Namespace: ns}, nil
+		},
+	}, args)
+	return result{stdout: stdout.String(), stderr: stderr.String(), code: code}
+}
+
+// golden compares got with testdata/<name>.golden; -update rewrites it.
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading golden file (run go test -update to create it): %v", err)
+	}
+	if got != string(want) {
+		t.Errorf("output differs from %s (run go test ./plugin -update after checking the change):\n--- got ---\n%s\n--- want ---\n%s", path, got, want)
+	}
+}
+
+// Builders for the objects of the fixture cluster.
+
+type lbOption func(*v1alpha1.LoadBalancer)
+
+func loadBalancer(ns, name, class string, age time.Duration, opts ...lbOption) *v1alpha1.LoadBalancer {
+	lb := &v1alpha1.LoadBalancer{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, CreationTimestamp: ago(age)},
+		Spec:       v1alpha1.LoadBalancerSpec{Class: class},
+		Status: v1alpha1.LoadBalancerStatus{
+			Class: class, Ready: "True", LastSyncTime: ptr.To(ago(30 * time.Second)),
+			Conditions: []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue, Reason: "Ensured", Message: "load balancer is ready", LastTransitionTime: ago(age)}},
+		},
+	}
+	for _, o := range opts {
+		o(lb)
+	}
+	return lb
+}
+
+func withIP(ip, node string) lbOption {
+	return func(lb *v1alpha1.LoadBalancer) {
+		lb.Status.Addresses = append(lb.Status.Addresses, v1alpha1.LoadBalancerAddress{IP: ip, IPMode: "VIP", Node: node})
+		if lb.Status.Address == "" {
+			lb.Status.Address = ip
+		}
+	}
+}
+
+func withHostname(h string) lbOption {
+	return func(lb *v1alpha1.LoadBalancer) {
+		lb.Status.Addresses = append(lb.Status.Addresses, v1alpha1.LoadBalancerAddress{Hostname: h})
+		lb.Status.Address = h
+	}
+}
+
+func withPorts(ports ...int32) lbOption {
+	return func(lb *v1alpha1.LoadBalancer) {
+		for _, p := range ports {
+			lb.Status.Ports = append(lb.Status.Ports, v1alpha1.PortStatus{Port: p, Protocol: "TCP"})
+		}
+	}
+}
+
+func withBackends(healthy, total int32) lbOption {
+	return func(lb *v1alpha1.LoadBalancer) {
+		lb.Status.Backends = v1alpha1.BackendStatus{Healthy: healthy, Total: total}
+		lb.Status.BackendsSummary = fmt.Sprintf("%d/%d", healthy, total)
+	}
+}
+
+func withCost(hourly, monthly, region, source string, items ...v1alpha1.CostItem) lbOption {
+	return func(lb *v1alpha1.LoadBalancer) {
+		lb.Status.Cost = &v1alpha1.CostStatus{Hourly: hourly, Monthly: monthly, Currency: "USD", Source: source, Region: region, Breakdown: items}
+		lb.Status.MonthlyCost = monthly + " USD"
+		lb.Status.Conditions = append(lb.Status.Conditions, metav1.Condition{Type: "lb.portico.dev/Priced", Status: metav1.ConditionTrue, Reason: "Priced", Message: "priced from " + source, LastTransitionTime: lb.CreationTimestamp})
+	}
+}
+
+func withPricingFailure(reason, msg string) lbOption {
+	return func(lb *v1alpha1.LoadBalancer) {
+		lb.Status.Conditions = append(lb.Status.Conditions, metav1.Condition{Type: "lb.portico.dev/Priced", Status: metav1.ConditionFalse, Reason: reason, Message: msg, LastTransitionTime: lb.CreationTimestamp})
+	}
+}
+
+func withResources(kindIDs ...string) lbOption {
+	return func(lb *v1alpha1.LoadBalancer) {
+		for i := 0; i+1 < len(kindIDs); i += 2 {
+			lb.Status.Resources = append(lb.Status.Resources, v1alpha1.ProviderResource{Kind: kindIDs[i], ID: kindIDs[i+1]})
+		}
+	}
+}
+
+func withAnnouncement(addr, node string, since time.Duration) lbOption {
+	return func(lb *v1alpha1.LoadBalancer) {
+		lb.Status.Announcements = append(lb.Status.Announcements, v1alpha1.Announcement{Address: addr, Node: node, Since: ptr.To(ago(since))})
+	}
+}
+
+func service(ns, name, class string, age time.Duration, processed bool) *corev1.Service {
+	s := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, CreationTimestamp: ago(age)},
+		Spec: corev1.ServiceSpec{
+			Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr.To(class),
+			Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}},
+		},
+	}
+	if processed {
+		s.Status.Conditions = []metav1.Condition{{Type: "lb.portico.dev/Ready", Status: metav1.ConditionTrue, Reason: "Ensured", Message: "load balancer is ready", LastTransitionTime: ago(age)}}
+	}
+	return s
+}
+
+func event(ns, kind, name, typ, reason, msg string, at time.Duration, count int32) *corev1.Event {
+	return &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{Namespace: ns, Name: name + "." + reason + "." + at.String()},
+		InvolvedObject: corev1.ObjectReference{Kind: kind, Namespace: ns, Name: name},
+		Type:           typ, Reason: reason, Message: msg, Count: count,
+		Source:        corev1.EventSource{Component: "portico-operator"},
+		LastTimestamp: ago(at),
+	}
+}
+
+func lease(holder string, renewed time.Duration) *coordinationv1.Lease {
+	return &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "portico-system", Name: "portico-operator.lb.portico.dev"},
+		Spec: coordinationv1.LeaseSpec{
+			HolderIdentity: ptr.To(holder), LeaseDurationSeconds: ptr.To[int32](15),
+			RenewTime: ptr.To(metav1.NewMicroTime(now.Add(-renewed))),
+		},
+	}
+}
+
+func pool(name string, total, assigned int64, addrs ...string) *v1alpha1.IPPool {
+	return &v1alpha1.IPPool{
+		ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: ago(10 * 24 * time.Hour), Generation: 1},
+		Spec:       v1alpha1.IPPoolSpec{Addresses: addrs},
+		Status:     v1alpha1.IPPoolStatus{Total: total, Assigned: assigned, Free: total - assigned, ObservedGeneration: 1},
+	}
+}
+
+// cluster is the fixture most tests share: an AWS and a GCP load balancer in
+// shop (the GCP one in an unpriced region), a local one in edge, their
+// Services, Events, a live operator Lease and two pools.
+func cluster() []client.Object {
+	web := loadBalancer("shop", "web", "lb.portico.dev/aws", 72*time.Hour,
+		withHostname("k8s-shop-web-1a2b3c.elb.us-east-1.amazonaws.com"), withPorts(80, 443), withBackends(3, 3),
+		withCost("0.0385", "28.105", "us-east-1", "embedded:aws-2026-11-21",
+			v1alpha1.CostItem{Item: "nlb-hour", Quantity: 1, Hourly: "0.0225"},
+			v1alpha1.CostItem{Item: "nlcu-estimate", Quantity: 1, Hourly: "0.006"},
+			v1alpha1.CostItem{Item: "public-ipv4", Quantity: 2, Hourly: "0.01"}),
+		withResources("loadBalancer", "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/k8s-shop-web/1a2b3c",
+			"targetGroup", "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/k8s-shop-web-80/4d5e6f"))
+	db := loadBalancer("shop", "db", "lb.portico.dev/gcp", 5*time.Hour,
+		withIP("34.118.0.7", ""), withPorts(5432), withBackends(1, 2),
+		withPricingFailure("RegionNotPriced", "no price for gcp-forwarding-rule in region \"me-central2\""))
+	db.Status.Ready = "False"
+	db.Status.Ports[0].Error = "HealthCheckFailing"
+	dns := loadBalancer("edge", "dns", "lb.portico.dev/local", 26*time.Hour,
+		withIP("192.0.2.10", "node-b"), withPorts(53), withBackends(2, 2),
+		withCost("0", "0", "", "embedded:local-2026-11-21", v1alpha1.CostItem{Item: "address", Quantity: 1, Hourly: "0"}),
+		withAnnouncement("192.0.2.10", "node-b", 90*time.Minute),
+		withResources("address", "192.0.2.10"))
+	dns.Status.Ports = append(dns.Status.Ports, v1alpha1.PortStatus{Port: 53, Protocol: "UDP"})
+	return []client.Object{
+		web, db, dns,
+		service("shop", "web", "lb.portico.dev/aws", 72*time.Hour, true),
+		service("shop", "db", "lb.portico.dev/gcp", 5*time.Hour, true),
+		service("edge", "dns", "lb.portico.dev/local", 26*time.Hour, true),
+		event("edge", "Service", "dns", "Normal", "Ensuring", "Ensuring lb.portico.dev/local load balancer", 26*time.Hour, 1),
+		event("edge", "Service", "dns", "Normal", "Ensured", "Ensured lb.portico.dev/local load balancer at 192.0.2.10", 26*time.Hour-time.Second, 1),
+		event("edge", "LoadBalancer", "dns", "Normal", "Announced", "node-b announces 192.0.2.10", 90*time.Minute, 3),
+		event("edge", "Pod", "dns", "Warning", "BackOff", "not about the load balancer", time.Minute, 1),
+		lease("portico-operator-7d9f-abcde", 2*time.Second),
+		pool("office", 14, 3, "192.0.2.0/28"),
+		pool("v6", 256, 0, "2001:db8::/120"),
+	}
+}
