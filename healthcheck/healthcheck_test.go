@@ -75,7 +75,7 @@ func TestResponsesMatchKubeProxy(t *testing.T) {
 		}
 	}
 	var parsed struct {
-		Service struct{ Namespace, Name string }
+		Service             struct{ Namespace, Name string }
 		LocalEndpoints      int  `json:"localEndpoints"`
 		ServiceProxyHealthy bool `json:"serviceProxyHealthy"`
 	}
