@@ -40,7 +40,7 @@ type Annotations struct {
 	// SSLCert is the ACM (or IAM) certificate ARN for TLS listeners.
 	SSLCert string
 	// SSLPorts are the ports (numbers or names) that terminate TLS; empty with
-	// SSLCert set means every TCP port.
+	// SSLCert set means every port that carries only TCP.
 	SSLPorts []string
 	// SSLPolicy is the TLS listeners' security policy.
 	SSLPolicy     string

@@ -248,8 +248,15 @@ func tlsPorts(ports []providers.Port, a Annotations) (map[int32]bool, error) {
 		return out, nil
 	}
 	if len(a.SSLPorts) == 0 {
+		// Every TCP-only port; a port that also carries UDP stays TCP_UDP.
+		udp := map[int32]bool{}
 		for _, p := range ports {
-			if p.Protocol == providers.TCP {
+			if p.Protocol == providers.UDP {
+				udp[p.Port] = true
+			}
+		}
+		for _, p := range ports {
+			if p.Protocol == providers.TCP && !udp[p.Port] {
 				out[p.Port] = true
 			}
 		}
