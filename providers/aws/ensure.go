@@ -50,7 +50,7 @@ func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*prov
 	if err != nil {
 		return nil, err
 	}
-	log := logr.FromContextOrDiscard(ctx).WithValues("service", d.Key.String(), "loadBalancerName", pl.name)
+	log := logr.FromContextOrDiscard(ctx).WithValues("Service", d.Key.String(), "loadBalancerName", pl.name)
 	for _, n := range pl.skipped {
 		log.V(1).Info("Skipping node without an EC2 instance provider ID", "node", n)
 	}

@@ -122,7 +122,7 @@ func (p *Provider) status(lb *elbtypes.LoadBalancer, sgID string, listeners []el
 // after the load balancer is gone; those answers become a RetryError and the
 // next call picks up where this one stopped.
 func (p *Provider) Delete(ctx context.Context, key providers.Key) error {
-	log := logr.FromContextOrDiscard(ctx).WithValues("service", key.String())
+	log := logr.FromContextOrDiscard(ctx).WithValues("Service", key.String())
 	name := LoadBalancerName(key)
 	lb, err := p.findLoadBalancer(ctx, name)
 	if err != nil {
