@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -215,7 +216,9 @@ func writeLoadBalancer(p func(int, string, ...any), lb *v1alpha1.LoadBalancer, n
 	if len(s.Ports) == 0 {
 		p(1, "<none>")
 	}
-	for _, port := range s.Ports {
+	ps := slices.Clone(s.Ports)
+	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Port < ps[j].Port })
+	for _, port := range ps {
 		state := "OK"
 		if port.Error != "" {
 			state = "Error: " + port.Error

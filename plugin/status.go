@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -150,9 +151,14 @@ func addresses(lb *v1alpha1.LoadBalancer, all bool) string {
 	return strings.Join(out, ",")
 }
 
+// ports lists the ports in numeric order: "80/TCP,443/TCP".
 func ports(lb *v1alpha1.LoadBalancer) string {
+	ps := slices.Clone(lb.Status.Ports)
+	sort.SliceStable(ps, func(i, j int) bool {
+		return ps[i].Port < ps[j].Port || ps[i].Port == ps[j].Port && ps[i].Protocol < ps[j].Protocol
+	})
 	var out []string
-	for _, p := range lb.Status.Ports {
+	for _, p := range ps {
 		s := fmt.Sprintf("%d/%s", p.Port, p.Protocol)
 		if p.Error != "" {
 			s += "(!)"
