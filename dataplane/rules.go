@@ -118,11 +118,6 @@ func epID(key ServiceKey, p *Port, fam family, ep Endpoint) string {
 	return portID(key, p, fam) + "__" + strings.ReplaceAll(ep.Addr.String(), ":", ".") + "/" + strconv.Itoa(int(ep.Port))
 }
 
-func epChainName(key ServiceKey, p *Port, fam family, ep Endpoint) string {
-	id := epID(key, p, fam, ep)
-	return "ep-" + shortHash(id+ep.Addr.String()) + "-" + id
-}
-
 // affinitySetName includes the timeout, so a changed timeout makes a new set
 // (nftables cannot change the timeout of an existing set).
 func affinitySetName(key ServiceKey, p *Port, fam family, ep Endpoint, timeout time.Duration) string {
@@ -239,8 +234,12 @@ func (g *generator) firewallRule(svc *Service, fam family) string {
 	return fmt.Sprintf("%s saddr != { %s } drop", fam.ip, strings.Join(cidrs, ", "))
 }
 
-// dispatch writes the service-port chain (masquerade mark, affinity lookup,
-// random choice) and one chain per endpoint (affinity update, DNAT).
+// dispatch writes the service-port chain: the masquerade mark, affinity
+// lookups, then a cascade of random choices, each ending in a DNAT. There
+// are no per-endpoint chains and no anonymous sets: the nft command reads
+// every chain of the table before each transaction, and the kernel names
+// anonymous sets by a scan of the table, so both would make a single
+// update slower as the table grows (docs/dataplane.md has the numbers).
 func (g *generator) dispatch(o *objects, svc *Service, p *Port, fam family, eps []Endpoint, svcChain string) {
 	slices.SortFunc(eps, func(a, b Endpoint) int {
 		if c := a.Addr.Compare(b.Addr); c != 0 {
@@ -253,33 +252,33 @@ func (g *generator) dispatch(o *objects, svc *Service, p *Port, fam family, eps 
 	var rules []string
 	if svc.TrafficPolicy != Local {
 		rules = append(rules, "jump "+chainMarkMasq)
-	}
-	affinity := svc.AffinityTimeout > 0
-	epChains := make([]string, len(eps))
-	for i, ep := range eps {
-		epChains[i] = epChainName(svc.Key, p, fam, ep)
-		var epRules []string
+	} else {
 		// Hairpin: an endpoint reaching itself through the address must be
-		// masqueraded, or its reply would skip the reverse NAT.
-		epRules = append(epRules, fmt.Sprintf("%s saddr %s jump %s", fam.ip, ep.Addr, chainMarkMasq))
-		if affinity {
+		// masqueraded, or its reply would skip the reverse NAT. (Under
+		// Cluster every connection is masqueraded anyway.)
+		for _, ep := range eps {
+			rules = append(rules, fmt.Sprintf("%s saddr %s jump %s", fam.ip, ep.Addr, chainMarkMasq))
+		}
+	}
+	dnat := make([]string, len(eps))
+	for i, ep := range eps {
+		dnat[i] = fmt.Sprintf("meta l4proto %s dnat %s to %s", p.Protocol, fam.ip, endpointAddr(ep))
+		if svc.AffinityTimeout > 0 {
 			set := affinitySetName(svc.Key, p, fam, ep, svc.AffinityTimeout)
 			o.sets[set] = setSpec{addrType: fam.addr, timeout: svc.AffinityTimeout}
-			rules = append(rules, fmt.Sprintf("%s saddr @%s goto %s", fam.ip, set, epChains[i]))
-			epRules = append(epRules, fmt.Sprintf("update @%s { %s saddr }", set, fam.ip))
+			// Every new connection refreshes the client's entry.
+			dnat[i] = fmt.Sprintf("update @%s { %s saddr } %s", set, fam.ip, dnat[i])
+			rules = append(rules, fmt.Sprintf("%s saddr @%s %s", fam.ip, set, dnat[i]))
 		}
-		epRules = append(epRules, fmt.Sprintf("meta l4proto %s dnat %s to %s", p.Protocol, fam.ip, endpointAddr(ep)))
-		o.chains[epChains[i]] = epRules
 	}
-	if len(eps) == 1 {
-		rules = append(rules, "goto "+epChains[0])
-	} else {
-		arms := make([]string, len(eps))
-		for i := range eps {
-			arms[i] = fmt.Sprintf("%d : goto %s ", i, epChains[i])
+	// Endpoint i of n is taken with probability 1/(n-i) when the earlier
+	// ones were not: 1/n each overall.
+	for i := range eps {
+		if rest := len(eps) - i; rest > 1 {
+			rules = append(rules, fmt.Sprintf("numgen random mod %d == 0 %s", rest, dnat[i]))
+		} else {
+			rules = append(rules, dnat[i])
 		}
-		// A space before each comma keeps chain names separate words.
-		rules = append(rules, fmt.Sprintf("numgen random mod %d vmap { %s}", len(eps), strings.Join(arms, ", ")))
 	}
 	o.chains[svcChain] = rules
 }
