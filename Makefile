@@ -31,11 +31,12 @@ generate: tools ## Generate deepcopy code.
 manifests: tools ## Generate CRDs and the operator's ClusterRole from markers.
 	$(TOOLS_BIN)/controller-gen crd:crdVersions=v1 paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(TOOLS_BIN)/controller-gen rbac:roleName=portico-operator paths=./controllers/... output:rbac:artifacts:config=config/rbac
+	cp config/crd/bases/*.yaml config/helm/portico/crds/
 
 .PHONY: verify
 verify: generate manifests ## Fail when generated files are stale.
-	@git diff --exit-code -- api config/crd config/rbac || { echo "generated files are stale: run 'make generate manifests' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- api config/crd config/rbac)" || { git status --porcelain -- api config/crd config/rbac; echo "untracked generated files"; exit 1; }
+	@git diff --exit-code -- api config/crd config/rbac config/helm/portico/crds || { echo "generated files are stale: run 'make generate manifests' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- api config/crd config/rbac config/helm/portico/crds)" || { git status --porcelain -- api config/crd config/rbac config/helm/portico/crds; echo "untracked generated files"; exit 1; }
 
 .PHONY: lint
 lint: tools ## gofmt, go vet and staticcheck.

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -28,12 +29,21 @@ import (
 // what it created before the operator stops.
 var env *testenv.Env
 
+// operatorConfig holds only the operator's generated RBAC: the tests prove
+// the ClusterRole is enough.
+var operatorConfig *rest.Config
+
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapLevel())))
 	var err error
 	env, err = testenv.New()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting control plane:", err)
+		os.Exit(1)
+	}
+	if operatorConfig, err = env.OperatorConfig(); err != nil {
+		fmt.Fprintln(os.Stderr, "operator RBAC:", err)
+		_ = env.Stop()
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -103,7 +113,7 @@ func startOperator(t *testing.T, p providers.Provider, mutate ...func(*operator.
 		m(o)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	mgr, _, err := operator.New(ctx, env.Config, o)
+	mgr, _, err := operator.New(ctx, operatorConfig, o)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -179,4 +189,17 @@ func deleteAndWait(t *testing.T, svc *corev1.Service) {
 		}
 		return fmt.Errorf("service %s still exists (err %v)", svc.Name, err)
 	})
+}
+
+// TestOperatorUserIsNotAdmin proves the operator's tests run without
+// cluster-admin: the generated ClusterRole grants no access to Secrets.
+func TestOperatorUserIsNotAdmin(t *testing.T) {
+	c, err := client.New(operatorConfig, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.List(context.Background(), &corev1.SecretList{})
+	if !apierrors.IsForbidden(err) {
+		t.Fatalf("listing Secrets as the operator: got %v, want Forbidden", err)
+	}
 }

@@ -9,6 +9,7 @@
 package testenv
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -20,10 +21,15 @@ import (
 	"syscall"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 
 	"github.com/portico-lb/portico/internal/scheme"
 )
@@ -219,4 +225,92 @@ func unregister(e *Env) {
 	sigMu.Lock()
 	delete(running, e)
 	sigMu.Unlock()
+}
+
+// OperatorUser is the user OperatorConfig authenticates as.
+const OperatorUser = "portico-operator-under-test"
+
+// OperatorConfig returns a config for a user that holds exactly the
+// operator's generated RBAC (config/rbac/role.yaml: the ClusterRole and the
+// leader-election Role in portico-system), so tests prove the operator works
+// without cluster-admin.
+func (e *Env) OperatorConfig() (*rest.Config, error) {
+	root, err := ModuleRoot()
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(filepath.Join(root, "config", "rbac", "role.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "portico-system"}}
+	if err := e.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, err
+	}
+	subject := rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: OperatorUser}
+	for _, doc := range strings.Split(string(data), "\n---") {
+		if strings.TrimSpace(doc) == "" {
+			continue
+		}
+		var meta struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name, Namespace string
+			} `json:"metadata"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+			return nil, fmt.Errorf("role.yaml: %w", err)
+		}
+		switch meta.Kind {
+		case "ClusterRole":
+			var cr rbacv1.ClusterRole
+			if err := yaml.UnmarshalStrict([]byte(doc), &cr); err != nil {
+				return nil, err
+			}
+			if err := createOrUpdate(ctx, e.Client, &cr); err != nil {
+				return nil, err
+			}
+			crb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: cr.Name + "-under-test"},
+				RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: cr.Name},
+				Subjects: []rbacv1.Subject{subject}}
+			if err := createOrUpdate(ctx, e.Client, crb); err != nil {
+				return nil, err
+			}
+		case "Role":
+			var r rbacv1.Role
+			if err := yaml.UnmarshalStrict([]byte(doc), &r); err != nil {
+				return nil, err
+			}
+			if err := createOrUpdate(ctx, e.Client, &r); err != nil {
+				return nil, err
+			}
+			rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: r.Name + "-under-test", Namespace: r.Namespace},
+				RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: r.Name},
+				Subjects: []rbacv1.Subject{subject}}
+			if err := createOrUpdate(ctx, e.Client, rb); err != nil {
+				return nil, err
+			}
+		}
+	}
+	user, err := e.env.AddUser(envtest.User{Name: OperatorUser}, nil)
+	if err != nil {
+		return nil, err
+	}
+	cfg := rest.CopyConfig(user.Config())
+	cfg.QPS, cfg.Burst = e.Config.QPS, e.Config.Burst
+	return cfg, nil
+}
+
+func createOrUpdate(ctx context.Context, c client.Client, obj client.Object) error {
+	err := c.Create(ctx, obj)
+	if apierrors.IsAlreadyExists(err) {
+		existing := obj.DeepCopyObject().(client.Object)
+		if err := c.Get(ctx, client.ObjectKeyFromObject(obj), existing); err != nil {
+			return err
+		}
+		obj.SetResourceVersion(existing.GetResourceVersion())
+		return c.Update(ctx, obj)
+	}
+	return err
 }
