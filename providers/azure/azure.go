@@ -80,12 +80,13 @@ type Options struct {
 
 // Provider is the azure backend.
 type Provider struct {
-	opts   Options
-	lbs    LoadBalancersAPI
-	pips   PublicIPAddressesAPI
-	rules  SecurityRulesAPI
-	writer *writer
-	nsgMu  sync.Mutex // priorities are picked one rule at a time
+	opts     Options
+	lbs      LoadBalancersAPI
+	pips     PublicIPAddressesAPI
+	rules    SecurityRulesAPI
+	writer   *writer
+	nsgMu    sync.Mutex     // NSG rule priorities are picked one at a time
+	reserved map[int32]bool // priorities of rules being created
 }
 
 var _ providers.Provider = (*Provider)(nil)
@@ -142,6 +143,7 @@ func New(opts Options) (*Provider, error) {
 		}
 	}
 	p.writer = &writer{p: p, queues: map[string]*lbQueue{}}
+	p.reserved = map[int32]bool{}
 	return p, nil
 }
 
@@ -348,35 +350,63 @@ func (p *Provider) Observe(ctx context.Context, key providers.Key) (*providers.S
 
 // Delete implements providers.Provider: it takes key's parts out of both
 // shared load balancers (deleting a load balancer whose last frontend goes),
-// then deletes every public IP tagged for key and key's NSG rule.
+// then deletes key's public IP and NSG rule. The public IP is found from the
+// removed frontend and under the default name; when no frontend was left to
+// tell (a Delete interrupted earlier), every public IP in the resource group
+// is checked for key's tags, so a custom-named one cannot leak.
 func (p *Provider) Delete(ctx context.Context, key providers.Key) error {
 	log := logr.FromContextOrDiscard(ctx).WithValues("service", key.String())
 	ctx = logr.NewContext(ctx, log)
 	base := ResourceName(key)
 	public, internal := p.LoadBalancerNames()
+	found := false
+	pips := []string{base}
 	for _, name := range []string{public, internal} {
+		var prev string
+		var had bool
 		if _, err := p.writer.submit(ctx, name, &change{remove: true, apply: func(lb *armnetwork.LoadBalancer) bool {
-			changed, _ := removeParts(lb, base)
+			had = findFrontend(lb, base) != nil
+			changed, pip := removeParts(lb, base)
+			prev = pip
 			return changed
 		}}); err != nil {
 			return err
 		}
+		found = found || had
+		if prev != "" && !strings.EqualFold(nameFromID(prev), base) {
+			pips = append(pips, nameFromID(prev))
+		}
 	}
+	if !found {
+		var err error
+		if pips, err = p.taggedPublicIPs(ctx, key); err != nil {
+			return err
+		}
+	}
+	for _, name := range pips {
+		if err := p.deletePublicIP(ctx, key, name); err != nil {
+			return err
+		}
+	}
+	return p.deleteSecurityRule(ctx, key)
+}
+
+// taggedPublicIPs lists the public IPs in the resource group tagged for key.
+func (p *Provider) taggedPublicIPs(ctx context.Context, key providers.Key) ([]string, error) {
+	var out []string
 	pager := p.pips.NewListPager(p.opts.ResourceGroup, nil)
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
 		if err != nil {
-			return classify("listing public IPs", err)
+			return nil, classify("listing public IPs", err)
 		}
 		for _, pip := range page.Value {
 			if pip != nil && providers.Owns(fromPtrMap(pip.Tags), key) {
-				if err := p.deletePublicIP(ctx, key, deref(pip.Name)); err != nil {
-					return err
-				}
+				out = append(out, deref(pip.Name))
 			}
 		}
 	}
-	return p.deleteSecurityRule(ctx, key)
+	return out, nil
 }
 
 // status reports the Service's parts in lb.

@@ -35,6 +35,7 @@ type envOptions struct {
 	latency     time.Duration
 	batchWindow time.Duration
 	noNSG       bool
+	pageSize    int
 }
 
 // env is a fake ARM endpoint and a provider whose real SDK clients talk to
@@ -46,7 +47,7 @@ type env struct {
 
 func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
-	srv := azurefake.New(azurefake.Options{OperationLatency: o.latency})
+	srv := azurefake.New(azurefake.Options{OperationLatency: o.latency, PageSize: o.pageSize})
 	t.Cleanup(srv.Close)
 	srv.AddSecurityGroup(testSub, testRG, testNSG)
 	e := &env{srv: srv}

@@ -114,8 +114,6 @@ func (p *Provider) ensureSecurityRule(ctx context.Context, d *providers.LoadBala
 	if p.opts.SecurityGroupName == "" {
 		return nil
 	}
-	p.nsgMu.Lock()
-	defer p.nsgMu.Unlock()
 	rg, nsg, name := p.opts.SecurityGroupResourceGroup, p.opts.SecurityGroupName, pt.base
 	want := buildSecurityRule(d, pt)
 	resp, err := p.rules.Get(ctx, rg, nsg, name, nil)
@@ -131,10 +129,11 @@ func (p *Provider) ensureSecurityRule(ctx context.Context, d *providers.LoadBala
 		want.Properties.Priority = resp.Properties.Priority
 		header = map[string][]string{"If-Match": {deref(resp.Etag)}}
 	case isNotFound(err):
-		prio, err := p.freePriority(ctx)
+		prio, err := p.reservePriority(ctx)
 		if err != nil {
 			return err
 		}
+		defer p.releasePriority(prio)
 		want.Properties.Priority = ptr(prio)
 		header = map[string][]string{"If-None-Match": {"*"}}
 	default:
@@ -151,8 +150,16 @@ func (p *Provider) ensureSecurityRule(ctx context.Context, d *providers.LoadBala
 	return nil
 }
 
-func (p *Provider) freePriority(ctx context.Context) (int32, error) {
+// reservePriority picks the lowest inbound priority that neither a rule in
+// the NSG nor a rule being created by this provider holds. New rules are
+// written concurrently; only the choice of priority is serialized.
+func (p *Provider) reservePriority(ctx context.Context) (int32, error) {
+	p.nsgMu.Lock()
+	defer p.nsgMu.Unlock()
 	used := map[int32]bool{}
+	for prio := range p.reserved {
+		used[prio] = true
+	}
 	pager := p.rules.NewListPager(p.opts.SecurityGroupResourceGroup, p.opts.SecurityGroupName, nil)
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
@@ -167,10 +174,18 @@ func (p *Provider) freePriority(ctx context.Context) (int32, error) {
 	}
 	for prio := int32(firstRulePriority); prio <= 4096; prio++ {
 		if !used[prio] {
+			p.reserved[prio] = true
 			return prio, nil
 		}
 	}
 	return 0, providers.Configf("SecurityGroupFull", "network security group %s has no free inbound priority from %d to 4096", p.opts.SecurityGroupName, firstRulePriority)
+}
+
+// releasePriority ends a reservation once the rule exists (or failed).
+func (p *Provider) releasePriority(prio int32) {
+	p.nsgMu.Lock()
+	defer p.nsgMu.Unlock()
+	delete(p.reserved, prio)
 }
 
 // deleteSecurityRule deletes key's NSG rule when its description carries

@@ -153,7 +153,15 @@ func (s *Server) URL() string { return s.srv.URL }
 
 // Client returns an HTTP client that trusts the fake's certificate; pass it
 // as policy.ClientOptions.Transport.
-func (s *Server) Client() *http.Client { return s.srv.Client() }
+func (s *Server) Client() *http.Client {
+	c := s.srv.Client()
+	if t, ok := c.Transport.(*http.Transport); ok {
+		// Keep connections for many concurrent callers instead of
+		// handshaking TLS again for every request.
+		t.MaxIdleConnsPerHost = 256
+	}
+	return c
+}
 
 // Close stops the server.
 func (s *Server) Close() { s.srv.Close() }
