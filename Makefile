@@ -7,6 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/portico-lb/portico/internal/version.Version=$(VERSION)
 TOOLS_BIN = $(shell hack/build-tools.sh --print)
 BINARIES := portico-operator portico-forwarder kubectl-lb
+BIN ?= bin
 export KUBEBUILDER_ASSETS = $(TOOLS_BIN)
 
 .PHONY: all
@@ -16,8 +17,8 @@ all: build
 
 .PHONY: build
 build: ## Build the three binaries into bin/.
-	@mkdir -p bin
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ $(addprefix ./cmd/,$(BINARIES))
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
 
 .PHONY: tools
 tools: ## Build the pinned tools (kube-apiserver, etcd, kubectl, controller-gen, staticcheck) into the cache.
