@@ -18,6 +18,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
@@ -224,8 +225,8 @@ func checkOperator(t *testing.T, objs []object, where string) {
 	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Limits.Memory().IsZero() {
 		t.Errorf("%s: operator lacks resource requests/limits: %+v", where, c.Resources)
 	}
-	if find[metav1.PartialObjectMetadata](t, objs, "PodDisruptionBudget", "portico-operator") == nil {
-		t.Errorf("%s: no PodDisruptionBudget", where)
+	if pdb := find[policyv1.PodDisruptionBudget](t, objs, "PodDisruptionBudget", "portico-operator"); pdb == nil || pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() != 1 {
+		t.Errorf("%s: no PodDisruptionBudget keeping one operator available", where)
 	}
 	if find[corev1.Service](t, objs, "Service", "portico-operator-metrics") == nil {
 		t.Errorf("%s: no metrics Service", where)
