@@ -195,6 +195,14 @@ func (s *Server) CrashAfter(n int) {
 	s.crashLeft, s.crashed = n, false
 }
 
+// Crashed reports whether an injected crash has happened and not been
+// recovered from.
+func (s *Server) Crashed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.crashed
+}
+
 // Recover clears every injected fault.
 func (s *Server) Recover() {
 	s.mu.Lock()
