@@ -51,6 +51,10 @@ type Options struct {
 	InternalPool netip.Prefix
 	// Seed seeds probabilistic fault injection.
 	Seed int64
+	// RequireAuth answers 401 to requests without a bearer token that the
+	// fake's OAuth token endpoint (TokenURL) issued, as the real API does;
+	// tests using option.WithoutAuthentication leave it off.
+	RequireAuth bool
 }
 
 // Fault is an injected error.
@@ -122,6 +126,7 @@ type Server struct {
 	crashAfter int
 	crashed    bool
 	rnd        *rand.Rand
+	tokens     map[string]bool
 }
 
 // New starts a fake Compute API on a local httptest server.
@@ -150,6 +155,7 @@ func New(opts Options) *Server {
 		nextID:     1000,
 		crashAfter: -1,
 		rnd:        rand.New(rand.NewSource(opts.Seed)),
+		tokens:     map[string]bool{},
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
@@ -157,6 +163,11 @@ func New(opts Options) *Server {
 
 // URL is the endpoint to pass to option.WithEndpoint.
 func (s *Server) URL() string { return s.srv.URL }
+
+// TokenURL is an OAuth 2.0 token endpoint that grants access tokens for any
+// JWT-bearer or refresh-token request; put it in a credentials file's
+// token_uri so Application Default Credentials work against the fake.
+func (s *Server) TokenURL() string { return s.srv.URL + "/token" }
 
 // Close stops the server.
 func (s *Server) Close() { s.srv.Close() }
@@ -338,6 +349,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	s.advance()
 
+	if r.URL.Path == "/token" {
+		s.grantToken(w, r)
+		return
+	}
+	if s.opts.RequireAuth && !s.tokens[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")] {
+		s.reply(w, r, false, nil, &apiError{401, "required", "Request is missing required authentication credential."})
+		return
+	}
 	prefix := "/compute/v1/projects/" + s.opts.Project + "/"
 	if !strings.HasPrefix(r.URL.Path, prefix) {
 		s.reply(w, r, false, nil, &apiError{404, "notFound", "unknown project or path " + r.URL.Path})
@@ -413,6 +432,23 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.crashAfter--
 	}
 	s.reply(w, r, mutating, out, aerr)
+}
+
+func (s *Server) grantToken(w http.ResponseWriter, r *http.Request) {
+	_ = r.ParseForm()
+	switch r.PostForm.Get("grant_type") {
+	case "urn:ietf:params:oauth:grant-type:jwt-bearer", "refresh_token":
+	default:
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": "unsupported_grant_type"})
+		return
+	}
+	s.nextID++
+	tok := fmt.Sprintf("gcpfake-token-%d", s.nextID)
+	s.tokens[tok] = true
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": 3600})
 }
 
 // fault returns an injected error for this call, or the crash error.
