@@ -60,6 +60,8 @@ type Dataplane struct {
 	state  map[ServiceKey]*objects
 	claims claims
 	svcs   map[ServiceKey]Service
+	// dispatch are the shared dispatch chains in the table.
+	dispatch map[string]bool
 }
 
 // New prepares a Dataplane; it changes nothing in the kernel until Sync.
@@ -86,10 +88,11 @@ func New(opts Options) (*Dataplane, error) {
 			nodeIPs:       opts.NodeIPs,
 			mark:          fmt.Sprintf("0x%x", opts.MasqueradeMark),
 		},
-		cleaner: opts.ConntrackCleaner,
-		state:   map[ServiceKey]*objects{},
-		claims:  claims{},
-		svcs:    map[ServiceKey]Service{},
+		cleaner:  opts.ConntrackCleaner,
+		state:    map[ServiceKey]*objects{},
+		claims:   claims{},
+		svcs:     map[ServiceKey]Service{},
+		dispatch: map[string]bool{},
 	}, nil
 }
 
@@ -139,6 +142,12 @@ func (d *Dataplane) Sync(ctx context.Context, services []Service) error {
 	}
 	old := d.svcs
 	d.state, d.claims, d.svcs, d.synced = desired, cl, svcs, true
+	d.dispatch = map[string]bool{}
+	for _, o := range desired {
+		for name := range o.dispatch {
+			d.dispatch[name] = true
+		}
+	}
 	if d.cleaner != nil {
 		var gone []RemovedEndpoint
 		for key, prev := range old {
@@ -162,6 +171,9 @@ func writeFull(tx *knftables.Transaction, b *base, desired map[ServiceKey]*objec
 		}
 		for name, spec := range o.sets {
 			all.sets[name] = spec
+		}
+		for name, spec := range o.dispatch {
+			all.chains[name] = spec.rules()
 		}
 	}
 	for k := range cl {
@@ -271,12 +283,29 @@ func (d *Dataplane) apply(ctx context.Context, key ServiceKey, o *objects) error
 	}
 
 	tx := d.nft.NewTransaction()
+	var newDispatch []string
+	if o != nil {
+		for _, name := range sortedKeys(o.dispatch) {
+			if !d.dispatch[name] {
+				newDispatch = append(newDispatch, name)
+				tx.Add(&knftables.Chain{Name: name})
+			}
+		}
+		for _, name := range newDispatch {
+			for _, r := range o.dispatch[name].rules() {
+				tx.Add(&knftables.Rule{Chain: name, Rule: r})
+			}
+		}
+	}
 	writeDiff(tx, old, o, before, after)
 	if tx.NumOperations() > 0 {
 		log.V(2).Info("Updating nftables for service", "service", key.String(), "operations", tx.NumOperations())
 		if err := d.nft.Run(ctx, tx); err != nil {
 			return fmt.Errorf("programming service %s: %w", key, err)
 		}
+	}
+	for _, name := range newDispatch {
+		d.dispatch[name] = true
 	}
 	for k := range affected {
 		if m, ok := cl[k]; ok {
@@ -352,5 +381,6 @@ func (d *Dataplane) Cleanup(ctx context.Context) error {
 		return fmt.Errorf("deleting nftables table: %w", err)
 	}
 	d.state, d.claims, d.svcs, d.synced = map[ServiceKey]*objects{}, claims{}, map[ServiceKey]Service{}, false
+	d.dispatch = map[string]bool{}
 	return nil
 }

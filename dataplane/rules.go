@@ -30,14 +30,17 @@ const (
 	chainMarkMasq         = "mark-for-masquerade"
 	chainMasquerading     = "masquerading"
 
-	mapLBIPs           = "lb-ips"
-	mapLBFirewall      = "lb-firewall"
-	mapLBNoEndpoints   = "lb-no-endpoints"
-	mapNodePorts       = "nodeports"
-	mapNodePortNoEps   = "nodeport-no-endpoints"
-	setNodePortIPs     = "nodeport-ips"
-	defaultTable       = "portico"
-	defaultMasqueradeM = 0x4000
+	mapLBIPs             = "lb-ips"
+	mapLBFirewall        = "lb-firewall"
+	mapLBNoEndpoints     = "lb-no-endpoints"
+	mapNodePorts         = "nodeports"
+	mapNodePortNoEps     = "nodeport-no-endpoints"
+	mapLBEndpoints       = "lb-endpoints"
+	mapNodePortEndpoints = "nodeport-endpoints"
+	setHairpin           = "hairpin"
+	setNodePortIPs       = "nodeport-ips"
+	defaultTable         = "portico"
+	defaultMasqueradeM   = 0x4000
 )
 
 // Priorities: the filter chain runs before any DNAT; the NAT chains run 5
@@ -69,6 +72,9 @@ type objects struct {
 	chains   map[string][]string
 	sets     map[string]setSpec
 	elements map[elemKey]string
+	// dispatch are the shared dispatch chains the Service uses; they are
+	// created on first use and outlive the Service until the next Sync.
+	dispatch map[string]dispatchSpec
 }
 
 type setSpec struct {
@@ -82,7 +88,7 @@ type elemKey struct {
 }
 
 func newObjects() *objects {
-	return &objects{chains: map[string][]string{}, sets: map[string]setSpec{}, elements: map[elemKey]string{}}
+	return &objects{chains: map[string][]string{}, sets: map[string]setSpec{}, elements: map[elemKey]string{}, dispatch: map[string]dispatchSpec{}}
 }
 
 // generator turns Services into nftables objects; it holds the options
@@ -178,26 +184,31 @@ func (g *generator) serviceObjects(svc *Service) (*objects, error) {
 			if len(lbIPs) == 0 && !nodePort {
 				continue
 			}
-			target := "goto " + chainReject
-			if len(eps) > 0 {
+			lbTarget, npTarget := "goto "+chainReject, "goto "+chainReject
+			switch {
+			case len(eps) == 0:
+			case svc.AffinityTimeout > 0:
+				// Affinity needs per-endpoint sets, so a chain of its own.
 				svcChain := svcChainName(svc.Key, p, fam)
-				target = "goto " + svcChain
+				lbTarget, npTarget = "goto "+svcChain, "goto "+svcChain
 				g.dispatch(o, svc, p, fam, eps, svcChain)
+			default:
+				lbTarget, npTarget = g.sharedDispatch(o, svc, p, fam, eps, lbIPs, nodePort)
 			}
 			for _, ip := range lbIPs {
 				k := join(ip.String(), string(p.Protocol), strconv.Itoa(int(p.Port)))
 				if len(eps) > 0 {
-					o.elements[elemKey{mapLBIPs + fam.suffix, k}] = target
+					o.elements[elemKey{mapLBIPs + fam.suffix, k}] = lbTarget
 				} else {
-					o.elements[elemKey{mapLBNoEndpoints + fam.suffix, k}] = target
+					o.elements[elemKey{mapLBNoEndpoints + fam.suffix, k}] = lbTarget
 				}
 			}
 			if nodePort {
 				k := join(string(p.Protocol), strconv.Itoa(int(p.NodePort)))
 				if len(eps) > 0 {
-					o.elements[elemKey{mapNodePorts + fam.suffix, k}] = target
+					o.elements[elemKey{mapNodePorts + fam.suffix, k}] = npTarget
 				} else {
-					o.elements[elemKey{mapNodePortNoEps + fam.suffix, k}] = target
+					o.elements[elemKey{mapNodePortNoEps + fam.suffix, k}] = npTarget
 				}
 			}
 		}
@@ -234,21 +245,120 @@ func (g *generator) firewallRule(svc *Service, fam family) string {
 	return fmt.Sprintf("%s saddr != { %s } drop", fam.ip, strings.Join(cidrs, ", "))
 }
 
-// dispatch writes the service-port chain: the masquerade mark, affinity
-// lookups, then a cascade of random choices, each ending in a DNAT. There
-// are no per-endpoint chains and no anonymous sets: the nft command reads
-// every chain of the table before each transaction, and the kernel names
-// anonymous sets by a scan of the table, so both would make a single
-// update slower as the table grows (docs/dataplane.md has the numbers).
-func (g *generator) dispatch(o *objects, svc *Service, p *Port, fam family, eps []Endpoint, svcChain string) {
+// dispatchSpec describes a shared dispatch chain: it DNATs to one of n
+// endpoints looked up in a map by the packet's address, protocol and port
+// (or protocol and NodePort) and a random number below n.
+type dispatchSpec struct {
+	n        int
+	fam      family
+	masq     bool
+	nodePort bool
+}
+
+func (d dispatchSpec) name() string {
+	name := "dispatch"
+	if d.nodePort {
+		name = "np-dispatch"
+	}
+	if d.masq {
+		name += "-masq"
+	}
+	return fmt.Sprintf("%s-%d%s", name, d.n, d.fam.suffix)
+}
+
+// rules of the chain; a masquerading chain marks and continues in the
+// plain one, which must exist too (see needs).
+func (d dispatchSpec) rules() []string {
+	if d.masq {
+		plain := d
+		plain.masq = false
+		return []string{"jump " + chainMarkMasq, "goto " + plain.name()}
+	}
+	// One endpoint map per protocol: nft 1.0.6 refuses a rule whose map
+	// (read back from the kernel) has "th dport" in its key after a
+	// "meta l4proto tcp" match, so the keys say "tcp dport" etc.
+	var out []string
+	for _, proto := range []Protocol{TCP, UDP, SCTP} {
+		key, m := fmt.Sprintf("%s daddr . %s dport", d.fam.ip, proto), endpointMap(mapLBEndpoints, proto, d.fam)
+		if d.nodePort {
+			key, m = fmt.Sprintf("%s dport", proto), endpointMap(mapNodePortEndpoints, proto, d.fam)
+		}
+		out = append(out, fmt.Sprintf("meta l4proto %s dnat %s addr . port to %s . numgen random mod %d map @%s", proto, d.fam.ip, key, d.n, m))
+	}
+	return out
+}
+
+func endpointMap(prefix string, proto Protocol, fam family) string {
+	return prefix + "-" + string(proto) + fam.suffix
+}
+
+func (d dispatchSpec) needs() []dispatchSpec {
+	if !d.masq {
+		return []dispatchSpec{d}
+	}
+	plain := d
+	plain.masq = false
+	return []dispatchSpec{plain, d}
+}
+
+// sharedDispatch programs a Service port without affinity as map elements
+// only: the endpoints go into the endpoint maps, indexed 0..n-1, and the
+// address points at the shared dispatch chain for n endpoints. An update
+// of such a Service changes elements, never chains.
+func (g *generator) sharedDispatch(o *objects, svc *Service, p *Port, fam family, eps []Endpoint, lbIPs []netip.Addr, nodePort bool) (lbTarget, npTarget string) {
+	eps = sortEndpoints(eps)
+	masq := svc.TrafficPolicy != Local
+	value := func(ep Endpoint) string { return join(ep.Addr.String(), strconv.Itoa(int(ep.Port))) }
+	lb := dispatchSpec{n: len(eps), fam: fam, masq: masq}
+	for _, d := range lb.needs() {
+		o.dispatch[d.name()] = d
+	}
+	lbTarget = "goto " + lb.name()
+	for _, ip := range lbIPs {
+		for i, ep := range eps {
+			o.elements[elemKey{endpointMap(mapLBEndpoints, p.Protocol, fam), join(ip.String(), strconv.Itoa(int(p.Port)), strconv.Itoa(i))}] = value(ep)
+		}
+	}
+	if nodePort {
+		np := dispatchSpec{n: len(eps), fam: fam, masq: masq, nodePort: true}
+		for _, d := range np.needs() {
+			o.dispatch[d.name()] = d
+		}
+		npTarget = "goto " + np.name()
+		for i, ep := range eps {
+			o.elements[elemKey{endpointMap(mapNodePortEndpoints, p.Protocol, fam), join(strconv.Itoa(int(p.NodePort)), strconv.Itoa(i))}] = value(ep)
+		}
+	}
+	if !masq {
+		// Hairpin: an endpoint reaching itself through the address is
+		// masqueraded in postrouting, or its reply would skip the reverse
+		// NAT. (Under Cluster every connection is masqueraded anyway.)
+		for _, ep := range eps {
+			o.elements[elemKey{setHairpin + fam.suffix, join(ep.Addr.String(), ep.Addr.String())}] = ""
+		}
+	}
+	return lbTarget, npTarget
+}
+
+func sortEndpoints(eps []Endpoint) []Endpoint {
+	eps = slices.Clone(eps)
 	slices.SortFunc(eps, func(a, b Endpoint) int {
 		if c := a.Addr.Compare(b.Addr); c != 0 {
 			return c
 		}
 		return int(a.Port) - int(b.Port)
 	})
-	eps = slices.CompactFunc(eps, func(a, b Endpoint) bool { return a.Addr == b.Addr && a.Port == b.Port })
+	return slices.CompactFunc(eps, func(a, b Endpoint) bool { return a.Addr == b.Addr && a.Port == b.Port })
+}
 
+// dispatch writes the chain of a Service port with ClientIP affinity: the
+// masquerade mark, affinity lookups, then a cascade of random choices, each
+// ending in a DNAT. There are no per-endpoint chains and no anonymous sets:
+// the nft command reads every chain of the ruleset before each transaction,
+// and the kernel names anonymous sets by a scan of the table, so both would
+// make a single update slower as the table grows (docs/dataplane.md).
+func (g *generator) dispatch(o *objects, svc *Service, p *Port, fam family, eps []Endpoint, svcChain string) {
+	eps = sortEndpoints(eps)
 	var rules []string
 	if svc.TrafficPolicy != Local {
 		rules = append(rules, "jump "+chainMarkMasq)
@@ -321,6 +431,12 @@ func (g *generator) base() *base {
 		for _, m := range []string{mapLBIPs, mapLBFirewall, mapLBNoEndpoints} {
 			b.maps = append(b.maps, &knftables.Map{Name: m + f.suffix, Type: f.addr + " . inet_proto . inet_service : verdict"})
 		}
+		for _, proto := range []Protocol{TCP, UDP, SCTP} {
+			b.maps = append(b.maps, &knftables.Map{Name: endpointMap(mapLBEndpoints, proto, f),
+				TypeOf: fmt.Sprintf("%s daddr . %s dport . numgen random mod 2 : %s daddr . %s dport", f.ip, proto, f.ip, proto)})
+		}
+		b.sets = append(b.sets, &knftables.Set{Name: setHairpin + f.suffix, TypeOf: fmt.Sprintf("%s saddr . %s daddr", f.ip, f.ip)})
+		b.rules[chainMasquerading] = append(b.rules[chainMasquerading], fmt.Sprintf("ct status dnat %s saddr . %s daddr @%s masquerade fully-random", f.ip, f.ip, setHairpin+f.suffix))
 	}
 	// Packets to a Service port without endpoints are rejected in
 	// prerouting, before routing could answer "unreachable" for an address
@@ -332,17 +448,21 @@ func (g *generator) base() *base {
 	b.rules[chainNATOutput] = []string{"jump " + chainServices}
 	b.rules[chainNATPostrouting] = []string{"jump " + chainMasquerading}
 	b.rules[chainMarkMasq] = []string{"meta mark set meta mark | " + g.mark}
-	b.rules[chainMasquerading] = []string{
+	b.rules[chainMasquerading] = append(b.rules[chainMasquerading],
 		fmt.Sprintf("meta mark & %s == 0 return", g.mark),
 		fmt.Sprintf("meta mark set meta mark ^ %s", g.mark),
 		"masquerade fully-random",
-	}
+	)
 
 	if g.kubeProxyFree {
 		b.rules[chainFilterInput] = append(b.rules[chainFilterInput], "ct state new jump "+chainNodePortNoEps)
 		for _, f := range families {
 			for _, m := range []string{mapNodePorts, mapNodePortNoEps} {
 				b.maps = append(b.maps, &knftables.Map{Name: m + f.suffix, Type: "inet_proto . inet_service : verdict"})
+			}
+			for _, proto := range []Protocol{TCP, UDP, SCTP} {
+				b.maps = append(b.maps, &knftables.Map{Name: endpointMap(mapNodePortEndpoints, proto, f),
+					TypeOf: fmt.Sprintf("%s dport . numgen random mod 2 : %s daddr . %s dport", proto, f.ip, proto)})
 			}
 			var ips []netip.Addr
 			for _, ip := range g.nodeIPs {
@@ -424,6 +544,9 @@ func affinitySet(name string, spec setSpec) *knftables.Set {
 }
 
 func element(k elemKey, value string) *knftables.Element {
+	if strings.HasPrefix(k.mapName, setHairpin) {
+		return &knftables.Element{Set: k.mapName, Key: strings.Split(k.key, " . ")}
+	}
 	return &knftables.Element{Map: k.mapName, Key: strings.Split(k.key, " . "), Value: []string{value}}
 }
 
