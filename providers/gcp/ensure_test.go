@@ -604,3 +604,50 @@ func TestDisjointClustersDoNotShareGroups(t *testing.T) {
 		t.Fatal("clusters share instance group names")
 	}
 }
+
+// TestCrashDuringFirstService complements the conformance crash test (which
+// runs in a cluster whose instance groups exist): here the first Service of
+// a cluster also creates the shared instance groups, and the operator dies
+// after every possible number of mutating calls.
+func TestCrashDuringFirstService(t *testing.T) {
+	nodes := []string{"node-a", "node-b", "node-c"}
+	d := desired(key("first"), nodes, append(ports(80), providers.Port{Name: "dns", Protocol: providers.UDP, Port: 53}))
+	clean := newEnv(t, envOptions{})
+	if _, err := clean.p.Ensure(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	steps := clean.fake.MutatingCalls()
+	want := kinds(clean.fake.Resources())
+	for n := range steps {
+		e := newEnv(t, envOptions{})
+		e.fake.CrashAfter(n)
+		if _, err := e.p.Ensure(t.Context(), d); err == nil {
+			t.Fatalf("crash after %d of %d steps: Ensure succeeded", n, steps)
+		}
+		e.fake.ClearFaults()
+		st, err := e.p.Ensure(t.Context(), d)
+		if err != nil {
+			t.Fatalf("crash after %d steps: recovery: %v", n, err)
+		}
+		if got := kinds(e.fake.Resources()); got != want {
+			t.Errorf("crash after %d steps: %s, want %s", n, got, want)
+		}
+		if st.Backends.Total != len(nodes) {
+			t.Errorf("crash after %d steps: %d backends", n, st.Backends.Total)
+		}
+		if err := e.p.Delete(t.Context(), d.Key); err != nil {
+			t.Fatal(err)
+		}
+		if ids := e.ids(); len(ids) != 0 {
+			t.Errorf("crash after %d steps: Delete left %v", n, ids)
+		}
+	}
+}
+
+func kinds(rs []gcpfake.Resource) string {
+	count := map[string]int{}
+	for _, r := range rs {
+		count[r.Kind]++
+	}
+	return fmt.Sprint(count)
+}
