@@ -222,6 +222,10 @@ func (p *Provider) ensureAddress(ctx context.Context, log logr.Logger, pl *plan,
 		own = nil
 	}
 	if own != nil {
+		// An address Portico reserved stays the load balancer's until the
+		// Service is deleted, also after a switch to ephemeral: demoting it
+		// would change the IP.
+		pl.ephemeral = false
 		return own.GetAddress(), own, nil
 	}
 	if pl.ephemeral {

@@ -307,6 +307,20 @@ func TestEphemeralAddressPromotion(t *testing.T) {
 	if n := e.fake.MutatingCalls() - before; n != 1 {
 		t.Errorf("promotion made %d mutating calls, want 1 (reserve the address in use)", n)
 	}
+	// Back to ephemeral, with a port change that replaces the rule: the
+	// reserved address stays, and so does the IP.
+	d.Annotations = map[string]string{gcp.AnnotationAddressType: "ephemeral"}
+	d.Ports = ports(8080)
+	st, err = e.p.Ensure(t.Context(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Ingress[0].IP != ip || !e.has(regional("addresses", gcp.BaseName(k))) {
+		t.Errorf("switching back to ephemeral moved the IP to %v or released the address", st.Ingress)
+	}
+	if r := e.object(t, regional("forwardingRules", gcp.BaseName(k)+"-tcp")); r["IPAddress"] != ip.String() {
+		t.Errorf("the replaced rule uses %v, want %s", r["IPAddress"], ip)
+	}
 	// Mixed protocols cannot share an ephemeral address.
 	d.Annotations = map[string]string{gcp.AnnotationAddressType: "ephemeral"}
 	d.Ports = append(d.Ports, providers.Port{Name: "dns", Protocol: providers.UDP, Port: 53})
