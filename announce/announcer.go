@@ -137,7 +137,9 @@ func (a *Announcer) recompute(log logr.Logger) {
 	a.cfg.Speaker.Set(mine)
 
 	a.mu.Lock()
-	changed := !maps.Equal(a.owners, owners)
+	// What this node actually announces is part of the published state too:
+	// warm-up and quorum change it without changing the owners.
+	changed := !maps.Equal(a.owners, owners) || !slices.Equal(a.mine, mine)
 	a.owners, a.mine = owners, mine
 	a.mu.Unlock()
 	if !slices.Equal(prevMine, mine) {

@@ -54,6 +54,9 @@ type heartbeat struct {
 	Seq         uint64 `json:"seq"`
 	// Claims are the addresses the sender announces now.
 	Claims []netip.Addr `json:"claims,omitempty"`
+	// Leaving is sent once by a forwarder shutting down, so its peers take
+	// its addresses over at once instead of after DeadAfter.
+	Leaving bool `json:"leaving,omitempty"`
 }
 
 type peer struct {
@@ -186,11 +189,8 @@ func (m *Members) Run(ctx context.Context) error {
 	m.mu.Lock()
 	m.conn = conn
 	m.mu.Unlock()
-	go func() {
-		<-ctx.Done()
-		conn.Close()
-	}()
 	go m.receive(conn)
+	defer conn.Close()
 
 	tick := time.NewTicker(m.cfg.Interval)
 	defer tick.Stop()
@@ -200,6 +200,7 @@ func (m *Members) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			m.sendLeaving(conn)
 			return nil
 		case <-tick.C:
 			m.send()
@@ -248,6 +249,24 @@ func (m *Members) send() {
 	}
 }
 
+// sendLeaving tells every peer this node stops, with empty claims.
+func (m *Members) sendLeaving(conn *net.UDPConn) {
+	m.mu.Lock()
+	m.seq++
+	msg, err := json.Marshal(heartbeat{Version: 1, Node: m.cfg.Self, Incarnation: m.inc, Seq: m.seq, Leaving: true})
+	targets := make([]netip.AddrPort, 0, len(m.peers))
+	for _, p := range m.peers {
+		targets = append(targets, p.addr)
+	}
+	m.mu.Unlock()
+	if err != nil {
+		return
+	}
+	for _, t := range targets {
+		_, _ = conn.WriteToUDPAddrPort(msg, t)
+	}
+}
+
 func (m *Members) receive(conn *net.UDPConn) {
 	buf := make([]byte, 64<<10)
 	for {
@@ -273,6 +292,14 @@ func (m *Members) heard(hb heartbeat) {
 		// Unknown senders are ignored: the peer set comes from the
 		// cluster (or flags), not from whoever sends a datagram.
 		m.mu.Unlock()
+		return
+	}
+	if hb.Leaving {
+		p.lastSeen, p.claims = time.Time{}, nil
+		m.mu.Unlock()
+		m.log.V(1).Info("Peer is leaving", "peer", hb.Node)
+		m.evaluate()
+		m.notify()
 		return
 	}
 	wasDead := p.lastSeen.IsZero() || time.Since(p.lastSeen) > m.cfg.DeadAfter

@@ -69,7 +69,7 @@ func TestBuildInputs(t *testing.T) {
 	if fmt.Sprint(in.ReadyNodes) != "[a c]" {
 		t.Errorf("ready nodes %v, want [a c] (b not Ready, d excluded)", in.ReadyNodes)
 	}
-	if peers["c"] != netip.MustParseAddrPort("[fd00::3]:7473") || peers["b"] != netip.MustParseAddrPort("10.0.0.2:7473") || len(peers) != 4 {
+	if peers["c"] != netip.MustParseAddrPort("[fd00::3]:7473") || peers["d"] != netip.MustParseAddrPort("10.0.0.4:7473") || len(peers) != 3 {
 		t.Errorf("peers %v", peers)
 	}
 	got := fmt.Sprint(in.Addresses)

@@ -32,15 +32,21 @@ type Snapshot struct {
 }
 
 // BuildInputs turns a snapshot into announcer inputs and the heartbeat peer
-// set (node name -> InternalIP:port). It is pure.
+// set (Ready node name -> InternalIP:port), which is also the set a node
+// needs a majority of to announce. It is pure.
 func BuildInputs(s Snapshot, heartbeatPort uint16) (announce.Inputs, map[string]netip.AddrPort) {
 	var in announce.Inputs
 	peers := map[string]netip.AddrPort{}
 	for _, n := range s.Nodes {
+		if !ready(&n) {
+			// A NotReady node leaves the peer set too, so that once the
+			// apiserver notices dead nodes the survivors regain quorum.
+			continue
+		}
 		if ip, ok := nodeIP(&n); ok {
 			peers[n.Name] = netip.AddrPortFrom(ip, heartbeatPort)
 		}
-		if _, excluded := n.Labels[ExcludeLabel]; !excluded && ready(&n) {
+		if _, excluded := n.Labels[ExcludeLabel]; !excluded {
 			in.ReadyNodes = append(in.ReadyNodes, n.Name)
 		}
 	}

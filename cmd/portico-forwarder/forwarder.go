@@ -147,6 +147,8 @@ func Run(ctx context.Context, o Options) error {
 	mgr, err := ctrl.NewManager(cfg, manager.Options{
 		Scheme:  scheme.New(),
 		Metrics: metricsserver.Options{BindAddress: "0"},
+		// Components log through the logger in ctx.
+		BaseContext: func() context.Context { return ctx },
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -208,4 +209,42 @@ func (h *Host) Neighbor(ip netip.Addr) (string, error) {
 		}
 	}
 	return "", nil
+}
+
+// ForwardTCP listens on listen inside the host's namespace and relays every
+// connection to target as dialled from the caller's namespace. Tests use it
+// to let processes in a node namespace reach an apiserver on the host's
+// loopback. It stops when stop is closed.
+func (h *Host) ForwardTCP(listen, target string, stop <-chan struct{}) error {
+	var ln net.Listener
+	if err := h.Do(func() (err error) { ln, err = net.Listen("tcp", listen); return err }); err != nil {
+		return err
+	}
+	go func() {
+		<-stop
+		ln.Close()
+	}()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go relay(c, target)
+		}
+	}()
+	return nil
+}
+
+func relay(c net.Conn, target string) {
+	defer c.Close()
+	up, err := net.Dial("tcp", target)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
+	<-done
 }
