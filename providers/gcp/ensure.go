@@ -77,6 +77,10 @@ func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*prov
 	if err := p.ensureFirewalls(ctx, log, pl, ip); err != nil {
 		return nil, err
 	}
+	healthy, err := p.healthy(ctx, pl.key, slices.Sorted(maps.Values(groups)))
+	if err != nil {
+		return nil, err
+	}
 	if ownAddr != nil && (pl.addressName != "") {
 		// The Service moved to a user-reserved address: release ours now
 		// that no rule uses it.
@@ -85,13 +89,34 @@ func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*prov
 		}
 		ownAddr = nil
 	}
-	return p.status(pl, ip, ownAddr != nil, total), nil
+	return p.status(pl, ip, ownAddr != nil, total, healthy), nil
 }
 
-func (p *Provider) status(pl *plan, ip string, ownAddr bool, total int) *providers.Status {
+// healthy counts the instances the backend service's health check finds
+// healthy in groups.
+func (p *Provider) healthy(ctx context.Context, key providers.Key, groups []string) (int, error) {
+	n := 0
+	for _, g := range groups {
+		h, _, err := get(ctx, p, "reading backend health of "+g, func(ctx context.Context) (*computepb.BackendServiceGroupHealth, error) {
+			return p.api.BackendServices.GetHealth(ctx, &computepb.GetHealthRegionBackendServiceRequest{Project: p.opts.Project, Region: p.opts.Region,
+				BackendService: BaseName(key), ResourceGroupReferenceResource: &computepb.ResourceGroupReference{Group: proto.String(g)}})
+		})
+		if err != nil {
+			return 0, err
+		}
+		for _, st := range h.GetHealthStatus() {
+			if st.GetHealthState() == "HEALTHY" {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+func (p *Provider) status(pl *plan, ip string, ownAddr bool, total, healthy int) *providers.Status {
 	base := BaseName(pl.key)
 	st := &providers.Status{
-		Backends: providers.Backends{Total: total, Healthy: -1},
+		Backends: providers.Backends{Total: total, Healthy: healthy},
 		Cost: providers.CostInputs{
 			Kind: "gcp-forwarding-rule", Region: p.opts.Region, Tier: pl.tier,
 			Units: map[string]int{"forwardingRules": len(pl.protocols), "backendServices": 1, "healthChecks": 1},
@@ -767,8 +792,9 @@ func (p *Provider) Observe(ctx context.Context, key providers.Key) (*providers.S
 	if ip == "" && ownAddr {
 		ip = own.GetAddress()
 	}
-	total := 0
+	total, healthy := 0, 0
 	if ownBS {
+		var groups []string
 		for _, b := range bs.GetBackends() {
 			zone, name, ok := zonalName(b.GetGroup())
 			if !ok {
@@ -779,9 +805,13 @@ func (p *Provider) Observe(ctx context.Context, key providers.Key) (*providers.S
 				return nil, err
 			}
 			total += len(m)
+			groups = append(groups, relLink(b.GetGroup()))
+		}
+		if healthy, err = p.healthy(ctx, key, groups); err != nil {
+			return nil, err
 		}
 	}
-	return p.status(pl, ip, ownAddr, total), nil
+	return p.status(pl, ip, ownAddr, total, healthy), nil
 }
 
 // zonalName splits ".../zones/<zone>/instanceGroups/<name>".

@@ -665,3 +665,26 @@ func kinds(rs []gcpfake.Resource) string {
 	}
 	return fmt.Sprint(count)
 }
+
+func TestBackendHealthInStatus(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	k := key("health")
+	d := desired(k, []string{"node-a", "node-b", "node-c"}, ports(80))
+	e.fake.SetHealth(zoneOf("node-c"), "node-c", "UNHEALTHY")
+	st, err := e.p.Ensure(t.Context(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Backends != (providers.Backends{Total: 3, Healthy: 2}) {
+		t.Errorf("Ensure backends %+v, want 2 of 3 healthy", st.Backends)
+	}
+	e.fake.SetHealth(zoneOf("node-c"), "node-c", "HEALTHY")
+	e.fake.SetHealth(zoneOf("node-b"), "node-b", "UNKNOWN")
+	obs, err := e.p.Observe(t.Context(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if obs.Backends != (providers.Backends{Total: 3, Healthy: 2}) {
+		t.Errorf("Observe backends %+v, want 2 of 3 healthy", obs.Backends)
+	}
+}

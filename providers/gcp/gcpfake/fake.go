@@ -127,6 +127,7 @@ type Server struct {
 	crashed    bool
 	rnd        *rand.Rand
 	tokens     map[string]bool
+	health     map[string]string // instance rel link -> health state
 }
 
 // New starts a fake Compute API on a local httptest server.
@@ -156,6 +157,7 @@ func New(opts Options) *Server {
 		crashAfter: -1,
 		rnd:        rand.New(rand.NewSource(opts.Seed)),
 		tokens:     map[string]bool{},
+		health:     map[string]string{},
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
@@ -183,6 +185,14 @@ func (s *Server) AddInstance(zone, name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.instances[s.rel("zones/"+zone+"/instances/"+name)] = true
+}
+
+// SetHealth sets what backend-service health reports for an instance
+// ("HEALTHY", "UNHEALTHY", ...); instances default to HEALTHY.
+func (s *Server) SetHealth(zone, name, state string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.health[s.rel("zones/"+zone+"/instances/"+name)] = state
 }
 
 // Inject adds a fault.
@@ -387,7 +397,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if len(parts) > 2 {
 		verb = parts[2]
 	}
-	mutating := r.Method != http.MethodGet && kind != "operations" && verb != "listInstances"
+	mutating := r.Method != http.MethodGet && kind != "operations" && verb != "listInstances" && verb != "getHealth"
 
 	if err := s.fault(mutating); err != nil {
 		s.reply(w, r, mutating, nil, err)
@@ -421,6 +431,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		out, aerr = s.update(scope, coll, kind, name, body, r.Method == http.MethodPatch)
 	case r.Method == http.MethodPost && verb == "setLabels":
 		out, aerr = s.setLabels(scope, coll, name, body)
+	case r.Method == http.MethodPost && kind == "backendServices" && verb == "getHealth":
+		out, aerr = s.getHealth(coll, name, body)
 	case r.Method == http.MethodPost && kind == "instanceGroups" && verb == "listInstances":
 		out, aerr = s.listInstances(coll, name, r)
 	case r.Method == http.MethodPost && kind == "instanceGroups" && (verb == "addInstances" || verb == "removeInstances"):
@@ -1017,6 +1029,37 @@ func (s *Server) listInstances(coll, name string, r *http.Request) (Object, *api
 		out["nextPageToken"] = next
 	}
 	return out, nil
+}
+
+// getHealth reports the health of a backend group's instances, as probed
+// by the backend service's health check.
+func (s *Server) getHealth(coll, name string, body Object) (Object, *apiError) {
+	bs, err := s.get(coll, name)
+	if err != nil {
+		return nil, err
+	}
+	group := relOf(str(body["group"]))
+	used := false
+	for _, b := range list(bs["backends"]) {
+		used = used || relOf(str(b["group"])) == group
+	}
+	if !used {
+		return nil, &apiError{400, "invalid", "group " + group + " is not a backend of " + name}
+	}
+	var keys []string
+	for l := range s.members[group] {
+		keys = append(keys, l)
+	}
+	sort.Strings(keys)
+	statuses := []any{}
+	for _, l := range keys {
+		state := s.health[l]
+		if state == "" {
+			state = "HEALTHY"
+		}
+		statuses = append(statuses, map[string]any{"instance": s.srv.URL + "/compute/v1/" + l, "healthState": state})
+	}
+	return Object{"kind": "compute#backendServiceGroupHealth", "healthStatus": statuses}, nil
 }
 
 func (s *Server) changeMembers(scope, coll, name string, body Object, add bool) (Object, *apiError) {
