@@ -31,12 +31,13 @@ const (
 	IPPoolExhausted = "Exhausted"
 )
 
+// RBAC of the IPPool controller.
+// +kubebuilder:rbac:groups=lb.portico.dev,resources=ippools,verbs=get;list;watch
+// +kubebuilder:rbac:groups=lb.portico.dev,resources=ippools/status,verbs=get;update;patch
+
 // IPPoolReconciler keeps IPPool status (total, assigned and free counts and
 // the Valid and Exhausted conditions) in step with the pools and the
 // addresses Services of class lb.portico.dev/local hold.
-//
-// +kubebuilder:rbac:groups=lb.portico.dev,resources=ippools,verbs=get;list;watch
-// +kubebuilder:rbac:groups=lb.portico.dev,resources=ippools/status,verbs=get;update;patch
 type IPPoolReconciler struct {
 	Client client.Client
 }

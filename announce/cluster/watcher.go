@@ -30,6 +30,14 @@ type Recorder interface {
 	Eventf(regarding runtime.Object, related runtime.Object, eventtype, reason, action, note string, args ...interface{})
 }
 
+// RBAC of portico-forwarder (controller-gen rbac:roleName=portico-forwarder
+// paths=./announce/cluster/...).
+// +kubebuilder:rbac:groups="",resources=services;nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
+// +kubebuilder:rbac:groups=lb.portico.dev,resources=loadbalancers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=lb.portico.dev,resources=loadbalancers/status,verbs=get;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
 // Watcher is a manager.Runnable that feeds the announcer from the cache and
 // publishes its decisions.
 type Watcher struct {

@@ -11,6 +11,9 @@
 // 10 ms and records every answering MAC, to measure double announcement.
 // Each run kills the announcing node (SIGKILL to its forwarder and its cable
 // pulled at once), measures the gap in echo replies, then restores it.
+// Three partitions of the heartbeat alone (blackhole routes between the
+// announcing node and its peers, Ethernet intact) follow; dual_announce_ms
+// covers the whole benchmark.
 //
 // The last line of output is
 // failover: runs=N p50_ms=N p99_ms=N max_ms=N dual_announce_ms=N
@@ -179,11 +182,57 @@ func run() error {
 		// Let the restarted forwarder warm up and rejoin.
 		time.Sleep(700 * time.Millisecond)
 	}
+	// A partition of the heartbeat only: the announcing node and its peers
+	// drop each other's packets while the client still reaches everyone by
+	// ARP. The minority node must fall silent before the majority takes
+	// over; the ARP watcher measures any overlap.
+	for i := range 3 {
+		owner, err := probe.waitServing(3 * time.Second)
+		if err != nil {
+			return fmt.Errorf("partition %d: %w", i+1, err)
+		}
+		var victim *node
+		for _, n := range nodes {
+			if n.host.Name == owner {
+				victim = n
+			}
+		}
+		if err := partition(victim, nodes, "add"); err != nil {
+			return err
+		}
+		time.Sleep(1500 * time.Millisecond)
+		now, err := probe.waitServing(time.Second)
+		if err != nil {
+			return fmt.Errorf("partition %d: nobody serves: %w", i+1, err)
+		}
+		fmt.Printf("partition %d: %s isolated from its peers, %s serves\n", i+1, owner, now)
+		if err := partition(victim, nodes, "del"); err != nil {
+			return err
+		}
+		time.Sleep(time.Second)
+	}
 	cancel()
 	slices.Sort(outages)
 	pct := func(p float64) float64 { return outages[int(math.Ceil(p*float64(len(outages))))-1] }
 	fmt.Printf("failover: runs=%d p50_ms=%.0f p99_ms=%.0f max_ms=%.0f dual_announce_ms=%d\n",
 		len(outages), pct(0.50), pct(0.99), outages[len(outages)-1], arps.longestDual().Milliseconds())
+	return nil
+}
+
+// partition adds or deletes blackhole routes between victim and every
+// other node, cutting their heartbeats but not their Ethernet.
+func partition(victim *node, nodes []*node, op string) error {
+	for _, o := range nodes {
+		if o == victim {
+			continue
+		}
+		if _, err := victim.host.IP("route", op, "blackhole", o.host.IPv4.Addr().String()+"/32"); err != nil {
+			return err
+		}
+		if _, err := o.host.IP("route", op, "blackhole", victim.host.IPv4.Addr().String()+"/32"); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
