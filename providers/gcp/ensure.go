@@ -45,21 +45,16 @@ func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*prov
 	}
 	log := logr.FromContextOrDiscard(ctx).WithValues("loadBalancer", BaseName(pl.key))
 
-	rules := map[providers.Protocol]*computepb.ForwardingRule{}
-	for _, proto := range allProtocols {
-		r, err := p.getRule(ctx, pl.key, proto)
-		if err != nil {
-			return nil, err
-		}
-		if r != nil {
-			rules[proto] = r
-		}
-	}
-	ip, ownAddr, err := p.ensureAddress(ctx, log, pl, rules)
+	have, err := p.readOwned(ctx, pl.key)
 	if err != nil {
 		return nil, err
 	}
-	hc, err := p.ensureHealthCheck(ctx, log, pl)
+	rules := have.rules
+	ip, ownAddr, err := p.ensureAddress(ctx, log, pl, have.address, rules)
+	if err != nil {
+		return nil, err
+	}
+	hc, err := p.ensureHealthCheck(ctx, log, pl, have.healthCheck)
 	if err != nil {
 		return nil, err
 	}
@@ -67,14 +62,14 @@ func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*prov
 	if err != nil {
 		return nil, err
 	}
-	bs, err := p.ensureBackendService(ctx, log, pl, hc, groups, rules)
+	bs, err := p.ensureBackendService(ctx, log, pl, hc, groups, have.backendService, rules)
 	if err != nil {
 		return nil, err
 	}
 	if ip, err = p.ensureRules(ctx, log, pl, ip, bs, rules); err != nil {
 		return nil, err
 	}
-	if err := p.ensureFirewalls(ctx, log, pl, ip); err != nil {
+	if err := p.ensureFirewalls(ctx, log, pl, ip, have.firewalls); err != nil {
 		return nil, err
 	}
 	healthy, err := p.healthy(ctx, pl.key, slices.Sorted(maps.Values(groups)))
@@ -90,6 +85,90 @@ func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*prov
 		ownAddr = nil
 	}
 	return p.status(pl, ip, ownAddr != nil, total, healthy), nil
+}
+
+// existing holds a Service's resources as read before acting.
+type existing struct {
+	address        *computepb.Address
+	healthCheck    *computepb.HealthCheck
+	backendService *computepb.BackendService
+	rules          map[providers.Protocol]*computepb.ForwardingRule
+	firewalls      map[string]*computepb.Firewall
+}
+
+// readOwned reads every per-Service resource under key's names and fails
+// with a *providers.NotOwnedError, before anything is created or changed,
+// when one of them lacks key's ownership marks.
+func (p *Provider) readOwned(ctx context.Context, key providers.Key) (*existing, error) {
+	base := BaseName(key)
+	ex := &existing{rules: map[providers.Protocol]*computepb.ForwardingRule{}, firewalls: map[string]*computepb.Firewall{}}
+	notOwned := func(kind, id, desc string) error {
+		if ownedBy(desc, key) {
+			return nil
+		}
+		return &providers.NotOwnedError{Kind: kind, ID: id}
+	}
+	var err error
+	if ex.address, err = p.getAddress(ctx, base); err != nil {
+		return nil, err
+	}
+	if ex.address != nil {
+		if err := notOwned(kindAddress, p.regional("addresses", base), ex.address.GetDescription()); err != nil {
+			return nil, err
+		}
+	}
+	for _, protocol := range allProtocols {
+		r, err := p.getRule(ctx, key, protocol)
+		if err != nil {
+			return nil, err
+		}
+		if r == nil {
+			continue
+		}
+		if err := notOwned(kindForwardingRule, p.regional("forwardingRules", r.GetName()), r.GetDescription()); err != nil {
+			return nil, err
+		}
+		ex.rules[protocol] = r
+	}
+	hc, found, err := get(ctx, p, "reading health check "+base, func(ctx context.Context) (*computepb.HealthCheck, error) {
+		return p.api.HealthChecks.Get(ctx, &computepb.GetRegionHealthCheckRequest{Project: p.opts.Project, Region: p.opts.Region, HealthCheck: base})
+	})
+	if err != nil {
+		return nil, err
+	}
+	if found {
+		if err := notOwned(kindHealthCheck, p.regional("healthChecks", base), hc.GetDescription()); err != nil {
+			return nil, err
+		}
+		ex.healthCheck = hc
+	}
+	bs, found, err := get(ctx, p, "reading backend service "+base, func(ctx context.Context) (*computepb.BackendService, error) {
+		return p.api.BackendServices.Get(ctx, &computepb.GetRegionBackendServiceRequest{Project: p.opts.Project, Region: p.opts.Region, BackendService: base})
+	})
+	if err != nil {
+		return nil, err
+	}
+	if found {
+		if err := notOwned(kindBackendService, p.regional("backendServices", base), bs.GetDescription()); err != nil {
+			return nil, err
+		}
+		ex.backendService = bs
+	}
+	for _, name := range []string{base, HealthCheckFirewallName(key)} {
+		fw, found, err := get(ctx, p, "reading firewall "+name, func(ctx context.Context) (*computepb.Firewall, error) {
+			return p.api.Firewalls.Get(ctx, &computepb.GetFirewallRequest{Project: p.opts.Project, Firewall: name})
+		})
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			if err := notOwned(kindFirewall, "projects/"+p.opts.Project+"/global/firewalls/"+name, fw.GetDescription()); err != nil {
+				return nil, err
+			}
+			ex.firewalls[name] = fw
+		}
+	}
+	return ex, nil
 }
 
 // healthy counts the instances the backend service's health check finds
@@ -207,15 +286,8 @@ func (p *Provider) getRule(ctx context.Context, key providers.Key, proto provide
 
 // ensureAddress returns the load balancer's IP ("" while an ephemeral one is
 // not assigned yet) and Portico's own address, if one exists.
-func (p *Provider) ensureAddress(ctx context.Context, log logr.Logger, pl *plan, rules map[providers.Protocol]*computepb.ForwardingRule) (string, *computepb.Address, error) {
+func (p *Provider) ensureAddress(ctx context.Context, log logr.Logger, pl *plan, own *computepb.Address, rules map[providers.Protocol]*computepb.ForwardingRule) (string, *computepb.Address, error) {
 	base := BaseName(pl.key)
-	own, err := p.getAddress(ctx, base)
-	if err != nil {
-		return "", nil, err
-	}
-	if own != nil && !ownedBy(own.GetDescription(), pl.key) {
-		return "", nil, &providers.NotOwnedError{Kind: kindAddress, ID: p.regional("addresses", base)}
-	}
 	if pl.addressName != "" {
 		user, err := p.getAddress(ctx, pl.addressName)
 		if err != nil {
@@ -287,13 +359,14 @@ func (p *Provider) ensureAddress(ctx context.Context, log logr.Logger, pl *plan,
 		}
 	}
 	log.Info("Reserving address", "address", base, "ip", want.GetAddress())
-	err = created(p.do(ctx, "reserving address "+base, func(ctx context.Context) (*compute.Operation, error) {
+	err := created(p.do(ctx, "reserving address "+base, func(ctx context.Context) (*compute.Operation, error) {
 		return p.api.Addresses.Insert(ctx, &computepb.InsertAddressRequest{Project: p.opts.Project, Region: p.opts.Region, AddressResource: want})
 	}))
 	if err != nil {
 		return "", nil, err
 	}
-	if own, err = p.getAddress(ctx, base); err != nil {
+	own, err = p.getAddress(ctx, base)
+	if err != nil {
 		return "", nil, err
 	}
 	if own == nil || !ownedBy(own.GetDescription(), pl.key) {
@@ -320,7 +393,7 @@ func (p *Provider) getAddress(ctx context.Context, name string) (*computepb.Addr
 	return a, nil
 }
 
-func (p *Provider) ensureHealthCheck(ctx context.Context, log logr.Logger, pl *plan) (string, error) {
+func (p *Provider) ensureHealthCheck(ctx context.Context, log logr.Logger, pl *plan, have *computepb.HealthCheck) (string, error) {
 	name := BaseName(pl.key)
 	link := p.regional("healthChecks", name)
 	want := &computepb.HealthCheck{
@@ -333,17 +406,9 @@ func (p *Provider) ensureHealthCheck(ctx context.Context, log logr.Logger, pl *p
 		HealthyThreshold:   proto.Int32(1),
 		UnhealthyThreshold: proto.Int32(3),
 	}
-	have, found, err := get(ctx, p, "reading health check "+name, func(ctx context.Context) (*computepb.HealthCheck, error) {
-		return p.api.HealthChecks.Get(ctx, &computepb.GetRegionHealthCheckRequest{Project: p.opts.Project, Region: p.opts.Region, HealthCheck: name})
-	})
-	if err != nil {
-		return "", err
-	}
-	if found && !ownedBy(have.GetDescription(), pl.key) {
-		return "", &providers.NotOwnedError{Kind: kindHealthCheck, ID: link}
-	}
+	var err error
 	switch {
-	case !found:
+	case have == nil:
 		log.Info("Creating health check", "healthCheck", name, "port", pl.hcPort)
 		err = created(p.do(ctx, "creating health check "+name, func(ctx context.Context) (*compute.Operation, error) {
 			return p.api.HealthChecks.Insert(ctx, &computepb.InsertRegionHealthCheckRequest{Project: p.opts.Project, Region: p.opts.Region, HealthCheckResource: want})
@@ -469,7 +534,7 @@ func (p *Provider) members(ctx context.Context, zone, name string) (map[string]b
 	return out, err
 }
 
-func (p *Provider) ensureBackendService(ctx context.Context, log logr.Logger, pl *plan, hc string, groups map[string]string, rules map[providers.Protocol]*computepb.ForwardingRule) (string, error) {
+func (p *Provider) ensureBackendService(ctx context.Context, log logr.Logger, pl *plan, hc string, groups map[string]string, have *computepb.BackendService, rules map[providers.Protocol]*computepb.ForwardingRule) (string, error) {
 	name := BaseName(pl.key)
 	link := p.regional("backendServices", name)
 	scheme := "EXTERNAL"
@@ -496,15 +561,8 @@ func (p *Provider) ensureBackendService(ctx context.Context, log logr.Logger, pl
 	if pl.internal {
 		want.Network = proto.String(p.opts.Network)
 	}
-	have, found, err := get(ctx, p, "reading backend service "+name, func(ctx context.Context) (*computepb.BackendService, error) {
-		return p.api.BackendServices.Get(ctx, &computepb.GetRegionBackendServiceRequest{Project: p.opts.Project, Region: p.opts.Region, BackendService: name})
-	})
-	if err != nil {
-		return "", err
-	}
-	if found && !ownedBy(have.GetDescription(), pl.key) {
-		return "", &providers.NotOwnedError{Kind: kindBackendService, ID: link}
-	}
+	found := have != nil
+	var err error
 	if found && have.GetLoadBalancingScheme() != scheme {
 		// The scheme is immutable: rebuild the rules and the backend service.
 		log.Info("Replacing backend service after a scheme change", "backendService", name)
@@ -568,9 +626,6 @@ func (p *Provider) ensureRules(ctx context.Context, log logr.Logger, pl *plan, i
 	for _, protocol := range allProtocols {
 		name := ForwardingRuleName(pl.key, protocol)
 		have := rules[protocol]
-		if have != nil && !ownedBy(have.GetDescription(), pl.key) {
-			return "", &providers.NotOwnedError{Kind: kindForwardingRule, ID: p.regional("forwardingRules", name)}
-		}
 		if _, used := pl.ports[protocol]; !used {
 			if have != nil {
 				if err := p.deleteRule(ctx, log, pl.key, protocol); err != nil {
@@ -671,7 +726,7 @@ func ruleMatches(have, want *computepb.ForwardingRule) bool {
 // ensureFirewalls admits client traffic from the source ranges and
 // health-check probes from Google's ranges, both to the load balancer's IP
 // (and, with --gcp-node-tags, only on the cluster's nodes).
-func (p *Provider) ensureFirewalls(ctx context.Context, log logr.Logger, pl *plan, ip string) error {
+func (p *Provider) ensureFirewalls(ctx context.Context, log logr.Logger, pl *plan, ip string, have map[string]*computepb.Firewall) error {
 	if !validIPv4(ip) {
 		return providers.Retry(fmt.Errorf("load balancer %s has no address yet", BaseName(pl.key)), p.opts.RetryAfter/5)
 	}
@@ -689,7 +744,7 @@ func (p *Provider) ensureFirewalls(ctx context.Context, log logr.Logger, pl *pla
 		p.firewall(pl, HealthCheckFirewallName(pl.key), ip, hcRanges,
 			[]*computepb.Allowed{{IPProtocol: proto.String("tcp"), Ports: portList([]int32{pl.hcPort})}}),
 	} {
-		if err := p.ensureFirewall(ctx, log, pl.key, fw); err != nil {
+		if err := p.ensureFirewall(ctx, log, fw, have[fw.GetName()]); err != nil {
 			return err
 		}
 	}
@@ -710,19 +765,10 @@ func (p *Provider) firewall(pl *plan, name, ip string, sources []string, allowed
 	}
 }
 
-func (p *Provider) ensureFirewall(ctx context.Context, log logr.Logger, key providers.Key, want *computepb.Firewall) error {
+func (p *Provider) ensureFirewall(ctx context.Context, log logr.Logger, want, have *computepb.Firewall) error {
 	name := want.GetName()
-	have, found, err := get(ctx, p, "reading firewall "+name, func(ctx context.Context) (*computepb.Firewall, error) {
-		return p.api.Firewalls.Get(ctx, &computepb.GetFirewallRequest{Project: p.opts.Project, Firewall: name})
-	})
-	if err != nil {
-		return err
-	}
-	if found && !ownedBy(have.GetDescription(), key) {
-		return &providers.NotOwnedError{Kind: kindFirewall, ID: "projects/" + p.opts.Project + "/global/firewalls/" + name}
-	}
 	switch {
-	case !found:
+	case have == nil:
 		log.Info("Creating firewall rule", "firewall", name)
 		return created(p.do(ctx, "creating firewall "+name, func(ctx context.Context) (*compute.Operation, error) {
 			return p.api.Firewalls.Insert(ctx, &computepb.InsertFirewallRequest{Project: p.opts.Project, FirewallResource: want})

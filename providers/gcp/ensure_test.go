@@ -525,6 +525,9 @@ func TestForeignResourcesOfEveryKind(t *testing.T) {
 			if !errors.As(err, &no) {
 				t.Fatalf("Ensure over a foreign %s: got %v, want NotOwnedError", tc.coll, err)
 			}
+			if n := e.fake.MutatingCalls(); n != 0 && !strings.HasSuffix(tc.coll, "/instanceGroups") {
+				t.Errorf("Ensure made %d mutating calls before refusing a foreign per-Service resource", n)
+			}
 			if err := e.p.Delete(t.Context(), key("foreign")); err != nil {
 				t.Fatalf("Delete: %v", err)
 			}
