@@ -63,6 +63,27 @@ func TestPriceEmbedded(t *testing.T) {
 			},
 		},
 	}, {
+		name: "aws nlb as the aws provider reports it: no units, so the NLB hour and the NLCU estimate",
+		in:   providers.CostInputs{Kind: "aws-nlb", Region: "us-east-2"},
+		want: &v1alpha1.CostStatus{
+			Hourly: "0.0285", Monthly: "20.805", Currency: "USD", Source: "embedded:aws-2026-11-21", Region: "us-east-2",
+			Breakdown: []v1alpha1.CostItem{
+				{Item: "nlb-hour", Quantity: 1, Hourly: "0.0225"},
+				{Item: "nlcu-estimate", Quantity: 1, Hourly: "0.006"},
+			},
+		},
+	}, {
+		name: "gcp as the gcp provider reports it: tier PREMIUM falls back to the tier-less entry",
+		in:   providers.CostInputs{Kind: "gcp-forwarding-rule", Region: "us-east4", Tier: "PREMIUM", Units: map[string]int{"forwardingRules": 2, "backendServices": 1, "healthChecks": 1}},
+		want: &v1alpha1.CostStatus{
+			Hourly: "0.025", Monthly: "18.25", Currency: "USD", Source: "embedded:gcp-2026-11-21", Region: "us-east4",
+			Breakdown: []v1alpha1.CostItem{
+				{Item: "backend-service", Quantity: 1, Hourly: "0"},
+				{Item: "forwarding-rules-first-5", Quantity: 2, Hourly: "0.025"},
+				{Item: "health-check", Quantity: 1, Hourly: "0"},
+			},
+		},
+	}, {
 		name: "gcp: rules beyond five cost the additional price each",
 		in:   providers.CostInputs{Kind: "gcp-forwarding-rule", Region: "europe-west1", Units: map[string]int{"forwardingRules": 8}},
 		want: &v1alpha1.CostStatus{
