@@ -113,7 +113,9 @@ func (r *Responder) Close() error { return errors.Join(r.arp.Close(), r.ndp.Clos
 
 // Run answers requests until ctx ends.
 func (r *Responder) Run(ctx context.Context) error {
+	r.mu.Lock()
 	r.log = logr.FromContextOrDiscard(ctx).WithName("responder")
+	r.mu.Unlock()
 	go func() {
 		<-ctx.Done()
 		r.Close()
@@ -132,6 +134,7 @@ func (r *Responder) Run(ctx context.Context) error {
 // announced at once by gratuitous ARP / unsolicited NA.
 func (r *Responder) Set(addrs []netip.Addr) {
 	r.mu.Lock()
+	log := r.log
 	var added []netip.Addr
 	next := map[netip.Addr]bool{}
 	for _, a := range addrs {
@@ -144,7 +147,7 @@ func (r *Responder) Set(addrs []netip.Addr) {
 	for a := range r.mine {
 		if !next[a] {
 			r.gen[a]++
-			r.log.Info("Stopped announcing", "address", a)
+			log.Info("Stopped announcing", "address", a)
 		}
 	}
 	r.mine = next
@@ -154,8 +157,8 @@ func (r *Responder) Set(addrs []netip.Addr) {
 	}
 	r.mu.Unlock()
 	for _, a := range added {
-		r.log.Info("Announcing", "address", a, "interface", r.ifi.Name)
-		go r.gratuitous(a, gens[a])
+		log.Info("Announcing", "address", a, "interface", r.ifi.Name)
+		go r.gratuitous(log, a, gens[a])
 	}
 }
 
@@ -177,7 +180,7 @@ func (r *Responder) owns(a netip.Addr) bool {
 	return r.mine[a]
 }
 
-func (r *Responder) gratuitous(a netip.Addr, gen int) {
+func (r *Responder) gratuitous(log logr.Logger, a netip.Addr, gen int) {
 	start := time.Now()
 	for _, at := range GratuitousSchedule {
 		time.Sleep(time.Until(start.Add(at)))
@@ -194,7 +197,7 @@ func (r *Responder) gratuitous(a netip.Addr, gen int) {
 			err = r.sendUnsolicitedNA(a)
 		}
 		if err != nil {
-			r.log.Error(err, "Sending gratuitous announcement", "address", a)
+			log.Error(err, "Sending gratuitous announcement", "address", a)
 		}
 	}
 }
