@@ -102,7 +102,7 @@ func apiError(err error, verb, resource, namespace string) error {
 	switch {
 	case apierrors.IsForbidden(err):
 		return &Error{Code: ExitForbidden, Msg: fmt.Sprintf(
-			"permission denied: you may not %s %s %s (HTTP 403); ask your cluster admin for read access to lb.portico.dev objects, Services and Events (e.g. a binding to the \"view\" ClusterRole, which Portico's CRDs aggregate into)",
+			"permission denied: you may not %s %s %s (HTTP 403); ask your cluster admin for get and list on loadbalancers and ippools in lb.portico.dev, and on Services and Events",
 			verb, resource, where), Err: err}
 	case apierrors.IsUnauthorized(err):
 		return &Error{Code: ExitForbidden, Msg: "the API server did not accept your credentials (HTTP 401); check --kubeconfig, --context or --token", Err: err}
