@@ -1,0 +1,59 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func TestOptions(t *testing.T) {
+	tests := []struct {
+		args    []string
+		static  bool
+		wantErr string
+	}{
+		{args: []string{"--node-name=n1"}},
+		{args: []string{"--node-name=n1", "--static-address=10.0.0.9", "--peer=n2=10.0.0.2", "--peer=n3=fd00::3"}, static: true},
+		{args: nil, wantErr: "--node-name"},
+		{args: []string{"--node-name=n1", "--quorum-after=300ms"}, wantErr: "--quorum-after"},
+		{args: []string{"--node-name=n1", "--dead-after=40ms"}, wantErr: "--dead-after"},
+		{args: []string{"--node-name=n1", "--peer=n2"}, wantErr: "name=IP"},
+		{args: []string{"--node-name=n1", "--peer=n2=banana"}, wantErr: "name=IP"},
+		{args: []string{"--node-name=n1", "--static-address=300.1.1.1"}, wantErr: "--static-address"},
+		{args: []string{"--node-name=n1", "--heartbeat-address=eth0"}, wantErr: "--heartbeat-address"},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			t.Setenv("NODE_NAME", "")
+			o := DefaultOptions()
+			fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+			o.AddFlags(fs)
+			if err := fs.Parse(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			err := o.Validate()
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %v, want an error about %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.Static() != tc.static {
+				t.Errorf("Static() = %v", o.Static())
+			}
+			in, peers, _ := o.static()
+			if tc.static && (len(peers) != 2 || fmt.Sprint(in.ReadyNodes) != "[n1 n2 n3]" || len(in.Addresses) != 1 || peers["n3"].Port() != 7473) {
+				t.Errorf("static inputs %+v peers %v", in, peers)
+			}
+		})
+	}
+	if d := DefaultOptions(); d.QuorumAfter >= d.DeadAfter || d.DeadAfter > 300*time.Millisecond {
+		t.Errorf("defaults %+v break the failover goal or the partition bound", d)
+	}
+}
