@@ -147,7 +147,7 @@ func (s *Server) Sync(ctx context.Context, svcs []Service) error {
 }
 
 func (s *Server) open(n uint16, svc Service) (*port, error) {
-	p := &port{svc: svc}
+	p := &port{svc: svc, healthy: s.opts.Healthy}
 	hosts := []string{""}
 	if len(s.opts.BindAddresses) > 0 {
 		hosts = nil
@@ -171,7 +171,6 @@ func (s *Server) open(n uint16, svc Service) (*port, error) {
 		p.servers = append(p.servers, srv)
 		go func() { _ = srv.Serve(ln) }()
 	}
-	p.healthy = s.opts.Healthy
 	return p, nil
 }
 

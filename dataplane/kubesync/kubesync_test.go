@@ -1,0 +1,157 @@
+package kubesync
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/cache/informertest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/knftables"
+
+	"github.com/portico-lb/portico/dataplane"
+	"github.com/portico-lb/portico/healthcheck"
+	"github.com/portico-lb/portico/providers"
+)
+
+func service(name, ip string, hcPort int32) *corev1.Service {
+	class := providers.Class("local")
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name},
+		Spec: corev1.ServiceSpec{
+			Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: &class,
+			ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal, HealthCheckNodePort: hcPort,
+			Ports: []corev1.ServicePort{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80}},
+		},
+		Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: ip}}}},
+	}
+}
+
+func endpointSlice(svc string, addrs ...string) *discoveryv1.EndpointSlice {
+	name, proto, port, node := "http", corev1.ProtocolTCP, int32(8080), "node-a"
+	es := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: "shop", Name: svc + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: &name, Protocol: &proto, Port: &port}},
+	}
+	for _, a := range addrs {
+		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{a}, NodeName: &node})
+	}
+	return es
+}
+
+func freePort(t *testing.T) int32 {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return int32(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// eventually polls cond for up to 5 seconds.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func healthBody(port int32) string {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return fmt.Sprintf("%d %s", resp.StatusCode, b)
+}
+
+func TestSyncerFollowsServicesAndSlices(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hcPort := freePort(t)
+	web, webSlice := service("web", "203.0.113.10", hcPort), endpointSlice("web", "10.0.0.1")
+	other := service("other", "203.0.113.11", 0)
+	other.Spec.LoadBalancerClass = nil // another implementation's Service
+	reader := fake.NewClientBuilder().WithObjects(web, webSlice, other, endpointSlice("other", "10.0.0.9")).Build()
+
+	informers := &informertest.FakeInformers{}
+	svcInf, err := informers.FakeInformerFor(ctx, &corev1.Service{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sliceInf, err := informers.FakeInformerFor(ctx, &discoveryv1.EndpointSlice{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nft := knftables.NewFake(knftables.InetFamily, "portico")
+	dp, err := dataplane.New(dataplane.Options{NFT: nft, NodeName: "node-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	health := healthcheck.NewServer(healthcheck.Options{BindAddresses: []netip.Addr{netip.MustParseAddr("127.0.0.1")}})
+	defer health.Close()
+	s := &Syncer{Informers: informers, Reader: reader, Dataplane: dp, Health: health, NodeName: "node-a"}
+	done := make(chan error, 1)
+	go func() { done <- s.Start(ctx) }()
+
+	has := func(sub string) func() bool { return func() bool { return strings.Contains(nft.Dump(), sub) } }
+	eventually(t, "the initial sync programs web", has("203.0.113.10 . 80 . 0 : 10.0.0.1 . 8080"))
+	if strings.Contains(nft.Dump(), "203.0.113.11") {
+		t.Error("a Service of another class was programmed")
+	}
+	eventually(t, "the health check reports one local endpoint", func() bool { return strings.HasPrefix(healthBody(hcPort), "200 ") })
+
+	// An endpoint change reaches the table through the slice informer.
+	changed := endpointSlice("web", "10.0.0.2", "10.0.0.3")
+	changed.ResourceVersion = ""
+	if err := reader.Update(ctx, mustGetForUpdate(t, reader, changed)); err != nil {
+		t.Fatal(err)
+	}
+	sliceInf.Update(webSlice, changed)
+	eventually(t, "the endpoint change is programmed", func() bool {
+		d := nft.Dump()
+		return strings.Contains(d, ": 10.0.0.2 . 8080") && strings.Contains(d, ": 10.0.0.3 . 8080") && !strings.Contains(d, ": 10.0.0.1 . 8080")
+	})
+	eventually(t, "the health check counts two", func() bool { return strings.Contains(healthBody(hcPort), `"localEndpoints": 2`) })
+
+	// Deleting the Service removes it and closes its health check port.
+	if err := reader.Delete(ctx, web); err != nil {
+		t.Fatal(err)
+	}
+	svcInf.Delete(web)
+	eventually(t, "the deleted service leaves the table", func() bool { return !strings.Contains(nft.Dump(), "203.0.113.10") })
+	eventually(t, "the health check port closes", func() bool { return !strings.HasPrefix(healthBody(hcPort), "200") && !strings.HasPrefix(healthBody(hcPort), "503") })
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Start returned %v", err)
+	}
+}
+
+// mustGetForUpdate copies the stored resourceVersion onto obj.
+func mustGetForUpdate(t *testing.T, c client.Client, obj *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
+	t.Helper()
+	var cur discoveryv1.EndpointSlice
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(obj), &cur); err != nil {
+		t.Fatal(err)
+	}
+	obj.ResourceVersion = cur.ResourceVersion
+	return obj
+}
