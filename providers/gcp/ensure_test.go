@@ -691,3 +691,15 @@ func TestBackendHealthInStatus(t *testing.T) {
 		t.Errorf("Observe backends %+v, want 2 of 3 healthy", obs.Backends)
 	}
 }
+
+// TestClusterIDsNeedNoCare checks that any cluster ID yields names and labels
+// the API accepts (the fake validates both as Compute Engine does).
+func TestClusterIDsNeedNoCare(t *testing.T) {
+	for _, cluster := range []string{"Prod/EU West 1", "1-starts-with-digit", strings.Repeat("x", 80), "ünïcode"} {
+		e := newEnv(t, envOptions{cluster: cluster})
+		k := providers.Key{ClusterID: cluster, Namespace: "default", Name: "svc"}
+		if _, err := e.p.Ensure(t.Context(), desired(k, []string{"node-a"}, ports(80))); err != nil {
+			t.Errorf("cluster %q: %v", cluster, err)
+		}
+	}
+}

@@ -30,6 +30,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -628,10 +629,33 @@ func (s *Server) page(keys []string, r *http.Request) ([]string, string) {
 	return keys[start:end], next
 }
 
+var (
+	nameRE       = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	labelKeyRE   = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+	labelValueRE = regexp.MustCompile(`^[a-z0-9_-]{0,63}$`)
+)
+
+func validateLabels(v any) *apiError {
+	m, _ := v.(map[string]any)
+	for k, val := range m {
+		sv, _ := val.(string)
+		if !labelKeyRE.MatchString(k) || !labelValueRE.MatchString(sv) {
+			return &apiError{400, "invalid", fmt.Sprintf("Invalid value for field 'labels': %q=%q", k, sv)}
+		}
+	}
+	return nil
+}
+
 func (s *Server) insert(scope, coll, kind string, body Object) (Object, *apiError) {
 	name, _ := body["name"].(string)
 	if name == "" {
 		return nil, &apiError{400, "required", "Required field 'name' not specified"}
+	}
+	if !nameRE.MatchString(name) {
+		return nil, &apiError{400, "invalid", fmt.Sprintf("Invalid value for field 'resource.name': '%s'. Must be a match of regex '(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)'", name)}
+	}
+	if err := validateLabels(body["labels"]); err != nil {
+		return nil, err
 	}
 	if _, exists := s.coll(coll)[name]; exists {
 		return nil, &apiError{409, "alreadyExists", fmt.Sprintf("The resource '%s/%s' already exists", s.rel(coll), name)}
@@ -1002,6 +1026,9 @@ func (s *Server) setLabels(scope, coll, name string, body Object) (Object, *apiE
 		return nil, &apiError{412, "conditionNotMet", "Labels fingerprint either invalid or resource labels have changed"}
 	}
 	labels := body["labels"]
+	if err := validateLabels(labels); err != nil {
+		return nil, err
+	}
 	nfp := s.fingerprint()
 	return s.startOp(scope, "setLabels", coll+"/"+name, func() *apiError {
 		e.obj["labels"] = labels
