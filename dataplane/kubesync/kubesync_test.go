@@ -137,7 +137,9 @@ func TestSyncerFollowsServicesAndSlices(t *testing.T) {
 	}
 	svcInf.Delete(web)
 	eventually(t, "the deleted service leaves the table", func() bool { return !strings.Contains(nft.Dump(), "203.0.113.10") })
-	eventually(t, "the health check port closes", func() bool { return !strings.HasPrefix(healthBody(hcPort), "200") && !strings.HasPrefix(healthBody(hcPort), "503") })
+	eventually(t, "the health check port closes", func() bool {
+		return !strings.HasPrefix(healthBody(hcPort), "200") && !strings.HasPrefix(healthBody(hcPort), "503")
+	})
 
 	cancel()
 	if err := <-done; err != nil {
