@@ -35,9 +35,9 @@ import (
 var vip = netip.MustParseAddr("203.0.113.10")
 
 func main() {
-	rounds := flag.Int("rounds", 3, "measurements per path (alternating direct and load-balanced)")
-	iperfSecs := flag.Int("iperf-seconds", 4, "length of one iperf3 run")
-	connDur := flag.Duration("conn-duration", 3*time.Second, "length of one connection-rate run")
+	rounds := flag.Int("rounds", 10, "measurements per path, alternating direct and load-balanced (short runs, so load from elsewhere hits both alike)")
+	iperfSecs := flag.Int("iperf-seconds", 2, "length of one iperf3 run")
+	connDur := flag.Duration("conn-duration", time.Second, "length of one connection-rate run")
 	workers := flag.Int("workers", 4, "concurrent connecting clients")
 	flag.Parse()
 	if err := run(*rounds, *iperfSecs, *connDur, *workers); err != nil {
@@ -120,34 +120,71 @@ func run(rounds, iperfSecs int, connDur time.Duration, workers int) error {
 
 	var tDirect, tLB, cDirect, cLB []float64
 	for r := range rounds {
-		d, err := throughput(client, pod.Addr, iperfSecs)
-		if err != nil {
-			return fmt.Errorf("iperf3 direct: %w", err)
+		// Which path goes first alternates too.
+		first, second := pod.Addr, vip
+		if r%2 == 1 {
+			first, second = vip, pod.Addr
 		}
-		l, err := throughput(client, vip, iperfSecs)
+		a, err := throughput(client, first, iperfSecs)
 		if err != nil {
-			return fmt.Errorf("iperf3 through the address: %w", err)
+			return fmt.Errorf("iperf3 to %s: %w", first, err)
+		}
+		b, err := throughput(client, second, iperfSecs)
+		if err != nil {
+			return fmt.Errorf("iperf3 to %s: %w", second, err)
+		}
+		d, l := a, b
+		if r%2 == 1 {
+			d, l = b, a
 		}
 		tDirect, tLB = append(tDirect, d), append(tLB, l)
 		fmt.Printf("round %d throughput: direct %.2f Gbit/s, load-balanced %.2f Gbit/s\n", r+1, d/1e9, l/1e9)
 
-		cd, err := connRate(client, netip.AddrPortFrom(pod.Addr, 8080), connDur, workers)
-		if err != nil {
-			return fmt.Errorf("connections direct: %w", err)
+		direct, lb := netip.AddrPortFrom(pod.Addr, 8080), netip.AddrPortFrom(vip, 80)
+		if r%2 == 1 {
+			direct, lb = lb, direct
 		}
-		cl, err := connRate(client, netip.AddrPortFrom(vip, 80), connDur, workers)
+		ca, err := connRate(client, direct, connDur, workers)
 		if err != nil {
-			return fmt.Errorf("connections through the address: %w", err)
+			return fmt.Errorf("connections to %s: %w", direct, err)
+		}
+		cb, err := connRate(client, lb, connDur, workers)
+		if err != nil {
+			return fmt.Errorf("connections to %s: %w", lb, err)
+		}
+		cd, cl := ca, cb
+		if r%2 == 1 {
+			cd, cl = cb, ca
 		}
 		cDirect, cLB = append(cDirect, cd), append(cLB, cl)
 		fmt.Printf("round %d new connections/s: direct %.0f, load-balanced %.0f\n", r+1, cd, cl)
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Printf("load average during the run: %s", load)
-	fmt.Printf("medians: throughput direct %.2f Gbit/s, load-balanced %.2f Gbit/s; connections/s direct %.0f, load-balanced %.0f\n",
-		median(tDirect)/1e9, median(tLB)/1e9, median(cDirect), median(cLB))
-	fmt.Printf("dataplane: throughput_ratio=%.2f conn_rate_ratio=%.2f\n", median(tLB)/median(tDirect), median(cLB)/median(cDirect))
+	// Ratios of the sums over all rounds: each round pairs the paths back
+	// to back, so a busy moment weighs on both.
+	tr, cr := sum(tLB)/sum(tDirect), sum(cLB)/sum(cDirect)
+	fmt.Printf("totals: throughput direct %.2f Gbit/s, load-balanced %.2f Gbit/s; connections/s direct %.0f, load-balanced %.0f (median of per-round ratios %.2f, %.2f)\n",
+		sum(tDirect)/float64(rounds)/1e9, sum(tLB)/float64(rounds)/1e9, sum(cDirect)/float64(rounds), sum(cLB)/float64(rounds),
+		median(ratios(tLB, tDirect)), median(ratios(cLB, cDirect)))
+	fmt.Printf("dataplane: throughput_ratio=%.2f conn_rate_ratio=%.2f\n", tr, cr)
 	return nil
+}
+
+func sum(v []float64) float64 {
+	t := 0.0
+	for _, x := range v {
+		t += x
+	}
+	return t
+}
+
+func ratios(a, b []float64) []float64 {
+	out := make([]float64, len(a))
+	for i := range a {
+		out[i] = a[i] / b[i]
+	}
+	return out
 }
 
 func median(v []float64) float64 {
