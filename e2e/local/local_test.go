@@ -27,6 +27,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -521,3 +522,78 @@ func TestLocalMode(t *testing.T) {
 		t.Fatal("two Services share an address")
 	}
 }
+
+// TestLocalTrafficPolicy: with externalTrafficPolicy Local only a node with a
+// ready endpoint may announce, and the address follows the endpoint.
+func TestLocalTrafficPolicy(t *testing.T) {
+	w := setup(t)
+	t.Cleanup(w.dumpLogs)
+	ctx := context.Background()
+	pool := &lbv1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "e2e-" + w.lab.ID()}, Spec: lbv1.IPPoolSpec{Addresses: []string{"10.88.0.210/32"}}}
+	if err := w.env.Client.Create(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.env.Client.Delete(context.Background(), pool) })
+	op := w.startOperator()
+	t.Cleanup(func() {
+		var svcs corev1.ServiceList
+		_ = w.env.Client.List(context.Background(), &svcs, client.InNamespace(w.ns))
+		for i := range svcs.Items {
+			_ = w.env.Client.Delete(context.Background(), &svcs.Items[i])
+		}
+		eventually(t, 30*time.Second, func() error {
+			var left corev1.ServiceList
+			_ = w.env.Client.List(context.Background(), &left, client.InNamespace(w.ns))
+			if len(left.Items) > 0 {
+				return fmt.Errorf("%d Services left", len(left.Items))
+			}
+			return nil
+		})
+		op.stop(t)
+	})
+
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: w.ns, Name: "loc"},
+		Spec: corev1.ServiceSpec{
+			Type:                  corev1.ServiceTypeLoadBalancer,
+			LoadBalancerClass:     &class,
+			ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
+			Ports:                 []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}},
+		},
+	}
+	if err := w.env.Client.Create(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	// No kube-controller-manager runs: publish the endpoint by hand.
+	host := w.nodes[2]
+	ready := true
+	port := int32(8080)
+	proto := corev1.ProtocolTCP
+	es := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: w.ns, Name: "loc-1", Labels: map[string]string{discoveryv1.LabelServiceName: "loc"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.244.2.5"}, NodeName: &host.name,
+			Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
+		Ports: []discoveryv1.EndpointPort{{Name: ptrTo("http"), Port: &port, Protocol: &proto}},
+	}
+	if err := w.env.Client.Create(ctx, es); err != nil {
+		t.Fatal(err)
+	}
+	var ip netip.Addr
+	eventually(t, 20*time.Second, func() (err error) { ip, err = w.address("loc"); return err })
+	w.serveOn(ip)
+	if got := w.carried("loc", ip, ""); got != host.name {
+		t.Fatalf("announced by %s, but only %s has an endpoint", got, host.name)
+	}
+	// Move the endpoint: the address follows.
+	other := w.nodes[0]
+	es.Endpoints[0].NodeName = &other.name
+	if err := w.env.Client.Update(ctx, es); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.carried("loc", ip, host.name); got != other.name {
+		t.Fatalf("after moving the endpoint to %s, %s announces", other.name, got)
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }
