@@ -29,6 +29,8 @@ var waitCodes = map[string]bool{
 	"DuplicateTargetGroupName": true, "DuplicateListener": true, codeGroupDuplicate: true,
 	"InvalidTarget":       true, // an instance that just terminated, until its Node goes away
 	"OperationInProgress": true, "IncorrectState": true,
+	// A resource read a moment ago and gone now, or not yet visible.
+	codeLoadBalancerNotFound: true, codeTargetGroupNotFound: true, codeListenerNotFound: true, codeGroupNotFound: true,
 	// A rule list read before another writer changed it.
 	"InvalidPermission.Duplicate": true, "InvalidPermission.NotFound": true,
 }

@@ -107,6 +107,7 @@ const (
 	defaultUnhealthyCount = 2
 	defaultSSLPolicy      = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 	kubeProxyHealthPath   = "/healthz"
+	kubeProxyHealthPort   = "10256"
 	trafficPort           = "traffic-port"
 )
 
@@ -206,7 +207,7 @@ func buildPlan(d *providers.LoadBalancer, a Annotations) (*plan, error) {
 			protocol:      groupProto,
 			targetType:    targetType,
 			proxyProtocol: a.ProxyProtocol,
-			health:        healthFor(d, a),
+			health:        healthFor(d, a, groupProto),
 		}
 		lp.group = g.name
 		if d.TargetPods {
@@ -276,14 +277,22 @@ func tlsPorts(ports []providers.Port, a Annotations) (map[int32]bool, error) {
 	return out, nil
 }
 
-func healthFor(d *providers.LoadBalancer, a Annotations) healthCheck {
+// healthFor picks a group's health check: kube-proxy's healthCheckNodePort
+// for externalTrafficPolicy Local; for UDP-carrying instance groups, which a
+// TCP check of the traffic port cannot probe, kube-proxy's own health port;
+// else TCP on the traffic port. Annotations override each field.
+func healthFor(d *providers.LoadBalancer, a Annotations, proto elbtypes.ProtocolEnum) healthCheck {
 	h := healthCheck{
 		protocol: "TCP", port: trafficPort,
 		interval: defaultHealthInterval, timeout: defaultHealthTimeout,
 		healthy: defaultHealthyCount, unhealthy: defaultUnhealthyCount,
 	}
-	if d.TrafficPolicy == providers.TrafficPolicyLocal && d.HealthCheckNodePort > 0 && !d.TargetPods {
+	switch {
+	case d.TargetPods:
+	case d.TrafficPolicy == providers.TrafficPolicyLocal && d.HealthCheckNodePort > 0:
 		h.protocol, h.port, h.path = "HTTP", strconv.Itoa(int(d.HealthCheckNodePort)), kubeProxyHealthPath
+	case proto != elbtypes.ProtocolEnumTcp:
+		h.protocol, h.port, h.path = "HTTP", kubeProxyHealthPort, kubeProxyHealthPath
 	}
 	o := a.HealthCheck
 	if o.Protocol != "" {

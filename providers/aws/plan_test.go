@@ -134,8 +134,11 @@ func TestBuildPlan(t *testing.T) {
 		t.Errorf("skipped %v, want the node without an instance ID", pl.skipped)
 	}
 	g := pl.groups[TargetGroupName(d.Key, elbtypes.ProtocolEnumTcpUdp, 53, elbtypes.TargetTypeEnumInstance)]
-	if g == nil || len(g.targets) != 2 || g.targets[0].port != 30053 || g.health.protocol != "TCP" || g.health.port != trafficPort {
+	if g == nil || len(g.targets) != 2 || g.targets[0].port != 30053 || g.health.protocol != "HTTP" || g.health.port != kubeProxyHealthPort {
 		t.Fatalf("group for 53: %+v", g)
+	}
+	if tls := pl.groups[TargetGroupName(d.Key, elbtypes.ProtocolEnumTcp, 443, elbtypes.TargetTypeEnumInstance)]; tls == nil || tls.health.protocol != "TCP" || tls.health.port != trafficPort {
+		t.Errorf("TCP group health check: %+v, want TCP on the traffic port", tls)
 	}
 	var rules []string
 	for _, r := range pl.rules {
