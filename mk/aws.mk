@@ -1,15 +1,16 @@
-# AWS provider (providers/aws): tests against the wire-level fake and the
-# API-call benchmark. The benchmark's last line is the summary:
-#   aws: create_calls=<n> resync_mutating=<n> node_change_calls=<n> throttled_failures=<n>
-GO ?= go
+# AWS provider targets (providers/aws). Included by the main Makefile.
 
 .PHONY: test-aws fuzz-aws bench-aws
 
-test-aws:
+test-aws: tools ## Unit, conformance, fake-backed and control-plane tests of the AWS provider.
 	$(GO) test -count=1 ./providers/aws/...
 
-fuzz-aws:
-	$(GO) test -run='^$$' -fuzz=FuzzParseAnnotations -fuzztime=20s ./providers/aws
+fuzz-aws: ## Run the AWS provider's annotation fuzzer briefly.
+	$(GO) test -run='^$$' -fuzz=FuzzParseAnnotations -fuzztime=20s ./providers/aws/
 
-bench-aws:
+# bench-aws: API calls for a create, a no-op resync and a one-node change,
+# then 100 Services under 30% injected throttling against the ELBv2/EC2 fake;
+# the output ends with the summary line
+# aws: create_calls=<n> resync_mutating=<n> node_change_calls=<n> throttled_failures=<n>
+bench-aws: ## Benchmark the AWS provider's API economy against the ELBv2/EC2 fake.
 	$(GO) run ./providers/aws/internal/awsbench
