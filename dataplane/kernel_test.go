@@ -337,3 +337,35 @@ func TestKernelResyncReplacesState(t *testing.T) {
 		t.Errorf("kept service after resync: %v", err)
 	}
 }
+
+func TestKernelLocalHairpin(t *testing.T) {
+	tb := newTestbed(t, 1, 1, dataplane.Options{})
+	svc := webService(endpoint(tb.pods[0], nodeName))
+	svc.TrafficPolicy = dataplane.Local
+	tb.sync(t, svc)
+	// The only endpoint reaches its own Service through the address: the
+	// reply must come back through the node's reverse NAT.
+	r, err := dptest.AskTCP(tb.pods[0].Host, netip.AddrPortFrom(vip, 80), 2*time.Second)
+	if err != nil {
+		t.Fatalf("hairpin connection: %v", err)
+	}
+	if r.Server != "pod1" || r.Client == tb.pods[0].Addr {
+		t.Errorf("hairpin reply %+v, want pod1 seeing the node's address, not its own", r)
+	}
+}
+
+func TestKernelNodePortWithoutEndpointsRejects(t *testing.T) {
+	tb := newTestbed(t, 1, 1, dataplane.Options{KubeProxyFree: true})
+	// A process on the node that happens to listen on the port must not
+	// answer in the Service's place.
+	srv, err := dptest.Serve(tb.node, "node", 30080)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	tb.sync(t, webService())
+	_, err = dptest.AskTCP(tb.clients[0], netip.AddrPortFrom(nodeLANIP, 30080), 2*time.Second)
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("NodePort without endpoints: err = %v, want connection refused", err)
+	}
+}
