@@ -1,9 +1,11 @@
 package dataplane_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -367,5 +369,78 @@ func TestKernelNodePortWithoutEndpointsRejects(t *testing.T) {
 	_, err = dptest.AskTCP(tb.clients[0], netip.AddrPortFrom(nodeLANIP, 30080), 2*time.Second)
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("NodePort without endpoints: err = %v, want connection refused", err)
+	}
+}
+
+// TestKernelEstablishedSurvivesRemovalAndRestart keeps one connection open
+// through the address while its endpoint stops being ready and the
+// forwarder restarts (a new Dataplane resyncs): conntrack keeps it going,
+// and new connections avoid the endpoint.
+func TestKernelEstablishedSurvivesRemovalAndRestart(t *testing.T) {
+	tb := newTestbed(t, 1, 2, dataplane.Options{})
+	for _, p := range tb.pods {
+		ln, err := dptest.ServeEcho(p.Host, p.Name, 9000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = ln.Close() })
+	}
+	svc := dataplane.Service{
+		Key:             dataplane.ServiceKey{Namespace: "default", Name: "echo"},
+		LoadBalancerIPs: []netip.Addr{vip},
+		TrafficPolicy:   dataplane.Cluster,
+		Ports: []dataplane.Port{{Name: "echo", Protocol: dataplane.TCP, Port: 9000, Endpoints: []dataplane.Endpoint{
+			{Addr: tb.pods[0].Addr, Port: 9000, NodeName: nodeName, Ready: true},
+			{Addr: tb.pods[1].Addr, Port: 9000, NodeName: nodeName, Ready: true},
+		}}},
+	}
+	tb.sync(t, svc)
+
+	var conn net.Conn
+	if err := tb.clients[0].Do(func() error {
+		var err error
+		conn, err = net.DialTimeout("tcp", netip.AddrPortFrom(vip, 9000).String(), 2*time.Second)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rd := bufio.NewReader(conn)
+	greeting, err := rd.ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := strings.Fields(greeting)[0]
+	idx := 0
+	if pinned == "pod2" {
+		idx = 1
+	}
+
+	// The endpoint stops being ready, and the forwarder restarts.
+	svc.Ports[0].Endpoints[idx].Ready = false
+	tb.update(t, svc)
+	tb.do(t, func() error {
+		dp, err := dataplane.New(dataplane.Options{NodeName: nodeName})
+		if err != nil {
+			return err
+		}
+		return dp.Sync(context.Background(), []dataplane.Service{svc})
+	})
+
+	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := fmt.Fprintf(conn, "still there\n"); err != nil {
+		t.Fatal(err)
+	}
+	if echo, err := rd.ReadString('\n'); err != nil || echo != "still there\n" {
+		t.Errorf("established connection to %s after removal and restart: %q, %v", pinned, echo, err)
+	}
+	for range 10 {
+		r, err := dptest.AskTCP(tb.clients[0], netip.AddrPortFrom(vip, 9000), 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Server == pinned {
+			t.Errorf("a new connection went to %s, which is no longer ready", pinned)
+		}
 	}
 }

@@ -188,3 +188,40 @@ func AskUDP(h *netlab.Host, addr netip.AddrPort, timeout time.Duration) (Reply, 
 	}
 	return parseReply(string(buf[:n]))
 }
+
+// ServeEcho starts a TCP server on port inside h that greets each
+// connection with "<name> <client address>\n" and then echoes what it
+// reads until the client closes: a long-lived connection for tests.
+func ServeEcho(h *netlab.Host, name string, port int) (net.Listener, error) {
+	var ln net.Listener
+	if err := h.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", fmt.Sprintf(":%d", port))
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_, _ = fmt.Fprintf(c, "%s %s\n", name, c.RemoteAddr())
+				buf := make([]byte, 1024)
+				for {
+					n, err := c.Read(buf)
+					if err != nil {
+						return
+					}
+					if _, err := c.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln, nil
+}
