@@ -13,6 +13,7 @@ package aws
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -64,6 +65,12 @@ type Provider struct {
 	opts Options
 	elb  ELBAPI
 	ec2  EC2API
+
+	mu sync.Mutex
+	// swept holds the load balancers whose last Ensure in this process
+	// finished; any other gets one sweep for target groups an interrupted
+	// run left unattached (see sweepOrphanGroups).
+	swept map[string]bool
 }
 
 var _ providers.Provider = (*Provider)(nil)
@@ -102,7 +109,7 @@ func New(opts Options) (*Provider, error) {
 			o.BaseEndpoint = aws.String(opts.EndpointURL)
 		}
 	})
-	return &Provider{opts: opts, elb: elbClient, ec2: ec2Client}, nil
+	return &Provider{opts: opts, elb: elbClient, ec2: ec2Client, swept: map[string]bool{}}, nil
 }
 
 // addRateLimit waits for the limiter before every attempt; it sits after the

@@ -61,7 +61,28 @@ func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*prov
 		return nil, err
 	}
 	s := &ensureRun{p: p, key: d.Key, plan: pl, cur: cur, log: log, health: map[string][]elbtypes.TargetHealthDescription{}}
-	return s.run(ctx)
+	sweep := !p.setSwept(pl.name, false)
+	st, err := s.run(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if sweep {
+		if err := s.sweepOrphanGroups(ctx); err != nil {
+			return nil, err
+		}
+	}
+	p.setSwept(pl.name, true)
+	return st, nil
+}
+
+// setSwept records whether name's last Ensure finished and returns the
+// previous value.
+func (p *Provider) setSwept(name string, done bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	was := p.swept[name]
+	p.swept[name] = done
+	return was
 }
 
 // ensureRun carries one Ensure from observation to status.
@@ -506,6 +527,41 @@ func (s *ensureRun) deleteStaleGroups(ctx context.Context) error {
 		_, err := s.p.elb.DeleteTargetGroup(ctx, &elbv2.DeleteTargetGroupInput{TargetGroupArn: s.cur.groups[name].TargetGroupArn})
 		if err != nil {
 			return s.p.classify("deleting target group "+name, err)
+		}
+	}
+	return nil
+}
+
+// sweepOrphanGroups deletes target groups under the Service's name prefix
+// that no listener uses and the plan does not want: what a run interrupted
+// between moving a listener and deleting its old group leaves behind. It runs
+// once per load balancer per process and after any failed Ensure, so a
+// steady-state resync does not list the account's target groups.
+func (s *ensureRun) sweepOrphanGroups(ctx context.Context) error {
+	all, err := s.p.groupsByPrefix(ctx, targetGroupPrefix(s.key))
+	if err != nil {
+		return err
+	}
+	var orphans []elbtypes.TargetGroup
+	var arns []string
+	for _, g := range all {
+		if _, planned := s.plan.groups[aws.ToString(g.TargetGroupName)]; planned || len(g.LoadBalancerArns) > 0 {
+			continue
+		}
+		orphans = append(orphans, g)
+		arns = append(arns, aws.ToString(g.TargetGroupArn))
+	}
+	tags, err := s.p.describeTags(ctx, arns)
+	if err != nil {
+		return err
+	}
+	for _, g := range orphans {
+		if !providers.Owns(tags[aws.ToString(g.TargetGroupArn)], s.key) {
+			continue
+		}
+		s.log.Info("Deleting unused target group", "targetGroup", aws.ToString(g.TargetGroupName))
+		if _, err := s.p.elb.DeleteTargetGroup(ctx, &elbv2.DeleteTargetGroupInput{TargetGroupArn: g.TargetGroupArn}); err != nil && apiCode(err) != codeTargetGroupNotFound {
+			return s.p.classify("deleting unused target group "+aws.ToString(g.TargetGroupName), err)
 		}
 	}
 	return nil

@@ -342,3 +342,48 @@ func providersDesired(f *awsfake.Fake, k providers.Key) *providers.LoadBalancer 
 		Nodes: []providers.Node{{Name: "n1", ProviderID: "aws:///us-east-1a/" + f.InstanceID("n1")}},
 	}
 }
+
+// A run interrupted after moving a listener to a new target group, before it
+// deleted the old one, leaves an unattached group; the next Ensure deletes it.
+func TestInterruptedGroupSwapIsSwept(t *testing.T) {
+	e := newEnv(t, envOptions{fake: awsfake.Options{Consistency: 20 * time.Millisecond}})
+	k := key("swap")
+	d := e.desired(k, []string{"n1"}, []providers.Port{{Name: "http", Protocol: providers.TCP, Port: 80, NodePort: 30080, TargetPort: 8080}})
+	ensureOK(t, e, d)
+	e.fake.WaitSettled(t.Context())
+
+	d.TargetPods = true
+	d.Endpoints = []providers.Endpoint{{IP: netip.MustParseAddr("10.1.0.5"), Ready: true}}
+	// CreateTargetGroup, RegisterTargets, ModifyListener succeed; the
+	// DeleteTargetGroup of the old group does not.
+	e.fake.CrashAfter(3)
+	if _, err := e.p.Ensure(t.Context(), d); err == nil {
+		t.Fatal("Ensure succeeded through the crash")
+	}
+	e.fake.Recover()
+	if n := len(e.fake.TargetGroups()); n != 2 {
+		t.Fatalf("after the crash %d target groups, want the old and the new", n)
+	}
+	e.fake.WaitSettled(t.Context())
+	ensureOK(t, e, d)
+	groups := e.fake.TargetGroups()
+	if len(groups) != 1 || groups[0].TargetType != "ip" {
+		t.Fatalf("after recovery: %+v, want only the ip group", groups)
+	}
+	// Once converged, a resync lists nothing account-wide and changes nothing.
+	e.fake.WaitSettled(t.Context())
+	before, calls := e.fake.MutatingCalls(), len(e.fake.Calls())
+	ensureOK(t, e, d)
+	if e.fake.MutatingCalls() != before {
+		t.Error("resync after the sweep made mutating calls")
+	}
+	describes := 0
+	for _, c := range e.fake.Calls()[calls:] {
+		if c.Action == "DescribeTargetGroups" {
+			describes++
+		}
+	}
+	if describes != 1 {
+		t.Errorf("resync made %d DescribeTargetGroups calls, want 1 (the load balancer's own groups, no sweep)", describes)
+	}
+}

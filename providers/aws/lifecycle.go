@@ -124,6 +124,7 @@ func (p *Provider) status(lb *elbtypes.LoadBalancer, sgID string, listeners []el
 func (p *Provider) Delete(ctx context.Context, key providers.Key) error {
 	log := logr.FromContextOrDiscard(ctx).WithValues("Service", key.String())
 	name := LoadBalancerName(key)
+	p.setSwept(name, false)
 	lb, err := p.findLoadBalancer(ctx, name)
 	if err != nil {
 		return err
