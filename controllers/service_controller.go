@@ -42,6 +42,13 @@ type Pricer interface {
 	Price(class string, in providers.CostInputs) (*lbv1.CostStatus, error)
 }
 
+// CostMetrics exports each load balancer's hourly cost
+// (portico_loadbalancer_hourly_cost); a nil cost removes the series.
+type CostMetrics interface {
+	Set(namespace, service, class string, cost *lbv1.CostStatus) error
+	Delete(namespace, service string)
+}
+
 // RBAC of the operator, generated into config/rbac by "make manifests".
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups="",resources=services/status,verbs=update;patch
@@ -51,14 +58,16 @@ type Pricer interface {
 // +kubebuilder:rbac:groups=lb.portico.dev,resources=loadbalancers/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",namespace=portico-system,resources=configmaps,verbs=get
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=portico-system,resources=leases,verbs=get;list;watch;create;update;patch
 
 // ServiceReconciler reconciles LoadBalancer Services of Portico's classes.
 type ServiceReconciler struct {
-	Client   client.Client
-	Recorder events.EventRecorder
-	Metrics  *Metrics
-	Pricer   Pricer
+	Client      client.Client
+	Recorder    events.EventRecorder
+	Metrics     *Metrics
+	Pricer      Pricer
+	CostMetrics CostMetrics
 
 	// Providers maps each enabled class to its backend.
 	Providers map[string]providers.Provider
@@ -328,6 +337,9 @@ func (r *ServiceReconciler) cleanupBackend(ctx context.Context, svc *corev1.Serv
 	if built != "" || record != nil || len(svc.Status.LoadBalancer.Ingress) > 0 {
 		r.event(svc, corev1.EventTypeNormal, ReasonDeleted, "Delete", "Deleted load balancer")
 	}
+	if r.CostMetrics != nil {
+		r.CostMetrics.Delete(svc.Namespace, svc.Name)
+	}
 	r.forgetApplied(client.ObjectKeyFromObject(svc))
 	return ctrl.Result{}, nil
 }
@@ -472,6 +484,11 @@ func (r *ServiceReconciler) price(ctx context.Context, svc *corev1.Service, clas
 		return
 	}
 	cost, err := r.Pricer.Price(class, st.Cost)
+	if r.CostMetrics != nil {
+		if merr := r.CostMetrics.Set(svc.Namespace, svc.Name, class, cost); merr != nil {
+			ctrl.LoggerFrom(ctx).V(1).Info("Exporting cost metric failed", "err", merr.Error())
+		}
+	}
 	if err != nil {
 		s.Cost, s.MonthlyCost = nil, ""
 		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: "lb.portico.dev/Priced", Status: metav1.ConditionFalse, Reason: "PricingFailed", Message: err.Error()})

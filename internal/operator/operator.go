@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/portico-lb/portico/controllers"
 	"github.com/portico-lb/portico/internal/scheme"
+	"github.com/portico-lb/portico/pricing"
 	"github.com/portico-lb/portico/providers"
 	"github.com/portico-lb/portico/providers/aws"
 	"github.com/portico-lb/portico/providers/azure"
@@ -80,7 +82,12 @@ type Options struct {
 	// Instances, when set, are used instead of building backends from
 	// their configs (tests share an in-memory cloud with the operator).
 	Instances map[string]providers.Provider
-	// Pricer prices cost inputs; nil leaves cost empty.
+	// PriceConfigMap (namespace/name) overrides the embedded prices; empty
+	// uses the embedded prices alone.
+	PriceConfigMap string
+	// PriceRefresh is how often the price ConfigMap is re-read.
+	PriceRefresh time.Duration
+	// Pricer, when set, replaces the embedded catalog (tests).
 	Pricer controllers.Pricer
 }
 
@@ -98,6 +105,8 @@ func DefaultOptions() *Options {
 		ConfigErrorBackoff: 5 * time.Minute,
 		RetryBase:          time.Second,
 		RetryMax:           5 * time.Minute,
+		PriceConfigMap:     "portico-system/portico-prices",
+		PriceRefresh:       time.Minute,
 		QPS:                200,
 		Burst:              400,
 		Backends:           backends(),
@@ -121,6 +130,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.ConfigErrorBackoff, "config-error-backoff", o.ConfigErrorBackoff, "Retry delay for problems the user must fix (bad annotations, exhausted pools); a change to the Service retries at once.")
 	fs.DurationVar(&o.RetryBase, "retry-base-delay", o.RetryBase, "First retry delay after a transient backend error that suggests no delay; doubles per failure.")
 	fs.DurationVar(&o.RetryMax, "retry-max-delay", o.RetryMax, "Longest retry delay after transient backend errors.")
+	fs.StringVar(&o.PriceConfigMap, "price-configmap", o.PriceConfigMap, "ConfigMap (namespace/name) whose prices override the embedded, dated price catalog (docs/cost.md); empty uses the embedded prices. Invalid price data sets the Priced condition False rather than a cost of zero.")
+	fs.DurationVar(&o.PriceRefresh, "price-refresh-interval", o.PriceRefresh, "How often the price ConfigMap is re-read.")
 	fs.Float32Var(&o.QPS, "kube-api-qps", o.QPS, "Queries per second to the Kubernetes API.")
 	fs.IntVar(&o.Burst, "kube-api-burst", o.Burst, "Burst of queries to the Kubernetes API.")
 	for _, name := range o.backendNames() {
@@ -168,6 +179,11 @@ func (o *Options) Validate() error {
 	}
 	if o.DefaultClass != "" && !slices.Contains(o.Providers, strings.TrimPrefix(o.DefaultClass, providers.ClassPrefix)) {
 		errs = append(errs, fmt.Errorf("--default-class %s: its backend is not enabled in --providers", o.DefaultClass))
+	}
+	if o.PriceConfigMap != "" {
+		if ns, name, ok := strings.Cut(o.PriceConfigMap, "/"); !ok || ns == "" || name == "" {
+			errs = append(errs, fmt.Errorf("--price-configmap %q: want namespace/name", o.PriceConfigMap))
+		}
 	}
 	if o.ClusterID == "" {
 		errs = append(errs, errors.New("--cluster-id must not be empty"))
@@ -219,11 +235,16 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 		}
 		provs[class] = p
 	}
+	pricer, err := o.pricer(mgr)
+	if err != nil {
+		return nil, nil, err
+	}
 	r := &controllers.ServiceReconciler{
 		Client:             mgr.GetClient(),
 		Recorder:           mgr.GetEventRecorder("portico-operator"),
 		Metrics:            sharedMetrics(),
-		Pricer:             o.Pricer,
+		Pricer:             pricer,
+		CostMetrics:        sharedCostMetrics(),
 		Providers:          provs,
 		DefaultClass:       o.DefaultClass,
 		ClusterID:          o.ClusterID,
@@ -255,3 +276,37 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 var sharedMetrics = sync.OnceValue(func() *controllers.Metrics {
 	return controllers.NewMetrics(metrics.Registry)
 })
+
+var sharedCostMetrics = sync.OnceValue(func() *pricing.Metrics {
+	m := pricing.NewMetrics()
+	metrics.Registry.MustRegister(m)
+	return m
+})
+
+// pricer returns the catalog: the embedded prices, overridden by the price
+// ConfigMap, which a runnable re-reads every PriceRefresh.
+func (o *Options) pricer(mgr manager.Manager) (controllers.Pricer, error) {
+	if o.Pricer != nil {
+		return o.Pricer, nil
+	}
+	base, err := pricing.Embedded()
+	if err != nil {
+		return nil, fmt.Errorf("embedded prices: %w", err)
+	}
+	live, err := pricing.NewLive(base)
+	if err != nil {
+		return nil, fmt.Errorf("embedded prices: %w", err)
+	}
+	if o.PriceConfigMap == "" {
+		return live, nil
+	}
+	ns, name, _ := strings.Cut(o.PriceConfigMap, "/")
+	key := types.NamespacedName{Namespace: ns, Name: name}
+	log := ctrl.Log.WithName("pricing")
+	err = mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		return live.Run(ctx, mgr.GetAPIReader(), key, o.PriceRefresh, func(err error) {
+			log.Error(err, "Price ConfigMap not applied", "configMap", key.String())
+		})
+	}))
+	return live, err
+}
