@@ -25,8 +25,11 @@ FROM base AS operator
 COPY --from=build /out/portico-operator /portico-operator
 ENTRYPOINT ["/portico-operator"]
 
-# The forwarder needs NET_ADMIN and NET_RAW (granted by the DaemonSet) but not root.
-FROM base AS forwarder
+# The forwarder programs nftables through the nft binary (sigs.k8s.io/knftables),
+# so its image carries nftables; it runs with only NET_ADMIN and NET_RAW
+# (granted by the DaemonSet) and a read-only root filesystem.
+FROM debian:bookworm-slim AS forwarder
+RUN apt-get update && apt-get install -y --no-install-recommends nftables && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/portico-forwarder /portico-forwarder
 ENTRYPOINT ["/portico-forwarder"]
 
