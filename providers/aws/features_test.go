@@ -126,10 +126,7 @@ func TestListenersTargetGroupsAndHealthChecks(t *testing.T) {
 			t.Errorf("%s %s lacks ownership tags: %v", r.Kind, r.ID, r.Tags)
 		}
 		if r.Kind == "targetGroup" || r.Kind == "loadBalancer" {
-			name := r.ID[strings.Index(r.ID, "/")+1:]
-			if strings.HasPrefix(name, "net/") {
-				name = name[4:]
-			}
+			name := strings.TrimPrefix(r.ID[strings.Index(r.ID, "/")+1:], "net/")
 			if n := name[:strings.Index(name, "/")]; len(n) > 32 {
 				t.Errorf("%s name %q is longer than 32 characters", r.Kind, n)
 			}

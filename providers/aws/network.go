@@ -348,8 +348,8 @@ func (s *ensureRun) createSecurityGroup(ctx context.Context, vpc string) (*ec2ty
 		if derr != nil {
 			return nil, s.p.classify("describing security group "+name, derr)
 		}
-		for i := range found.SecurityGroups {
-			g := &found.SecurityGroups[i]
+		if len(found.SecurityGroups) > 0 {
+			g := &found.SecurityGroups[0] // names are unique per VPC
 			if !providers.Owns(ec2TagMap(g.Tags), s.key) {
 				return nil, &providers.NotOwnedError{Kind: "securityGroup", ID: aws.ToString(g.GroupId)}
 			}
