@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/pricing"
 	"github.com/portico-lb/portico/providers"
 )
 
@@ -489,15 +490,14 @@ func (r *ServiceReconciler) price(ctx context.Context, svc *corev1.Service, clas
 			ctrl.LoggerFrom(ctx).V(1).Info("Exporting cost metric failed", "err", merr.Error())
 		}
 	}
+	meta.SetStatusCondition(&s.Conditions, pricing.Condition(cost, err, svc.Generation))
 	if err != nil {
 		s.Cost, s.MonthlyCost = nil, ""
-		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: "lb.portico.dev/Priced", Status: metav1.ConditionFalse, Reason: "PricingFailed", Message: err.Error()})
 		ctrl.LoggerFrom(ctx).V(1).Info("Pricing failed", "err", err.Error())
 		return
 	}
 	s.Cost = cost
 	s.MonthlyCost = cost.Monthly + " " + cost.Currency
-	meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: "lb.portico.dev/Priced", Status: metav1.ConditionTrue, Reason: "Priced", Message: "priced from " + cost.Source})
 }
 
 func ingressOf(st *providers.Status) []corev1.LoadBalancerIngress {

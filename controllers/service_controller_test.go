@@ -126,6 +126,12 @@ func TestCreateGetsAddress(t *testing.T) {
 	if rec.Status.ObservedGeneration != got.Generation || rec.Status.LastSyncTime == nil || rec.Status.AppliedHash == "" {
 		t.Errorf("record sync fields: gen %d (svc %d) lastSync %v hash %q", rec.Status.ObservedGeneration, got.Generation, rec.Status.LastSyncTime, rec.Status.AppliedHash)
 	}
+	if rec.Status.Cost == nil || rec.Status.MonthlyCost == "" || rec.Status.Cost.Source == "" {
+		t.Errorf("record carries no priced cost: cost %+v monthly %q", rec.Status.Cost, rec.Status.MonthlyCost)
+	}
+	if c := meta.FindStatusCondition(rec.Status.Conditions, "lb.portico.dev/Priced"); c == nil || c.Status != metav1.ConditionTrue {
+		t.Errorf("Priced condition = %+v, want True", c)
+	}
 	waitEvent(t, svc, controllers.ReasonEnsuring)
 	waitEvent(t, svc, controllers.ReasonEnsured)
 	if ts := p.Targets(keyOf(svc)); !slices.Contains(ts, ns+"-n1") {

@@ -119,9 +119,11 @@ func (e *Env) Stop() error {
 	return e.stopErr
 }
 
-// Kubectl returns a kubectl command against the control plane.
+// Kubectl returns a kubectl command against the control plane. The
+// kubeconfig comes through $KUBECONFIG, so plugin names (kubectl lb ...) may
+// come first.
 func (e *Env) Kubectl(args ...string) *exec.Cmd {
-	cmd := exec.Command(filepath.Join(e.BinDir, "kubectl"), append([]string{"--kubeconfig", e.Kubeconfig}, args...)...)
+	cmd := exec.Command(filepath.Join(e.BinDir, "kubectl"), args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+e.Kubeconfig)
 	return cmd
 }
