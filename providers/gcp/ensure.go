@@ -33,11 +33,13 @@ const (
 
 var allProtocols = []providers.Protocol{providers.TCP, providers.UDP}
 
-// Ensure implements providers.Provider. It builds, in dependency order, the
-// address, the health check, the cluster's instance groups, the backend
-// service, the forwarding rules and the firewall rules, reading each first
-// and changing only what differs, so a second call with the same input makes
-// no mutating call and a call after a crash adopts what the first one made.
+// Ensure implements providers.Provider. It first reads every resource under
+// the Service's names (refusing, before any change, to touch one without its
+// ownership marks), then builds in dependency order the address, the health
+// check, the cluster's instance groups, the backend service, the forwarding
+// rules and the firewall rules, changing only what differs: a second call
+// with the same input makes no mutating call, and a call after a crash adopts
+// what the interrupted one made.
 func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*providers.Status, error) {
 	pl, err := p.newPlan(d)
 	if err != nil {
