@@ -32,6 +32,8 @@ type Inputs struct {
 // Speaker is what the Announcer drives: the Responder, or a fake in tests.
 type Speaker interface {
 	Set(addrs []netip.Addr)
+	// Reannounce repeats the gratuitous announcements of addrs.
+	Reannounce(addrs []netip.Addr)
 }
 
 // AnnouncerConfig wires an Announcer.
@@ -51,12 +53,19 @@ type Announcer struct {
 	cfg     AnnouncerConfig
 	started time.Time
 
-	mu      sync.Mutex
-	inputs  Inputs
-	owners  map[netip.Addr]string
-	mine    []netip.Addr
-	kick    chan struct{}
-	changed chan struct{}
+	mu     sync.Mutex
+	inputs Inputs
+	// Hold-off: after start and whenever quorum comes back, this node
+	// announces nothing for WarmUp, until it has heard every peer's claims.
+	quorum   bool
+	regained time.Time
+	// contested are addresses this node holds that another node claimed
+	// at the last recomputation.
+	contested []netip.Addr
+	owners    map[netip.Addr]string
+	mine      []netip.Addr
+	kick      chan struct{}
+	changed   chan struct{}
 }
 
 // NewAnnouncer returns an Announcer; Run starts it.
@@ -97,6 +106,7 @@ func signal(c chan struct{}) {
 func (a *Announcer) Run(ctx context.Context) error {
 	log := logr.FromContextOrDiscard(ctx).WithName("announcer")
 	a.started = time.Now()
+	a.regained, a.quorum = a.started, true
 	warm := time.NewTimer(a.cfg.WarmUp)
 	defer warm.Stop()
 	// A periodic pass bounds the damage of any missed signal.
@@ -119,22 +129,55 @@ func (a *Announcer) Run(ctx context.Context) error {
 
 func (a *Announcer) recompute(log logr.Logger) {
 	view := a.cfg.Members.View()
+	now := time.Now()
 	a.mu.Lock()
 	in := a.inputs
 	prevMine := a.mine
+	if !a.quorum && view.Quorum {
+		a.regained = now
+		time.AfterFunc(a.cfg.WarmUp, func() { signal(a.kick) })
+	}
+	a.quorum = view.Quorum
+	holdOff := now.Sub(a.regained) < a.cfg.WarmUp
 	a.mu.Unlock()
 
-	warm := time.Since(a.started) >= a.cfg.WarmUp
 	owners, mine := Assign(AssignInput{
 		Self: a.cfg.Self, Inputs: in, View: view, Mine: prevMine,
 	})
-	if !warm || !view.Quorum {
+	if !view.Quorum || holdOff {
+		// Without a majority, or coming back, a node must not answer on
+		// partial information: it may not have heard the current holder.
 		mine = nil
+	}
+	// Another node claims an address this node keeps (two claimants right
+	// after a partition heals): it yields within a heartbeat, but clients
+	// may have followed its gratuitous ARP, so announce again.
+	var contested []netip.Addr
+	for _, ip := range mine {
+		for _, claims := range view.Claims {
+			if slices.Contains(claims, ip) {
+				contested = append(contested, ip)
+				break
+			}
+		}
 	}
 	// Claims go out before the speaker starts answering, so peers learn of
 	// a takeover as early as possible.
 	a.cfg.Members.SetClaims(mine)
 	a.cfg.Speaker.Set(mine)
+	a.mu.Lock()
+	var renew []netip.Addr
+	for _, ip := range contested {
+		if !slices.Contains(a.contested, ip) {
+			renew = append(renew, ip)
+		}
+	}
+	a.contested = contested
+	a.mu.Unlock()
+	if len(renew) > 0 {
+		log.V(1).Info("Announcing again after a competing claim", "addresses", renew)
+		a.cfg.Speaker.Reannounce(renew)
+	}
 
 	a.mu.Lock()
 	// What this node actually announces is part of the published state too:

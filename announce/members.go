@@ -270,7 +270,7 @@ func (m *Members) sendLeaving(conn *net.UDPConn) {
 func (m *Members) receive(conn *net.UDPConn) {
 	buf := make([]byte, 64<<10)
 	for {
-		n, _, err := conn.ReadFromUDPAddrPort(buf)
+		n, from, err := conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -281,16 +281,17 @@ func (m *Members) receive(conn *net.UDPConn) {
 		if json.Unmarshal(buf[:n], &hb) != nil || hb.Version != 1 || hb.Node == "" {
 			continue
 		}
-		m.heard(hb)
+		m.heard(from.Addr().Unmap(), hb)
 	}
 }
 
-func (m *Members) heard(hb heartbeat) {
+func (m *Members) heard(from netip.Addr, hb heartbeat) {
 	m.mu.Lock()
 	p, ok := m.peers[hb.Node]
-	if !ok {
-		// Unknown senders are ignored: the peer set comes from the
-		// cluster (or flags), not from whoever sends a datagram.
+	if !ok || p.addr.Addr().Unmap() != from {
+		// Unknown senders, and known names from the wrong address, are
+		// ignored: the peer set comes from the cluster (or flags), not
+		// from whoever sends a datagram.
 		m.mu.Unlock()
 		return
 	}

@@ -27,7 +27,8 @@ type fakeSpeaker struct {
 	addr []netip.Addr
 }
 
-func (f *fakeSpeaker) Set(a []netip.Addr) { f.mu.Lock(); f.addr = slices.Clone(a); f.mu.Unlock() }
+func (f *fakeSpeaker) Set(a []netip.Addr)      { f.mu.Lock(); f.addr = slices.Clone(a); f.mu.Unlock() }
+func (f *fakeSpeaker) Reannounce([]netip.Addr) {}
 func (f *fakeSpeaker) get() []netip.Addr {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -248,5 +249,29 @@ func TestQuorumNeedsMajority(t *testing.T) {
 	two.SetPeers(map[string]netip.AddrPort{"b": {}})
 	if v := two.viewLocked(now); !v.Quorum {
 		t.Fatal("a two-node cluster must keep serving when its peer dies")
+	}
+}
+
+// TestHeartbeatFromWrongAddressIgnored: a datagram naming a peer but sent
+// from another address neither keeps that peer alive nor changes its claims.
+func TestHeartbeatFromWrongAddressIgnored(t *testing.T) {
+	self, peerAddr := freePort(t), netip.MustParseAddrPort("127.0.0.2:1")
+	m := NewMembers(MembersConfig{Self: "a", Listen: self})
+	m.SetPeers(map[string]netip.AddrPort{"b": peerAddr})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go m.Run(ctx)
+	time.Sleep(50 * time.Millisecond)
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(self)) // from 127.0.0.1
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for range 5 {
+		_, _ = c.Write([]byte(`{"v":1,"node":"b","inc":1,"seq":1,"claims":["192.0.2.1"]}`))
+		time.Sleep(10 * time.Millisecond)
+	}
+	if v := m.View(); len(v.Alive) != 1 || len(v.Claims) != 0 {
+		t.Fatalf("forged heartbeat accepted: %+v", v)
 	}
 }

@@ -162,6 +162,24 @@ func (r *Responder) Set(addrs []netip.Addr) {
 	}
 }
 
+// Reannounce repeats gratuitous ARP / unsolicited NA for the addresses of
+// addrs this responder announces.
+func (r *Responder) Reannounce(addrs []netip.Addr) {
+	r.mu.Lock()
+	log := r.log
+	gens := map[netip.Addr]int{}
+	for _, a := range addrs {
+		if r.mine[a] {
+			r.gen[a]++
+			gens[a] = r.gen[a]
+		}
+	}
+	r.mu.Unlock()
+	for a, g := range gens {
+		go r.gratuitous(log, a, g)
+	}
+}
+
 // Announcing returns the announced addresses, sorted.
 func (r *Responder) Announcing() []netip.Addr {
 	r.mu.Lock()

@@ -43,6 +43,8 @@ var (
 	runs      = flag.Int("runs", 20, "Failovers to measure.")
 	forwarder = flag.String("forwarder", "", "portico-forwarder binary; built from ./cmd/portico-forwarder when empty.")
 	interval  = flag.Duration("probe-interval", 10*time.Millisecond, "Client probe interval.")
+	parts     = flag.Int("partitions", 3, "Heartbeat-only partitions to run after the failovers.")
+	logDir    = flag.String("log-dir", "", "Directory for the forwarders' logs (discarded when empty).")
 )
 
 var vip = netip.MustParseAddr("10.77.0.200")
@@ -111,8 +113,15 @@ func run() error {
 				args = append(args, "--peer", o.host.Name+"="+o.host.IPv4.Addr().String())
 			}
 		}
-		n.cmd = n.host.Command(bin, args...)
+		n.cmd = n.host.Command(bin, append(args, "--zap-log-level=1")...)
 		n.cmd.Stdout, n.cmd.Stderr = nil, nil
+		if *logDir != "" {
+			f, err := os.OpenFile(filepath.Join(*logDir, n.host.Name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+			if err != nil {
+				return err
+			}
+			n.cmd.Stdout, n.cmd.Stderr = f, f
+		}
 		if err := n.cmd.Start(); err != nil {
 			return err
 		}
@@ -186,7 +195,7 @@ func run() error {
 	// drop each other's packets while the client still reaches everyone by
 	// ARP. The minority node must fall silent before the majority takes
 	// over; the ARP watcher measures any overlap.
-	for i := range 3 {
+	for i := range *parts {
 		owner, err := probe.waitServing(3 * time.Second)
 		if err != nil {
 			return fmt.Errorf("partition %d: %w", i+1, err)
@@ -206,6 +215,9 @@ func run() error {
 			return fmt.Errorf("partition %d: nobody serves: %w", i+1, err)
 		}
 		fmt.Printf("partition %d: %s isolated from its peers, %s serves\n", i+1, owner, now)
+		if now == owner {
+			return fmt.Errorf("partition %d: the isolated node %s still serves after 1.5s", i+1, owner)
+		}
 		if err := partition(victim, nodes, "del"); err != nil {
 			return err
 		}
