@@ -231,6 +231,27 @@ func TestPartitionBound(t *testing.T) {
 		t.Errorf("majority side does not carry every address: %v", announcers(rest))
 	}
 	t.Logf("longest dual announcement during partition: %s", worst)
+
+	// Heal: the isolated node comes back after a hold-off and must neither
+	// take an address back nor ever answer together with the holder.
+	before := announcers(nodes)
+	peers := map[string]netip.AddrPort{}
+	for _, o := range nodes {
+		peers[o.name] = o.members.cfg.Listen
+	}
+	for _, n := range nodes {
+		n.members.SetPeers(peers)
+	}
+	start = time.Now()
+	for time.Since(start) < time.Second {
+		an := announcers(nodes)
+		for _, a := range addrs {
+			if len(an[a]) != 1 || an[a][0] != before[a][0] {
+				t.Fatalf("after healing, %s is announced by %v, want only %v", a, an[a], before[a])
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func TestQuorumNeedsMajority(t *testing.T) {
