@@ -139,7 +139,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Project, "gcp-project", "", "Google Cloud project of the load balancers. Default: the project of the node the operator runs on, from the metadata server.")
 	fs.StringVar(&c.Region, "gcp-region", "", "Region of the load balancers. Default: the region of the node's zone, from the metadata server.")
 	fs.StringVar(&c.Network, "gcp-network", "", "VPC network of the nodes (name or projects/<p>/global/networks/<n>). Default: the network of the node's first interface, from the metadata server.")
-	fs.StringVar(&c.Subnetwork, "gcp-subnetwork", "", "Default subnetwork of internal load balancers (name or projects/<p>/regions/<r>/subnetworks/<n>); the gcp.lb.portico.dev/subnet annotation overrides it. Default: the node's subnetwork, from the metadata server.")
+	fs.StringVar(&c.Subnetwork, "gcp-subnetwork", "", "Default subnetwork of internal load balancers (name or projects/<p>/regions/<r>/subnetworks/<n>); the gcp.lb.portico.dev/subnet annotation overrides it. Without either, internal Services report SubnetRequired.")
 	fs.StringVar(&c.NetworkTier, "gcp-network-tier", "PREMIUM", "Default network tier of external load balancers: PREMIUM or STANDARD.")
 	fs.StringSliceVar(&c.NodeTags, "gcp-node-tags", nil, "Network tags of the cluster's nodes; when set, Portico's firewall rules target only those instances.")
 	fs.StringVar(&c.Endpoint, "gcp-endpoint", "", "Compute API endpoint, e.g. a private endpoint or an emulator (passed to option.WithEndpoint). Default: the library's, https://compute.googleapis.com.")
