@@ -277,12 +277,26 @@ func (m *Members) receive(conn *net.UDPConn) {
 			}
 			continue
 		}
-		var hb heartbeat
-		if json.Unmarshal(buf[:n], &hb) != nil || hb.Version != 1 || hb.Node == "" {
+		hb, ok := parseHeartbeat(buf[:n])
+		if !ok {
 			continue
 		}
 		m.heard(from.Addr().Unmap(), hb)
 	}
+}
+
+// parseHeartbeat decodes a datagram; anyone on the network can send one.
+func parseHeartbeat(b []byte) (heartbeat, bool) {
+	var hb heartbeat
+	if json.Unmarshal(b, &hb) != nil || hb.Version != 1 || hb.Node == "" || len(hb.Claims) > 1<<16 {
+		return heartbeat{}, false
+	}
+	for _, c := range hb.Claims {
+		if !c.IsValid() {
+			return heartbeat{}, false
+		}
+	}
+	return hb, true
 }
 
 func (m *Members) heard(from netip.Addr, hb heartbeat) {

@@ -279,32 +279,45 @@ func (r *Responder) serveNDP() error {
 		if err != nil {
 			return fmt.Errorf("reading NDP: %w", err)
 		}
-		b := buf[:n]
-		if len(b) < 14+40+4 || binary.BigEndian.Uint16(b[12:14]) != etherTypeIPv6 {
+		sol, ok := parseSolicitation(buf[:n])
+		if !ok || !r.owns(sol.target) {
 			continue
 		}
-		ip6 := b[14:]
-		if ip6[6] != 58 || ip6[7] != 255 {
-			continue // not ICMPv6, or forwarded (hop limit must be 255)
-		}
-		src, _ := netip.AddrFromSlice(ip6[8:24])
-		plen := int(binary.BigEndian.Uint16(ip6[4:6]))
-		if 40+plen > len(ip6) {
-			continue
-		}
-		m, err := ndp.ParseMessage(ip6[40 : 40+plen])
-		if err != nil {
-			continue
-		}
-		ns, ok := m.(*ndp.NeighborSolicitation)
-		if !ok || !r.owns(ns.TargetAddress) {
-			continue
-		}
-		ethSrc := net.HardwareAddr(slices.Clone(b[6:12]))
-		if err := r.answerNS(ns.TargetAddress, src, ethSrc); err != nil {
-			r.log.Error(err, "Answering neighbour solicitation", "address", ns.TargetAddress)
+		if err := r.answerNS(sol.target, sol.src, sol.ethSrc); err != nil {
+			r.log.Error(err, "Answering neighbour solicitation", "address", sol.target)
 		}
 	}
+}
+
+type solicitation struct {
+	target, src netip.Addr
+	ethSrc      net.HardwareAddr
+}
+
+// parseSolicitation reads an Ethernet frame carrying an ICMPv6 neighbour
+// solicitation; frames come from the wire and may be anything.
+func parseSolicitation(b []byte) (solicitation, bool) {
+	if len(b) < 14+40+4 || binary.BigEndian.Uint16(b[12:14]) != etherTypeIPv6 {
+		return solicitation{}, false
+	}
+	ip6 := b[14:]
+	if ip6[0]>>4 != 6 || ip6[6] != 58 || ip6[7] != 255 {
+		return solicitation{}, false // not ICMPv6, or forwarded (hop limit must be 255)
+	}
+	src, _ := netip.AddrFromSlice(ip6[8:24])
+	plen := int(binary.BigEndian.Uint16(ip6[4:6]))
+	if 40+plen > len(ip6) {
+		return solicitation{}, false
+	}
+	m, err := ndp.ParseMessage(ip6[40 : 40+plen])
+	if err != nil {
+		return solicitation{}, false
+	}
+	ns, ok := m.(*ndp.NeighborSolicitation)
+	if !ok || !ns.TargetAddress.Is6() || ns.TargetAddress.Is4In6() {
+		return solicitation{}, false
+	}
+	return solicitation{target: ns.TargetAddress, src: src, ethSrc: net.HardwareAddr(slices.Clone(b[6:12]))}, true
 }
 
 func (r *Responder) answerNS(target, src netip.Addr, ethSrc net.HardwareAddr) error {

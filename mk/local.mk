@@ -19,3 +19,5 @@ bench-failover: ## Measure client-visible failover time of a local address (root
 
 fuzz-local: ## Run the local backend's fuzzers briefly.
 	$(GO) test -run='^$$' -fuzz=FuzzParseRange -fuzztime=20s ./providers/local/
+	$(GO) test -run='^$$' -fuzz=FuzzParseSolicitation -fuzztime=20s ./announce/
+	$(GO) test -run='^$$' -fuzz=FuzzParseHeartbeat -fuzztime=20s ./announce/
