@@ -78,6 +78,10 @@ type Options struct {
 	SecurityRules     SecurityRulesAPI
 }
 
+// sdkRetryStatusCodes are the answers the SDK retries by itself: timeouts
+// and 5xx, not 429 (see New).
+var sdkRetryStatusCodes = []int{408, 500, 502, 503, 504}
+
 // Provider is the azure backend.
 type Provider struct {
 	opts     Options
@@ -87,6 +91,10 @@ type Provider struct {
 	writer   *writer
 	nsgMu    sync.Mutex     // NSG rule priorities are picked one at a time
 	reserved map[int32]bool // priorities of rules being created
+	retry    policy.RetryOptions
+
+	settledMu sync.Mutex
+	settled   map[string]string // base name -> load balancer, see settledIn
 }
 
 var _ providers.Provider = (*Provider)(nil)
@@ -126,8 +134,9 @@ func New(opts Options) (*Provider, error) {
 			co = opts.ClientOptions.Clone()
 		}
 		if len(co.Retry.StatusCodes) == 0 {
-			co.Retry.StatusCodes = []int{408, 500, 502, 503, 504}
+			co.Retry.StatusCodes = sdkRetryStatusCodes
 		}
+		p.retry = co.Retry
 		factory, err := armnetwork.NewClientFactory(opts.SubscriptionID, opts.Credential, co)
 		if err != nil {
 			return nil, fmt.Errorf("azure provider: building clients: %w", err)
@@ -142,8 +151,12 @@ func New(opts Options) (*Provider, error) {
 			p.rules = factory.NewSecurityRulesClient()
 		}
 	}
+	if len(p.retry.StatusCodes) == 0 {
+		p.retry.StatusCodes = sdkRetryStatusCodes
+	}
 	p.writer = &writer{p: p, queues: map[string]*lbQueue{}}
 	p.reserved = map[int32]bool{}
+	p.settled = map[string]string{}
 	return p, nil
 }
 
@@ -274,14 +287,19 @@ func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*prov
 	if err != nil {
 		return nil, err
 	}
-	// A Service that switched scheme leaves parts in the other load balancer.
+	// A Service that switched scheme leaves parts in the other load
+	// balancer. Once this process has seen the Service settled in lbName,
+	// only this process could have put it elsewhere, so the check is made
+	// once per Service and process.
 	var otherPIP string
-	if _, err := p.writer.submit(ctx, other, &change{remove: true, apply: func(lb *armnetwork.LoadBalancer) bool {
-		changed, prev := removeParts(lb, base)
-		otherPIP = prev
-		return changed
-	}}); err != nil {
-		return nil, err
+	if p.settledIn(d.Key) != lbName {
+		if _, err := p.writer.submit(ctx, other, &change{remove: true, apply: func(lb *armnetwork.LoadBalancer) bool {
+			changed, prev := removeParts(lb, base)
+			otherPIP = prev
+			return changed
+		}}); err != nil {
+			return nil, err
+		}
 	}
 	for _, old := range []string{prevPIP, otherPIP} {
 		if old != "" && !strings.EqualFold(old, spec.PublicIPID) {
@@ -290,10 +308,29 @@ func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*prov
 			}
 		}
 	}
+	p.settle(d.Key, lbName)
 	if err := p.ensureSecurityRule(ctx, d, pt); err != nil {
 		return nil, err
 	}
 	return p.status(lb, base, pip)
+}
+
+// settledIn returns the load balancer key's parts were last written to by
+// this process, with the other one cleared, or "".
+func (p *Provider) settledIn(key providers.Key) string {
+	p.settledMu.Lock()
+	defer p.settledMu.Unlock()
+	return p.settled[ResourceName(key)]
+}
+
+func (p *Provider) settle(key providers.Key, lbName string) {
+	p.settledMu.Lock()
+	defer p.settledMu.Unlock()
+	if lbName == "" {
+		delete(p.settled, ResourceName(key))
+		return
+	}
+	p.settled[ResourceName(key)] = lbName
 }
 
 // validateDesired rejects what an Azure Standard load balancer cannot build.
@@ -358,6 +395,7 @@ func (p *Provider) Delete(ctx context.Context, key providers.Key) error {
 	log := logr.FromContextOrDiscard(ctx).WithValues("service", key.String())
 	ctx = logr.NewContext(ctx, log)
 	base := ResourceName(key)
+	p.settle(key, "")
 	public, internal := p.LoadBalancerNames()
 	found := false
 	pips := []string{base}
@@ -512,7 +550,7 @@ func (p *Provider) ensurePublicIP(ctx context.Context, key providers.Key, s Sett
 	if err != nil {
 		return nil, classify("creating public IP "+name, err)
 	}
-	out, err := poller.PollUntilDone(ctx, p.pollOptions())
+	out, err := poller.PollUntilDone(p.pollContext(ctx), p.pollOptions())
 	if err != nil {
 		return nil, classify("creating public IP "+name, err)
 	}
@@ -555,7 +593,7 @@ func (p *Provider) deletePublicIP(ctx context.Context, key providers.Key, name s
 	if err != nil {
 		return classify("deleting public IP "+name, err)
 	}
-	if _, err := poller.PollUntilDone(ctx, p.pollOptions()); err != nil {
+	if _, err := poller.PollUntilDone(p.pollContext(ctx), p.pollOptions()); err != nil {
 		return classify("deleting public IP "+name, err)
 	}
 	return nil

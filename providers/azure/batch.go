@@ -3,6 +3,7 @@ package azure
 import (
 	"context"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -228,7 +229,7 @@ func (p *Provider) putLoadBalancer(hctx, ctx context.Context, name string, lb *a
 	if err != nil {
 		return nil, err
 	}
-	resp, err := poller.PollUntilDone(ctx, p.pollOptions())
+	resp, err := poller.PollUntilDone(p.pollContext(ctx), p.pollOptions())
 	if err != nil {
 		return nil, err
 	}
@@ -240,8 +241,20 @@ func (p *Provider) deleteLoadBalancer(hctx, ctx context.Context, name string) er
 	if err != nil {
 		return err
 	}
-	_, err = poller.PollUntilDone(ctx, p.pollOptions())
+	_, err = poller.PollUntilDone(p.pollContext(ctx), p.pollOptions())
 	return err
+}
+
+// pollContext lets the SDK retry throttled polls (honouring Retry-After):
+// the operation runs on in Azure either way, and giving up on a poll would
+// only make the next Ensure find the resource busy.
+func (p *Provider) pollContext(ctx context.Context) context.Context {
+	opts := p.retry
+	opts.StatusCodes = append(slices.Clone(opts.StatusCodes), http.StatusTooManyRequests)
+	if opts.MaxRetries < 3 {
+		opts.MaxRetries = 3
+	}
+	return policy.WithRetryOptions(ctx, opts)
 }
 
 func (p *Provider) pollOptions() *runtime.PollUntilDoneOptions {

@@ -144,7 +144,7 @@ func (p *Provider) ensureSecurityRule(ctx context.Context, d *providers.LoadBala
 	if err != nil {
 		return classify("writing security rule "+name, err)
 	}
-	if _, err := poller.PollUntilDone(ctx, p.pollOptions()); err != nil {
+	if _, err := poller.PollUntilDone(p.pollContext(ctx), p.pollOptions()); err != nil {
 		return classify("writing security rule "+name, err)
 	}
 	return nil
@@ -210,7 +210,7 @@ func (p *Provider) deleteSecurityRule(ctx context.Context, key providers.Key) er
 	if err != nil {
 		return classify("deleting security rule "+name, err)
 	}
-	if _, err := poller.PollUntilDone(ctx, p.pollOptions()); err != nil {
+	if _, err := poller.PollUntilDone(p.pollContext(ctx), p.pollOptions()); err != nil {
 		return classify("deleting security rule "+name, err)
 	}
 	return nil
