@@ -18,6 +18,9 @@ import (
 
 	"github.com/portico-lb/portico/announce"
 	"github.com/portico-lb/portico/announce/cluster"
+	"github.com/portico-lb/portico/dataplane"
+	"github.com/portico-lb/portico/dataplane/kubesync"
+	"github.com/portico-lb/portico/healthcheck"
 	"github.com/portico-lb/portico/internal/scheme"
 )
 
@@ -36,6 +39,11 @@ type Options struct {
 	// Static mode, without an apiserver: fixed addresses and peers.
 	StaticAddresses []string
 	Peers           []string
+
+	// Data plane.
+	KubeProxyFree bool
+	Cleanup       bool
+	NoDataplane   bool
 }
 
 // DefaultOptions returns the defaults the flags show.
@@ -63,6 +71,9 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.QuorumAfter, "quorum-after", o.QuorumAfter, "A node that has not heard a majority of peers for this long stops announcing (must be below --dead-after).")
 	fs.StringSliceVar(&o.StaticAddresses, "static-address", nil, "Static mode: announce these addresses without an apiserver (repeatable).")
 	fs.StringSliceVar(&o.Peers, "peer", nil, "Static mode: a peer as name=IP (repeatable); the node list is these plus this node.")
+	fs.BoolVar(&o.KubeProxyFree, "kube-proxy-free", o.KubeProxyFree, "Also serve NodePorts and healthCheckNodePorts, for clusters without kube-proxy. Leave off where kube-proxy runs (docs/dataplane.md).")
+	fs.BoolVar(&o.Cleanup, "cleanup", o.Cleanup, "Delete Portico's nftables table (inet portico) and exit.")
+	fs.BoolVar(&o.NoDataplane, "no-dataplane", o.NoDataplane, "Announce addresses only; do not program nftables (another data plane moves the traffic).")
 }
 
 // Static reports whether the forwarder runs without an apiserver.
@@ -71,6 +82,9 @@ func (o *Options) Static() bool { return len(o.StaticAddresses) > 0 || len(o.Pee
 // Validate checks the flags.
 func (o *Options) Validate() error {
 	var errs []error
+	if o.Cleanup {
+		return nil
+	}
 	if o.NodeName == "" {
 		errs = append(errs, errors.New("--node-name (or $NODE_NAME) is required"))
 	}
@@ -118,6 +132,13 @@ type Component func(ctx context.Context) error
 
 // Run assembles the forwarder and runs it until ctx ends.
 func Run(ctx context.Context, o Options) error {
+	if o.Cleanup {
+		dp, err := dataplane.New(dataplane.Options{})
+		if err != nil {
+			return err
+		}
+		return dp.Cleanup(ctx)
+	}
 	listen, _ := netip.ParseAddr(o.HeartbeatListen)
 	members := announce.NewMembers(announce.MembersConfig{
 		Self:        o.NodeName,
@@ -159,6 +180,19 @@ func Run(ctx context.Context, o Options) error {
 		Members: members, Announcer: ann,
 	}
 	components = append(components, w.Start)
+	if !o.NoDataplane {
+		dp, err := dataplane.New(dataplane.Options{NodeName: o.NodeName, KubeProxyFree: o.KubeProxyFree, ConntrackCleaner: dataplane.NewConntrackCleaner()})
+		if err != nil {
+			return err
+		}
+		var hc *healthcheck.Server
+		if o.KubeProxyFree {
+			hc = healthcheck.NewServer(healthcheck.Options{})
+			defer hc.Close()
+		}
+		sy := &kubesync.Syncer{Informers: mgr.GetCache(), Reader: mgr.GetCache(), Dataplane: dp, Health: hc, NodeName: o.NodeName}
+		components = append(components, sy.Start)
+	}
 	for _, c := range components {
 		if err := mgr.Add(manager.RunnableFunc(c)); err != nil {
 			return err

@@ -34,6 +34,7 @@ import (
 	"github.com/portico-lb/portico/providers/aws"
 	"github.com/portico-lb/portico/providers/azure"
 	"github.com/portico-lb/portico/providers/gcp"
+	"github.com/portico-lb/portico/providers/local"
 	"github.com/portico-lb/portico/providers/memory"
 )
 
@@ -51,6 +52,7 @@ func backends() map[string]BackendConfig {
 		aws.Name:    &aws.Config{},
 		azure.Name:  &azure.Config{},
 		gcp.Name:    &gcp.Config{},
+		local.Name:  &local.Config{},
 		memory.Name: &memory.Config{},
 	}
 }
@@ -222,6 +224,12 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating manager: %w", err)
 	}
+	// The reconciler exists before the backends so that the local backend's
+	// release hook can retry pending Services through it.
+	r := &controllers.ServiceReconciler{}
+	if lc, ok := o.Backends[local.Name].(*local.Config); ok {
+		lc.OnRelease = func() { r.NotifyPending(providers.Class(local.Name)) }
+	}
 	provs := map[string]providers.Provider{}
 	for _, name := range o.Providers {
 		class := providers.Class(name)
@@ -239,7 +247,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 	if err != nil {
 		return nil, nil, err
 	}
-	r := &controllers.ServiceReconciler{
+	*r = controllers.ServiceReconciler{
 		Client:             mgr.GetClient(),
 		Recorder:           mgr.GetEventRecorder("portico-operator"),
 		Metrics:            sharedMetrics(),
@@ -256,6 +264,11 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 	}
 	if err := r.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.Workers}); err != nil {
 		return nil, nil, fmt.Errorf("setting up Service controller: %w", err)
+	}
+	if slices.Contains(o.Providers, local.Name) {
+		if err := (&controllers.IPPoolReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+			return nil, nil, fmt.Errorf("setting up IPPool controller: %w", err)
+		}
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, nil, err
