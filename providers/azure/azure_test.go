@@ -390,3 +390,31 @@ func TestStatusAndCost(t *testing.T) {
 		t.Errorf("resource kinds = %v, want %v", kinds, want)
 	}
 }
+
+// New Services created at once get distinct NSG priorities.
+func TestSecurityRulePrioritiesUnderConcurrency(t *testing.T) {
+	e := newEnv(t, envOptions{batchWindow: 20 * time.Millisecond, latency: time.Millisecond})
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ensure(t, e.p, desired(fmt.Sprintf("prio-%d", i)))
+		}()
+	}
+	wg.Wait()
+	seen := map[int32]string{}
+	for _, r := range e.srv.Resources() {
+		if r.Kind != azurefake.KindSecurityRule {
+			continue
+		}
+		prio := deref(e.srv.SecurityRule(r.ID).Properties.Priority)
+		if other, dup := seen[prio]; dup {
+			t.Errorf("rules %s and %s share priority %d", other, r.Name, prio)
+		}
+		seen[prio] = r.Name
+	}
+	if len(seen) != 12 {
+		t.Errorf("%d security rules, want 12", len(seen))
+	}
+}
