@@ -65,12 +65,8 @@ type node struct {
 	serve map[netip.Addr]net.Listener
 }
 
+// forwarderBinary builds the forwarder from this tree (never a stale bin/).
 func forwarderBinary(t *testing.T) string {
-	if p, err := filepath.Abs("../../bin/portico-forwarder"); err == nil {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
 	bin := filepath.Join(t.TempDir(), "portico-forwarder")
 	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/portico-forwarder").CombinedOutput()
 	if err != nil {
@@ -148,7 +144,11 @@ func (w *world) startForwarder(n *node) {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	n.cmd = n.host.Command(w.bin, "--kubeconfig", w.env.Kubeconfig, "--node-name", n.name, "--interface", n.host.Link, "--zap-log-level", "1")
+	n.cmd = n.host.Command(w.bin, "--kubeconfig", w.env.Kubeconfig, "--node-name", n.name, "--interface", n.host.Link, "--zap-log-level", "1",
+		// This test proves announcement; its nodes serve the address themselves
+		// (see the package doc), so the nftables data plane stays off here and
+		// is proven by e2e/dataplane.
+		"--no-dataplane")
 	n.cmd.Stdout, n.cmd.Stderr = f, f
 	if err := n.cmd.Start(); err != nil {
 		w.t.Fatal(err)
