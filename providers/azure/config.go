@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -131,7 +132,15 @@ func (c *Config) resolve() (Config, error) {
 		}
 	}
 	if len(missing) > 0 {
+		sort.Strings(missing)
 		return Config{}, fmt.Errorf("azure backend needs %s (flags or the cloud config file)", strings.Join(missing, ", "))
+	}
+	if out.PollInterval < time.Second {
+		// The SDK refuses to poll more often outside tests.
+		return Config{}, fmt.Errorf("--azure-poll-interval %s: must be at least 1s", out.PollInterval)
+	}
+	if out.BatchWindow < 0 {
+		return Config{}, fmt.Errorf("--azure-batch-window %s: must not be negative", out.BatchWindow)
 	}
 	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/spf13/pflag"
@@ -61,7 +62,7 @@ func TestConfigFlagsOverrideFile(t *testing.T) {
 	var c Config
 	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
 	c.AddFlags(fs)
-	if err := fs.Parse([]string{"--azure-cloud-config", file, "--azure-resource-group", "rg-flag"}); err != nil {
+	if err := fs.Parse([]string{"--azure-cloud-config", file, "--azure-resource-group", "rg-flag", "--azure-poll-interval", "2s"}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := c.resolve()
@@ -74,6 +75,13 @@ func TestConfigFlagsOverrideFile(t *testing.T) {
 	}
 	if strings.Contains(strings.ToLower(got.SubscriptionID+got.ResourceGroup), "do-not-read") {
 		t.Error("a secret leaked into the settings")
+	}
+}
+
+func TestConfigRejectsFastPolling(t *testing.T) {
+	c := Config{SubscriptionID: "s", ResourceGroup: "rg", Location: "l", PollInterval: 100 * time.Millisecond}
+	if _, err := c.resolve(); err == nil || !strings.Contains(err.Error(), "--azure-poll-interval") {
+		t.Fatalf("got %v, want an error about --azure-poll-interval", err)
 	}
 }
 
