@@ -87,6 +87,9 @@ func Start(opts Options) (c *Cluster, err error) {
 			return nil, err
 		}
 	}
+	if err := os.MkdirAll(opts.LogDir, 0o755); err != nil {
+		return nil, err
+	}
 	c = &Cluster{opts: opts, stop: make(chan struct{})}
 	defer func() {
 		if err != nil {
