@@ -61,7 +61,6 @@ type node struct {
 	done chan struct{}
 	log  string
 
-	mu    sync.Mutex
 	serve map[netip.Addr]net.Listener
 }
 

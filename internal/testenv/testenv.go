@@ -185,7 +185,7 @@ func ModuleRoot() (string, error) {
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("Portico's go.mod not found above the working directory")
+			return "", errors.New("go.mod of github.com/portico-lb/portico not found above the working directory")
 		}
 		dir = parent
 	}

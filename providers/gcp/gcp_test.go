@@ -3,7 +3,6 @@ package gcp_test
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -132,5 +131,3 @@ func TestConformance(t *testing.T) {
 		}
 	})
 }
-
-func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }

@@ -99,7 +99,6 @@ type operation struct {
 	doneAt   time.Time
 	finalize func()
 	done     bool
-	failed   string // error code when the operation failed
 }
 
 // Server is the fake ARM endpoint.
