@@ -6,6 +6,10 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/portico-lb/portico/internal/version.Version=$(VERSION)
 TOOLS_BIN = $(shell hack/build-tools.sh --print)
+# Tests, the e2e binaries and "make build" compile with the same settings, so
+# they share one build cache: static (no cgo) and path-trimmed, as the images.
+export CGO_ENABLED := 0
+export GOFLAGS := $(strip $(GOFLAGS) -trimpath)
 BINARIES := portico-operator portico-forwarder kubectl-lb
 BIN ?= bin
 export KUBEBUILDER_ASSETS = $(TOOLS_BIN)
