@@ -8,7 +8,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -55,7 +54,7 @@ func TestOperatorOnControlPlane(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, name := range []string{"node-a", "node-b", "node-c"} {
-		createNode(t, c, gen.Node(name, fmt.Sprintf("10.0.0.%d", 10+i), gen.WithProviderID("aws:///us-east-1a/"+f.InstanceID(name))))
+		testenv.CreateNode(t, c, gen.Node(name, fmt.Sprintf("10.0.0.%d", 10+i), gen.WithProviderID("aws:///us-east-1a/"+f.InstanceID(name))))
 	}
 	op := startAWSOperator(t, opCfg)
 
@@ -66,7 +65,7 @@ func TestOperatorOnControlPlane(t *testing.T) {
 	k := providers.Key{ClusterID: itCluster, Namespace: ns.Name, Name: "web"}
 
 	t.Run("hostname in status", func(t *testing.T) {
-		waitFor(t, 30*time.Second, func() error {
+		testenv.Eventually(t, 30*time.Second, func() error {
 			got := &corev1.Service{}
 			if err := c.Get(ctx, client.ObjectKeyFromObject(svc), got); err != nil {
 				return err
@@ -84,10 +83,10 @@ func TestOperatorOnControlPlane(t *testing.T) {
 	})
 
 	t.Run("port change", func(t *testing.T) {
-		update(t, c, svc, func(s *corev1.Service) {
+		testenv.UpdateService(t, c, svc, func(s *corev1.Service) {
 			s.Spec.Ports = append(s.Spec.Ports, gen.Port("https", corev1.ProtocolTCP, 443, 0))
 		})
-		waitFor(t, 30*time.Second, func() error {
+		testenv.Eventually(t, 30*time.Second, func() error {
 			if n := len(f.Listeners()); n != 2 {
 				return fmt.Errorf("%d listeners, want 2", n)
 			}
@@ -99,14 +98,14 @@ func TestOperatorOnControlPlane(t *testing.T) {
 		if err := c.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-c"}}); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 30*time.Second, func() error { return targetsPerGroup(f, 2) })
+		testenv.Eventually(t, 30*time.Second, func() error { return targetsPerGroup(f, 2) })
 	})
 
 	t.Run("annotation change", func(t *testing.T) {
-		update(t, c, svc, func(s *corev1.Service) {
+		testenv.UpdateService(t, c, svc, func(s *corev1.Service) {
 			s.Annotations = map[string]string{aws.AnnotationCrossZone: "true", aws.AnnotationHealthCheckInterval: "30"}
 		})
-		waitFor(t, 30*time.Second, func() error {
+		testenv.Eventually(t, 30*time.Second, func() error {
 			lb, _ := f.LoadBalancerByName(aws.LoadBalancerName(k))
 			if lb.Attributes["load_balancing.cross_zone.enabled"] != "true" {
 				return fmt.Errorf("cross-zone %q", lb.Attributes["load_balancing.cross_zone.enabled"])
@@ -121,8 +120,8 @@ func TestOperatorOnControlPlane(t *testing.T) {
 	})
 
 	t.Run("delete leaves nothing", func(t *testing.T) {
-		deleteService(t, c, svc)
-		waitFor(t, 30*time.Second, func() error {
+		testenv.DeleteServiceAndWait(t, c, svc)
+		testenv.Eventually(t, 30*time.Second, func() error {
 			if rs := f.Resources(); len(rs) != 0 {
 				return fmt.Errorf("the fake still holds %+v", rs)
 			}
@@ -141,7 +140,7 @@ func TestOperatorOnControlPlane(t *testing.T) {
 		if err := c.Create(ctx, crashed); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 30*time.Second, func() error {
+		testenv.Eventually(t, 30*time.Second, func() error {
 			for _, call := range f.Calls() {
 				if call.Code == "InjectedCrash" {
 					return nil
@@ -156,7 +155,7 @@ func TestOperatorOnControlPlane(t *testing.T) {
 		f.Recover()
 		op = startAWSOperator(t, opCfg)
 		ck := providers.Key{ClusterID: itCluster, Namespace: ns.Name, Name: "crash"}
-		waitFor(t, 30*time.Second, func() error {
+		testenv.Eventually(t, 30*time.Second, func() error {
 			got := &corev1.Service{}
 			if err := c.Get(ctx, client.ObjectKeyFromObject(crashed), got); err != nil {
 				return err
@@ -177,8 +176,8 @@ func TestOperatorOnControlPlane(t *testing.T) {
 		if fmt.Sprint(kinds) != fmt.Sprint(want) {
 			t.Errorf("after restart: %v, want %v (no duplicates, no leaks)", kinds, want)
 		}
-		deleteService(t, c, crashed)
-		waitFor(t, 30*time.Second, func() error {
+		testenv.DeleteServiceAndWait(t, c, crashed)
+		testenv.Eventually(t, 30*time.Second, func() error {
 			if rs := f.Resources(); len(rs) != 0 {
 				return fmt.Errorf("the fake still holds %+v", rs)
 			}
@@ -233,44 +232,6 @@ func startAWSOperator(t *testing.T, cfg *rest.Config) *awsOperator {
 	return run
 }
 
-func createNode(t *testing.T, c client.Client, n *corev1.Node) {
-	t.Helper()
-	status := n.Status
-	if err := c.Create(context.Background(), n); err != nil {
-		t.Fatal(err)
-	}
-	n.Status = status
-	if err := c.Status().Update(context.Background(), n); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func update(t *testing.T, c client.Client, svc *corev1.Service, mutate func(*corev1.Service)) {
-	t.Helper()
-	waitFor(t, 10*time.Second, func() error {
-		cur := &corev1.Service{}
-		if err := c.Get(context.Background(), client.ObjectKeyFromObject(svc), cur); err != nil {
-			return err
-		}
-		mutate(cur)
-		return c.Update(context.Background(), cur)
-	})
-}
-
-func deleteService(t *testing.T, c client.Client, svc *corev1.Service) {
-	t.Helper()
-	if err := c.Delete(context.Background(), svc); client.IgnoreNotFound(err) != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 30*time.Second, func() error {
-		err := c.Get(context.Background(), client.ObjectKeyFromObject(svc), &corev1.Service{})
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("service %s still exists (%v)", svc.Name, err)
-	})
-}
-
 // targetsPerGroup checks that every target group has n live targets.
 func targetsPerGroup(f *awsfake.Fake, n int) error {
 	groups := f.TargetGroups()
@@ -283,17 +244,4 @@ func targetsPerGroup(f *awsfake.Fake, n int) error {
 		}
 	}
 	return nil
-}
-
-func waitFor(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("not reached within %s: %v", timeout, err)
 }

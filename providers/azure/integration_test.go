@@ -15,7 +15,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v6"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -67,7 +66,7 @@ func TestOperatorOnControlPlane(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, name := range []string{"node-a", "node-b", "node-c"} {
-		createNode(t, c, gen.Node(name, fmt.Sprintf("10.224.0.%d", 4+i),
+		testenv.CreateNode(t, c, gen.Node(name, fmt.Sprintf("10.224.0.%d", 4+i),
 			gen.WithProviderID("azure:///subscriptions/"+itSub+"/resourceGroups/"+itRG+"/providers/Microsoft.Compute/virtualMachines/"+name)))
 	}
 	op := startOperator(t, opCfg, f)
@@ -83,7 +82,7 @@ func TestOperatorOnControlPlane(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		waitFor(t, 30*time.Second, func() error {
+		testenv.Eventually(t, 30*time.Second, func() error {
 			for _, s := range []*corev1.Service{web, api} {
 				ip, err := ingressIP(c, s)
 				if err != nil {
@@ -103,13 +102,13 @@ func TestOperatorOnControlPlane(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				update(t, c, s, func(s *corev1.Service) {
+				testenv.UpdateService(t, c, s, func(s *corev1.Service) {
 					s.Spec.Ports = append(s.Spec.Ports, gen.Port("https", corev1.ProtocolTCP, 443, 0))
 				})
 			}()
 		}
 		wg.Wait()
-		waitFor(t, 30*time.Second, func() error {
+		testenv.Eventually(t, 30*time.Second, func() error {
 			lb := f.LoadBalancer(pub)
 			for _, s := range []*corev1.Service{web, api} {
 				if got := rulePorts(lb, s); got != "443,80" {
@@ -124,14 +123,14 @@ func TestOperatorOnControlPlane(t *testing.T) {
 		if err := c.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-c"}}); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 30*time.Second, func() error { return poolSizes(f.LoadBalancer(pub), 2, web, api) })
+		testenv.Eventually(t, 30*time.Second, func() error { return poolSizes(f.LoadBalancer(pub), 2, web, api) })
 	})
 
 	t.Run("annotation change touches only its Service", func(t *testing.T) {
-		update(t, c, web, func(s *corev1.Service) {
+		testenv.UpdateService(t, c, web, func(s *corev1.Service) {
 			s.Annotations = map[string]string{azure.AnnotationIdleTimeout: "17"}
 		})
-		waitFor(t, 30*time.Second, func() error {
+		testenv.Eventually(t, 30*time.Second, func() error {
 			lb := f.LoadBalancer(pub)
 			for _, r := range lb.Properties.LoadBalancingRules {
 				want := int32(4)
@@ -147,9 +146,9 @@ func TestOperatorOnControlPlane(t *testing.T) {
 	})
 
 	t.Run("delete leaves nothing", func(t *testing.T) {
-		deleteService(t, c, web)
-		deleteService(t, c, api)
-		waitFor(t, 30*time.Second, func() error { return onlyNSGLeft(f) })
+		testenv.DeleteServiceAndWait(t, c, web)
+		testenv.DeleteServiceAndWait(t, c, api)
+		testenv.Eventually(t, 30*time.Second, func() error { return onlyNSGLeft(f) })
 	})
 
 	t.Run("killed mid-provision", func(t *testing.T) {
@@ -163,7 +162,7 @@ func TestOperatorOnControlPlane(t *testing.T) {
 		if err := c.Create(ctx, crashed); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 30*time.Second, func() error {
+		testenv.Eventually(t, 30*time.Second, func() error {
 			if !f.Crashed() {
 				return fmt.Errorf("no call has failed yet")
 			}
@@ -175,7 +174,7 @@ func TestOperatorOnControlPlane(t *testing.T) {
 		}
 		f.Recover()
 		op = startOperator(t, opCfg, f)
-		waitFor(t, 30*time.Second, func() error {
+		testenv.Eventually(t, 30*time.Second, func() error {
 			if _, err := ingressIP(c, crashed); err != nil {
 				return err
 			}
@@ -192,8 +191,8 @@ func TestOperatorOnControlPlane(t *testing.T) {
 		if fmt.Sprint(kinds) != fmt.Sprint(want) {
 			t.Errorf("after restart: %v, want %v (no duplicates, no leaks)", kinds, want)
 		}
-		deleteService(t, c, crashed)
-		waitFor(t, 30*time.Second, func() error { return onlyNSGLeft(f) })
+		testenv.DeleteServiceAndWait(t, c, crashed)
+		testenv.Eventually(t, 30*time.Second, func() error { return onlyNSGLeft(f) })
 	})
 	op.stop(t)
 }
@@ -332,55 +331,4 @@ func startOperator(t *testing.T, cfg *rest.Config, f *azurefake.Server) *running
 	go func() { run.done <- mgr.Start(ctx) }()
 	t.Cleanup(func() { run.stop(t) })
 	return run
-}
-
-func createNode(t *testing.T, c client.Client, n *corev1.Node) {
-	t.Helper()
-	status := n.Status
-	if err := c.Create(context.Background(), n); err != nil {
-		t.Fatal(err)
-	}
-	n.Status = status
-	if err := c.Status().Update(context.Background(), n); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func update(t *testing.T, c client.Client, svc *corev1.Service, mutate func(*corev1.Service)) {
-	t.Helper()
-	waitFor(t, 10*time.Second, func() error {
-		cur := &corev1.Service{}
-		if err := c.Get(context.Background(), client.ObjectKeyFromObject(svc), cur); err != nil {
-			return err
-		}
-		mutate(cur)
-		return c.Update(context.Background(), cur)
-	})
-}
-
-func deleteService(t *testing.T, c client.Client, svc *corev1.Service) {
-	t.Helper()
-	if err := c.Delete(context.Background(), svc); client.IgnoreNotFound(err) != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 30*time.Second, func() error {
-		err := c.Get(context.Background(), client.ObjectKeyFromObject(svc), &corev1.Service{})
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("service %s still exists (%v)", svc.Name, err)
-	})
-}
-
-func waitFor(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("not reached within %s: %v", timeout, err)
 }

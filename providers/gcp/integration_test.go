@@ -15,7 +15,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -59,7 +58,7 @@ func TestOperatorOnControlPlane(t *testing.T) {
 	}
 	for i, name := range []string{"node-a", "node-b", "node-c"} {
 		f.AddInstance(zoneOf(name), name)
-		createNode(t, c, gen.Node(name, fmt.Sprintf("10.0.0.%d", 10+i), gen.WithProviderID(fmt.Sprintf("gce://%s/%s/%s", testProject, zoneOf(name), name))))
+		testenv.CreateNode(t, c, gen.Node(name, fmt.Sprintf("10.0.0.%d", 10+i), gen.WithProviderID(fmt.Sprintf("gce://%s/%s/%s", testProject, zoneOf(name), name))))
 	}
 	op := startGCPOperator(t, opCfg, f.URL())
 
@@ -71,7 +70,7 @@ func TestOperatorOnControlPlane(t *testing.T) {
 	base := gcp.BaseName(k)
 
 	t.Run("address in status", func(t *testing.T) {
-		waitFor(t, 30*time.Second, func() error {
+		testenv.Eventually(t, 30*time.Second, func() error {
 			got := &corev1.Service{}
 			if err := c.Get(ctx, client.ObjectKeyFromObject(svc), got); err != nil {
 				return err
@@ -86,10 +85,10 @@ func TestOperatorOnControlPlane(t *testing.T) {
 	})
 
 	t.Run("port change", func(t *testing.T) {
-		update(t, c, svc, func(s *corev1.Service) {
+		testenv.UpdateService(t, c, svc, func(s *corev1.Service) {
 			s.Spec.Ports = append(s.Spec.Ports, gen.Port("dns", corev1.ProtocolUDP, 53, 0))
 		})
-		waitFor(t, 30*time.Second, func() error {
+		testenv.Eventually(t, 30*time.Second, func() error {
 			if _, ok := find(f, regional("forwardingRules", base+"-udp")); !ok {
 				return fmt.Errorf("no UDP forwarding rule yet")
 			}
@@ -101,12 +100,12 @@ func TestOperatorOnControlPlane(t *testing.T) {
 		if err := c.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-c"}}); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 30*time.Second, func() error { return members(f, 2) })
+		testenv.Eventually(t, 30*time.Second, func() error { return members(f, 2) })
 	})
 
 	t.Run("delete leaves nothing", func(t *testing.T) {
-		deleteService(t, c, svc)
-		waitFor(t, 30*time.Second, func() error {
+		testenv.DeleteServiceAndWait(t, c, svc)
+		testenv.Eventually(t, 30*time.Second, func() error {
 			f.Settle()
 			if rs := f.Resources(); len(rs) != 0 {
 				return fmt.Errorf("the fake still holds %v", ids(rs))
@@ -127,7 +126,7 @@ func TestOperatorOnControlPlane(t *testing.T) {
 		if err := c.Create(ctx, crashed); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 30*time.Second, func() error {
+		testenv.Eventually(t, 30*time.Second, func() error {
 			for _, call := range f.Calls() {
 				if call.Code == 503 {
 					return nil
@@ -143,7 +142,7 @@ func TestOperatorOnControlPlane(t *testing.T) {
 		f.ClearFaults()
 		op = startGCPOperator(t, opCfg, f.URL())
 		ck := providers.Key{ClusterID: itCluster, Namespace: ns.Name, Name: "crash"}
-		waitFor(t, 30*time.Second, func() error {
+		testenv.Eventually(t, 30*time.Second, func() error {
 			got := &corev1.Service{}
 			if err := c.Get(ctx, client.ObjectKeyFromObject(crashed), got); err != nil {
 				return err
@@ -169,8 +168,8 @@ func TestOperatorOnControlPlane(t *testing.T) {
 		if fmt.Sprint(kinds) != fmt.Sprint(want) {
 			t.Errorf("after restart: %v, want %v (no duplicates, no leaks)", kinds, want)
 		}
-		deleteService(t, c, crashed)
-		waitFor(t, 30*time.Second, func() error {
+		testenv.DeleteServiceAndWait(t, c, crashed)
+		testenv.Eventually(t, 30*time.Second, func() error {
 			f.Settle()
 			if rs := f.Resources(); len(rs) != 0 {
 				return fmt.Errorf("the fake still holds %v", ids(rs))
@@ -298,55 +297,4 @@ func startGCPOperator(t *testing.T, cfg *rest.Config, endpoint string) *gcpOpera
 	go func() { run.done <- mgr.Start(ctx) }()
 	t.Cleanup(func() { run.stop(t) })
 	return run
-}
-
-func createNode(t *testing.T, c client.Client, n *corev1.Node) {
-	t.Helper()
-	status := n.Status
-	if err := c.Create(context.Background(), n); err != nil {
-		t.Fatal(err)
-	}
-	n.Status = status
-	if err := c.Status().Update(context.Background(), n); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func update(t *testing.T, c client.Client, svc *corev1.Service, mutate func(*corev1.Service)) {
-	t.Helper()
-	waitFor(t, 10*time.Second, func() error {
-		cur := &corev1.Service{}
-		if err := c.Get(context.Background(), client.ObjectKeyFromObject(svc), cur); err != nil {
-			return err
-		}
-		mutate(cur)
-		return c.Update(context.Background(), cur)
-	})
-}
-
-func deleteService(t *testing.T, c client.Client, svc *corev1.Service) {
-	t.Helper()
-	if err := c.Delete(context.Background(), svc); client.IgnoreNotFound(err) != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 30*time.Second, func() error {
-		err := c.Get(context.Background(), client.ObjectKeyFromObject(svc), &corev1.Service{})
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("service %s still exists (%v)", svc.Name, err)
-	})
-}
-
-func waitFor(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("not reached within %s: %v", timeout, err)
 }
