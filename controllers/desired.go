@@ -4,25 +4,18 @@ import (
 	"cmp"
 	"net/netip"
 	"slices"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
+	"github.com/portico-lb/portico/model"
 	"github.com/portico-lb/portico/providers"
 )
 
-// Node labels and taints that take a node out of load-balancer backends.
+// Reasons for desired-state errors (declared once, in package model).
 const (
-	LabelExcludeFromLB = "node.kubernetes.io/exclude-from-external-load-balancers"
-	TaintToBeDeleted   = "ToBeDeletedByClusterAutoscaler"
-	LabelZone          = "topology.kubernetes.io/zone"
-)
-
-// Reasons for desired-state errors.
-const (
-	ReasonNodePortMissing = "NodePortMissing"
-	ReasonNoPorts         = "NoPorts"
+	ReasonNodePortMissing = model.ReasonNodePortMissing
+	ReasonNoPorts         = model.ReasonNoPorts
 )
 
 // DesiredInput is everything the desired load balancer depends on.
@@ -40,17 +33,11 @@ type DesiredInput struct {
 // Errors are *providers.ConfigError for things the user must fix.
 func Desired(in DesiredInput) (*providers.LoadBalancer, error) {
 	svc := in.Service
-	ann, err := parseAnnotations(svc.Annotations, svc.Spec.LoadBalancerIP) //nolint:staticcheck // honoured for compatibility
+	v, err := model.Read(svc, in.Class)
 	if err != nil {
 		return nil, err
 	}
-	if len(svc.Spec.Ports) == 0 {
-		return nil, providers.Configf(ReasonNoPorts, "the Service has no ports")
-	}
-
-	targetPods := svc.Spec.AllocateLoadBalancerNodePorts != nil && !*svc.Spec.AllocateLoadBalancerNodePorts
 	endpoints := readyEndpoints(in.Slices)
-
 	d := &providers.LoadBalancer{
 		Key: providers.Key{
 			ClusterID: in.ClusterID,
@@ -58,52 +45,28 @@ func Desired(in DesiredInput) (*providers.LoadBalancer, error) {
 			Name:      svc.Name,
 			UID:       string(svc.UID),
 		},
-		Class:           in.Class,
-		TargetPods:      targetPods,
-		TrafficPolicy:   providers.TrafficPolicyCluster,
-		Scheme:          ann.Scheme,
-		RequestedIPs:    ann.IPs,
-		SharingKey:      ann.SharingKey,
-		Labels:          svc.Labels,
-		NamespaceLabels: in.NamespaceLabels,
-		Annotations:     svc.Annotations,
-		Endpoints:       endpoints,
+		Class:                  in.Class,
+		TargetPods:             v.TargetPods,
+		TrafficPolicy:          v.TrafficPolicy,
+		HealthCheckNodePort:    v.HealthCheckNodePort,
+		Scheme:                 v.Scheme,
+		RequestedIPs:           v.RequestedIPs,
+		SharingKey:             v.SharingKey,
+		SourceRanges:           v.SourceRanges,
+		SessionAffinityTimeout: v.SessionAffinityTimeout,
+		IPFamilies:             v.IPFamilies,
+		DualStack:              v.DualStack,
+		Labels:                 svc.Labels,
+		NamespaceLabels:        in.NamespaceLabels,
+		Annotations:            svc.Annotations,
+		Endpoints:              endpoints,
 	}
-	if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
-		d.TrafficPolicy = providers.TrafficPolicyLocal
-		d.HealthCheckNodePort = svc.Spec.HealthCheckNodePort
-	}
-	for _, f := range svc.Spec.IPFamilies {
-		d.IPFamilies = append(d.IPFamilies, string(f))
-	}
-	if p := svc.Spec.IPFamilyPolicy; p != nil && *p != corev1.IPFamilyPolicySingleStack {
-		d.DualStack = len(svc.Spec.IPFamilies) > 1 || *p == corev1.IPFamilyPolicyRequireDualStack
-	}
-	if svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
-		d.SessionAffinityTimeout = 10800 * time.Second
-		if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
-			d.SessionAffinityTimeout = time.Duration(*c.ClientIP.TimeoutSeconds) * time.Second
+	for i, p := range v.Ports {
+		if p.NodePort == 0 && !v.TargetPods {
+			return nil, providers.Configf(ReasonNodePortMissing, "port %d/%s has no nodePort yet", p.Port, p.Protocol)
 		}
-	}
-	for _, r := range svc.Spec.LoadBalancerSourceRanges {
-		p, err := netip.ParsePrefix(r)
-		if err != nil {
-			return nil, providers.Configf("InvalidSourceRange", "spec.loadBalancerSourceRanges: %q is not a CIDR", r)
-		}
-		d.SourceRanges = append(d.SourceRanges, p.Masked())
-	}
-
-	for _, sp := range svc.Spec.Ports {
-		if sp.NodePort == 0 && !targetPods {
-			return nil, providers.Configf(ReasonNodePortMissing, "port %d/%s has no nodePort yet", sp.Port, sp.Protocol)
-		}
-		d.Ports = append(d.Ports, providers.Port{
-			Name:       sp.Name,
-			Protocol:   providers.Protocol(sp.Protocol),
-			Port:       sp.Port,
-			NodePort:   sp.NodePort,
-			TargetPort: resolveTargetPort(sp, endpoints),
-		})
+		p.TargetPort = resolveTargetPort(svc.Spec.Ports[i], endpoints)
+		d.Ports = append(d.Ports, p)
 	}
 
 	local := map[string]bool{}
@@ -116,53 +79,13 @@ func Desired(in DesiredInput) (*providers.LoadBalancer, error) {
 	}
 	for i := range in.Nodes {
 		n := &in.Nodes[i]
-		if !EligibleNode(n) || (d.TrafficPolicy == providers.TrafficPolicyLocal && !local[n.Name]) {
+		if !model.EligibleNode(n) || (d.TrafficPolicy == providers.TrafficPolicyLocal && !local[n.Name]) {
 			continue
 		}
-		d.Nodes = append(d.Nodes, toProviderNode(n))
+		d.Nodes = append(d.Nodes, model.ProviderNode(n))
 	}
 	slices.SortFunc(d.Nodes, func(a, b providers.Node) int { return cmp.Compare(a.Name, b.Name) })
 	return d, nil
-}
-
-// EligibleNode reports whether a node may receive load-balanced traffic: Ready,
-// not being deleted, not excluded by label, not being drained by the
-// autoscaler.
-func EligibleNode(n *corev1.Node) bool {
-	if n.DeletionTimestamp != nil {
-		return false
-	}
-	if _, ok := n.Labels[LabelExcludeFromLB]; ok {
-		return false
-	}
-	for _, t := range n.Spec.Taints {
-		if t.Key == TaintToBeDeleted {
-			return false
-		}
-	}
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
-func toProviderNode(n *corev1.Node) providers.Node {
-	out := providers.Node{Name: n.Name, ProviderID: n.Spec.ProviderID, Zone: n.Labels[LabelZone]}
-	for _, a := range n.Status.Addresses {
-		ip, err := netip.ParseAddr(a.Address)
-		if err != nil {
-			continue
-		}
-		switch a.Type {
-		case corev1.NodeInternalIP:
-			out.InternalIPs = append(out.InternalIPs, ip)
-		case corev1.NodeExternalIP:
-			out.ExternalIPs = append(out.ExternalIPs, ip)
-		}
-	}
-	return out
 }
 
 // readyEndpoints flattens EndpointSlices into endpoints with Ready set per

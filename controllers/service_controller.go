@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/model"
 	"github.com/portico-lb/portico/pricing"
 	"github.com/portico-lb/portico/providers"
 )
@@ -149,19 +150,15 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 	return r.ensure(ctx, svc, class, record)
 }
 
-// classFor returns the enabled class that should serve svc, or "".
+// classFor returns the enabled class that should serve svc, or "": the
+// one rule of package model over this operator's class settings.
 func (r *ServiceReconciler) classFor(svc *corev1.Service) string {
-	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
-		return ""
-	}
-	class := r.DefaultClass
-	if svc.Spec.LoadBalancerClass != nil {
-		class = *svc.Spec.LoadBalancerClass
-	}
-	if _, ok := r.Providers[class]; !ok {
-		return ""
-	}
-	return class
+	return r.Classes().For(svc)
+}
+
+// Classes is the operator's class setting.
+func (r *ServiceReconciler) Classes() model.Classes {
+	return model.Classes{Enabled: sortedClasses(r.Providers), Default: r.DefaultClass}
 }
 
 func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, class string, record *lbv1.LoadBalancer) (ctrl.Result, error) {

@@ -19,6 +19,7 @@ import (
 	"github.com/portico-lb/portico/controllers"
 	"github.com/portico-lb/portico/internal/gen"
 	"github.com/portico-lb/portico/internal/operator"
+	"github.com/portico-lb/portico/model"
 	"github.com/portico-lb/portico/providers"
 	"github.com/portico-lb/portico/providers/memory"
 )
@@ -213,13 +214,13 @@ func TestNodeChanges(t *testing.T) {
 	eventually(t, 10*time.Second, lacks(n2.Name))
 
 	ex := get(t, n1.DeepCopy()) // excluded by label
-	ex.Labels[controllers.LabelExcludeFromLB] = ""
+	ex.Labels[model.LabelExcludeFromLB] = ""
 	if err := env.Client.Update(context.Background(), ex); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, lacks(n1.Name))
 
-	delete(ex.Labels, controllers.LabelExcludeFromLB)
+	delete(ex.Labels, model.LabelExcludeFromLB)
 	if err := env.Client.Update(context.Background(), ex); err != nil {
 		t.Fatal(err)
 	}
@@ -382,11 +383,11 @@ func TestMalformedAnnotations(t *testing.T) {
 	withOperator(t, p)
 	ns := namespace(t)
 	bad := []struct{ key, value, reason string }{
-		{controllers.AnnotationScheme, "sideways", controllers.ReasonInvalidAnnotation},
-		{controllers.AnnotationIP, "300.1.2.3", controllers.ReasonInvalidAnnotation},
-		{controllers.AnnotationIP, "198.51.100.7,198.51.100.8", controllers.ReasonInvalidAnnotation},
-		{controllers.AnnotationAllowSharedIP, "not a key!", controllers.ReasonInvalidAnnotation},
-		{controllers.AnnotationIP, "203.0.113.9", "AddressNotInPool"},
+		{model.AnnotationScheme, "sideways", model.ReasonInvalidAnnotation},
+		{model.AnnotationIP, "300.1.2.3", model.ReasonInvalidAnnotation},
+		{model.AnnotationIP, "198.51.100.7,198.51.100.8", model.ReasonInvalidAnnotation},
+		{model.AnnotationAllowSharedIP, "not a key!", model.ReasonInvalidAnnotation},
+		{model.AnnotationIP, "203.0.113.9", "AddressNotInPool"},
 	}
 	var svcs []*corev1.Service
 	for i, b := range bad {
@@ -407,7 +408,7 @@ func TestMalformedAnnotations(t *testing.T) {
 	create(t, good)
 	waitReady(t, good)
 	fix := get(t, svcs[0].DeepCopy())
-	fix.Annotations[controllers.AnnotationScheme] = "internal"
+	fix.Annotations[model.AnnotationScheme] = "internal"
 	if err := env.Client.Update(context.Background(), fix); err != nil {
 		t.Fatal(err)
 	}

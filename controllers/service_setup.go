@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/model"
 )
 
 // SetupWithManager wires the reconciler's watches:
@@ -140,21 +141,11 @@ func (r *ServiceReconciler) nodeHandler() handler.EventHandler {
 		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			o, okO := e.ObjectOld.(*corev1.Node)
 			n, okN := e.ObjectNew.(*corev1.Node)
-			if okO && okN && nodeChanged(o, n) {
+			if okO && okN && model.NodeChanged(o, n) {
 				enqueueAll(ctx, q)
 			}
 		},
 	}
-}
-
-// nodeChanged reports changes that can alter a load balancer's backends;
-// heartbeats and image lists do not.
-func nodeChanged(o, n *corev1.Node) bool {
-	if EligibleNode(o) != EligibleNode(n) {
-		return true
-	}
-	po, pn := toProviderNode(o), toProviderNode(n)
-	return !equality.Semantic.DeepEqual(po, pn)
 }
 
 func sliceToService(_ context.Context, obj client.Object) []reconcile.Request {

@@ -3,22 +3,12 @@ package dataplane
 import (
 	"fmt"
 	"net/netip"
-	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
-	"github.com/portico-lb/portico/providers"
+	"github.com/portico-lb/portico/model"
 )
-
-// defaultAffinityTimeout is Kubernetes' default ClientIP affinity timeout
-// (3 hours).
-const defaultAffinityTimeout = 10800 * time.Second
-
-// sourceRangesAnnotation is the legacy annotation kube-proxy also honours
-// when spec.loadBalancerSourceRanges is empty.
-const sourceRangesAnnotation = "service.beta.kubernetes.io/load-balancer-source-ranges"
 
 // FromKubernetes builds the dataplane view of svc from its EndpointSlices
 // (slices of other Services are ignored). It reads the load-balancer
@@ -29,35 +19,21 @@ const sourceRangesAnnotation = "service.beta.kubernetes.io/load-balancer-source-
 // *providers.ConfigError: programming the Service without them would open
 // it to clients the user meant to keep out.
 func FromKubernetes(svc *corev1.Service, slices []*discoveryv1.EndpointSlice) (Service, error) {
-	out := Service{
-		Key:                 ServiceKey{Namespace: svc.Namespace, Name: svc.Name},
-		TrafficPolicy:       Cluster,
-		HealthCheckNodePort: uint16(svc.Spec.HealthCheckNodePort),
-	}
-	if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
-		out.TrafficPolicy = Local
-	}
-	if svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
-		out.AffinityTimeout = defaultAffinityTimeout
-		if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil && *c.ClientIP.TimeoutSeconds > 0 {
-			out.AffinityTimeout = time.Duration(*c.ClientIP.TimeoutSeconds) * time.Second
-		}
-	}
-	for _, ing := range svc.Status.LoadBalancer.Ingress {
-		if ing.IP == "" {
-			continue
-		}
-		ip, err := netip.ParseAddr(ing.IP)
-		if err != nil {
-			continue // not an address this node can serve; the status writer's problem
-		}
-		out.LoadBalancerIPs = append(out.LoadBalancerIPs, ip.Unmap())
-	}
-	ranges, err := SourceRanges(svc)
+	ranges, err := model.SourceRanges(svc)
 	if err != nil {
 		return Service{}, err
 	}
-	out.SourceRanges = ranges
+	out := Service{
+		Key:             ServiceKey{Namespace: svc.Namespace, Name: svc.Name},
+		TrafficPolicy:   Cluster,
+		AffinityTimeout: model.AffinityTimeout(svc),
+		LoadBalancerIPs: model.IngressIPs(svc),
+		SourceRanges:    ranges,
+	}
+	if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
+		out.TrafficPolicy = Local
+		out.HealthCheckNodePort = uint16(svc.Spec.HealthCheckNodePort)
+	}
 
 	for _, sp := range svc.Spec.Ports {
 		proto, ok := protocolOf(sp.Protocol)
@@ -70,33 +46,6 @@ func FromKubernetes(svc *corev1.Service, slices []*discoveryv1.EndpointSlice) (S
 		}
 		p.Endpoints = endpointsFor(svc, &sp, slices)
 		out.Ports = append(out.Ports, p)
-	}
-	return out, nil
-}
-
-// SourceRanges parses spec.loadBalancerSourceRanges, or when empty the
-// legacy annotation (comma-separated), as kube-proxy does.
-func SourceRanges(svc *corev1.Service) ([]netip.Prefix, error) {
-	raw := svc.Spec.LoadBalancerSourceRanges
-	if len(raw) == 0 {
-		if a := strings.TrimSpace(svc.Annotations[sourceRangesAnnotation]); a != "" {
-			raw = strings.Split(a, ",")
-		}
-	}
-	var out []netip.Prefix
-	for _, r := range raw {
-		r = strings.TrimSpace(r)
-		if r == "" {
-			continue
-		}
-		p, err := netip.ParsePrefix(r)
-		if err != nil {
-			return nil, providers.Configf("InvalidSourceRange", "service %s/%s: loadBalancerSourceRanges entry %q is not a CIDR: %v", svc.Namespace, svc.Name, r, err)
-		}
-		if p.Addr().Is4In6() && p.Bits() >= 96 {
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-		}
-		out = append(out, p.Masked())
 	}
 	return out, nil
 }

@@ -13,6 +13,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/portico-lb/portico/model"
 	"github.com/portico-lb/portico/providers"
 )
 
@@ -178,7 +179,7 @@ func FuzzSourceRanges(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, annotation string) {
 		s := kubeSvc(func(s *corev1.Service) {
-			s.Annotations = map[string]string{sourceRangesAnnotation: annotation}
+			s.Annotations = map[string]string{model.AnnotationSourceRanges: annotation}
 		})
 		got, err := FromKubernetes(s, nil)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/model"
 )
 
 func node(name, ip string, ready bool, labels map[string]string) corev1.Node {
@@ -49,31 +50,49 @@ func slice(svc string, eps map[string]bool) discoveryv1.EndpointSlice {
 	return es
 }
 
+// record is the operator's LoadBalancer record of svc: which class built it.
+func record(svc corev1.Service, class string) v1alpha1.LoadBalancer {
+	return v1alpha1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Namespace: svc.Namespace, Name: svc.Name}, Spec: v1alpha1.LoadBalancerSpec{Class: class}}
+}
+
 func TestBuildInputs(t *testing.T) {
+	deleting := node("f", "10.0.0.6", true, nil)
+	deleting.DeletionTimestamp = &metav1.Time{Time: time.Unix(1, 0)}
+	draining := node("e", "10.0.0.5", true, nil)
+	draining.Spec.Taints = []corev1.Taint{{Key: model.TaintToBeDeleted, Effect: corev1.TaintEffectNoSchedule}}
+	web := service("web", Class, false, "192.0.2.1", "2001:db8::1")
+	db := service("db", Class, true, "192.0.2.2")
+	cloud := service("cloud", "lb.portico.dev/aws", false, "192.0.2.3")
+	pending := service("pending", Class, false)
+	// Served through the operator's --default-class: no class in the spec,
+	// the record says local.
+	byDefault := service("bydefault", "", false, "192.0.2.4")
+	byDefault.Spec.LoadBalancerClass = nil
+	// Asks for local, but the operator has recorded nothing (it does not
+	// serve local): no node may announce it.
+	unrecorded := service("unrecorded", Class, false, "192.0.2.5")
 	snap := Snapshot{
 		Nodes: []corev1.Node{
 			node("a", "10.0.0.1", true, nil),
 			node("b", "10.0.0.2", false, nil),
 			node("c", "fd00::3", true, nil),
-			node("d", "10.0.0.4", true, map[string]string{ExcludeLabel: ""}),
+			node("d", "10.0.0.4", true, map[string]string{model.LabelExcludeFromLB: ""}),
+			draining, deleting,
 		},
-		Services: []corev1.Service{
-			service("web", Class, false, "192.0.2.1", "2001:db8::1"),
-			service("db", Class, true, "192.0.2.2"),
-			service("cloud", "lb.portico.dev/aws", false, "192.0.2.3"),
-			service("pending", Class, false),
-		},
+		Services: []corev1.Service{web, db, cloud, pending, byDefault, unrecorded},
+		LoadBalancers: []v1alpha1.LoadBalancer{record(web, Class), record(db, Class), record(cloud, "lb.portico.dev/aws"),
+			record(pending, Class), record(byDefault, Class)},
 		EndpointSlices: []discoveryv1.EndpointSlice{slice("db", map[string]bool{"c": true, "a": false})},
 	}
 	in, peers := BuildInputs(snap, 7473)
 	if fmt.Sprint(in.ReadyNodes) != "[a c]" {
-		t.Errorf("ready nodes %v, want [a c] (b not Ready, d excluded)", in.ReadyNodes)
+		t.Errorf("ready nodes %v, want [a c] (b not Ready, d excluded, e drained by the autoscaler, f being deleted)", in.ReadyNodes)
 	}
-	if peers["c"] != netip.MustParseAddrPort("[fd00::3]:7473") || peers["d"] != netip.MustParseAddrPort("10.0.0.4:7473") || len(peers) != 3 {
+	if peers["c"] != netip.MustParseAddrPort("[fd00::3]:7473") || peers["d"] != netip.MustParseAddrPort("10.0.0.4:7473") || len(peers) != 5 {
 		t.Errorf("peers %v", peers)
 	}
 	got := fmt.Sprint(in.Addresses)
-	want := "[{192.0.2.1 ns/web false []} {192.0.2.2 ns/db true [c]} {2001:db8::1 ns/web false []}]"
+	want := "[{192.0.2.1 ns/web false []} {192.0.2.2 ns/db true [c]} {192.0.2.4 ns/bydefault false []} {2001:db8::1 ns/web false []}]"
 	if got != want {
 		t.Errorf("addresses\n got %s\nwant %s", got, want)
 	}

@@ -1,6 +1,7 @@
 // Package cluster feeds the announcer from Kubernetes and publishes its
-// decisions: it watches Services of class lb.portico.dev/local,
-// EndpointSlices and Nodes through a controller-runtime cache, and writes
+// decisions: it watches Services whose LoadBalancer record says the operator
+// serves them through lb.portico.dev/local (model.Recorded: the default class
+// included), EndpointSlices and Nodes through a controller-runtime cache, and writes
 // which node announces each address into LoadBalancer
 // status.announcements (server-side apply, field manager
 // "portico-forwarder") with an Event on the Service when it changes.
@@ -15,38 +16,43 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"github.com/portico-lb/portico/announce"
-	"github.com/portico-lb/portico/providers"
+	"github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/model"
 )
 
 // Class is the loadBalancerClass whose addresses forwarders announce.
-var Class = providers.Class("local")
-
-// ExcludeLabel keeps a node from announcing, as for cloud load balancers.
-const ExcludeLabel = "node.kubernetes.io/exclude-from-external-load-balancers"
+var Class = model.LocalClass
 
 // Snapshot is what the cache holds.
 type Snapshot struct {
 	Services       []corev1.Service
+	LoadBalancers  []v1alpha1.LoadBalancer
 	EndpointSlices []discoveryv1.EndpointSlice
 	Nodes          []corev1.Node
 }
 
+// Local returns the Services the operator serves through the local class.
+func (s Snapshot) Local() []*corev1.Service {
+	return model.OfClass(Class, s.Services, s.LoadBalancers)
+}
+
 // BuildInputs turns a snapshot into announcer inputs and the heartbeat peer
 // set (Ready node name -> InternalIP:port), which is also the set a node
-// needs a majority of to announce. It is pure.
+// needs a majority of to announce. Only nodes eligible for load-balanced
+// traffic (model.EligibleNode, the operator's rule) may announce. It is pure.
 func BuildInputs(s Snapshot, heartbeatPort uint16) (announce.Inputs, map[string]netip.AddrPort) {
 	var in announce.Inputs
 	peers := map[string]netip.AddrPort{}
 	for _, n := range s.Nodes {
-		if !ready(&n) {
+		if !model.Ready(&n) {
 			// A NotReady node leaves the peer set too, so that once the
 			// apiserver notices dead nodes the survivors regain quorum.
 			continue
 		}
-		if ip, ok := nodeIP(&n); ok {
+		if ip, ok := model.NodeIP(&n); ok {
 			peers[n.Name] = netip.AddrPortFrom(ip, heartbeatPort)
 		}
-		if _, excluded := n.Labels[ExcludeLabel]; !excluded {
+		if model.EligibleNode(&n) {
 			in.ReadyNodes = append(in.ReadyNodes, n.Name)
 		}
 	}
@@ -66,17 +72,10 @@ func BuildInputs(s Snapshot, heartbeatPort uint16) (announce.Inputs, map[string]
 			}
 		}
 	}
-	for _, svc := range s.Services {
-		if !IsLocal(&svc) {
-			continue
-		}
+	for _, svc := range s.Local() {
 		key := svc.Namespace + "/" + svc.Name
 		nodes := slices.Compact(slices.Sorted(slices.Values(endpointNodes[key])))
-		for _, ing := range svc.Status.LoadBalancer.Ingress {
-			ip, err := netip.ParseAddr(ing.IP)
-			if err != nil {
-				continue
-			}
+		for _, ip := range model.IngressIPs(svc) {
 			in.Addresses = append(in.Addresses, announce.Address{
 				IP:            ip,
 				Service:       key,
@@ -87,40 +86,4 @@ func BuildInputs(s Snapshot, heartbeatPort uint16) (announce.Inputs, map[string]
 	}
 	sort.Slice(in.Addresses, func(i, j int) bool { return in.Addresses[i].IP.Less(in.Addresses[j].IP) })
 	return in, peers
-}
-
-// IsLocal reports whether svc is a LoadBalancer Service of class
-// lb.portico.dev/local.
-func IsLocal(svc *corev1.Service) bool {
-	return svc.Spec.Type == corev1.ServiceTypeLoadBalancer && svc.Spec.LoadBalancerClass != nil && *svc.Spec.LoadBalancerClass == Class
-}
-
-func ready(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
-// nodeIP is the node's first InternalIP, IPv4 preferred.
-func nodeIP(n *corev1.Node) (netip.Addr, bool) {
-	var v6 netip.Addr
-	for _, a := range n.Status.Addresses {
-		if a.Type != corev1.NodeInternalIP {
-			continue
-		}
-		ip, err := netip.ParseAddr(a.Address)
-		if err != nil {
-			continue
-		}
-		if ip.Is4() {
-			return ip, true
-		}
-		if !v6.IsValid() {
-			v6 = ip
-		}
-	}
-	return v6, v6.IsValid()
 }

@@ -102,25 +102,25 @@ func (w *Watcher) sync(ctx context.Context) error {
 	var svcs corev1.ServiceList
 	var eps discoveryv1.EndpointSliceList
 	var nodes corev1.NodeList
-	for _, l := range []client.ObjectList{&svcs, &eps, &nodes} {
+	var recs v1alpha1.LoadBalancerList
+	for _, l := range []client.ObjectList{&svcs, &eps, &nodes, &recs} {
 		if err := w.Cache.List(ctx, l); err != nil {
 			return fmt.Errorf("listing %T: %w", l, err)
 		}
 	}
-	snap.Services, snap.EndpointSlices, snap.Nodes = svcs.Items, eps.Items, nodes.Items
+	snap.Services, snap.EndpointSlices, snap.Nodes, snap.LoadBalancers = svcs.Items, eps.Items, nodes.Items, recs.Items
 	in, peers := BuildInputs(snap, w.HeartbeatPort)
 	w.Members.SetPeers(peers)
 	w.Announcer.SetInputs(in)
-	return w.publish(ctx, snap.Services)
+	return w.publish(ctx, snap.Local())
 }
 
-func (w *Watcher) publish(ctx context.Context, svcs []corev1.Service) error {
+func (w *Watcher) publish(ctx context.Context, svcs []*corev1.Service) error {
 	owners := w.Announcer.Owners()
 	mine := w.Announcer.Mine()
 	var firstErr error
-	for i := range svcs {
-		svc := &svcs[i]
-		if !IsLocal(svc) || !Publisher(svc, w.Self, mine) {
+	for _, svc := range svcs {
+		if !Publisher(svc, w.Self, mine) {
 			continue
 		}
 		var lb v1alpha1.LoadBalancer

@@ -1,6 +1,7 @@
 // Package kubesync keeps the kernel data plane and the health check server
-// in step with the cluster: it watches Services and EndpointSlices through
-// a controller-runtime cache, does one full Sync when the cache has synced,
+// in step with the cluster: it watches Services, their LoadBalancer records
+// (which say the class the operator serves them through, model.Recorded)
+// and EndpointSlices through a controller-runtime cache, does one full Sync when the cache has synced,
 // then one Dataplane.Update or Delete per changed Service.
 package kubesync
 
@@ -20,8 +21,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/dataplane"
 	"github.com/portico-lb/portico/healthcheck"
+	"github.com/portico-lb/portico/model"
 	"github.com/portico-lb/portico/providers"
 )
 
@@ -34,9 +37,9 @@ type Syncer struct {
 	// Health, if set, serves healthCheckNodePorts (kube-proxy-free nodes).
 	Health   *healthcheck.Server
 	NodeName string
-	// Serve selects the Services to program; nil means LoadBalancer
-	// Services of class lb.portico.dev/local.
-	Serve func(*corev1.Service) bool
+	// Class selects the Services to program: those whose LoadBalancer
+	// record names it (default lb.portico.dev/local).
+	Class string
 	// RetryAfter is the delay before a full resync after a failure
 	// (default 1s).
 	RetryAfter time.Duration
@@ -47,18 +50,12 @@ type Syncer struct {
 	current map[types.NamespacedName]dataplane.Service
 }
 
-// ServeLocalClass is the default Serve.
-func ServeLocalClass(svc *corev1.Service) bool {
-	return svc.Spec.Type == corev1.ServiceTypeLoadBalancer && svc.Spec.LoadBalancerClass != nil &&
-		*svc.Spec.LoadBalancerClass == providers.Class("local")
-}
-
 // Start runs until ctx ends.
 func (s *Syncer) Start(ctx context.Context) error {
 	log := logr.FromContextOrDiscard(ctx).WithName("dataplane")
 	ctx = logr.NewContext(ctx, log)
-	if s.Serve == nil {
-		s.Serve = ServeLocalClass
+	if s.Class == "" {
+		s.Class = model.LocalClass
 	}
 	if s.RetryAfter == 0 {
 		s.RetryAfter = time.Second
@@ -67,7 +64,7 @@ func (s *Syncer) Start(ctx context.Context) error {
 	s.kick = make(chan struct{}, 1)
 	s.current = map[types.NamespacedName]dataplane.Service{}
 
-	for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}} {
+	for _, obj := range []client.Object{&corev1.Service{}, &lbv1.LoadBalancer{}, &discoveryv1.EndpointSlice{}} {
 		inf, err := s.Informers.GetInformer(ctx, obj)
 		if err != nil {
 			return fmt.Errorf("watching %T: %w", obj, err)
@@ -110,8 +107,8 @@ func (s *Syncer) Start(ctx context.Context) error {
 	}
 }
 
-// enqueue records which Service an event concerns: the Service itself, or
-// the one an EndpointSlice belongs to.
+// enqueue records which Service an event concerns: the Service itself, its
+// record, or the one an EndpointSlice belongs to.
 func (s *Syncer) enqueue(obj any) {
 	if t, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
 		obj = t.Obj
@@ -119,6 +116,8 @@ func (s *Syncer) enqueue(obj any) {
 	var key types.NamespacedName
 	switch o := obj.(type) {
 	case *corev1.Service:
+		key = types.NamespacedName{Namespace: o.Namespace, Name: o.Name}
+	case *lbv1.LoadBalancer:
 		key = types.NamespacedName{Namespace: o.Namespace, Name: o.Name}
 	case *discoveryv1.EndpointSlice:
 		name := o.Labels[discoveryv1.LabelServiceName]
@@ -148,7 +147,14 @@ func (s *Syncer) build(ctx context.Context, key types.NamespacedName) (dataplane
 		}
 		return dataplane.Service{}, false, fmt.Errorf("reading service %s: %w", key, err)
 	}
-	if !s.Serve(&svc) {
+	var rec lbv1.LoadBalancer
+	if err := s.Reader.Get(ctx, key, &rec); err != nil {
+		if apierrors.IsNotFound(err) {
+			return dataplane.Service{}, false, nil
+		}
+		return dataplane.Service{}, false, fmt.Errorf("reading LoadBalancer record %s: %w", key, err)
+	}
+	if model.Recorded(&svc, &rec) != s.Class {
 		return dataplane.Service{}, false, nil
 	}
 	var list discoveryv1.EndpointSliceList

@@ -19,8 +19,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/knftables"
 
+	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/dataplane"
 	"github.com/portico-lb/portico/healthcheck"
+	"github.com/portico-lb/portico/internal/scheme"
 	"github.com/portico-lb/portico/providers"
 )
 
@@ -35,6 +37,12 @@ func service(name, ip string, hcPort int32) *corev1.Service {
 		},
 		Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: ip}}}},
 	}
+}
+
+// record is the operator's LoadBalancer record of a Service it serves
+// through the local class.
+func record(svc *corev1.Service) *lbv1.LoadBalancer {
+	return &lbv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Namespace: svc.Namespace, Name: svc.Name}, Spec: lbv1.LoadBalancerSpec{Class: providers.Class("local")}}
 }
 
 func endpointSlice(svc string, addrs ...string) *discoveryv1.EndpointSlice {
@@ -89,15 +97,25 @@ func TestSyncerFollowsServicesAndSlices(t *testing.T) {
 	web, webSlice := service("web", "203.0.113.10", hcPort), endpointSlice("web", "10.0.0.1")
 	other := service("other", "203.0.113.11", 0)
 	other.Spec.LoadBalancerClass = nil // another implementation's Service
-	reader := fake.NewClientBuilder().WithObjects(web, webSlice, other, endpointSlice("other", "10.0.0.9")).Build()
+	// Served through the operator's --default-class: no class in its spec,
+	// its record says local.
+	byDefault := service("bydefault", "203.0.113.12", 0)
+	byDefault.Spec.LoadBalancerClass = nil
+	// Asks for local, but no operator serves it: nothing is recorded.
+	unrecorded := service("unrecorded", "203.0.113.13", 0)
+	reader := fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(web, record(web), webSlice, other, endpointSlice("other", "10.0.0.9"),
+		byDefault, record(byDefault), endpointSlice("bydefault", "10.0.0.7"), unrecorded, endpointSlice("unrecorded", "10.0.0.8")).Build()
 
-	informers := &informertest.FakeInformers{}
+	informers := &informertest.FakeInformers{Scheme: scheme.New()}
 	svcInf, err := informers.FakeInformerFor(ctx, &corev1.Service{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	sliceInf, err := informers.FakeInformerFor(ctx, &discoveryv1.EndpointSlice{})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := informers.FakeInformerFor(ctx, &lbv1.LoadBalancer{}); err != nil {
 		t.Fatal(err)
 	}
 	nft := knftables.NewFake(knftables.InetFamily, "portico")
@@ -113,8 +131,9 @@ func TestSyncerFollowsServicesAndSlices(t *testing.T) {
 
 	has := func(sub string) func() bool { return func() bool { return strings.Contains(nft.Dump(), sub) } }
 	eventually(t, "the initial sync programs web", has("203.0.113.10 . 80 . 0 : 10.0.0.1 . 8080"))
-	if strings.Contains(nft.Dump(), "203.0.113.11") {
-		t.Error("a Service of another class was programmed")
+	eventually(t, "the initial sync programs the default-class Service", has("203.0.113.12 . 80 . 0 : 10.0.0.7 . 8080"))
+	if d := nft.Dump(); strings.Contains(d, "203.0.113.11") || strings.Contains(d, "203.0.113.13") {
+		t.Error("a Service the operator does not serve through local was programmed")
 	}
 	eventually(t, "the health check reports one local endpoint", func() bool { return strings.HasPrefix(healthBody(hcPort), "200 ") })
 
