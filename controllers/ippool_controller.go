@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
-	"github.com/portico-lb/portico/providers"
+	"github.com/portico-lb/portico/model"
 	"github.com/portico-lb/portico/providers/local"
 )
 
@@ -38,13 +38,16 @@ const (
 
 // IPPoolReconciler keeps IPPool status (total, assigned and free counts and
 // the Valid and Exhausted conditions) in step with the pools and the
-// addresses Services of class lb.portico.dev/local hold.
+// addresses held by the Services the operator serves through
+// lb.portico.dev/local (model.OfClass: their records say so, the default
+// class included).
 type IPPoolReconciler struct {
 	Client client.Client
 }
 
 // SetupWithManager watches IPPools (any change may create or clear an
-// overlap elsewhere, so every pool is re-evaluated) and local Services.
+// overlap elsewhere, so every pool is re-evaluated), LoadBalancer Services
+// and the local backend's records.
 func (r *IPPoolReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	all := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
 		return r.allPools(ctx)
@@ -54,7 +57,13 @@ func (r *IPPoolReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&lbv1.IPPool{}).
 		Watches(&lbv1.IPPool{}, all).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-			if svc, ok := o.(*corev1.Service); !ok || !isLocalService(svc) {
+			if svc, ok := o.(*corev1.Service); !ok || svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+				return nil
+			}
+			return r.allPools(ctx)
+		})).
+		Watches(&lbv1.LoadBalancer{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			if rec, ok := o.(*lbv1.LoadBalancer); !ok || rec.Spec.Class != model.LocalClass {
 				return nil
 			}
 			return r.allPools(ctx)
@@ -74,10 +83,6 @@ func (r *IPPoolReconciler) allPools(ctx context.Context) []reconcile.Request {
 	return out
 }
 
-func isLocalService(svc *corev1.Service) bool {
-	return svc.Spec.LoadBalancerClass != nil && *svc.Spec.LoadBalancerClass == providers.Class(local.Name)
-}
-
 // Reconcile recomputes one pool's status and writes it when it changed.
 func (r *IPPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var pool lbv1.IPPool
@@ -92,7 +97,11 @@ func (r *IPPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err := r.Client.List(ctx, &svcs); err != nil {
 		return ctrl.Result{}, fmt.Errorf("listing Services: %w", err)
 	}
-	status := IPPoolStatus(&pool, pools.Items, svcs.Items)
+	var recs lbv1.LoadBalancerList
+	if err := r.Client.List(ctx, &recs); err != nil {
+		return ctrl.Result{}, fmt.Errorf("listing LoadBalancers: %w", err)
+	}
+	status := IPPoolStatus(&pool, pools.Items, model.OfClass(model.LocalClass, svcs.Items, recs.Items))
 	if equality.Semantic.DeepEqual(status, pool.Status) {
 		return ctrl.Result{}, nil
 	}
@@ -107,9 +116,10 @@ func (r *IPPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	return ctrl.Result{}, nil
 }
 
-// IPPoolStatus computes pool's status from every pool and Service. It is pure;
-// conditions keep their transition times when their status holds.
-func IPPoolStatus(pool *lbv1.IPPool, all []lbv1.IPPool, svcs []corev1.Service) lbv1.IPPoolStatus {
+// IPPoolStatus computes pool's status from every pool and the Services of
+// the local class (model.OfClass). It is pure; conditions keep their
+// transition times when their status holds.
+func IPPoolStatus(pool *lbv1.IPPool, all []lbv1.IPPool, svcs []*corev1.Service) lbv1.IPPoolStatus {
 	st := lbv1.IPPoolStatus{Conditions: append([]metav1.Condition(nil), pool.Status.Conditions...), ObservedGeneration: pool.Generation}
 	set := func(typ string, status metav1.ConditionStatus, reason, msg string) {
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: pool.Generation})
@@ -127,12 +137,9 @@ func IPPoolStatus(pool *lbv1.IPPool, all []lbv1.IPPool, svcs []corev1.Service) l
 	}
 	st.Total = local.TotalSize(parsed.Ranges, parsed.AvoidBuggy)
 	used := map[netip.Addr]bool{}
-	for i := range svcs {
-		if !isLocalService(&svcs[i]) {
-			continue
-		}
-		for _, in := range svcs[i].Status.LoadBalancer.Ingress {
-			if ip, err := netip.ParseAddr(in.IP); err == nil && parsed.Contains(ip) && !(parsed.AvoidBuggy && local.Buggy(ip)) {
+	for _, svc := range svcs {
+		for _, ip := range model.IngressIPs(svc) {
+			if parsed.Contains(ip) && !(parsed.AvoidBuggy && local.Buggy(ip)) {
 				used[ip] = true
 			}
 		}

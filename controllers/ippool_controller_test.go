@@ -15,6 +15,7 @@ import (
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/controllers"
+	"github.com/portico-lb/portico/model"
 )
 
 const localClass = "lb.portico.dev/local"
@@ -23,13 +24,35 @@ func ippool(name string, addrs ...string) lbv1.IPPool {
 	return lbv1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name, Generation: 1}, Spec: lbv1.IPPoolSpec{Addresses: addrs}}
 }
 
+// localService returns a LoadBalancer Service; class "" leaves
+// spec.loadBalancerClass unset (the default class's Services).
 func localService(name, class string, ips ...string) corev1.Service {
 	s := corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name},
-		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: &class}}
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer}}
+	if class != "" {
+		s.Spec.LoadBalancerClass = &class
+	}
 	for _, ip := range ips {
 		s.Status.LoadBalancer.Ingress = append(s.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: ip})
 	}
 	return s
+}
+
+// record is the operator's LoadBalancer record of Service name in "ns".
+func record(name, class string) lbv1.LoadBalancer {
+	return lbv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}, Spec: lbv1.LoadBalancerSpec{Class: class}}
+}
+
+// recordsOf records every Service that names a class as served by it, except
+// those named "unserved" (no operator serves them).
+func recordsOf(svcs []corev1.Service) []lbv1.LoadBalancer {
+	var out []lbv1.LoadBalancer
+	for _, s := range svcs {
+		if s.Spec.LoadBalancerClass != nil && s.Name != "unserved" {
+			out = append(out, record(s.Name, *s.Spec.LoadBalancerClass))
+		}
+	}
+	return out
 }
 
 func TestIPPoolStatus(t *testing.T) {
@@ -40,6 +63,7 @@ func TestIPPoolStatus(t *testing.T) {
 		pool             lbv1.IPPool
 		others           []lbv1.IPPool
 		svcs             []corev1.Service
+		recs             []lbv1.LoadBalancer // besides one per Service of a class
 		total, assigned  int64
 		valid, exhausted string // condition reasons; "" = absent
 	}{
@@ -47,6 +71,10 @@ func TestIPPoolStatus(t *testing.T) {
 			svcs: []corev1.Service{localService("s1", localClass, "192.0.2.1"), localService("s2", localClass, "192.0.2.1"),
 				localService("dual", localClass, "192.0.2.2", "2001:db8::1"), localService("aws", "lb.portico.dev/aws", "192.0.2.3")},
 			total: 4, assigned: 2, valid: "Valid", exhausted: "AddressesFree"},
+		{name: "a Service served through the default class counts", pool: ippool("a", "192.0.2.0/30"),
+			svcs:  []corev1.Service{localService("bydefault", "", "192.0.2.1"), localService("unserved", localClass, "192.0.2.2")},
+			recs:  []lbv1.LoadBalancer{record("bydefault", localClass)},
+			total: 4, assigned: 1, valid: "Valid", exhausted: "AddressesFree"},
 		{name: "exhausted", pool: ippool("a", "192.0.2.7"), svcs: []corev1.Service{localService("s", localClass, "192.0.2.7")},
 			total: 1, assigned: 1, valid: "Valid", exhausted: "NoFreeAddresses"},
 		{name: "avoid buggy", pool: avoid, total: 1, valid: "Valid", exhausted: "AddressesFree"},
@@ -59,7 +87,7 @@ func TestIPPoolStatus(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			all := append([]lbv1.IPPool{tc.pool}, tc.others...)
-			st := controllers.IPPoolStatus(&tc.pool, all, tc.svcs)
+			st := controllers.IPPoolStatus(&tc.pool, all, model.OfClass(localClass, tc.svcs, append(recordsOf(tc.svcs), tc.recs...)))
 			if st.Total != tc.total || st.Assigned != tc.assigned || st.Free != tc.total-tc.assigned {
 				t.Errorf("total/assigned/free = %d/%d/%d, want %d/%d/%d", st.Total, st.Assigned, st.Free, tc.total, tc.assigned, tc.total-tc.assigned)
 			}
@@ -114,6 +142,12 @@ func TestIPPoolReconciler(t *testing.T) {
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), &svc) })
 	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "203.0.113.1"}}
 	if err := env.Client.Status().Update(ctx, &svc); err != nil {
+		t.Fatal(err)
+	}
+	// The operator records the class before it assigns the address.
+	rec := record(svc.Name, localClass)
+	rec.Namespace = ns
+	if err := env.Client.Create(ctx, &rec); err != nil {
 		t.Fatal(err)
 	}
 

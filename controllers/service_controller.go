@@ -179,6 +179,12 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 		}
 	}
 
+	// The record names the class before any backend is asked for an
+	// address: the parts beside the operator (forwarder, allocator rebuild,
+	// IPPool status) learn which Services are of a class from it alone.
+	if record, err = r.ensureRecord(ctx, svc, record, class); err != nil {
+		return ctrl.Result{}, err
+	}
 	hash := hashDesired(desired)
 	if r.upToDate(key, hash) {
 		// Applied within the resync period by this process; the cache may
@@ -399,22 +405,9 @@ func (r *ServiceReconciler) getRecord(ctx context.Context, svc *corev1.Service) 
 // status from st (success) or failure (failed condition), writing only when
 // something changed.
 func (r *ServiceReconciler) writeRecord(ctx context.Context, svc *corev1.Service, rec *lbv1.LoadBalancer, class string, st *providers.Status, hash string, failure *metav1.Condition) error {
-	if rec == nil {
-		rec = &lbv1.LoadBalancer{
-			ObjectMeta: metav1.ObjectMeta{Namespace: svc.Namespace, Name: svc.Name},
-			Spec:       lbv1.LoadBalancerSpec{Class: class},
-		}
-		if err := controllerutil.SetControllerReference(svc, rec, r.Client.Scheme()); err != nil {
-			return err
-		}
-		if err := r.Client.Create(ctx, rec); err != nil {
-			if !apierrors.IsAlreadyExists(err) {
-				return fmt.Errorf("creating LoadBalancer record: %w", err)
-			}
-			if err := r.Client.Get(ctx, client.ObjectKeyFromObject(rec), rec); err != nil {
-				return fmt.Errorf("reading LoadBalancer record: %w", err)
-			}
-		}
+	rec, err := r.ensureRecord(ctx, svc, rec, class)
+	if err != nil {
+		return err
 	}
 	orig := rec.DeepCopy()
 	s := &rec.Status
@@ -441,6 +434,30 @@ func (r *ServiceReconciler) writeRecord(ctx context.Context, svc *corev1.Service
 		return fmt.Errorf("writing LoadBalancer status: %w", err)
 	}
 	return nil
+}
+
+// ensureRecord creates svc's LoadBalancer record, naming class, unless rec
+// already is it.
+func (r *ServiceReconciler) ensureRecord(ctx context.Context, svc *corev1.Service, rec *lbv1.LoadBalancer, class string) (*lbv1.LoadBalancer, error) {
+	if rec != nil {
+		return rec, nil
+	}
+	rec = &lbv1.LoadBalancer{
+		ObjectMeta: metav1.ObjectMeta{Namespace: svc.Namespace, Name: svc.Name},
+		Spec:       lbv1.LoadBalancerSpec{Class: class},
+	}
+	if err := controllerutil.SetControllerReference(svc, rec, r.Client.Scheme()); err != nil {
+		return nil, err
+	}
+	if err := r.Client.Create(ctx, rec); err != nil {
+		if !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("creating LoadBalancer record: %w", err)
+		}
+		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(rec), rec); err != nil {
+			return nil, fmt.Errorf("reading LoadBalancer record: %w", err)
+		}
+	}
+	return rec, nil
 }
 
 func fillRecordStatus(s *lbv1.LoadBalancerStatus, st *providers.Status) {

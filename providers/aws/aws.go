@@ -127,6 +127,13 @@ func addRateLimit(stack *middleware.Stack, l *rate.Limiter) error {
 // Class implements providers.Provider.
 func (p *Provider) Class() string { return providers.Class(Name) }
 
+var _ providers.PodTargeter = (*Provider)(nil)
+
+// TargetsPods implements providers.PodTargeter: pod IPs are registered in
+// target groups of target type ip (the aws-load-balancer-controller's
+// "ip" mode), which needs a CNI that gives pods VPC addresses.
+func (p *Provider) TargetsPods() bool { return true }
+
 // Config holds the operator flags of the AWS backend.
 type Config struct {
 	Region      string

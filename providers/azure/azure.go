@@ -163,6 +163,15 @@ func New(opts Options) (*Provider, error) {
 // Class implements providers.Provider.
 func (p *Provider) Class() string { return providers.Class(Name) }
 
+// ReasonPodTargetsNeedVNet: pod targets without --azure-vnet-name.
+const ReasonPodTargetsNeedVNet = "PodTargetsNeedVNet"
+
+var _ providers.PodTargeter = (*Provider)(nil)
+
+// TargetsPods implements providers.PodTargeter: pod IPs go into an IP-based
+// backend pool in the cluster's virtual network.
+func (p *Provider) TargetsPods() bool { return true }
+
 // LoadBalancerWrites returns how many load balancer PUTs and DELETEs the
 // provider made and how many Service changes they carried.
 func (p *Provider) LoadBalancerWrites() (writes, changes int64) {
@@ -248,6 +257,9 @@ func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*prov
 	public, internal := p.LoadBalancerNames()
 	lbName, other := public, internal
 
+	if d.TargetPods && p.opts.VNetName == "" {
+		return nil, providers.Configf(ReasonPodTargetsNeedVNet, "allocateLoadBalancerNodePorts is false: pod IPs go into an IP-based backend pool, which needs the cluster's virtual network (--azure-vnet-name)")
+	}
 	// Build the parts once before any call, so that input Azure cannot carry
 	// fails before anything is created.
 	in := partsInput{LoadBalancerID: p.loadBalancerID(lbName), VNetID: p.vnetID(), Desired: d, Settings: settings}

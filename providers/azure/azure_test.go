@@ -371,6 +371,25 @@ func TestInvalidInputIsConfigError(t *testing.T) {
 	}
 }
 
+// TestPodTargetsNeedAVirtualNetwork: IP-based backend pools name the
+// virtual network of each address
+// (https://learn.microsoft.com/azure/load-balancer/backend-pool-management#configure-backend-pool-by-ip-address-and-virtual-network),
+// so without --azure-vnet-name a pod-targeting Service is a clear
+// ConfigError before any call, never a pool Azure rejects.
+func TestPodTargetsNeedAVirtualNetwork(t *testing.T) {
+	e := newEnv(t, envOptions{noVNet: true})
+	d := desired("pods")
+	d.TargetPods = true
+	d.Endpoints = []providers.Endpoint{{IP: netip.MustParseAddr("10.244.1.5"), Ready: true}}
+	var ce *providers.ConfigError
+	if _, err := e.p.Ensure(context.Background(), d); !errors.As(err, &ce) || ce.Reason != ReasonPodTargetsNeedVNet {
+		t.Fatalf("got %v, want ConfigError %s", err, ReasonPodTargetsNeedVNet)
+	}
+	if n := e.srv.Stats().Mutating; n != 0 {
+		t.Errorf("made %d mutating calls", n)
+	}
+}
+
 func TestStatusAndCost(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	d := providertest.DefaultDesired(key("cost"), []string{"a", "b", "c"}, []providers.Port{providertest.TCP(80, 30080), providertest.TCP(443, 30443)})

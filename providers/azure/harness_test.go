@@ -35,6 +35,7 @@ type envOptions struct {
 	latency     time.Duration
 	batchWindow time.Duration
 	noNSG       bool
+	noVNet      bool
 	pageSize    int
 }
 
@@ -80,6 +81,9 @@ func (e *env) provider(t testing.TB, o envOptions) *Provider {
 	}
 	if !o.noNSG {
 		opts.SecurityGroupName = testNSG
+	}
+	if o.noVNet {
+		opts.VNetName, opts.SubnetName = "", ""
 	}
 	p, err := New(opts)
 	if err != nil {

@@ -24,15 +24,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/model"
 	"github.com/portico-lb/portico/providers"
 )
 
 // Name is the backend name; its class is lb.portico.dev/local.
 const Name = "local"
-
-// SharingAnnotation is the cloud-neutral annotation that lets Services share
-// an address; the allocator reads it from Services when it rebuilds.
-const SharingAnnotation = "lb.portico.dev/allow-shared-ip"
 
 // Operations the provider performs against its allocation state; Intercept
 // sees each one.
@@ -98,6 +95,12 @@ func (c *Config) Factory() providers.Factory {
 
 // Class implements providers.Provider.
 func (p *Provider) Class() string { return providers.Class(Name) }
+
+var _ providers.PodTargeter = (*Provider)(nil)
+
+// TargetsPods implements providers.PodTargeter: the forwarder sends traffic
+// for the address straight to the endpoints, node ports or not.
+func (p *Provider) TargetsPods() bool { return true }
 
 func (p *Provider) call(op string) error {
 	if p.opts.Intercept != nil {
@@ -222,56 +225,36 @@ func (p *Provider) sync(ctx context.Context) error {
 	return nil
 }
 
-// Rebuild reads every Service of class lb.portico.dev/local and its
-// LoadBalancer object and returns the table of addresses they hold.
+// Rebuild reads every Service the operator serves through
+// lb.portico.dev/local (model.OfClass: its LoadBalancer record says so, the
+// default class included) and returns the table of addresses they hold, from
+// the Service's status and the record's.
 func Rebuild(ctx context.Context, c client.Client, clusterID string) (*Table, error) {
-	class := providers.Class(Name)
-	found := map[string]*Allocation{}
 	var svcs corev1.ServiceList
 	if err := c.List(ctx, &svcs); err != nil {
 		return nil, fmt.Errorf("listing Services: %w", err)
-	}
-	for i := range svcs.Items {
-		s := &svcs.Items[i]
-		if s.Spec.LoadBalancerClass == nil || *s.Spec.LoadBalancerClass != class {
-			continue
-		}
-		a := &Allocation{
-			Key:        providers.Key{ClusterID: clusterID, Namespace: s.Namespace, Name: s.Name, UID: string(s.UID)},
-			SharingKey: s.Annotations[SharingAnnotation],
-		}
-		for _, sp := range s.Spec.Ports {
-			a.Ports = append(a.Ports, providers.Port{Name: sp.Name, Protocol: providers.Protocol(sp.Protocol), Port: sp.Port, NodePort: sp.NodePort})
-		}
-		for _, in := range s.Status.LoadBalancer.Ingress {
-			if ip, err := netip.ParseAddr(in.IP); err == nil {
-				a.Addresses = append(a.Addresses, ip)
-			}
-		}
-		found[a.Key.String()] = a
 	}
 	var lbs v1alpha1.LoadBalancerList
 	if err := c.List(ctx, &lbs); err != nil && !meta.IsNoMatchError(err) {
 		return nil, fmt.Errorf("listing LoadBalancers: %w", err)
 	}
-	for _, lb := range lbs.Items {
-		if lb.Status.Class != class {
-			continue
-		}
-		a := found[lb.Namespace+"/"+lb.Name]
-		if a == nil {
-			// The Service is gone; its finalizer normally prevents that,
-			// so keep nothing for it.
-			continue
-		}
-		for _, addr := range lb.Status.Addresses {
-			if ip, err := netip.ParseAddr(addr.IP); err == nil && !slices.Contains(a.Addresses, ip) {
-				a.Addresses = append(a.Addresses, ip)
-			}
-		}
+	recorded := map[string]*v1alpha1.LoadBalancer{}
+	for i := range lbs.Items {
+		recorded[lbs.Items[i].Namespace+"/"+lbs.Items[i].Name] = &lbs.Items[i]
 	}
 	t := NewTable()
-	for _, a := range found {
+	for _, s := range model.OfClass(providers.Class(Name), svcs.Items, lbs.Items) {
+		key := providers.Key{ClusterID: clusterID, Namespace: s.Namespace, Name: s.Name, UID: string(s.UID)}
+		sharing, _ := model.SharingKey(s.Annotations)
+		a := &Allocation{Key: key, SharingKey: sharing, Addresses: model.IngressIPs(s)}
+		for _, sp := range s.Spec.Ports {
+			a.Ports = append(a.Ports, providers.Port{Name: sp.Name, Protocol: providers.Protocol(sp.Protocol), Port: sp.Port, NodePort: sp.NodePort})
+		}
+		for _, addr := range recorded[key.String()].Status.Addresses {
+			if ip, err := netip.ParseAddr(addr.IP); err == nil && !slices.Contains(a.Addresses, ip.Unmap()) {
+				a.Addresses = append(a.Addresses, ip.Unmap())
+			}
+		}
 		if len(a.Addresses) > 0 {
 			t.Put(a)
 		}

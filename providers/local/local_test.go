@@ -15,10 +15,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/model"
 	"github.com/portico-lb/portico/providers"
 	"github.com/portico-lb/portico/providers/local"
 	"github.com/portico-lb/portico/providers/providertest"
@@ -346,27 +348,46 @@ func TestRestartKeepsAddresses(t *testing.T) {
 				Ports: []corev1.ServicePort{{Name: fmt.Sprintf("tcp-%d", port), Protocol: corev1.ProtocolTCP, Port: port}}},
 		}
 		if sharing != "" {
-			s.Annotations = map[string]string{local.SharingAnnotation: sharing}
+			s.Annotations = map[string]string{model.AnnotationAllowSharedIP: sharing}
 		}
 		if ip != "" {
 			s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip}}
 		}
 		return s
 	}
-	lb := &v1alpha1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "from-lb"},
-		Status: v1alpha1.LoadBalancerStatus{Class: class, Addresses: []v1alpha1.LoadBalancerAddress{{IP: "192.0.2.1"}}}}
-	other := providers.Class("aws")
+	// rec is the operator's record: which class built the Service's load
+	// balancer, and the addresses it last reported.
+	rec := func(s *corev1.Service, class string, ips ...string) *v1alpha1.LoadBalancer {
+		r := &v1alpha1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: s.Name},
+			Spec: v1alpha1.LoadBalancerSpec{Class: class}, Status: v1alpha1.LoadBalancerStatus{Class: class}}
+		for _, ip := range ips {
+			r.Status.Addresses = append(r.Status.Addresses, v1alpha1.LoadBalancerAddress{IP: ip})
+		}
+		return r
+	}
+	keeps, fromLB, shares := svc("keeps", "192.0.2.3", "", 80), svc("from-lb", "", "", 80), svc("shares", "192.0.2.5", "k", 80)
 	foreign := svc("aws-svc", "192.0.2.0", "", 80)
-	foreign.Spec.LoadBalancerClass = &other
+	foreign.Spec.LoadBalancerClass = ptr.To(providers.Class("aws"))
+	// Served through --default-class: no class in the spec, the record
+	// says local. Its address must survive a restart too.
+	byDefault := svc("bydefault", "192.0.2.6", "", 80)
+	byDefault.Spec.LoadBalancerClass = nil
 
 	p := newProvider(t, nil, pool("p", "192.0.2.0/29"),
-		svc("keeps", "192.0.2.3", "", 80), svc("from-lb", "", "", 80), lb, foreign,
-		svc("shares", "192.0.2.5", "k", 80))
-	for name, want := range map[string]string{"keeps": "192.0.2.3", "from-lb": "192.0.2.1"} {
+		keeps, rec(keeps, class), fromLB, rec(fromLB, class, "192.0.2.1"), foreign, rec(foreign, providers.Class("aws")),
+		shares, rec(shares, class), byDefault, rec(byDefault, class))
+	for name, want := range map[string]string{"keeps": "192.0.2.3", "from-lb": "192.0.2.1", "bydefault": "192.0.2.6"} {
 		st, err := p.Ensure(t.Context(), desired(name))
 		if err != nil || st.Ingress[0].IP.String() != want {
 			t.Fatalf("%s after restart: %v %v, want %s", name, st, err, want)
 		}
+	}
+	// A Service that asks for the default-class Service's address does not
+	// get it.
+	thief := desired("thief")
+	thief.RequestedIPs = []netip.Addr{netip.MustParseAddr("192.0.2.6")}
+	if st, err := p.Ensure(t.Context(), thief); err == nil {
+		t.Fatalf("a second Service was given the default-class Service's address: %v", st)
 	}
 	// The aws Service's address is not ours; the lowest free one is .0.
 	st, err := p.Ensure(t.Context(), desired("new"))
