@@ -23,6 +23,7 @@ const (
 	ReasonDeleted          = "Deleted"
 	ReasonClassChanged     = "ClassChanged"
 	ReasonProviderDisabled = "ProviderDisabled"
+	ReasonClassNotServed   = "ClassNotServed"
 	ReasonPodTargets       = "NodePortsRequired"
 )
 

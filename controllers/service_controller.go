@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -134,8 +135,13 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 		built = record.Spec.Class
 	}
 
-	if !svc.DeletionTimestamp.IsZero() || class == "" {
+	// A load balancer goes only with its Service or its type, as in the
+	// upstream service controller; never because configuration changed.
+	if !svc.DeletionTimestamp.IsZero() || svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
 		return r.cleanup(ctx, svc, record, built)
+	}
+	if class == "" || built != "" && built != class && svc.Spec.LoadBalancerClass == nil {
+		return r.notServed(ctx, svc, record, built)
 	}
 	if built != "" && built != class {
 		r.event(svc, corev1.EventTypeNormal, ReasonClassChanged, "Delete", "load balancer class changed from %s to %s; removing the old load balancer", built, class)
@@ -148,6 +154,51 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 		return ctrl.Result{}, err
 	}
 	return r.ensure(ctx, svc, class, record)
+}
+
+// notServed handles a LoadBalancer Service whose class this operator does
+// not serve (any more). A Service that was never Portico's is left alone. One
+// that was (its record or finalizer says so) keeps its load balancer,
+// finalizer and address, with a condition and an Event that say why and how
+// to release it, until the user releases it (lb.portico.dev/release=true),
+// deletes it or changes its type.
+func (r *ServiceReconciler) notServed(ctx context.Context, svc *corev1.Service, record *lbv1.LoadBalancer, built string) (ctrl.Result, error) {
+	if record == nil && !controllerutil.ContainsFinalizer(svc, Finalizer) {
+		return ctrl.Result{}, nil
+	}
+	if svc.Annotations[model.AnnotationRelease] == "true" {
+		ctrl.LoggerFrom(ctx).Info("Releasing a load balancer on request", "class", built)
+		return r.cleanup(ctx, svc, record, built)
+	}
+	cond := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionFalse, Reason: ReasonClassNotServed,
+		ObservedGeneration: svc.Generation, Message: r.notServedMessage(svc, built)}
+	prev := meta.FindStatusCondition(svc.Status.Conditions, ConditionReady)
+	if prev == nil || prev.Reason != cond.Reason || prev.Message != cond.Message {
+		r.event(svc, corev1.EventTypeWarning, ReasonClassNotServed, "Keep", "%s", cond.Message)
+	}
+	r.forgetApplied(client.ObjectKeyFromObject(svc))
+	return ctrl.Result{}, r.writeServiceStatus(ctx, svc, svc.Status.LoadBalancer.Ingress, cond)
+}
+
+// notServedMessage says why svc is not served and how to release it.
+func (r *ServiceReconciler) notServedMessage(svc *corev1.Service, built string) string {
+	classes := r.Classes()
+	var why string
+	switch {
+	case built == "":
+		why = fmt.Sprintf("Portico served this Service (its finalizer %s is set), but no LoadBalancer record says through which class, and class %q is not served here", Finalizer, classes.Requested(svc))
+	case !slices.Contains(classes.Enabled, built):
+		why = fmt.Sprintf("its load balancer was built by %s, which this operator does not run (--providers)", built)
+	case svc.Spec.LoadBalancerClass == nil && classes.Default == "":
+		why = fmt.Sprintf("its load balancer was built by %s through --default-class, which is no longer set", built)
+	case svc.Spec.LoadBalancerClass == nil:
+		why = fmt.Sprintf("its load balancer was built by %s through --default-class, which is now %s", built, classes.Default)
+	default:
+		why = fmt.Sprintf("its load balancer was built by %s, which does not serve class %s", built, classes.Requested(svc))
+	}
+	return fmt.Sprintf("not served: %s. The load balancer and its address are kept and no longer updated. "+
+		"To remove it, delete the Service, change its type, or annotate it %s=true; to serve it again, restore the operator's setting",
+		why, model.AnnotationRelease)
 }
 
 // classFor returns the enabled class that should serve svc, or "": the
@@ -311,16 +362,29 @@ func (r *ServiceReconciler) cleanupBackend(ctx context.Context, svc *corev1.Serv
 	if built == "" {
 		// No record of what built it (it was deleted by hand, or never
 		// written): every enabled backend deletes only what carries its
-		// ownership marks for this Service, so asking each is safe.
+		// ownership marks for this Service, so asking each is safe. But if
+		// the class the Service asks for does not run here, its backend
+		// may hold the load balancer: keep the finalizer rather than
+		// orphan it.
 		classes = sortedClasses(r.Providers)
+		if want := r.Classes().Requested(svc); want != "" && r.Providers[want] == nil {
+			classes = []string{want}
+		}
 	}
 	key := providers.Key{ClusterID: r.ClusterID, Namespace: svc.Namespace, Name: svc.Name, UID: string(svc.UID)}
 	for _, class := range classes {
 		p, ok := r.Providers[class]
 		if !ok {
 			cond := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionFalse, Reason: ReasonProviderDisabled,
-				Message: fmt.Sprintf("the load balancer was built by %s, which this operator does not run; enable it to delete the load balancer", class)}
+				ObservedGeneration: svc.Generation,
+				Message: fmt.Sprintf("the load balancer was built by %s, which this operator does not run; enable it to delete the load balancer, "+
+					"or remove the finalizer %s by hand to abandon it", class, Finalizer)}
 			r.event(svc, corev1.EventTypeWarning, ReasonProviderDisabled, "Delete", "%s", cond.Message)
+			if svc.DeletionTimestamp.IsZero() {
+				if err := r.writeServiceStatus(ctx, svc, svc.Status.LoadBalancer.Ingress, cond); err != nil {
+					return ctrl.Result{}, err
+				}
+			}
 			return ctrl.Result{RequeueAfter: r.ConfigErrorBackoff}, nil
 		}
 		ctrl.LoggerFrom(ctx).V(2).Info("Deleting load balancer", "class", class)

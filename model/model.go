@@ -27,6 +27,10 @@ const (
 	// AnnotationAllowSharedIP lets Services with the same key share an
 	// address when they are compatible (local backend).
 	AnnotationAllowSharedIP = "lb.portico.dev/allow-shared-ip"
+	// AnnotationRelease, set to "true", tells Portico to delete a load
+	// balancer it keeps for a Service whose class it no longer serves, and
+	// to let the Service go.
+	AnnotationRelease = "lb.portico.dev/release"
 	// AnnotationSourceRanges is the legacy source-range annotation that
 	// kube-proxy and the upstream cloud providers honour when
 	// spec.loadBalancerSourceRanges is empty.
