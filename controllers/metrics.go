@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,10 +50,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// instrumented wraps a provider with call metrics.
+// instrumented wraps a provider with call metrics and a deadline per call.
 type instrumented struct {
 	providers.Provider
-	m *Metrics
+	m       *Metrics
+	timeout time.Duration
 }
 
 var _ providers.Provider = instrumented{}
@@ -65,14 +67,39 @@ func (i instrumented) observe(op string, start time.Time, err error) {
 
 func (i instrumented) Ensure(ctx context.Context, d *providers.LoadBalancer) (*providers.Status, error) {
 	start := time.Now()
+	ctx, cancel := i.bound(ctx)
+	defer cancel()
 	st, err := i.Provider.Ensure(ctx, d)
+	err = i.expired(ctx, "Ensure", err)
 	i.observe("ensure", start, err)
 	return st, err
 }
 
+// bound gives a call its deadline.
+func (i instrumented) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if i.timeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeoutCause(ctx, i.timeout, errCallTimeout)
+}
+
+var errCallTimeout = errors.New("backend call timed out")
+
+// expired turns a call that ran out of its own deadline into a retryable
+// error that says so; the reconciler backs off and tries again.
+func (i instrumented) expired(ctx context.Context, op string, err error) error {
+	if err == nil || !errors.Is(context.Cause(ctx), errCallTimeout) {
+		return err
+	}
+	return providers.Retry(fmt.Errorf("%s %s did not finish within %s: %w", i.Class(), op, i.timeout, err), 0)
+}
+
 func (i instrumented) Observe(ctx context.Context, key providers.Key) (*providers.Status, error) {
 	start := time.Now()
+	ctx, cancel := i.bound(ctx)
+	defer cancel()
 	st, err := i.Provider.Observe(ctx, key)
+	err = i.expired(ctx, "Observe", err)
 	if errors.Is(err, providers.ErrNotFound) {
 		i.observe("observe", start, nil)
 	} else {
@@ -83,7 +110,10 @@ func (i instrumented) Observe(ctx context.Context, key providers.Key) (*provider
 
 func (i instrumented) Delete(ctx context.Context, key providers.Key) error {
 	start := time.Now()
+	ctx, cancel := i.bound(ctx)
+	defer cancel()
 	err := i.Provider.Delete(ctx, key)
+	err = i.expired(ctx, "Delete", err)
 	i.observe("delete", start, err)
 	return err
 }

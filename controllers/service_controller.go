@@ -4,6 +4,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -90,8 +91,12 @@ type ServiceReconciler struct {
 	// RetryBase and RetryMax bound the exponential backoff for transient
 	// provider errors that suggest no delay.
 	RetryBase, RetryMax time.Duration
+	// CallTimeout bounds every backend call; expiry is a retryable error.
+	// Zero means no bound.
+	CallTimeout time.Duration
 
 	pending chan event.GenericEvent
+	slots   fairShare
 
 	mu       sync.Mutex
 	applied  map[types.NamespacedName]applied
@@ -134,6 +139,14 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 	if record != nil {
 		built = record.Spec.Class
 	}
+
+	// One slow backend holds at most its share of the workers; the
+	// others stay free for the other classes.
+	release, ok := r.slots.acquire(cmp.Or(class, built))
+	if !ok {
+		return ctrl.Result{RequeueAfter: r.jitter(fairShareRetry)}, nil
+	}
+	defer release()
 
 	// A load balancer goes only with its Service or its type, as in the
 	// upstream service controller; never because configuration changed.

@@ -33,8 +33,9 @@ import (
 //   - a channel that NotifyPending feeds when a backend frees capacity.
 func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	for class, p := range r.Providers {
-		r.Providers[class] = instrumented{Provider: p, m: r.Metrics}
+		r.Providers[class] = instrumented{Provider: p, m: r.Metrics, timeout: r.CallTimeout}
 	}
+	r.slots = newFairShare(opts.MaxConcurrentReconciles, len(r.Providers))
 	r.pending = make(chan event.GenericEvent, 128)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("service").

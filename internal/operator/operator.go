@@ -76,8 +76,12 @@ type Options struct {
 	ConfigErrorBackoff time.Duration
 	RetryBase          time.Duration
 	RetryMax           time.Duration
-	QPS                float32
-	Burst              int
+	// ProviderCallTimeout bounds each backend call; ReconcileTimeout each
+	// reconcile.
+	ProviderCallTimeout time.Duration
+	ReconcileTimeout    time.Duration
+	QPS                 float32
+	Burst               int
 
 	// Backends holds every backend's config, bound to flags.
 	Backends map[string]BackendConfig
@@ -96,22 +100,24 @@ type Options struct {
 // DefaultOptions returns the operator's defaults.
 func DefaultOptions() *Options {
 	return &Options{
-		Providers:          []string{"local"},
-		ClusterID:          "kubernetes",
-		MetricsAddr:        ":8080",
-		ProbeAddr:          ":8081",
-		LeaderElectionID:   "portico-operator.lb.portico.dev",
-		Workers:            16,
-		NodeBatchWindow:    time.Second,
-		ResyncPeriod:       10 * time.Minute,
-		ConfigErrorBackoff: 5 * time.Minute,
-		RetryBase:          time.Second,
-		RetryMax:           5 * time.Minute,
-		PriceConfigMap:     "portico-system/portico-prices",
-		PriceRefresh:       time.Minute,
-		QPS:                200,
-		Burst:              400,
-		Backends:           backends(),
+		Providers:           []string{"local"},
+		ClusterID:           "kubernetes",
+		MetricsAddr:         ":8080",
+		ProbeAddr:           ":8081",
+		LeaderElectionID:    "portico-operator.lb.portico.dev",
+		Workers:             16,
+		NodeBatchWindow:     time.Second,
+		ResyncPeriod:        10 * time.Minute,
+		ConfigErrorBackoff:  5 * time.Minute,
+		RetryBase:           time.Second,
+		RetryMax:            5 * time.Minute,
+		ProviderCallTimeout: 3 * time.Minute,
+		ReconcileTimeout:    10 * time.Minute,
+		PriceConfigMap:      "portico-system/portico-prices",
+		PriceRefresh:        time.Minute,
+		QPS:                 200,
+		Burst:               400,
+		Backends:            backends(),
 	}
 }
 
@@ -132,6 +138,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.ConfigErrorBackoff, "config-error-backoff", o.ConfigErrorBackoff, "Retry delay for problems the user must fix (bad annotations, exhausted pools); a change to the Service retries at once.")
 	fs.DurationVar(&o.RetryBase, "retry-base-delay", o.RetryBase, "First retry delay after a transient backend error that suggests no delay; doubles per failure.")
 	fs.DurationVar(&o.RetryMax, "retry-max-delay", o.RetryMax, "Longest retry delay after transient backend errors.")
+	fs.DurationVar(&o.ProviderCallTimeout, "provider-call-timeout", o.ProviderCallTimeout, "Longest a backend call (Ensure, Observe, Delete, including its cloud operations) may take; expiry is retried with backoff. With several backends, one class holds at most half of --workers, so a slow cloud cannot starve the others.")
+	fs.DurationVar(&o.ReconcileTimeout, "reconcile-timeout", o.ReconcileTimeout, "Longest one Service's reconcile may take; must exceed --provider-call-timeout.")
 	fs.StringVar(&o.PriceConfigMap, "price-configmap", o.PriceConfigMap, "ConfigMap (namespace/name) whose prices override the embedded, dated price catalog (docs/cost.md); empty uses the embedded prices. Invalid price data sets the Priced condition False rather than a cost of zero.")
 	fs.DurationVar(&o.PriceRefresh, "price-refresh-interval", o.PriceRefresh, "How often the price ConfigMap is re-read.")
 	fs.Float32Var(&o.QPS, "kube-api-qps", o.QPS, "Queries per second to the Kubernetes API.")
@@ -189,6 +197,9 @@ func (o *Options) Validate() error {
 	}
 	if o.ClusterID == "" {
 		errs = append(errs, errors.New("--cluster-id must not be empty"))
+	}
+	if o.ProviderCallTimeout < 0 || o.ReconcileTimeout < 0 || o.ReconcileTimeout > 0 && o.ProviderCallTimeout > 0 && o.ReconcileTimeout <= o.ProviderCallTimeout {
+		errs = append(errs, fmt.Errorf("--reconcile-timeout (%s) must exceed --provider-call-timeout (%s)", o.ReconcileTimeout, o.ProviderCallTimeout))
 	}
 	if o.Workers < 1 {
 		errs = append(errs, errors.New("--workers must be at least 1"))
@@ -261,8 +272,9 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 		ConfigErrorBackoff: o.ConfigErrorBackoff,
 		RetryBase:          o.RetryBase,
 		RetryMax:           o.RetryMax,
+		CallTimeout:        o.ProviderCallTimeout,
 	}
-	if err := r.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.Workers}); err != nil {
+	if err := r.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.Workers, ReconciliationTimeout: o.ReconcileTimeout}); err != nil {
 		return nil, nil, fmt.Errorf("setting up Service controller: %w", err)
 	}
 	if slices.Contains(o.Providers, local.Name) {

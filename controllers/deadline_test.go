@@ -1,0 +1,71 @@
+package controllers_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/portico-lb/portico/controllers"
+	"github.com/portico-lb/portico/internal/gen"
+	"github.com/portico-lb/portico/internal/operator"
+	"github.com/portico-lb/portico/providers/memory"
+)
+
+// TestSlowClassCannotStarveOthers: a backend whose calls hang holds no
+// worker past --provider-call-timeout (the expiry is a retryable error on
+// the Service), and holds at most its share of the workers meanwhile, so
+// another class's Service still gets its address at once.
+func TestSlowClassCannotStarveOthers(t *testing.T) {
+	const slowClass = "lb.portico.dev/slow"
+	slow := memory.New(memory.Options{ClusterID: "test", Class: slowClass})
+	slow.SetLatency(time.Hour)
+	fast := memory.New(memory.Options{ClusterID: "test"})
+	run := startOperator(t, fast, func(o *operator.Options) {
+		o.Providers = []string{memory.Name, "slow"}
+		o.Instances[slowClass] = slow
+		o.Workers = 4
+		o.ProviderCallTimeout = 2 * time.Second
+	})
+	ns := namespace(t)
+	var stuck []*corev1.Service
+	for i := range 8 {
+		s := gen.Service(ns, fmt.Sprintf("slow-%d", i), gen.WithClass(slowClass), gen.ForAPI())
+		create(t, s)
+		stuck = append(stuck, s)
+	}
+	// The operator is at work: Services of the slow class are inside its
+	// backend (each waits for Ensuring), and every worker could be too.
+	for _, s := range stuck[:2] {
+		waitEvent(t, s, controllers.ReasonEnsuring)
+	}
+	time.Sleep(300 * time.Millisecond)
+	svc := gen.Service(ns, "fast", gen.WithClass(memoryClass), gen.ForAPI())
+	create(t, svc)
+	start := time.Now()
+	waitReady(t, svc)
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Errorf("the fast class waited %s behind the hanging one", d)
+	}
+	cond := waitCondition(t, stuck[0], metav1.ConditionFalse, controllers.ReasonProviderRetrying)
+	if !strings.Contains(cond.Message, "did not finish within 2s") {
+		t.Errorf("condition message %q does not say the call timed out", cond.Message)
+	}
+
+	slow.SetLatency(0)
+	for _, s := range stuck {
+		waitReady(t, s)
+	}
+	run.stop(t)
+	run = startOperator(t, fast, func(o *operator.Options) {
+		o.Providers = []string{memory.Name, "slow"}
+		o.Instances[slowClass] = slow
+	})
+	defer run.stop(t)
+	for _, s := range append(stuck, svc) {
+		deleteAndWait(t, s)
+	}
+}
