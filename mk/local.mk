@@ -5,7 +5,7 @@
 .PHONY: test-local bench-failover fuzz-local
 
 test-local: ## Allocator, conformance, leader choice, heartbeat and netns ARP/NDP tests (root).
-	$(GO) test -count=1 ./providers/local/... ./announce/... ./cmd/portico-forwarder/...
+	$(GO) test -count=1 ./providers/local/... ./announce/... ./internal/forwarder/...
 	$(GO) test -count=1 -run IPPool ./controllers/
 
 # bench-failover: 20 failovers of a local address among three node namespaces

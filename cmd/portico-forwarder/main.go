@@ -1,8 +1,10 @@
 // Command portico-forwarder runs on every node for the local backend
-// (class lb.portico.dev/local): it agrees with its peers, over a direct UDP
-// heartbeat, which node announces each load-balancer address, answers ARP
-// and NDP for the addresses this node won, and publishes the choice in
-// LoadBalancer status.announcements.
+// (class lb.portico.dev/local, the default class included: it serves the
+// Services whose LoadBalancer record says local): it agrees with its peers,
+// over a direct UDP heartbeat, which node announces each load-balancer
+// address, answers ARP and NDP for the addresses this node won, moves their
+// traffic in the kernel, and publishes the choice in LoadBalancer
+// status.announcements. The wiring is in internal/forwarder.
 package main
 
 import (
@@ -14,12 +16,13 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/portico-lb/portico/internal/forwarder"
 	"github.com/portico-lb/portico/internal/version"
 )
 
 func main() {
 	fs := pflag.NewFlagSet("portico-forwarder", pflag.ContinueOnError)
-	opts := DefaultOptions()
+	opts := forwarder.DefaultOptions()
 	opts.AddFlags(fs)
 	zapOpts := zap.Options{}
 	goFlags := flag.NewFlagSet("", flag.ContinueOnError)
@@ -27,8 +30,9 @@ func main() {
 	fs.AddGoFlagSet(goFlags)
 	showVersion := fs.Bool("version", false, "Print the version and exit.")
 	fs.Usage = func() {
-		fmt.Fprintf(os.Stderr, "portico-forwarder announces the addresses of Services of class lb.portico.dev/local from\n"+
-			"exactly one live node each (ARP/NDP), and fails them over to another node within about\n"+
+		fmt.Fprintf(os.Stderr, "portico-forwarder announces the addresses of the Services the operator serves through\n"+
+			"lb.portico.dev/local (the default class included), each from\n"+
+			"exactly one live node (ARP/NDP), and fails them over to another node within about\n"+
 			"--dead-after when that node or its forwarder dies.\n\nUsage:\n  portico-forwarder [flags]\n\nFlags:\n%s", fs.FlagUsages())
 	}
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -49,7 +53,7 @@ func main() {
 	}
 	ctx := ctrl.LoggerInto(ctrl.SetupSignalHandler(), ctrl.Log)
 	log.Info("Starting portico-forwarder", "version", version.Version, "node", opts.NodeName, "interface", opts.Interface)
-	if err := Run(ctx, opts); err != nil {
+	if err := forwarder.Run(ctx, opts); err != nil {
 		log.Error(err, "Forwarder stopped")
 		os.Exit(1)
 	}

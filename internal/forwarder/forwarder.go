@@ -1,4 +1,8 @@
-package main
+// Package forwarder assembles portico-forwarder, beside internal/operator:
+// flags, the announcer with its heartbeat membership and ARP/NDP responder,
+// the watcher that feeds it from the cluster, and the nftables data plane
+// with its health-check server. cmd/portico-forwarder is a thin main.
+package forwarder
 
 import (
 	"context"
