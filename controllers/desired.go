@@ -68,6 +68,7 @@ func Desired(in DesiredInput) (*providers.LoadBalancer, error) {
 		NamespaceLabels: in.NamespaceLabels,
 		Annotations:     svc.Annotations,
 		Endpoints:       endpoints,
+		Selector:        svc.Spec.Selector,
 	}
 	if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
 		d.TrafficPolicy = providers.TrafficPolicyLocal
