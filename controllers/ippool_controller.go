@@ -102,6 +102,9 @@ func (r *IPPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		if apierrors.IsConflict(err) {
 			return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
 		}
+		if apierrors.IsNotFound(err) {
+			return ctrl.Result{}, nil // deleted meanwhile
+		}
 		return ctrl.Result{}, fmt.Errorf("updating IPPool %s status: %w", pool.Name, err)
 	}
 	return ctrl.Result{}, nil

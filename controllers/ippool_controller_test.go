@@ -3,14 +3,17 @@ package controllers_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
@@ -144,4 +147,67 @@ func TestIPPoolReconciler(t *testing.T) {
 	}
 	check(a.Name, 4, 1, "Valid")
 	check(b.Name, 2, 0, "Valid")
+}
+
+// TestIPPoolSpecialAddresses: the apiserver refuses IPPools whose entries
+// include addresses no node may announce (CEL on the CRD), and what CEL
+// cannot see (a range spanning such a block between two good ends) makes the
+// Valid condition False with the block named. Before, all of them were
+// accepted and the pool reported Valid.
+func TestIPPoolSpecialAddresses(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (&controllers.IPPoolReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	suffix := fmt.Sprint(time.Now().UnixNano() % 100000)
+	for i, entry := range []string{"0.0.0.0/0", "::/0", "0.0.0.0", "::", "127.0.0.1", "126.0.0.0/7", "::1", "169.254.169.254",
+		"169.254.0.1-169.254.0.9", "fe80::/64", "fe80::1-fe80::9", "224.0.0.0/4", "ff02::1", "255.255.255.255", "255.255.255.0/24"} {
+		p := ippool(fmt.Sprintf("special-%d-%s", i, suffix), "198.51.100.0/30", entry)
+		p.Generation = 0
+		err := env.Client.Create(ctx, &p)
+		if err == nil {
+			_ = env.Client.Delete(context.Background(), &p)
+			t.Errorf("IPPool with %q was accepted", entry)
+			continue
+		}
+		if !strings.Contains(err.Error(), "must not include") {
+			t.Errorf("IPPool with %q: %v, want the special-address message", entry, err)
+		}
+	}
+	for i, entry := range []string{"198.51.100.8/29", "2001:db8::/120", "192.0.2.250-192.0.3.5", "128.0.0.0/3"} {
+		p := ippool(fmt.Sprintf("plain-%d-%s", i, suffix), entry)
+		p.Generation = 0
+		if err := env.Client.Create(ctx, &p); err != nil {
+			t.Errorf("IPPool with %q: %v", entry, err)
+			continue
+		}
+		_ = env.Client.Delete(context.Background(), &p)
+	}
+
+	span := ippool("span-"+suffix, "126.0.0.1-128.0.0.1")
+	span.Generation = 0
+	if err := env.Client.Create(ctx, &span); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), &span) })
+	eventually(t, 20*time.Second, func() error {
+		var p lbv1.IPPool
+		if err := env.Client.Get(ctx, client.ObjectKey{Name: span.Name}, &p); err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(p.Status.Conditions, controllers.IPPoolValid)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != "InvalidAddresses" || !strings.Contains(c.Message, "127.0.0.0/8 (loopback)") {
+			return fmt.Errorf("Valid condition %+v", c)
+		}
+		return nil
+	})
 }
