@@ -271,7 +271,7 @@ func Rebuild(ctx context.Context, c client.Client, clusterID string) (*Table, er
 		}
 		a := &Allocation{
 			Key:           providers.Key{ClusterID: clusterID, Namespace: s.Namespace, Name: s.Name, UID: string(s.UID)},
-			SharingKey:    s.Annotations[SharingAnnotation],
+			SharingKey:    strings.TrimSpace(s.Annotations[SharingAnnotation]), // as Desired reads it
 			TrafficPolicy: providers.TrafficPolicyCluster,
 		}
 		if s.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
