@@ -45,6 +45,7 @@ func TestIPPoolStatus(t *testing.T) {
 		svcs             []corev1.Service
 		total, assigned  int64
 		valid, exhausted string // condition reasons; "" = absent
+		validMsg         string // part of the Valid message, when set
 	}{
 		{name: "counts and sharing counted once", pool: ippool("a", "192.0.2.0/30"),
 			svcs: []corev1.Service{localService("s1", localClass, "192.0.2.1"), localService("s2", localClass, "192.0.2.1"),
@@ -55,6 +56,9 @@ func TestIPPoolStatus(t *testing.T) {
 		{name: "avoid buggy", pool: avoid, total: 1, valid: "Valid", exhausted: "AddressesFree"},
 		{name: "host bits", pool: ippool("a", "192.0.2.5/24"), valid: "InvalidAddresses"},
 		{name: "reversed range", pool: ippool("a", "192.0.2.9-192.0.2.1"), valid: "InvalidAddresses"},
+		{name: "loopback", pool: ippool("a", "192.0.2.0/30", "127.0.0.1"), valid: "InvalidAddresses", validMsg: "127.0.0.0/8 (loopback)"},
+		{name: "range spanning link-local", pool: ippool("a", "169.253.0.0-169.255.0.0"), valid: "InvalidAddresses", validMsg: "169.254.0.0/16 (link-local)"},
+		{name: "whole IPv6 space", pool: ippool("a", "::/0"), valid: "InvalidAddresses", validMsg: "whole IPv6 address space"},
 		{name: "overlap within the pool", pool: ippool("a", "192.0.2.0/28", "192.0.2.8-192.0.2.20"), valid: "InvalidAddresses"},
 		{name: "overlap with another pool", pool: ippool("a", "192.0.2.0/28"), others: []lbv1.IPPool{ippool("b", "192.0.2.15-192.0.2.30"), ippool("c", "198.51.100.0/24")},
 			total: 16, valid: "Overlap", exhausted: "AddressesFree"},
@@ -74,6 +78,9 @@ func TestIPPoolStatus(t *testing.T) {
 				case want != "" && (c == nil || c.Reason != want):
 					t.Errorf("condition %s = %+v, want reason %s", typ, c, want)
 				}
+			}
+			if c := meta.FindStatusCondition(st.Conditions, controllers.IPPoolValid); tc.validMsg != "" && (c == nil || !strings.Contains(c.Message, tc.validMsg)) {
+				t.Errorf("Valid condition %+v does not say %q", c, tc.validMsg)
 			}
 			if c := meta.FindStatusCondition(st.Conditions, controllers.IPPoolValid); tc.valid == "Overlap" && c != nil && c.Message == "" {
 				t.Error("overlap condition has no message naming the other pool")
