@@ -203,43 +203,93 @@ type AssignInput struct {
 }
 
 // Assign is the pure decision every forwarder runs: for each address, the
-// eligible nodes are Ready, alive on the heartbeat and, for LocalOnly
-// addresses, hold an endpoint; Decide picks one. It returns the owner of
-// every address and the addresses Self should announce, sorted.
+// eligible nodes are Ready, alive on the heartbeat and serve the Services on
+// it (Eligible); Decide picks one. Entries of Services that share an address
+// are decided together, so an address has one owner however many Services
+// carry it. It returns the owner of every address and the addresses Self
+// should announce, sorted.
 func Assign(in AssignInput) (owners map[netip.Addr]string, mine []netip.Addr) {
 	owners = map[netip.Addr]string{}
-	live := map[string]bool{}
+	var live []string
 	for _, n := range in.View.Alive {
 		if slices.Contains(in.Inputs.ReadyNodes, n) {
-			live[n] = true
+			live = append(live, n)
 		}
 	}
+	slices.Sort(live)
+	live = slices.Compact(live)
+	byIP := map[netip.Addr][]Address{}
+	var ips []netip.Addr
 	for _, addr := range in.Inputs.Addresses {
-		var eligible []string
-		for n := range live {
-			if !addr.LocalOnly || slices.Contains(addr.EndpointNodes, n) {
-				eligible = append(eligible, n)
-			}
+		if _, seen := byIP[addr.IP]; !seen {
+			ips = append(ips, addr.IP)
 		}
-		slices.Sort(eligible)
+		byIP[addr.IP] = append(byIP[addr.IP], addr)
+	}
+	for _, ip := range ips {
+		eligible := Eligible(live, byIP[ip])
 		var claimants []string
 		for node, claims := range in.View.Claims {
-			if slices.Contains(claims, addr.IP) {
+			if slices.Contains(claims, ip) {
 				claimants = append(claimants, node)
 			}
 		}
-		if slices.Contains(in.Mine, addr.IP) {
+		if slices.Contains(in.Mine, ip) {
 			claimants = append(claimants, in.Self)
 		}
-		owner := Decide(addr.IP, eligible, claimants)
-		owners[addr.IP] = owner
+		owner := Decide(ip, eligible, claimants)
+		owners[ip] = owner
 		if owner == in.Self {
-			mine = append(mine, addr.IP)
+			mine = append(mine, ip)
 		}
 	}
 	slices.SortFunc(mine, netip.Addr.Compare)
-	mine = slices.Compact(mine)
 	return owners, mine
+}
+
+// Eligible returns the nodes among live (sorted) that may announce an
+// address carried by sharers, one entry per Service on it:
+//
+//   - no sharer is LocalOnly: every live node;
+//   - otherwise the live nodes that hold endpoints of the most LocalOnly
+//     sharers. When their endpoints agree (the allocator lets Local Services
+//     share only with the same pod selector) these are the nodes serving
+//     all of them. A live node serving none of them is eligible only when
+//     some sharer has externalTrafficPolicy Cluster (any node serves it) and
+//     no node serves a Local sharer; with Local sharers only, no endpoint
+//     means no announcer, as for a single Service.
+//
+// The result depends only on the inputs, so every forwarder computes the
+// same set and Decide gives the address exactly one owner.
+func Eligible(live []string, sharers []Address) []string {
+	anyCluster := false
+	score := map[string]int{}
+	for _, s := range sharers {
+		if !s.LocalOnly {
+			anyCluster = true
+			continue
+		}
+		for _, n := range slices.Compact(slices.Sorted(slices.Values(s.EndpointNodes))) {
+			score[n]++
+		}
+	}
+	best := 0
+	for _, n := range live {
+		best = max(best, score[n])
+	}
+	if best == 0 {
+		if anyCluster {
+			return slices.Clone(live)
+		}
+		return nil
+	}
+	var out []string
+	for _, n := range live {
+		if score[n] == best {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // Mine returns the addresses this node announces now, sorted.

@@ -4,6 +4,8 @@
 // Every portico-forwarder runs the same pure decision (Decide) over the same
 // inputs: the nodes that are Ready, whose forwarder it hears on the heartbeat
 // (Members), and, for externalTrafficPolicy Local, that hold a ready endpoint.
+// Services that share an address are decided together (Eligible), so an
+// address has one announcer however many Services carry it.
 // Rendezvous hashing picks among them, so forwarders agree without a lock;
 // a node that already announces an address keeps it while it stays eligible
 // (heartbeats carry each node's claims), so a returning node does not pull

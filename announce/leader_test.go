@@ -71,7 +71,9 @@ func TestDecideSpreadsAndMovesMinimally(t *testing.T) {
 
 // TestAssignExactlyOneAnnouncer is the steady-state guarantee: whenever the
 // forwarders share one view, every address has exactly one announcer, for
-// any mix of prior claims, readiness, traffic policy and endpoints.
+// any mix of prior claims, readiness, traffic policy and endpoints, also when
+// several Services (entries) share an address; and when one node serves
+// every Local sharer of an address, the announcer is such a node.
 func TestAssignExactlyOneAnnouncer(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	nodes := []string{"a", "b", "c", "d", "e"}
@@ -89,7 +91,7 @@ func TestAssignExactlyOneAnnouncer(t *testing.T) {
 			}
 		}
 		for i := range 1 + rng.IntN(6) {
-			ad := Address{IP: addr(i), LocalOnly: rng.IntN(2) == 0}
+			ad := Address{IP: addr(rng.IntN(4)), Service: fmt.Sprint("svc-", i), LocalOnly: rng.IntN(2) == 0}
 			for _, n := range nodes {
 				if rng.IntN(2) == 0 {
 					ad.EndpointNodes = append(ad.EndpointNodes, n)
@@ -127,16 +129,40 @@ func TestAssignExactlyOneAnnouncer(t *testing.T) {
 			}
 		}
 		for _, ad := range in.Addresses {
-			eligible := 0
+			// Nodes that may serve the address: Ready, alive, and for each
+			// Local sharer an endpoint; any of them for a Cluster sharer.
+			var all, some []string
+			anyCluster := false
 			for _, n := range alive {
-				if slices.Contains(in.ReadyNodes, n) && (!ad.LocalOnly || slices.Contains(ad.EndpointNodes, n)) {
-					eligible++
+				if !slices.Contains(in.ReadyNodes, n) {
+					continue
+				}
+				servesAll, servesSome := true, false
+				for _, sh := range in.Addresses {
+					if sh.IP != ad.IP {
+						continue
+					}
+					if !sh.LocalOnly {
+						anyCluster = true
+						continue
+					}
+					has := slices.Contains(sh.EndpointNodes, n)
+					servesAll, servesSome = servesAll && has, servesSome || has
+				}
+				if servesAll {
+					all = append(all, n)
+				}
+				if servesSome || anyCluster {
+					some = append(some, n)
 				}
 			}
-			got := len(announcers[ad.IP])
-			if (eligible > 0 && got != 1) || (eligible == 0 && got != 0) {
+			got := announcers[ad.IP]
+			if (len(some) > 0 && len(got) != 1) || (len(some) == 0 && len(got) != 0) {
 				t.Fatalf("round %d: %s has announcers %v with %d eligible nodes (inputs %+v, alive %v, claims %v)",
-					round, ad.IP, announcers[ad.IP], eligible, in, alive, claims)
+					round, ad.IP, got, len(some), in, alive, claims)
+			}
+			if len(all) > 0 && !slices.Contains(all, got[0]) {
+				t.Fatalf("round %d: %s announced by %s, but %v serve every sharer (inputs %+v)", round, ad.IP, got[0], all, in)
 			}
 		}
 	}

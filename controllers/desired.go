@@ -60,6 +60,7 @@ func Desired(in DesiredInput) (*providers.LoadBalancer, error) {
 		NamespaceLabels:        in.NamespaceLabels,
 		Annotations:            svc.Annotations,
 		Endpoints:              endpoints,
+		Selector:               svc.Spec.Selector,
 	}
 	for i, p := range v.Ports {
 		if p.NodePort == 0 && !v.TargetPods {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -43,6 +45,12 @@ const (
 // class included).
 type IPPoolReconciler struct {
 	Client client.Client
+	// OnStranded, when set, is called with the local Services whose status
+	// lists an address that no valid IPPool contains any more (a pool was
+	// deleted or its addresses changed), so that the Service controller
+	// ensures them again: the local backend then releases the address and
+	// the Service's status drops it.
+	OnStranded func(services []types.NamespacedName)
 }
 
 // SetupWithManager watches IPPools (any change may create or clear an
@@ -85,10 +93,6 @@ func (r *IPPoolReconciler) allPools(ctx context.Context) []reconcile.Request {
 
 // Reconcile recomputes one pool's status and writes it when it changed.
 func (r *IPPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	var pool lbv1.IPPool
-	if err := r.Client.Get(ctx, req.NamespacedName, &pool); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
 	var pools lbv1.IPPoolList
 	if err := r.Client.List(ctx, &pools); err != nil {
 		return ctrl.Result{}, fmt.Errorf("listing IPPools: %w", err)
@@ -101,7 +105,18 @@ func (r *IPPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err := r.Client.List(ctx, &recs); err != nil {
 		return ctrl.Result{}, fmt.Errorf("listing LoadBalancers: %w", err)
 	}
-	status := IPPoolStatus(&pool, pools.Items, model.OfClass(model.LocalClass, svcs.Items, recs.Items))
+	local := model.OfClass(model.LocalClass, svcs.Items, recs.Items)
+	// A deleted pool reconciles too (the last pool's deletion has no other
+	// pool to trigger), so stranded Services are found either way.
+	if stranded := Stranded(pools.Items, local); len(stranded) > 0 && r.OnStranded != nil {
+		ctrl.LoggerFrom(ctx).V(1).Info("Services hold addresses that left every IPPool", "services", stranded)
+		r.OnStranded(stranded)
+	}
+	var pool lbv1.IPPool
+	if err := r.Client.Get(ctx, req.NamespacedName, &pool); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	status := IPPoolStatus(&pool, pools.Items, local)
 	if equality.Semantic.DeepEqual(status, pool.Status) {
 		return ctrl.Result{}, nil
 	}
@@ -110,6 +125,9 @@ func (r *IPPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err := r.Client.Status().Update(ctx, &pool); err != nil {
 		if apierrors.IsConflict(err) {
 			return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
+		}
+		if apierrors.IsNotFound(err) {
+			return ctrl.Result{}, nil // deleted meanwhile
 		}
 		return ctrl.Result{}, fmt.Errorf("updating IPPool %s status: %w", pool.Name, err)
 	}
@@ -152,6 +170,29 @@ func IPPoolStatus(pool *lbv1.IPPool, all []lbv1.IPPool, svcs []*corev1.Service) 
 		set(IPPoolExhausted, metav1.ConditionFalse, "AddressesFree", fmt.Sprintf("%d of %d addresses free", st.Free, st.Total))
 	}
 	return st
+}
+
+// Stranded returns the local Services (sorted) whose status lists an
+// address that no valid IPPool contains. It is pure.
+func Stranded(pools []lbv1.IPPool, svcs []*corev1.Service) []types.NamespacedName {
+	var valid []local.Pool
+	for i := range pools {
+		if p, err := local.PoolFromAPI(&pools[i]); err == nil {
+			valid = append(valid, p)
+		}
+	}
+	var out []types.NamespacedName
+	for _, svc := range svcs {
+		for _, ip := range model.IngressIPs(svc) {
+			if slices.ContainsFunc(valid, func(p local.Pool) bool { return p.Contains(ip) }) {
+				continue
+			}
+			out = append(out, types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name})
+			break
+		}
+	}
+	slices.SortFunc(out, func(a, b types.NamespacedName) int { return strings.Compare(a.String(), b.String()) })
+	return out
 }
 
 // overlapping describes the other pools whose addresses overlap ranges.

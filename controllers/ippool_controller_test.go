@@ -3,14 +3,17 @@ package controllers_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
@@ -66,6 +69,7 @@ func TestIPPoolStatus(t *testing.T) {
 		recs             []lbv1.LoadBalancer // besides one per Service of a class
 		total, assigned  int64
 		valid, exhausted string // condition reasons; "" = absent
+		validMsg         string // part of the Valid message, when set
 	}{
 		{name: "counts and sharing counted once", pool: ippool("a", "192.0.2.0/30"),
 			svcs: []corev1.Service{localService("s1", localClass, "192.0.2.1"), localService("s2", localClass, "192.0.2.1"),
@@ -80,6 +84,9 @@ func TestIPPoolStatus(t *testing.T) {
 		{name: "avoid buggy", pool: avoid, total: 1, valid: "Valid", exhausted: "AddressesFree"},
 		{name: "host bits", pool: ippool("a", "192.0.2.5/24"), valid: "InvalidAddresses"},
 		{name: "reversed range", pool: ippool("a", "192.0.2.9-192.0.2.1"), valid: "InvalidAddresses"},
+		{name: "loopback", pool: ippool("a", "192.0.2.0/30", "127.0.0.1"), valid: "InvalidAddresses", validMsg: "127.0.0.0/8 (loopback)"},
+		{name: "range spanning link-local", pool: ippool("a", "169.253.0.0-169.255.0.0"), valid: "InvalidAddresses", validMsg: "169.254.0.0/16 (link-local)"},
+		{name: "whole IPv6 space", pool: ippool("a", "::/0"), valid: "InvalidAddresses", validMsg: "whole IPv6 address space"},
 		{name: "overlap within the pool", pool: ippool("a", "192.0.2.0/28", "192.0.2.8-192.0.2.20"), valid: "InvalidAddresses"},
 		{name: "overlap with another pool", pool: ippool("a", "192.0.2.0/28"), others: []lbv1.IPPool{ippool("b", "192.0.2.15-192.0.2.30"), ippool("c", "198.51.100.0/24")},
 			total: 16, valid: "Overlap", exhausted: "AddressesFree"},
@@ -99,6 +106,9 @@ func TestIPPoolStatus(t *testing.T) {
 				case want != "" && (c == nil || c.Reason != want):
 					t.Errorf("condition %s = %+v, want reason %s", typ, c, want)
 				}
+			}
+			if c := meta.FindStatusCondition(st.Conditions, controllers.IPPoolValid); tc.validMsg != "" && (c == nil || !strings.Contains(c.Message, tc.validMsg)) {
+				t.Errorf("Valid condition %+v does not say %q", c, tc.validMsg)
 			}
 			if c := meta.FindStatusCondition(st.Conditions, controllers.IPPoolValid); tc.valid == "Overlap" && c != nil && c.Message == "" {
 				t.Error("overlap condition has no message naming the other pool")
@@ -178,4 +188,67 @@ func TestIPPoolReconciler(t *testing.T) {
 	}
 	check(a.Name, 4, 1, "Valid")
 	check(b.Name, 2, 0, "Valid")
+}
+
+// TestIPPoolSpecialAddresses: the apiserver refuses IPPools whose entries
+// include addresses no node may announce (CEL on the CRD), and what CEL
+// cannot see (a range spanning such a block between two good ends) makes the
+// Valid condition False with the block named. Before, all of them were
+// accepted and the pool reported Valid.
+func TestIPPoolSpecialAddresses(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (&controllers.IPPoolReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	suffix := fmt.Sprint(time.Now().UnixNano() % 100000)
+	for i, entry := range []string{"0.0.0.0/0", "::/0", "0.0.0.0", "::", "127.0.0.1", "126.0.0.0/7", "::1", "169.254.169.254",
+		"169.254.0.1-169.254.0.9", "fe80::/64", "fe80::1-fe80::9", "224.0.0.0/4", "ff02::1", "255.255.255.255", "255.255.255.0/24"} {
+		p := ippool(fmt.Sprintf("special-%d-%s", i, suffix), "198.51.100.0/30", entry)
+		p.Generation = 0
+		err := env.Client.Create(ctx, &p)
+		if err == nil {
+			_ = env.Client.Delete(context.Background(), &p)
+			t.Errorf("IPPool with %q was accepted", entry)
+			continue
+		}
+		if !strings.Contains(err.Error(), "must not include") {
+			t.Errorf("IPPool with %q: %v, want the special-address message", entry, err)
+		}
+	}
+	for i, entry := range []string{"198.51.100.8/29", "2001:db8::/120", "192.0.2.250-192.0.3.5", "128.0.0.0/3"} {
+		p := ippool(fmt.Sprintf("plain-%d-%s", i, suffix), entry)
+		p.Generation = 0
+		if err := env.Client.Create(ctx, &p); err != nil {
+			t.Errorf("IPPool with %q: %v", entry, err)
+			continue
+		}
+		_ = env.Client.Delete(context.Background(), &p)
+	}
+
+	span := ippool("span-"+suffix, "126.0.0.1-128.0.0.1")
+	span.Generation = 0
+	if err := env.Client.Create(ctx, &span); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), &span) })
+	eventually(t, 20*time.Second, func() error {
+		var p lbv1.IPPool
+		if err := env.Client.Get(ctx, client.ObjectKey{Name: span.Name}, &p); err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(p.Status.Conditions, controllers.IPPoolValid)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != "InvalidAddresses" || !strings.Contains(c.Message, "127.0.0.0/8 (loopback)") {
+			return fmt.Errorf("Valid condition %+v", c)
+		}
+		return nil
+	})
 }

@@ -98,8 +98,11 @@ type ServiceReconciler struct {
 	pending chan event.GenericEvent
 	slots   fairShare
 
-	mu       sync.Mutex
-	applied  map[types.NamespacedName]applied
+	mu      sync.Mutex
+	applied map[types.NamespacedName]applied
+	// reensure holds Services whose next reconcile must call the backend
+	// even if an Ensure in flight remembers them as applied (Reensure).
+	reensure map[types.NamespacedName]bool
 	failures map[types.NamespacedName]int
 }
 
@@ -317,6 +320,13 @@ func (r *ServiceReconciler) fail(ctx context.Context, svc *corev1.Service, recor
 	if prev == nil || prev.Reason != cond.Reason || prev.Message != cond.Message {
 		r.event(svc, corev1.EventTypeWarning, eventReason(cond.Reason), "Ensure", "%s", cond.Message)
 	}
+	// The status keeps the addresses the backend still serves, unless it
+	// released them: nodes announce what the status lists.
+	if ce := (*providers.ConfigError)(nil); errors.As(err, &ce) && ce.Released {
+		if werr := r.dropAddresses(ctx, svc, record); werr != nil {
+			return ctrl.Result{}, werr
+		}
+	}
 	if werr := r.writeServiceStatus(ctx, svc, svc.Status.LoadBalancer.Ingress, cond); werr != nil {
 		return ctrl.Result{}, werr
 	}
@@ -336,6 +346,22 @@ func (r *ServiceReconciler) fail(ctx context.Context, svc *corev1.Service, recor
 	}
 	ctrl.LoggerFrom(ctx).V(1).Info("Provider call failed, will retry", "retryAfter", after, "err", err.Error())
 	return ctrl.Result{RequeueAfter: after}, nil
+}
+
+// dropAddresses clears the addresses from the Service's and the record's
+// status. It patches unconditionally: the cache may not show the write that
+// added them yet, and a merge patch against a stale copy would be empty.
+func (r *ServiceReconciler) dropAddresses(ctx context.Context, svc *corev1.Service, record *lbv1.LoadBalancer) error {
+	if err := r.Client.Status().Patch(ctx, svc, client.RawPatch(types.MergePatchType, []byte(`{"status":{"loadBalancer":{"ingress":null}}}`))); err != nil {
+		return fmt.Errorf("dropping released addresses from Service status: %w", err)
+	}
+	if record == nil {
+		return nil
+	}
+	if err := r.Client.Status().Patch(ctx, record, client.RawPatch(types.MergePatchType, []byte(`{"status":{"addresses":null,"address":null}}`))); err != nil {
+		return client.IgnoreNotFound(fmt.Errorf("dropping released addresses from LoadBalancer status: %w", err))
+	}
+	return nil
 }
 
 func eventReason(conditionReason string) string {
@@ -668,8 +694,22 @@ func (r *ServiceReconciler) event(obj *corev1.Service, eventType, reason, action
 func (r *ServiceReconciler) upToDate(key types.NamespacedName, hash string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.reensure[key] {
+		delete(r.reensure, key)
+		return false
+	}
 	a, ok := r.applied[key]
 	return ok && a.hash == hash && time.Since(a.at) < r.ResyncPeriod
+}
+
+// markReensure makes the next upToDate of key false.
+func (r *ServiceReconciler) markReensure(key types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.reensure == nil {
+		r.reensure = map[types.NamespacedName]bool{}
+	}
+	r.reensure[key] = true
 }
 
 func (r *ServiceReconciler) remember(key types.NamespacedName, hash string) {

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -74,7 +75,27 @@ func (r *ServiceReconciler) NotifyPending(class string) {
 	}
 }
 
+// Reensure asks the controller to ensure these Services again although
+// nothing about them changed, e.g. when the IPPool holding a local Service's
+// address is gone. It never blocks: a full channel drops the request and the
+// Service is ensured at its next resync.
+func (r *ServiceReconciler) Reensure(services []types.NamespacedName) {
+	if r.pending == nil {
+		return
+	}
+	for _, key := range services {
+		r.markReensure(key)
+		select {
+		case r.pending <- event.GenericEvent{Object: &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}:
+		default:
+		}
+	}
+}
+
 func (r *ServiceReconciler) pendingServices(ctx context.Context, obj client.Object) []reconcile.Request {
+	if obj.GetNamespace() != "" { // from Reensure: one Service
+		return []reconcile.Request{{NamespacedName: client.ObjectKeyFromObject(obj)}}
+	}
 	class := obj.GetName()
 	var out []reconcile.Request
 	for _, svc := range r.managedServices(ctx) {

@@ -36,6 +36,11 @@ func Retry(err error, after time.Duration) error { return &RetryError{Err: err, 
 type ConfigError struct {
 	Reason  string
 	Message string
+	// Released is set when the backend no longer serves the Service's
+	// addresses because of this error (the local backend's address left
+	// every IPPool): the Service's status must drop them, since nodes
+	// announce what the status lists.
+	Released bool
 }
 
 func (e *ConfigError) Error() string { return e.Message }

@@ -172,6 +172,10 @@ type LoadBalancer struct {
 	RequestedIPs []netip.Addr
 	// SharingKey comes from lb.portico.dev/allow-shared-ip.
 	SharingKey string
+	// Selector is the Service's pod selector. The local backend lets two
+	// Services with TrafficPolicyLocal share an address only when their
+	// selectors are equal (and not empty), so one node serves them all.
+	Selector map[string]string
 
 	// Labels are the Service's labels, for pool selectors.
 	Labels map[string]string

@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/portico-lb/portico/announce"
 	"github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/model"
 )
@@ -119,5 +121,73 @@ func TestAnnouncements(t *testing.T) {
 	}
 	if !Publisher(&svc, "a", []netip.Addr{v4}) || Publisher(&svc, "b", []netip.Addr{v6}) {
 		t.Error("the announcer of the first address, and only it, publishes")
+	}
+}
+
+// TestSharedAddressHasOneAnnouncer: Services that share an address (a
+// Cluster and a Local one, or Local ones whose endpoints disagree) with
+// endpoints on different nodes still get exactly one announcer for it, and it
+// is a node that serves the Local sharer. Before, each Service's entry was
+// decided on its own: the Cluster entry went to the rendezvous winner, the
+// Local one to its endpoint's node, and both announced the address.
+func TestSharedAddressHasOneAnnouncer(t *testing.T) {
+	const ip = "192.0.2.10"
+	nodes := []string{"a", "b", "c"}
+	// The node every forwarder would pick for a Cluster-only address.
+	clusterWinner := announce.Decide(netip.MustParseAddr(ip), nodes, nil)
+	var endpointNode, otherNode string
+	for _, n := range nodes {
+		if n == clusterWinner {
+			continue
+		}
+		if endpointNode == "" {
+			endpointNode = n
+		} else {
+			otherNode = n
+		}
+	}
+	tests := []struct {
+		name     string
+		services []corev1.Service
+		slices   []discoveryv1.EndpointSlice
+		want     []string // acceptable announcers
+	}{
+		{name: "cluster and local sharers",
+			services: []corev1.Service{service("web", Class, false, ip), service("db", Class, true, ip)},
+			slices:   []discoveryv1.EndpointSlice{slice("db", map[string]bool{endpointNode: true})},
+			want:     []string{endpointNode}},
+		{name: "local sharers with endpoints on different nodes",
+			services: []corev1.Service{service("web", Class, true, ip), service("db", Class, true, ip)},
+			slices: []discoveryv1.EndpointSlice{slice("web", map[string]bool{clusterWinner: true}),
+				slice("db", map[string]bool{endpointNode: true})},
+			want: []string{clusterWinner, endpointNode}},
+		{name: "local sharers, one node serves both",
+			services: []corev1.Service{service("web", Class, true, ip), service("db", Class, true, ip)},
+			slices: []discoveryv1.EndpointSlice{slice("web", map[string]bool{clusterWinner: true, otherNode: true}),
+				slice("db", map[string]bool{endpointNode: true, otherNode: true})},
+			want: []string{otherNode}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			snap := Snapshot{Services: tc.services, EndpointSlices: tc.slices}
+			for _, s := range tc.services {
+				snap.LoadBalancers = append(snap.LoadBalancers, record(s, Class))
+			}
+			for i, n := range nodes {
+				snap.Nodes = append(snap.Nodes, node(n, fmt.Sprintf("10.0.0.%d", i+1), true, nil))
+			}
+			in, _ := BuildInputs(snap, 7473)
+			var announcers []string
+			for _, self := range nodes {
+				_, mine := announce.Assign(announce.AssignInput{Self: self, Inputs: in,
+					View: announce.View{Alive: nodes, Quorum: true}})
+				if slices.Contains(mine, netip.MustParseAddr(ip)) {
+					announcers = append(announcers, self)
+				}
+			}
+			if len(announcers) != 1 || !slices.Contains(tc.want, announcers[0]) {
+				t.Fatalf("announcers of %s: %v, want one of %v (cluster winner %s)", ip, announcers, tc.want, clusterWinner)
+			}
+		})
 	}
 }

@@ -84,6 +84,14 @@ func BuildInputs(s Snapshot, heartbeatPort uint16) (announce.Inputs, map[string]
 			})
 		}
 	}
-	sort.Slice(in.Addresses, func(i, j int) bool { return in.Addresses[i].IP.Less(in.Addresses[j].IP) })
+	// Services sharing an address give one entry each; announce.Assign
+	// decides each address once over all of its entries.
+	sort.Slice(in.Addresses, func(i, j int) bool {
+		a, b := in.Addresses[i], in.Addresses[j]
+		if a.IP != b.IP {
+			return a.IP.Less(b.IP)
+		}
+		return a.Service < b.Service
+	})
 	return in, peers
 }

@@ -8,12 +8,16 @@ import (
 type IPPoolSpec struct {
 	// Addresses are CIDRs ("192.0.2.0/28", "2001:db8::/120") or inclusive
 	// ranges ("192.0.2.10-192.0.2.20"), IPv4 or IPv6.
-	// Overlaps between entries or with other pools, host bits in a CIDR and
-	// reversed ranges are reported by the Valid condition.
+	// Entries may not include addresses no node may announce: unspecified,
+	// loopback, link-local, multicast, broadcast, nor whole-address-space
+	// prefixes. Overlaps between entries or with other pools, host bits in a
+	// CIDR, reversed ranges and ranges that span a special block are reported
+	// by the Valid condition.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=100
 	// +kubebuilder:validation:XValidation:rule="self.all(a, isCIDR(a) || isIP(a) || (a.split('-').size() == 2 && isIP(a.split('-')[0].trim()) && isIP(a.split('-')[1].trim())))",message="each address must be a CIDR (192.0.2.0/28), an IP, or a range of two IPs (192.0.2.10-192.0.2.20)"
+	// +kubebuilder:validation:XValidation:rule="self.all(a, isCIDR(a) ? (cidr(a).masked().ip().isGlobalUnicast() && !cidr(a).containsIP('127.0.0.0') && !cidr(a).containsIP('169.254.0.0') && !cidr(a).containsIP('224.0.0.0') && !cidr(a).containsIP('255.255.255.255') && !cidr(a).containsIP('fe80::') && !cidr(a).containsIP('ff00::')) : isIP(a) ? ip(a).isGlobalUnicast() : (a.split('-').size() != 2 || !isIP(a.split('-')[0].trim()) || !isIP(a.split('-')[1].trim()) || (ip(a.split('-')[0].trim()).isGlobalUnicast() && ip(a.split('-')[1].trim()).isGlobalUnicast())))",message="addresses must not include unspecified (0.0.0.0, ::), loopback (127.0.0.0/8, ::1), link-local (169.254.0.0/16, fe80::/10), multicast (224.0.0.0/4, ff00::/8) or broadcast (255.255.255.255) addresses, nor cover a whole address space (0.0.0.0/0, ::/0)"
 	Addresses []string `json:"addresses"`
 	// AutoAssign lets Services without a requested address draw from this
 	// pool. Defaults to true.
@@ -29,6 +33,12 @@ type IPPoolSpec struct {
 	// NamespaceSelector limits the pool to Services in matching namespaces.
 	// +optional
 	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+	// AllowSharingAcrossNamespaces lets Services in different namespaces
+	// share an address of this pool when they carry the same
+	// lb.portico.dev/allow-shared-ip key. By default a sharing key only
+	// joins Services of one namespace.
+	// +optional
+	AllowSharingAcrossNamespaces bool `json:"allowSharingAcrossNamespaces,omitempty"`
 }
 
 // IPPoolStatus reports the pool's usage.

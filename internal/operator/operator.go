@@ -278,7 +278,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 		return nil, nil, fmt.Errorf("setting up Service controller: %w", err)
 	}
 	if slices.Contains(o.Providers, local.Name) {
-		if err := (&controllers.IPPoolReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		if err := (&controllers.IPPoolReconciler{Client: mgr.GetClient(), OnStranded: r.Reensure}).SetupWithManager(mgr); err != nil {
 			return nil, nil, fmt.Errorf("setting up IPPool controller: %w", err)
 		}
 	}

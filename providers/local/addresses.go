@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -35,12 +36,79 @@ func (r Range) Overlaps(o Range) bool {
 // Is4 reports whether r holds IPv4 addresses.
 func (r Range) Is4() bool { return r.First.Is4() }
 
+// SpecialBlock is a block of addresses that no node may answer ARP/NDP for.
+type SpecialBlock struct {
+	Range Range
+	// Name is the block's CIDR and what it is, for messages.
+	Name string
+}
+
+// special lists the blocks an IPPool may not include: a node announcing one
+// of them would answer for the unspecified address, its own loopback, a
+// link-local neighbour (169.254.169.254 is the cloud metadata service), a
+// multicast group or the IPv4 broadcast address.
+var special = func() []SpecialBlock {
+	var out []SpecialBlock
+	for _, b := range []struct{ cidr, what string }{
+		{"0.0.0.0/8", "unspecified, \"this network\""},
+		{"127.0.0.0/8", "loopback"},
+		{"169.254.0.0/16", "link-local"},
+		{"224.0.0.0/4", "multicast"},
+		{"255.255.255.255/32", "broadcast"},
+		{"::/128", "unspecified"},
+		{"::1/128", "loopback"},
+		{"fe80::/10", "link-local"},
+		{"ff00::/8", "multicast"},
+	} {
+		p := netip.MustParsePrefix(b.cidr)
+		out = append(out, SpecialBlock{Range: Range{First: p.Addr(), Last: lastOf(p)}, Name: b.cidr + " (" + b.what + ")"})
+	}
+	return out
+}()
+
+// SpecialBlocks returns the blocks no IPPool entry may include.
+func SpecialBlocks() []SpecialBlock { return slices.Clone(special) }
+
+// checkSpecial rejects a range that includes a special block or is one
+// of the whole-address-space prefixes.
+func checkSpecial(s string, r Range) error {
+	if r.First == netip.IPv4Unspecified() && r.Last == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		return fmt.Errorf("%q covers the whole IPv4 address space; list the addresses the pool may hand out", s)
+	}
+	if r.First == netip.IPv6Unspecified() && r.Last == lastOf(netip.PrefixFrom(r.First, 0)) {
+		return fmt.Errorf("%q covers the whole IPv6 address space; list the addresses the pool may hand out", s)
+	}
+	var hit []string
+	for _, b := range special {
+		if r.Overlaps(b.Range) {
+			hit = append(hit, b.Name)
+		}
+	}
+	if len(hit) > 0 {
+		return fmt.Errorf("%q includes %s, which must never be announced", s, strings.Join(hit, ", "))
+	}
+	return nil
+}
+
 // ParseRange reads one IPPool address entry: a CIDR ("192.0.2.0/28",
 // "2001:db8::/120"), an inclusive range ("192.0.2.10-192.0.2.20") or a single
 // address. It rejects zones, IPv4-mapped IPv6 addresses, CIDRs with host bits
-// set and ranges whose ends differ in family or are reversed.
+// set, ranges whose ends differ in family or are reversed, and entries that
+// include a special block (SpecialBlocks: unspecified, loopback, link-local,
+// multicast, broadcast), whole-address-space prefixes included.
 func ParseRange(s string) (Range, error) {
 	s = strings.TrimSpace(s)
+	r, err := parseRange(s)
+	if err != nil {
+		return Range{}, err
+	}
+	if err := checkSpecial(s, r); err != nil {
+		return Range{}, err
+	}
+	return r, nil
+}
+
+func parseRange(s string) (Range, error) {
 	switch {
 	case s == "":
 		return Range{}, fmt.Errorf("empty address entry")

@@ -9,6 +9,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/portico-lb/portico/model"
 	"github.com/portico-lb/portico/providers"
 )
 
@@ -22,6 +23,9 @@ type Pool struct {
 	// selects everything.
 	Services   labels.Selector
 	Namespaces labels.Selector
+	// AcrossNamespaces lets a sharing key join Services of different
+	// namespaces on this pool's addresses.
+	AcrossNamespaces bool
 }
 
 // Contains reports whether a is one of the pool's usable addresses.
@@ -51,13 +55,86 @@ type Allocation struct {
 	Addresses  []netip.Addr
 	SharingKey string
 	Ports      []providers.Port
+	// TrafficPolicy and Backend decide, with the key and the ports, whether
+	// another Service may join: Backend is the pod selector of a Service
+	// with TrafficPolicyLocal (see BackendKey), "" otherwise.
+	TrafficPolicy providers.TrafficPolicy
+	Backend       string
 	// Nodes counts the backends last ensured, for status.
 	Nodes int
 }
 
 func (a *Allocation) equal(b *Allocation) bool {
 	return a.Key == b.Key && slices.Equal(a.Addresses, b.Addresses) && a.SharingKey == b.SharingKey &&
-		slices.Equal(a.Ports, b.Ports) && a.Nodes == b.Nodes
+		slices.Equal(a.Ports, b.Ports) && a.TrafficPolicy == b.TrafficPolicy && a.Backend == b.Backend && a.Nodes == b.Nodes
+}
+
+// BackendKey is what two Services with externalTrafficPolicy Local must have
+// in common to share an address: their pod selector, rendered canonically.
+// Equal selectors select the same pods, so the node holding their endpoints
+// serves all of them. It is "" for other policies (any node serves those)
+// and for a Local Service without a selector, whose endpoints Portico cannot
+// compare; such a Service shares with nobody.
+func BackendKey(policy providers.TrafficPolicy, selector map[string]string) string {
+	if policy != providers.TrafficPolicyLocal || len(selector) == 0 {
+		return ""
+	}
+	return labels.Set(selector).String()
+}
+
+// allocationFor is what d would hold on addrs.
+func allocationFor(d *providers.LoadBalancer, addrs []netip.Addr) *Allocation {
+	policy := d.TrafficPolicy
+	if policy == "" {
+		policy = providers.TrafficPolicyCluster
+	}
+	return &Allocation{Key: d.Key, Addresses: addrs, SharingKey: d.SharingKey, Ports: slices.Clone(d.Ports),
+		TrafficPolicy: policy, Backend: BackendKey(policy, d.Selector), Nodes: len(d.Nodes)}
+}
+
+// Conflict explains why a Service holding want may not share an address
+// with other, or returns "" when it may. The rule (MetalLB's, with namespace
+// scoping): both carry the same non-empty sharing key, they are in the same
+// namespace unless acrossNamespaces, no protocol/port collides, their
+// externalTrafficPolicy is the same and, for Local, they select the same
+// pods. One address is announced by one node, so Services that would need
+// different nodes must not share it. The rule is symmetric.
+func Conflict(other, want *Allocation, acrossNamespaces bool) string {
+	name := other.Key.Namespace + "/" + other.Key.Name
+	switch {
+	case want.SharingKey == "" || other.SharingKey == "":
+		return fmt.Sprintf("Service %s holds it and sharing needs the same %s key on both Services", name, model.AnnotationAllowSharedIP)
+	case other.SharingKey != want.SharingKey:
+		return fmt.Sprintf("Service %s holds it with %s key %q, not %q", name, model.AnnotationAllowSharedIP, other.SharingKey, want.SharingKey)
+	case other.Key.Namespace != want.Key.Namespace && !acrossNamespaces:
+		return fmt.Sprintf("Service %s in another namespace holds it, and its IPPool does not set allowSharingAcrossNamespaces", name)
+	}
+	if p, ok := collision(other.Ports, want.Ports); ok {
+		return fmt.Sprintf("Service %s already uses port %d/%s on it", name, p.Port, p.Protocol)
+	}
+	switch {
+	case other.TrafficPolicy != want.TrafficPolicy:
+		return fmt.Sprintf("Service %s holds it with externalTrafficPolicy %s, this Service has %s; one node announces an address, so sharing Services need the same policy",
+			name, other.TrafficPolicy, want.TrafficPolicy)
+	case want.TrafficPolicy == providers.TrafficPolicyLocal && (other.Backend == "" || want.Backend == ""):
+		return fmt.Sprintf("Service %s holds it; Services with externalTrafficPolicy Local share an address only when both have the same non-empty selector", name)
+	case other.Backend != want.Backend:
+		return fmt.Sprintf("Service %s holds it with selector %q, this Service has %q; with externalTrafficPolicy Local sharing Services must select the same pods, so that one node serves them all",
+			name, other.Backend, want.Backend)
+	}
+	return ""
+}
+
+// portOnly reports whether a Conflict message is about a port collision
+// alone, which sharing Services resolve by taking separate addresses.
+func portOnly(other, want *Allocation, acrossNamespaces bool) bool {
+	_, collide := collision(other.Ports, want.Ports)
+	if !collide {
+		return false
+	}
+	o := *other
+	o.Ports = nil
+	return Conflict(&o, want, acrossNamespaces) == ""
 }
 
 // Table is the allocation state: which Service holds which address. It is
@@ -121,20 +198,35 @@ func (t *Table) All() []*Allocation {
 // Used reports whether any Service holds ip.
 func (t *Table) Used(ip netip.Addr) bool { return len(t.byAddr[ip]) > 0 }
 
-// usable reports whether d may hold ip: nobody else holds it, or every other
-// holder shares d's non-empty sharing key and no port collides.
-func (t *Table) usable(ip netip.Addr, d *providers.LoadBalancer) bool {
-	self := d.Key.String()
+// conflict explains why want may not hold ip ("" when it may): nobody else
+// holds it, or Conflict allows sharing with every other holder.
+func (t *Table) conflict(pools []Pool, ip netip.Addr, want *Allocation) string {
+	self := want.Key.String()
+	across := acrossNamespaces(pools, ip)
 	for _, h := range t.byAddr[ip] {
 		if h == self {
 			continue
 		}
-		other := t.byKey[h]
-		if d.SharingKey == "" || other.SharingKey != d.SharingKey || portsCollide(other.Ports, d.Ports) {
-			return false
+		if why := Conflict(t.byKey[h], want, across); why != "" {
+			return why
 		}
 	}
-	return true
+	return ""
+}
+
+// acrossNamespaces reports whether every pool that contains ip (and there
+// is one) allows sharing across namespaces.
+func acrossNamespaces(pools []Pool, ip netip.Addr) bool {
+	found := false
+	for i := range pools {
+		if pools[i].Contains(ip) {
+			if !pools[i].AcrossNamespaces {
+				return false
+			}
+			found = true
+		}
+	}
+	return found
 }
 
 // sharedBy reports whether another Service holds ip.
@@ -147,15 +239,15 @@ func (t *Table) sharedBy(ip netip.Addr, self string) bool {
 	return false
 }
 
-func portsCollide(a, b []providers.Port) bool {
+func collision(a, b []providers.Port) (providers.Port, bool) {
 	for _, x := range a {
 		for _, y := range b {
 			if x.Port == y.Port && x.Protocol == y.Protocol {
-				return true
+				return x, true
 			}
 		}
 	}
-	return false
+	return providers.Port{}, false
 }
 
 // Families returns the address families d needs, primary first.
@@ -188,13 +280,14 @@ func Plan(pools []Pool, t *Table, d *providers.LoadBalancer) ([]netip.Addr, erro
 		}
 	}
 	fams := Families(d)
+	want := allocationFor(d, nil)
 	if len(d.RequestedIPs) > 0 {
-		return planRequested(eligible, t, d, fams)
+		return planRequested(pools, eligible, t, d, want, fams)
 	}
 	current := t.Get(d.Key)
 	var out []netip.Addr
 	for _, fam := range fams {
-		ip, err := pickFamily(eligible, t, d, fam, current)
+		ip, err := pickFamily(pools, eligible, t, want, fam, current)
 		if err != nil {
 			return nil, err
 		}
@@ -203,7 +296,23 @@ func Plan(pools []Pool, t *Table, d *providers.LoadBalancer) ([]netip.Addr, erro
 	return out, nil
 }
 
-func planRequested(eligible []*Pool, t *Table, d *providers.LoadBalancer, fams []string) ([]netip.Addr, error) {
+// Lost returns the addresses d holds in t that no pool selecting d
+// contains any more.
+func Lost(pools []Pool, t *Table, d *providers.LoadBalancer) []netip.Addr {
+	current := t.Get(d.Key)
+	if current == nil {
+		return nil
+	}
+	var lost []netip.Addr
+	for _, ip := range current.Addresses {
+		if !slices.ContainsFunc(pools, func(p Pool) bool { return p.selects(d) && p.Contains(ip) }) {
+			lost = append(lost, ip)
+		}
+	}
+	return lost
+}
+
+func planRequested(pools []Pool, eligible []*Pool, t *Table, d *providers.LoadBalancer, want *Allocation, fams []string) ([]netip.Addr, error) {
 	for _, ip := range d.RequestedIPs {
 		if !slices.Contains(fams, familyOf(ip)) {
 			return nil, providers.Configf("RequestedIPFamilyMismatch", "requested address %s is %s but the Service asks for %s", ip, familyOf(ip), strings.Join(fams, ","))
@@ -211,19 +320,19 @@ func planRequested(eligible []*Pool, t *Table, d *providers.LoadBalancer, fams [
 		if !slices.ContainsFunc(eligible, func(p *Pool) bool { return p.Contains(ip) }) {
 			return nil, providers.Configf("AddressNotInPool", "requested address %s is in no IPPool that selects this Service", ip)
 		}
-		if !t.usable(ip, d) {
-			return nil, providers.Configf("AddressInUse", "requested address %s is in use by another Service (sharing needs the same %s key and distinct ports)", ip, "lb.portico.dev/allow-shared-ip")
+		if why := t.conflict(pools, ip, want); why != "" {
+			return nil, providers.Configf("AddressInUse", "requested address %s cannot be shared: %s", ip, why)
 		}
 	}
 	return slices.Clone(d.RequestedIPs), nil
 }
 
-func pickFamily(eligible []*Pool, t *Table, d *providers.LoadBalancer, fam string, current *Allocation) (netip.Addr, error) {
+func pickFamily(pools []Pool, eligible []*Pool, t *Table, want *Allocation, fam string, current *Allocation) (netip.Addr, error) {
 	// Keep what the Service holds while it is still in some selecting pool
 	// and still shareable: addresses never move without a reason.
 	if current != nil {
 		for _, ip := range current.Addresses {
-			if familyOf(ip) == fam && t.usable(ip, d) && slices.ContainsFunc(eligible, func(p *Pool) bool { return p.Contains(ip) }) {
+			if familyOf(ip) == fam && t.conflict(pools, ip, want) == "" && slices.ContainsFunc(eligible, func(p *Pool) bool { return p.Contains(ip) }) {
 				return ip, nil
 			}
 		}
@@ -241,18 +350,41 @@ func pickFamily(eligible []*Pool, t *Table, d *providers.LoadBalancer, fam strin
 		return netip.Addr{}, providers.Configf("NoPool", "no IPPool with autoAssign and %s addresses selects this Service", fam)
 	}
 	// Join a Service that shares our key first, so sharing Services end up
-	// on one address.
-	if d.SharingKey != "" {
+	// on one address. A partner (same key, in scope) that may not share for
+	// a reason other than a port collision is a mistake the user must fix:
+	// taking a separate address would silently split what the key joins.
+	if want.SharingKey != "" {
 		var shared []netip.Addr
-		for ip := range t.byAddr {
-			if familyOf(ip) == fam && t.sharedBy(ip, d.Key.String()) && t.usable(ip, d) &&
-				slices.ContainsFunc(candidates, func(p *Pool) bool { return p.Contains(ip) }) {
+		var refusals []string
+		for ip, holders := range t.byAddr {
+			if familyOf(ip) != fam || !t.sharedBy(ip, want.Key.String()) ||
+				!slices.ContainsFunc(candidates, func(p *Pool) bool { return p.Contains(ip) }) {
+				continue
+			}
+			why := t.conflict(pools, ip, want)
+			if why == "" {
 				shared = append(shared, ip)
+				continue
+			}
+			across := acrossNamespaces(pools, ip)
+			for _, h := range holders {
+				other := t.byKey[h]
+				if h == want.Key.String() || other.SharingKey != want.SharingKey ||
+					(other.Key.Namespace != want.Key.Namespace && !across) || portOnly(other, want, across) {
+					continue
+				}
+				if w := Conflict(other, want, across); w != "" {
+					refusals = append(refusals, fmt.Sprintf("%s: %s", ip, w))
+				}
 			}
 		}
 		if len(shared) > 0 {
 			slices.SortFunc(shared, netip.Addr.Compare)
 			return shared[0], nil
+		}
+		if len(refusals) > 0 {
+			slices.Sort(refusals)
+			return netip.Addr{}, providers.Configf("SharingConflict", "cannot share an address under %s key %q: %s", model.AnnotationAllowSharedIP, want.SharingKey, strings.Join(slices.Compact(refusals), "; "))
 		}
 	}
 	for _, p := range candidates {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/spf13/pflag"
@@ -123,11 +124,14 @@ func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*prov
 	if err != nil {
 		return nil, err
 	}
+	if err := p.releaseLost(ctx, pools, d); err != nil {
+		return nil, err
+	}
 	addrs, err := Plan(pools, p.table, d)
 	if err != nil {
 		return nil, err
 	}
-	want := &Allocation{Key: d.Key, Addresses: addrs, SharingKey: d.SharingKey, Ports: slices.Clone(d.Ports), Nodes: len(d.Nodes)}
+	want := allocationFor(d, addrs)
 	if have := p.table.Get(d.Key); have == nil || !have.equal(want) {
 		if err := p.call(OpReserve); err != nil {
 			return nil, fmt.Errorf("reserving %v for %s: %w", addrs, d.Key, err)
@@ -138,6 +142,35 @@ func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*prov
 		ctrlLog(ctx).V(1).Info("Reserved addresses", "addresses", addrs)
 	}
 	return status(want), nil
+}
+
+// releaseLost drops d's allocation when an address it holds is in no valid
+// IPPool that selects it any more (the pool was deleted, or its addresses or
+// selectors changed): such an address must stop being announced, so the
+// error says Released and the Service's status drops its addresses. The next
+// Ensure plans afresh. p.mu is held.
+func (p *Provider) releaseLost(ctx context.Context, pools []Pool, d *providers.LoadBalancer) error {
+	lost := Lost(pools, p.table, d)
+	if len(lost) == 0 {
+		return nil
+	}
+	if err := p.call(OpRelease); err != nil {
+		return fmt.Errorf("releasing %v of %s: %w", lost, d.Key, err)
+	}
+	if freed := p.table.Delete(d.Key); len(freed) > 0 {
+		defer p.released()
+	}
+	ctrlLog(ctx).Info("Released addresses that left every IPPool", "addresses", lost)
+	return &providers.ConfigError{Reason: "AddressNotInPool", Released: true,
+		Message: fmt.Sprintf("address %s is no longer in any valid IPPool that selects this Service (the IPPool was deleted, or its addresses or selectors changed); it was released and is no longer announced", joinAddrs(lost))}
+}
+
+func joinAddrs(as []netip.Addr) string {
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ", ")
 }
 
 // Observe implements providers.Provider.
@@ -245,8 +278,13 @@ func Rebuild(ctx context.Context, c client.Client, clusterID string) (*Table, er
 	t := NewTable()
 	for _, s := range model.OfClass(providers.Class(Name), svcs.Items, lbs.Items) {
 		key := providers.Key{ClusterID: clusterID, Namespace: s.Namespace, Name: s.Name, UID: string(s.UID)}
+		// A malformed key shares with nothing; the address stays held.
 		sharing, _ := model.SharingKey(s.Annotations)
-		a := &Allocation{Key: key, SharingKey: sharing, Addresses: model.IngressIPs(s)}
+		a := &Allocation{Key: key, SharingKey: sharing, Addresses: model.IngressIPs(s), TrafficPolicy: providers.TrafficPolicyCluster}
+		if s.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
+			a.TrafficPolicy = providers.TrafficPolicyLocal
+		}
+		a.Backend = BackendKey(a.TrafficPolicy, s.Spec.Selector)
 		for _, sp := range s.Spec.Ports {
 			a.Ports = append(a.Ports, providers.Port{Name: sp.Name, Protocol: providers.Protocol(sp.Protocol), Port: sp.Port, NodePort: sp.NodePort})
 		}
@@ -304,6 +342,8 @@ func PoolFromAPI(ip *v1alpha1.IPPool) (Pool, error) {
 		Ranges:     ranges,
 		AutoAssign: ip.Spec.AutoAssign == nil || *ip.Spec.AutoAssign,
 		AvoidBuggy: ip.Spec.AvoidBuggyIPs,
+
+		AcrossNamespaces: ip.Spec.AllowSharingAcrossNamespaces,
 	}
 	if pool.Services, err = selector(ip.Spec.ServiceSelector); err != nil {
 		return Pool{}, fmt.Errorf("serviceSelector: %w", err)
