@@ -35,7 +35,7 @@ generate: tools ## Generate deepcopy code.
 .PHONY: manifests
 manifests: tools ## Generate CRDs and the operator's ClusterRole from markers.
 	$(TOOLS_BIN)/controller-gen crd:crdVersions=v1 paths=./api/... output:crd:artifacts:config=config/crd/bases
-	$(TOOLS_BIN)/controller-gen rbac:roleName=portico-operator paths=./controllers/... output:rbac:artifacts:config=config/rbac
+	$(TOOLS_BIN)/controller-gen rbac:roleName=portico-operator paths="{./controllers/...,./providers/local/...}" output:rbac:artifacts:config=config/rbac
 	cp config/crd/bases/*.yaml config/helm/portico/crds/
 
 .PHONY: verify

@@ -17,8 +17,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
-	"github.com/portico-lb/portico/controllers"
 	"github.com/portico-lb/portico/model"
+	"github.com/portico-lb/portico/providers/local"
 )
 
 const localClass = "lb.portico.dev/local"
@@ -94,11 +94,11 @@ func TestIPPoolStatus(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			all := append([]lbv1.IPPool{tc.pool}, tc.others...)
-			st := controllers.IPPoolStatus(&tc.pool, all, model.OfClass(localClass, tc.svcs, append(recordsOf(tc.svcs), tc.recs...)))
+			st := local.IPPoolStatus(&tc.pool, all, model.OfClass(localClass, tc.svcs, append(recordsOf(tc.svcs), tc.recs...)))
 			if st.Total != tc.total || st.Assigned != tc.assigned || st.Free != tc.total-tc.assigned {
 				t.Errorf("total/assigned/free = %d/%d/%d, want %d/%d/%d", st.Total, st.Assigned, st.Free, tc.total, tc.assigned, tc.total-tc.assigned)
 			}
-			for typ, want := range map[string]string{controllers.IPPoolValid: tc.valid, controllers.IPPoolExhausted: tc.exhausted} {
+			for typ, want := range map[string]string{local.IPPoolValid: tc.valid, local.IPPoolExhausted: tc.exhausted} {
 				c := meta.FindStatusCondition(st.Conditions, typ)
 				switch {
 				case want == "" && c != nil:
@@ -107,10 +107,10 @@ func TestIPPoolStatus(t *testing.T) {
 					t.Errorf("condition %s = %+v, want reason %s", typ, c, want)
 				}
 			}
-			if c := meta.FindStatusCondition(st.Conditions, controllers.IPPoolValid); tc.validMsg != "" && (c == nil || !strings.Contains(c.Message, tc.validMsg)) {
+			if c := meta.FindStatusCondition(st.Conditions, local.IPPoolValid); tc.validMsg != "" && (c == nil || !strings.Contains(c.Message, tc.validMsg)) {
 				t.Errorf("Valid condition %+v does not say %q", c, tc.validMsg)
 			}
-			if c := meta.FindStatusCondition(st.Conditions, controllers.IPPoolValid); tc.valid == "Overlap" && c != nil && c.Message == "" {
+			if c := meta.FindStatusCondition(st.Conditions, local.IPPoolValid); tc.valid == "Overlap" && c != nil && c.Message == "" {
 				t.Error("overlap condition has no message naming the other pool")
 			}
 		})
@@ -125,7 +125,7 @@ func TestIPPoolReconciler(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := (&controllers.IPPoolReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+	if err := (&local.IPPoolReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
@@ -168,7 +168,7 @@ func TestIPPoolReconciler(t *testing.T) {
 			if err := env.Client.Get(ctx, client.ObjectKey{Name: name}, &p); err != nil {
 				return err
 			}
-			c := meta.FindStatusCondition(p.Status.Conditions, controllers.IPPoolValid)
+			c := meta.FindStatusCondition(p.Status.Conditions, local.IPPoolValid)
 			if p.Status.Total != total || p.Status.Assigned != assigned || c == nil || c.Reason != valid {
 				return fmt.Errorf("%s status %+v", name, p.Status)
 			}
@@ -202,7 +202,7 @@ func TestIPPoolSpecialAddresses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := (&controllers.IPPoolReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+	if err := (&local.IPPoolReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
@@ -245,7 +245,7 @@ func TestIPPoolSpecialAddresses(t *testing.T) {
 		if err := env.Client.Get(ctx, client.ObjectKey{Name: span.Name}, &p); err != nil {
 			return err
 		}
-		c := meta.FindStatusCondition(p.Status.Conditions, controllers.IPPoolValid)
+		c := meta.FindStatusCondition(p.Status.Conditions, local.IPPoolValid)
 		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != "InvalidAddresses" || !strings.Contains(c.Message, "127.0.0.0/8 (loopback)") {
 			return fmt.Errorf("Valid condition %+v", c)
 		}

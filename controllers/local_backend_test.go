@@ -33,7 +33,7 @@ func TestStranded(t *testing.T) {
 		localService("pending", localClass),
 		localService("aws", "lb.portico.dev/aws", "198.51.100.2"),
 	}
-	got := fmt.Sprint(controllers.Stranded(pools, model.OfClass(localClass, svcs, recordsOf(svcs))))
+	got := fmt.Sprint(local.Stranded(pools, model.OfClass(localClass, svcs, recordsOf(svcs))))
 	if want := "[ns/dual-half-gone ns/gone ns/in-invalid-pool]"; got != want {
 		t.Fatalf("stranded %s, want %s", got, want)
 	}

@@ -1,6 +1,7 @@
-// Package controllers holds Portico's reconcilers: the Service controller,
-// which drives a provider per loadBalancerClass, and the IPPool status
-// controller of the local backend.
+// Package controllers holds the Service controller, which drives a backend
+// per loadBalancerClass. Backends with controllers of their own (the local
+// backend's IPPool status) register them through
+// providers.ControllerSetup.
 package controllers
 
 import (

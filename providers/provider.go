@@ -13,7 +13,9 @@ import (
 	"net/netip"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 )
 
 // ClassPrefix is the prefix of every Portico loadBalancerClass.
@@ -262,6 +264,26 @@ type Options struct {
 	// Client reads and writes Kubernetes objects (the local backend's
 	// IPPools and allocation records); cloud backends ignore it.
 	Client client.Client
+	// Hooks reach back into the Service controller.
+	Hooks Hooks
+}
+
+// Hooks let a backend ask the Service controller to act: the controller sets
+// them before it builds the backends. Nil hooks do nothing.
+type Hooks struct {
+	// RetryPending retries every Service of the backend's class that has
+	// no address yet (capacity was freed).
+	RetryPending func()
+	// Reensure ensures these Services again, even if nothing about them
+	// changed (the backend's own configuration did).
+	Reensure func(services []types.NamespacedName)
+}
+
+// ControllerSetup is implemented by backends that run controllers of their
+// own (the local backend's IPPool status); the operator registers them
+// through it, with no special case per backend.
+type ControllerSetup interface {
+	SetupWithManager(mgr manager.Manager) error
 }
 
 // OwnershipTags returns the tags every cloud resource for key must carry (see

@@ -286,7 +286,7 @@ func (w *world) startOperator() *operatorRun {
 	recMu.Lock()
 	rec = r
 	recMu.Unlock()
-	if err := (&controllers.IPPoolReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+	if err := (&local.IPPoolReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		cancel()
 		w.t.Fatal(err)
 	}
@@ -478,7 +478,7 @@ func TestLocalMode(t *testing.T) {
 		if err := w.env.Client.Get(ctx, client.ObjectKeyFromObject(pool), &p); err != nil {
 			return err
 		}
-		if c := meta.FindStatusCondition(p.Status.Conditions, controllers.IPPoolExhausted); c == nil || c.Status != metav1.ConditionTrue || p.Status.Assigned != 2 {
+		if c := meta.FindStatusCondition(p.Status.Conditions, local.IPPoolExhausted); c == nil || c.Status != metav1.ConditionTrue || p.Status.Assigned != 2 {
 			return fmt.Errorf("pool status %+v", p.Status)
 		}
 		return nil

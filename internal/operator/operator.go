@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"sort"
@@ -235,12 +236,9 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating manager: %w", err)
 	}
-	// The reconciler exists before the backends so that the local backend's
-	// release hook can retry pending Services through it.
+	// The reconciler exists before the backends so that their hooks can
+	// reach it.
 	r := &controllers.ServiceReconciler{}
-	if lc, ok := o.Backends[local.Name].(*local.Config); ok {
-		lc.OnRelease = func() { r.NotifyPending(providers.Class(local.Name)) }
-	}
 	provs := map[string]providers.Provider{}
 	for _, name := range o.Providers {
 		class := providers.Class(name)
@@ -248,11 +246,21 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 			provs[class] = p
 			continue
 		}
-		p, err := o.Backends[name].Factory()(ctx, providers.Options{ClusterID: o.ClusterID, Client: mgr.GetClient()})
+		p, err := o.Backends[name].Factory()(ctx, providers.Options{ClusterID: o.ClusterID, Client: mgr.GetClient(),
+			Hooks: providers.Hooks{RetryPending: func() { r.NotifyPending(class) }, Reensure: r.Reensure}})
 		if err != nil {
 			return nil, nil, fmt.Errorf("starting backend %s: %w", name, err)
 		}
 		provs[class] = p
+	}
+	// Backends with controllers of their own register them (before the
+	// Service controller wraps each backend with its metrics).
+	for _, class := range slices.Sorted(maps.Keys(provs)) {
+		if s, ok := provs[class].(providers.ControllerSetup); ok {
+			if err := s.SetupWithManager(mgr); err != nil {
+				return nil, nil, fmt.Errorf("setting up the controllers of backend %s: %w", class, err)
+			}
+		}
 	}
 	pricer, err := o.pricer(mgr)
 	if err != nil {
@@ -276,11 +284,6 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 	}
 	if err := r.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.Workers, ReconciliationTimeout: o.ReconcileTimeout}); err != nil {
 		return nil, nil, fmt.Errorf("setting up Service controller: %w", err)
-	}
-	if slices.Contains(o.Providers, local.Name) {
-		if err := (&controllers.IPPoolReconciler{Client: mgr.GetClient(), OnStranded: r.Reensure}).SetupWithManager(mgr); err != nil {
-			return nil, nil, fmt.Errorf("setting up IPPool controller: %w", err)
-		}
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, nil, err

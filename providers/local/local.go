@@ -22,7 +22,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/model"
@@ -52,6 +54,10 @@ type Options struct {
 	// OnRelease is called (without the provider's lock held) whenever an
 	// address becomes free, so the controller can requeue pending Services.
 	OnRelease func()
+	// Reensure, when set, is given the local Services whose address left
+	// every IPPool, so the Service controller ensures them again (this
+	// backend then releases the address).
+	Reensure func(services []types.NamespacedName)
 	// Intercept, when set, runs before every operation; an error fails it.
 	// Tests use it to count calls and inject faults and crashes.
 	Intercept func(op string) error
@@ -77,11 +83,7 @@ func New(opts Options) (*Provider, error) {
 }
 
 // Config holds the local backend's operator settings.
-type Config struct {
-	// OnRelease is set by the operator before Factory to requeue pending
-	// Services of class lb.portico.dev/local when an address frees up.
-	OnRelease func()
-}
+type Config struct{}
 
 // AddFlags registers --local-* flags. The local backend's settings live in
 // IPPool objects, so there are none yet.
@@ -90,12 +92,20 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {}
 // Factory returns a providers.Factory bound to c.
 func (c *Config) Factory() providers.Factory {
 	return func(_ context.Context, opts providers.Options) (providers.Provider, error) {
-		return New(Options{ClusterID: opts.ClusterID, Client: opts.Client, OnRelease: c.OnRelease})
+		return New(Options{ClusterID: opts.ClusterID, Client: opts.Client, OnRelease: opts.Hooks.RetryPending, Reensure: opts.Hooks.Reensure})
 	}
 }
 
 // Class implements providers.Provider.
 func (p *Provider) Class() string { return providers.Class(Name) }
+
+var _ providers.ControllerSetup = (*Provider)(nil)
+
+// SetupWithManager registers the local backend's own controller: IPPool
+// status, which also finds Services whose address left every pool.
+func (p *Provider) SetupWithManager(mgr manager.Manager) error {
+	return (&IPPoolReconciler{Client: mgr.GetClient(), OnStranded: p.opts.Reensure}).SetupWithManager(mgr)
+}
 
 var _ providers.PodTargeter = (*Provider)(nil)
 

@@ -1,4 +1,4 @@
-package controllers
+package local
 
 import (
 	"context"
@@ -22,7 +22,6 @@ import (
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/model"
-	"github.com/portico-lb/portico/providers/local"
 )
 
 // IPPool condition types.
@@ -105,10 +104,10 @@ func (r *IPPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err := r.Client.List(ctx, &recs); err != nil {
 		return ctrl.Result{}, fmt.Errorf("listing LoadBalancers: %w", err)
 	}
-	local := model.OfClass(model.LocalClass, svcs.Items, recs.Items)
+	served := model.OfClass(model.LocalClass, svcs.Items, recs.Items)
 	// A deleted pool reconciles too (the last pool's deletion has no other
 	// pool to trigger), so stranded Services are found either way.
-	if stranded := Stranded(pools.Items, local); len(stranded) > 0 && r.OnStranded != nil {
+	if stranded := Stranded(pools.Items, served); len(stranded) > 0 && r.OnStranded != nil {
 		ctrl.LoggerFrom(ctx).V(1).Info("Services hold addresses that left every IPPool", "services", stranded)
 		r.OnStranded(stranded)
 	}
@@ -116,7 +115,7 @@ func (r *IPPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err := r.Client.Get(ctx, req.NamespacedName, &pool); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	status := IPPoolStatus(&pool, pools.Items, local)
+	status := IPPoolStatus(&pool, pools.Items, served)
 	if equality.Semantic.DeepEqual(status, pool.Status) {
 		return ctrl.Result{}, nil
 	}
@@ -142,7 +141,7 @@ func IPPoolStatus(pool *lbv1.IPPool, all []lbv1.IPPool, svcs []*corev1.Service) 
 	set := func(typ string, status metav1.ConditionStatus, reason, msg string) {
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: pool.Generation})
 	}
-	parsed, err := local.PoolFromAPI(pool)
+	parsed, err := PoolFromAPI(pool)
 	if err != nil {
 		set(IPPoolValid, metav1.ConditionFalse, "InvalidAddresses", err.Error())
 		meta.RemoveStatusCondition(&st.Conditions, IPPoolExhausted)
@@ -153,11 +152,11 @@ func IPPoolStatus(pool *lbv1.IPPool, all []lbv1.IPPool, svcs []*corev1.Service) 
 	} else {
 		set(IPPoolValid, metav1.ConditionTrue, "Valid", fmt.Sprintf("%d address ranges", len(parsed.Ranges)))
 	}
-	st.Total = local.TotalSize(parsed.Ranges, parsed.AvoidBuggy)
+	st.Total = TotalSize(parsed.Ranges, parsed.AvoidBuggy)
 	used := map[netip.Addr]bool{}
 	for _, svc := range svcs {
 		for _, ip := range model.IngressIPs(svc) {
-			if parsed.Contains(ip) && !(parsed.AvoidBuggy && local.Buggy(ip)) {
+			if parsed.Contains(ip) && !(parsed.AvoidBuggy && Buggy(ip)) {
 				used[ip] = true
 			}
 		}
@@ -175,16 +174,16 @@ func IPPoolStatus(pool *lbv1.IPPool, all []lbv1.IPPool, svcs []*corev1.Service) 
 // Stranded returns the local Services (sorted) whose status lists an
 // address that no valid IPPool contains. It is pure.
 func Stranded(pools []lbv1.IPPool, svcs []*corev1.Service) []types.NamespacedName {
-	var valid []local.Pool
+	var valid []Pool
 	for i := range pools {
-		if p, err := local.PoolFromAPI(&pools[i]); err == nil {
+		if p, err := PoolFromAPI(&pools[i]); err == nil {
 			valid = append(valid, p)
 		}
 	}
 	var out []types.NamespacedName
 	for _, svc := range svcs {
 		for _, ip := range model.IngressIPs(svc) {
-			if slices.ContainsFunc(valid, func(p local.Pool) bool { return p.Contains(ip) }) {
+			if slices.ContainsFunc(valid, func(p Pool) bool { return p.Contains(ip) }) {
 				continue
 			}
 			out = append(out, types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name})
@@ -196,14 +195,14 @@ func Stranded(pools []lbv1.IPPool, svcs []*corev1.Service) []types.NamespacedNam
 }
 
 // overlapping describes the other pools whose addresses overlap ranges.
-func overlapping(self string, ranges []local.Range, all []lbv1.IPPool) []string {
+func overlapping(self string, ranges []Range, all []lbv1.IPPool) []string {
 	var out []string
 	for i := range all {
 		other := &all[i]
 		if other.Name == self {
 			continue
 		}
-		theirs, err := local.ParseRanges(other.Spec.Addresses)
+		theirs, err := ParseRanges(other.Spec.Addresses)
 		if err != nil {
 			continue
 		}
