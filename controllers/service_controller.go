@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"sort"
 	"sync"
@@ -20,14 +19,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -35,7 +32,6 @@ import (
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/model"
-	"github.com/portico-lb/portico/pricing"
 	"github.com/portico-lb/portico/providers"
 )
 
@@ -105,11 +101,6 @@ type ServiceReconciler struct {
 	// even if an Ensure in flight remembers them as applied (Reensure).
 	reensure map[types.NamespacedName]bool
 	failures map[types.NamespacedName]int
-}
-
-type applied struct {
-	hash string
-	at   time.Time
 }
 
 // Reconcile brings one Service's load balancer to its desired state.
@@ -312,67 +303,6 @@ func (r *ServiceReconciler) desired(ctx context.Context, svc *corev1.Service, cl
 	})
 }
 
-// fail reports err on the Service and the record and decides the retry.
-func (r *ServiceReconciler) fail(ctx context.Context, svc *corev1.Service, record *lbv1.LoadBalancer, class string, err error) (ctrl.Result, error) {
-	key := client.ObjectKeyFromObject(svc)
-	r.forgetApplied(key)
-	cond := failedCondition(svc.Generation, class, err)
-	prev := meta.FindStatusCondition(svc.Status.Conditions, ConditionReady)
-	if prev == nil || prev.Reason != cond.Reason || prev.Message != cond.Message {
-		r.event(svc, corev1.EventTypeWarning, eventReason(cond.Reason), "Ensure", "%s", cond.Message)
-	}
-	// The status keeps the addresses the backend still serves, unless it
-	// released them: nodes announce what the status lists.
-	if ce := (*providers.ConfigError)(nil); errors.As(err, &ce) && ce.Released {
-		if werr := r.dropAddresses(ctx, svc, record); werr != nil {
-			return ctrl.Result{}, werr
-		}
-	}
-	if werr := r.writeServiceStatus(ctx, svc, svc.Status.LoadBalancer.Ingress, cond); werr != nil {
-		return ctrl.Result{}, werr
-	}
-	if werr := r.writeRecord(ctx, svc, record, class, nil, "", &cond); werr != nil {
-		return ctrl.Result{}, werr
-	}
-
-	var ce *providers.ConfigError
-	var no *providers.NotOwnedError
-	if errors.As(err, &ce) || errors.As(err, &no) {
-		ctrl.LoggerFrom(ctx).V(1).Info("Load balancer needs the user's attention", "reason", cond.Reason, "message", cond.Message)
-		return ctrl.Result{RequeueAfter: r.ConfigErrorBackoff}, nil
-	}
-	after, retryable := providers.IsRetryable(err)
-	if !retryable || after == 0 {
-		after = r.backoff(key)
-	}
-	ctrl.LoggerFrom(ctx).V(1).Info("Provider call failed, will retry", "retryAfter", after, "err", err.Error())
-	return ctrl.Result{RequeueAfter: after}, nil
-}
-
-// dropAddresses clears the addresses from the Service's and the record's
-// status. It patches unconditionally: the cache may not show the write that
-// added them yet, and a merge patch against a stale copy would be empty.
-func (r *ServiceReconciler) dropAddresses(ctx context.Context, svc *corev1.Service, record *lbv1.LoadBalancer) error {
-	if err := r.Client.Status().Patch(ctx, svc, client.RawPatch(types.MergePatchType, []byte(`{"status":{"loadBalancer":{"ingress":null}}}`))); err != nil {
-		return fmt.Errorf("dropping released addresses from Service status: %w", err)
-	}
-	if record == nil {
-		return nil
-	}
-	if err := r.Client.Status().Patch(ctx, record, client.RawPatch(types.MergePatchType, []byte(`{"status":{"addresses":null,"address":null}}`))); err != nil {
-		return client.IgnoreNotFound(fmt.Errorf("dropping released addresses from LoadBalancer status: %w", err))
-	}
-	return nil
-}
-
-func eventReason(conditionReason string) string {
-	switch conditionReason {
-	case ReasonProviderRetrying, ReasonSyncFailed:
-		return ReasonSyncFailed
-	}
-	return conditionReason
-}
-
 // cleanup removes the load balancer of a Service that left Portico (deleted,
 // type changed, class no longer ours) and then the finalizer.
 func (r *ServiceReconciler) cleanup(ctx context.Context, svc *corev1.Service, record *lbv1.LoadBalancer, built string) (ctrl.Result, error) {
@@ -430,11 +360,7 @@ func (r *ServiceReconciler) cleanupBackend(ctx context.Context, svc *corev1.Serv
 		ctrl.LoggerFrom(ctx).V(2).Info("Deleting load balancer", "class", class)
 		if err := p.Delete(ctx, key); err != nil {
 			r.event(svc, corev1.EventTypeWarning, ReasonSyncFailed, "Delete", "deleting %s load balancer: %v", class, err)
-			after, retryable := providers.IsRetryable(err)
-			if !retryable || after == 0 {
-				after = r.backoff(client.ObjectKeyFromObject(svc))
-			}
-			return ctrl.Result{RequeueAfter: after}, nil
+			return ctrl.Result{RequeueAfter: r.retryAfter(client.ObjectKeyFromObject(svc), err)}, nil
 		}
 	}
 	if record != nil {
@@ -464,212 +390,6 @@ func (r *ServiceReconciler) ensureFinalizer(ctx context.Context, svc *corev1.Ser
 	return nil
 }
 
-// writeServiceStatus sets ingress and the Ready condition, writing only when
-// something changed.
-func (r *ServiceReconciler) writeServiceStatus(ctx context.Context, svc *corev1.Service, ingress []corev1.LoadBalancerIngress, cond metav1.Condition) error {
-	orig := svc.DeepCopy()
-	svc.Status.LoadBalancer.Ingress = ingress
-	meta.SetStatusCondition(&svc.Status.Conditions, cond)
-	if equality.Semantic.DeepEqual(orig.Status, svc.Status) {
-		return nil
-	}
-	if err := r.Client.Status().Patch(ctx, svc, client.MergeFrom(orig)); err != nil {
-		return fmt.Errorf("writing Service status: %w", err)
-	}
-	return nil
-}
-
-func (r *ServiceReconciler) clearServiceStatus(ctx context.Context, svc *corev1.Service) error {
-	orig := svc.DeepCopy()
-	svc.Status.LoadBalancer = corev1.LoadBalancerStatus{}
-	meta.RemoveStatusCondition(&svc.Status.Conditions, ConditionReady)
-	if equality.Semantic.DeepEqual(orig.Status, svc.Status) {
-		return nil
-	}
-	return client.IgnoreNotFound(r.Client.Status().Patch(ctx, svc, client.MergeFrom(orig)))
-}
-
-func (r *ServiceReconciler) getRecord(ctx context.Context, svc *corev1.Service) (*lbv1.LoadBalancer, error) {
-	rec := &lbv1.LoadBalancer{}
-	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(svc), rec); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("reading LoadBalancer record: %w", err)
-	}
-	if !metav1.IsControlledBy(rec, svc) {
-		// A record of an earlier Service with the same name, awaiting
-		// garbage collection: not ours to read.
-		return nil, nil
-	}
-	return rec, nil
-}
-
-// writeRecord creates the LoadBalancer record if needed and updates its
-// status from st (success) or failure (failed condition), writing only when
-// something changed.
-func (r *ServiceReconciler) writeRecord(ctx context.Context, svc *corev1.Service, rec *lbv1.LoadBalancer, class string, st *providers.Status, hash string, failure *metav1.Condition) error {
-	rec, err := r.ensureRecord(ctx, svc, rec, class)
-	if err != nil {
-		return err
-	}
-	orig := rec.DeepCopy()
-	s := &rec.Status
-	s.Class = class
-	if failure != nil {
-		meta.SetStatusCondition(&s.Conditions, *failure)
-		s.Ready = string(failure.Status)
-	} else {
-		fillRecordStatus(s, st)
-		cond := readyCondition(svc.Generation, st)
-		meta.SetStatusCondition(&s.Conditions, cond)
-		s.Ready = string(cond.Status)
-		s.AppliedHash = hash
-		s.ObservedGeneration = svc.Generation
-		r.price(ctx, svc, class, st, s)
-		if !equality.Semantic.DeepEqual(orig.Status, rec.Status) || s.LastSyncTime == nil {
-			s.LastSyncTime = ptr.To(metav1.Now())
-		}
-	}
-	if equality.Semantic.DeepEqual(orig.Status, rec.Status) {
-		return nil
-	}
-	if err := r.Client.Status().Patch(ctx, rec, client.MergeFrom(orig)); err != nil {
-		return fmt.Errorf("writing LoadBalancer status: %w", err)
-	}
-	return nil
-}
-
-// ensureRecord creates svc's LoadBalancer record, naming class, unless rec
-// already is it.
-func (r *ServiceReconciler) ensureRecord(ctx context.Context, svc *corev1.Service, rec *lbv1.LoadBalancer, class string) (*lbv1.LoadBalancer, error) {
-	if rec != nil {
-		return rec, nil
-	}
-	rec = &lbv1.LoadBalancer{
-		ObjectMeta: metav1.ObjectMeta{Namespace: svc.Namespace, Name: svc.Name},
-		Spec:       lbv1.LoadBalancerSpec{Class: class},
-	}
-	if err := controllerutil.SetControllerReference(svc, rec, r.Client.Scheme()); err != nil {
-		return nil, err
-	}
-	if err := r.Client.Create(ctx, rec); err != nil {
-		if !apierrors.IsAlreadyExists(err) {
-			return nil, fmt.Errorf("creating LoadBalancer record: %w", err)
-		}
-		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(rec), rec); err != nil {
-			return nil, fmt.Errorf("reading LoadBalancer record: %w", err)
-		}
-	}
-	return rec, nil
-}
-
-func fillRecordStatus(s *lbv1.LoadBalancerStatus, st *providers.Status) {
-	s.Addresses = nil
-	for _, in := range st.Ingress {
-		a := lbv1.LoadBalancerAddress{Hostname: in.Hostname, IPMode: string(in.IPMode), Node: in.Node}
-		if in.IP.IsValid() {
-			a.IP = in.IP.String()
-		}
-		s.Addresses = append(s.Addresses, a)
-	}
-	s.Address = ""
-	if len(s.Addresses) > 0 {
-		s.Address = s.Addresses[0].IP
-		if s.Address == "" {
-			s.Address = s.Addresses[0].Hostname
-		}
-	}
-	s.Ports = nil
-	for _, p := range st.Ports {
-		s.Ports = append(s.Ports, lbv1.PortStatus{Port: p.Port, Protocol: string(p.Protocol), Error: p.Error})
-	}
-	s.Resources = nil
-	for _, res := range st.Resources {
-		s.Resources = append(s.Resources, lbv1.ProviderResource{Kind: res.Kind, ID: res.ID})
-	}
-	s.Backends = lbv1.BackendStatus{Total: int32(st.Backends.Total), Healthy: int32(st.Backends.Healthy)}
-	if st.Backends.Healthy < 0 {
-		s.BackendsSummary = fmt.Sprintf("?/%d", st.Backends.Total)
-	} else {
-		s.BackendsSummary = fmt.Sprintf("%d/%d", st.Backends.Healthy, st.Backends.Total)
-	}
-}
-
-// price fills the cost fields; a pricing failure becomes a condition on the
-// record, never a silent zero.
-func (r *ServiceReconciler) price(ctx context.Context, svc *corev1.Service, class string, st *providers.Status, s *lbv1.LoadBalancerStatus) {
-	if r.Pricer == nil {
-		return
-	}
-	cost, err := r.Pricer.Price(class, st.Cost)
-	if r.CostMetrics != nil {
-		if merr := r.CostMetrics.Set(svc.Namespace, svc.Name, class, cost); merr != nil {
-			ctrl.LoggerFrom(ctx).V(1).Info("Exporting cost metric failed", "err", merr.Error())
-		}
-	}
-	meta.SetStatusCondition(&s.Conditions, pricing.Condition(cost, err, svc.Generation))
-	if err != nil {
-		s.Cost, s.MonthlyCost = nil, ""
-		ctrl.LoggerFrom(ctx).V(1).Info("Pricing failed", "err", err.Error())
-		return
-	}
-	s.Cost = cost
-	s.MonthlyCost = cost.Monthly + " " + cost.Currency
-}
-
-func ingressOf(st *providers.Status) []corev1.LoadBalancerIngress {
-	var out []corev1.LoadBalancerIngress
-	for _, in := range st.Ingress {
-		ing := corev1.LoadBalancerIngress{Hostname: in.Hostname}
-		if in.IP.IsValid() {
-			ing.IP = in.IP.String()
-			if in.IPMode != "" {
-				ing.IPMode = ptr.To(corev1.LoadBalancerIPMode(in.IPMode))
-			}
-		}
-		for _, p := range st.Ports {
-			ps := corev1.PortStatus{Port: p.Port, Protocol: corev1.Protocol(p.Protocol)}
-			if p.Error != "" {
-				ps.Error = ptr.To(portErrorReason(p.Error))
-			}
-			ing.Ports = append(ing.Ports, ps)
-		}
-		out = append(out, ing)
-	}
-	return out
-}
-
-// portErrorReason turns a provider's port error into the CamelCase reason the
-// Service API accepts.
-func portErrorReason(s string) string {
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-			return "lb.portico.dev/PortError"
-		}
-	}
-	if s == "" || s[0] < 'A' || s[0] > 'Z' || len(s) > 316 {
-		return "lb.portico.dev/PortError"
-	}
-	return s
-}
-
-func addressList(st *providers.Status) string {
-	var out []string
-	for _, in := range st.Ingress {
-		if in.IP.IsValid() {
-			out = append(out, in.IP.String())
-		} else {
-			out = append(out, in.Hostname)
-		}
-	}
-	if len(out) == 0 {
-		return "<none>"
-	}
-	b, _ := json.Marshal(out)
-	return string(b)
-}
-
 // hashDesired fingerprints what a provider acts on. Endpoints count only for
 // pod-targeting load balancers; for node-port targets their churn must not
 // reach the backend.
@@ -690,74 +410,6 @@ func (r *ServiceReconciler) event(obj *corev1.Service, eventType, reason, action
 	if r.Recorder != nil {
 		r.Recorder.Eventf(obj, nil, eventType, reason, action, note, args...)
 	}
-}
-
-func (r *ServiceReconciler) upToDate(key types.NamespacedName, hash string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.reensure[key] {
-		delete(r.reensure, key)
-		return false
-	}
-	a, ok := r.applied[key]
-	return ok && a.hash == hash && time.Since(a.at) < r.ResyncPeriod
-}
-
-// markReensure makes the next upToDate of key false.
-func (r *ServiceReconciler) markReensure(key types.NamespacedName) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.reensure == nil {
-		r.reensure = map[types.NamespacedName]bool{}
-	}
-	r.reensure[key] = true
-}
-
-func (r *ServiceReconciler) remember(key types.NamespacedName, hash string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.applied == nil {
-		r.applied = map[types.NamespacedName]applied{}
-	}
-	r.applied[key] = applied{hash: hash, at: time.Now()}
-	delete(r.failures, key)
-}
-
-func (r *ServiceReconciler) forgetApplied(key types.NamespacedName) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	delete(r.applied, key)
-}
-
-func (r *ServiceReconciler) forget(key types.NamespacedName) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	delete(r.applied, key)
-	delete(r.failures, key)
-}
-
-// backoff returns the next exponential delay for key.
-func (r *ServiceReconciler) backoff(key types.NamespacedName) time.Duration {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.failures == nil {
-		r.failures = map[types.NamespacedName]int{}
-	}
-	n := r.failures[key]
-	r.failures[key] = n + 1
-	d := r.RetryBase << min(n, 20)
-	if d > r.RetryMax || d <= 0 {
-		d = r.RetryMax
-	}
-	return r.jitter(d)
-}
-
-// jitter spreads d by up to +10% so that resyncs and retries do not align.
-func (r *ServiceReconciler) jitter(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	return d + time.Duration(rand.Int64N(int64(d)/10+1))
 }
 
 func sortedClasses(m map[string]providers.Provider) []string {

@@ -1,0 +1,146 @@
+// How the Service controller retries: every backend error is mapped to a
+// condition, an Event and a requeue delay here, in fail and retryAfter.
+
+package controllers
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/providers"
+)
+
+type applied struct {
+	hash string
+	at   time.Time
+}
+
+// fail reports err on the Service and the record and decides the retry.
+func (r *ServiceReconciler) fail(ctx context.Context, svc *corev1.Service, record *lbv1.LoadBalancer, class string, err error) (ctrl.Result, error) {
+	key := client.ObjectKeyFromObject(svc)
+	r.forgetApplied(key)
+	cond := failedCondition(svc.Generation, class, err)
+	prev := meta.FindStatusCondition(svc.Status.Conditions, ConditionReady)
+	if prev == nil || prev.Reason != cond.Reason || prev.Message != cond.Message {
+		r.event(svc, corev1.EventTypeWarning, eventReason(cond.Reason), "Ensure", "%s", cond.Message)
+	}
+	// The status keeps the addresses the backend still serves, unless it
+	// released them: nodes announce what the status lists.
+	if ce := (*providers.ConfigError)(nil); errors.As(err, &ce) && ce.Released {
+		if werr := r.dropAddresses(ctx, svc, record); werr != nil {
+			return ctrl.Result{}, werr
+		}
+	}
+	if werr := r.writeServiceStatus(ctx, svc, svc.Status.LoadBalancer.Ingress, cond); werr != nil {
+		return ctrl.Result{}, werr
+	}
+	if werr := r.writeRecord(ctx, svc, record, class, nil, "", &cond); werr != nil {
+		return ctrl.Result{}, werr
+	}
+
+	after := r.retryAfter(key, err)
+	ctrl.LoggerFrom(ctx).V(1).Info("Provider call failed, will retry", "reason", cond.Reason, "retryAfter", after, "err", err.Error())
+	return ctrl.Result{RequeueAfter: after}, nil
+}
+
+// retryAfter is the one mapping from a backend error to a retry delay:
+// problems the user must fix (ConfigError, NotOwnedError) wait for
+// --config-error-backoff or a change to the Service; a RetryError waits as
+// long as the backend suggests; everything else, and a RetryError without a
+// suggestion, backs off exponentially per Service.
+func (r *ServiceReconciler) retryAfter(key types.NamespacedName, err error) time.Duration {
+	var ce *providers.ConfigError
+	var no *providers.NotOwnedError
+	if errors.As(err, &ce) || errors.As(err, &no) {
+		return r.ConfigErrorBackoff
+	}
+	if after, retryable := providers.IsRetryable(err); retryable && after > 0 {
+		return after
+	}
+	return r.backoff(key)
+}
+
+func eventReason(conditionReason string) string {
+	switch conditionReason {
+	case ReasonProviderRetrying, ReasonSyncFailed:
+		return ReasonSyncFailed
+	}
+	return conditionReason
+}
+
+func (r *ServiceReconciler) upToDate(key types.NamespacedName, hash string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.reensure[key] {
+		delete(r.reensure, key)
+		return false
+	}
+	a, ok := r.applied[key]
+	return ok && a.hash == hash && time.Since(a.at) < r.ResyncPeriod
+}
+
+// markReensure makes the next upToDate of key false.
+func (r *ServiceReconciler) markReensure(key types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.reensure == nil {
+		r.reensure = map[types.NamespacedName]bool{}
+	}
+	r.reensure[key] = true
+}
+
+func (r *ServiceReconciler) remember(key types.NamespacedName, hash string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.applied == nil {
+		r.applied = map[types.NamespacedName]applied{}
+	}
+	r.applied[key] = applied{hash: hash, at: time.Now()}
+	delete(r.failures, key)
+}
+
+func (r *ServiceReconciler) forgetApplied(key types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.applied, key)
+}
+
+func (r *ServiceReconciler) forget(key types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.applied, key)
+	delete(r.failures, key)
+}
+
+// backoff returns the next exponential delay for key.
+func (r *ServiceReconciler) backoff(key types.NamespacedName) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failures == nil {
+		r.failures = map[types.NamespacedName]int{}
+	}
+	n := r.failures[key]
+	r.failures[key] = n + 1
+	d := r.RetryBase << min(n, 20)
+	if d > r.RetryMax || d <= 0 {
+		d = r.RetryMax
+	}
+	return r.jitter(d)
+}
+
+// jitter spreads d by up to +10% so that resyncs and retries do not align.
+func (r *ServiceReconciler) jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d + time.Duration(rand.Int64N(int64(d)/10+1))
+}
