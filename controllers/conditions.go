@@ -3,15 +3,23 @@ package controllers
 import (
 	"errors"
 	"fmt"
+	"slices"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 
+	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/providers"
 )
 
 // ConditionReady is the Service condition Portico owns; its message explains
 // any <pending> in kubectl get svc.
 const ConditionReady = "lb.portico.dev/Ready"
+
+// ConditionServing says whether the load balancer has a ready endpoint to
+// send traffic to; Ready keeps its meaning (the load balancer exists).
+const ConditionServing = "lb.portico.dev/Serving"
 
 // Condition reasons and Event reasons.
 const (
@@ -25,6 +33,8 @@ const (
 	ReasonProviderDisabled = "ProviderDisabled"
 	ReasonClassNotServed   = "ClassNotServed"
 	ReasonPodTargets       = "NodePortsRequired"
+	ReasonNoEndpoints      = "NoEndpoints"
+	ReasonEndpointsReady   = "EndpointsReady"
 )
 
 // readyCondition returns the Ready condition for a successful Ensure.
@@ -90,4 +100,37 @@ func failedCondition(generation int64, class string, err error) metav1.Condition
 		c.Message = c.Message[:maxMessage-3] + "..."
 	}
 	return c
+}
+
+// servingCondition says whether svc has a ready endpoint, and why not: the
+// most common reason a load balancer "does not work" is a selector that
+// matches no pod. It also counts the endpoints for the record.
+func servingCondition(generation int64, svc *corev1.Service, eps []providers.Endpoint) (metav1.Condition, lbv1.EndpointsStatus) {
+	st := lbv1.EndpointsStatus{Total: int32(len(eps)), Nodes: []string{}}
+	for _, ep := range eps {
+		if !ep.Ready {
+			continue
+		}
+		st.Ready++
+		if ep.NodeName != "" && !slices.Contains(st.Nodes, ep.NodeName) {
+			st.Nodes = append(st.Nodes, ep.NodeName)
+		}
+	}
+	slices.Sort(st.Nodes)
+	c := metav1.Condition{Type: ConditionServing, Status: metav1.ConditionTrue, Reason: ReasonEndpointsReady,
+		ObservedGeneration: generation, Message: "ready endpoints serve the Service"}
+	if st.Ready > 0 {
+		return c, st
+	}
+	c.Status, c.Reason = metav1.ConditionFalse, ReasonNoEndpoints
+	selector := labels.SelectorFromSet(svc.Spec.Selector).String()
+	switch {
+	case len(svc.Spec.Selector) == 0:
+		c.Message = "no ready endpoint: the Service has no selector and its EndpointSlices list no ready endpoint"
+	case len(eps) == 0:
+		c.Message = fmt.Sprintf("no ready endpoint: no pod matches the selector %s in namespace %s (kubectl get pods -n %s -l %s)", selector, svc.Namespace, svc.Namespace, selector)
+	default:
+		c.Message = fmt.Sprintf("no ready endpoint: %d pods match the selector %s, none is ready", len(eps), selector)
+	}
+	return c, st
 }

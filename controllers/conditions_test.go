@@ -7,8 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/portico-lb/portico/internal/gen"
 	"github.com/portico-lb/portico/providers"
 )
 
@@ -59,6 +61,43 @@ func TestReadyCondition(t *testing.T) {
 			c := readyCondition(3, &tc.st)
 			if c.Status != tc.wantStatus || c.Reason != tc.wantReason || c.ObservedGeneration != 3 {
 				t.Fatalf("got %s/%s gen %d, want %s/%s gen 3", c.Status, c.Reason, c.ObservedGeneration, tc.wantStatus, tc.wantReason)
+			}
+		})
+	}
+}
+
+func TestServingCondition(t *testing.T) {
+	ep := func(ip, node string, ready bool) providers.Endpoint {
+		return providers.Endpoint{IP: netip.MustParseAddr(ip), NodeName: node, Ready: ready}
+	}
+	selected := gen.Service("ns", "web")
+	manual := gen.Service("ns", "manual")
+	manual.Spec.Selector = nil
+	tests := []struct {
+		name      string
+		svc       *corev1.Service
+		endpoints []providers.Endpoint
+		status    metav1.ConditionStatus
+		reason    string
+		message   string // substring
+		ready     int32
+		nodes     string
+	}{
+		{"selector matches no pod", selected, nil, metav1.ConditionFalse, ReasonNoEndpoints, "no pod matches the selector app=web", 0, "[]"},
+		{"pods match but none ready", selected, []providers.Endpoint{ep("10.1.0.1", "a", false), ep("10.1.0.2", "b", false)},
+			metav1.ConditionFalse, ReasonNoEndpoints, "2 pods match the selector app=web, none is ready", 0, "[]"},
+		{"no selector, no endpoints", manual, nil, metav1.ConditionFalse, ReasonNoEndpoints, "has no selector and its EndpointSlices list no ready endpoint", 0, "[]"},
+		{"ready endpoints on two nodes", selected, []providers.Endpoint{ep("10.1.0.1", "b", true), ep("10.1.0.2", "a", true), ep("10.1.0.3", "a", false)},
+			metav1.ConditionTrue, ReasonEndpointsReady, "ready endpoints serve the Service", 2, "[a b]"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, eps := servingCondition(7, tc.svc, tc.endpoints)
+			if c.Type != ConditionServing || c.Status != tc.status || c.Reason != tc.reason || !strings.Contains(c.Message, tc.message) || c.ObservedGeneration != 7 {
+				t.Errorf("condition %+v, want %s/%s containing %q", c, tc.status, tc.reason, tc.message)
+			}
+			if eps.Ready != tc.ready || eps.Total != int32(len(tc.endpoints)) || fmt.Sprint(eps.Nodes) != tc.nodes {
+				t.Errorf("endpoints %+v, want ready %d nodes %s", eps, tc.ready, tc.nodes)
 			}
 		})
 	}

@@ -244,11 +244,20 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 	if record, err = r.ensureRecord(ctx, svc, record, class); err != nil {
 		return ctrl.Result{}, err
 	}
+	serving, eps := servingCondition(svc.Generation, svc, desired.Endpoints)
+	r.servingEvent(svc, serving)
 	hash := hashDesired(desired)
 	if r.upToDate(key, hash) {
 		// Applied within the resync period by this process; the cache may
 		// not show our own writes yet, so trust memory. A deleted record
-		// clears this (see SetupWithManager).
+		// clears this (see SetupWithManager). Endpoints may still have
+		// changed: say whether anything can carry traffic.
+		if err := r.writeServiceStatus(ctx, svc, svc.Status.LoadBalancer.Ingress, serving); err != nil {
+			return ctrl.Result{}, err
+		}
+		if err := r.writeEndpoints(ctx, record, eps); err != nil {
+			return ctrl.Result{}, err
+		}
 		return ctrl.Result{RequeueAfter: r.jitter(r.ResyncPeriod)}, nil
 	}
 	changed := record == nil || record.Status.AppliedHash != hash
@@ -262,13 +271,13 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 	}
 
 	hadAddress := len(svc.Status.LoadBalancer.Ingress) > 0
-	if err := r.writeServiceStatus(ctx, svc, ingressOf(st), readyCondition(svc.Generation, st)); err != nil {
+	if err := r.writeServiceStatus(ctx, svc, ingressOf(st), readyCondition(svc.Generation, st), serving); err != nil {
 		return ctrl.Result{}, err
 	}
 	if !hadAddress && len(st.Ingress) > 0 {
 		r.Metrics.TimeToAddress.Observe(time.Since(svc.CreationTimestamp.Time).Seconds())
 	}
-	if err := r.writeRecord(ctx, svc, record, class, st, hash, nil); err != nil {
+	if err := r.writeRecord(ctx, svc, record, class, st, hash, &eps, nil); err != nil {
 		return ctrl.Result{}, err
 	}
 	if changed {

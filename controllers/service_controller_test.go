@@ -563,3 +563,43 @@ func TestDeletedRecordIsRebuilt(t *testing.T) {
 		return nil
 	})
 }
+
+// TestSelectorMatchingNoPod: a Service whose selector matches no ready pod
+// gets its address (Ready keeps its meaning) and Serving=False/NoEndpoints
+// naming the selector, with a Warning Event; the condition clears and the
+// record counts the endpoint as soon as a ready one appears.
+func TestSelectorMatchingNoPod(t *testing.T) {
+	p := memory.New(memory.Options{ClusterID: "test"})
+	withOperator(t, p)
+	ns := namespace(t)
+	svc := gen.Service(ns, "typo", gen.WithClass(memoryClass), gen.ForAPI())
+	svc.Spec.Selector = map[string]string{"app": "wbe"}
+	create(t, svc)
+	defer deleteAndWait(t, svc)
+	waitReady(t, svc)
+	serving := func(status metav1.ConditionStatus, reason, mentions string) {
+		t.Helper()
+		eventually(t, 20*time.Second, func() error {
+			c := meta.FindStatusCondition(get(t, svc.DeepCopy()).Status.Conditions, controllers.ConditionServing)
+			if c == nil || c.Status != status || c.Reason != reason || !strings.Contains(c.Message, mentions) {
+				return fmt.Errorf("serving condition %+v, want %s/%s mentioning %q", c, status, reason, mentions)
+			}
+			return nil
+		})
+	}
+	serving(metav1.ConditionFalse, controllers.ReasonNoEndpoints, "no pod matches the selector app=wbe")
+	waitEvent(t, svc, controllers.ReasonNoEndpoints)
+
+	create(t, gen.EndpointSlice(ns, "typo", "http", 8080, gen.Endpoint{IP: "10.2.0.1", Node: "n1", Ready: true}))
+	serving(metav1.ConditionTrue, controllers.ReasonEndpointsReady, "ready endpoints")
+	eventually(t, 20*time.Second, func() error {
+		rec := get(t, &lbv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "typo"}})
+		if e := rec.Status.Endpoints; e == nil || e.Ready != 1 || e.Total != 1 || fmt.Sprint(e.Nodes) != "[n1]" {
+			return fmt.Errorf("record endpoints %+v", rec.Status.Endpoints)
+		}
+		return nil
+	})
+	if c := meta.FindStatusCondition(get(t, svc.DeepCopy()).Status.Conditions, controllers.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+		t.Errorf("Ready changed with endpoints: %+v", c)
+	}
+}

@@ -43,7 +43,7 @@ func (r *ServiceReconciler) fail(ctx context.Context, svc *corev1.Service, recor
 	if werr := r.writeServiceStatus(ctx, svc, svc.Status.LoadBalancer.Ingress, cond); werr != nil {
 		return ctrl.Result{}, werr
 	}
-	if werr := r.writeRecord(ctx, svc, record, class, nil, "", &cond); werr != nil {
+	if werr := r.writeRecord(ctx, svc, record, class, nil, "", nil, &cond); werr != nil {
 		return ctrl.Result{}, werr
 	}
 

@@ -41,12 +41,14 @@ func (r *ServiceReconciler) dropAddresses(ctx context.Context, svc *corev1.Servi
 	return nil
 }
 
-// writeServiceStatus sets ingress and the Ready condition, writing only when
-// something changed.
-func (r *ServiceReconciler) writeServiceStatus(ctx context.Context, svc *corev1.Service, ingress []corev1.LoadBalancerIngress, cond metav1.Condition) error {
+// writeServiceStatus sets ingress and conditions (Ready, Serving), writing
+// only when something changed.
+func (r *ServiceReconciler) writeServiceStatus(ctx context.Context, svc *corev1.Service, ingress []corev1.LoadBalancerIngress, conds ...metav1.Condition) error {
 	orig := svc.DeepCopy()
 	svc.Status.LoadBalancer.Ingress = ingress
-	meta.SetStatusCondition(&svc.Status.Conditions, cond)
+	for _, c := range conds {
+		meta.SetStatusCondition(&svc.Status.Conditions, c)
+	}
 	if equality.Semantic.DeepEqual(orig.Status, svc.Status) {
 		return nil
 	}
@@ -60,6 +62,7 @@ func (r *ServiceReconciler) clearServiceStatus(ctx context.Context, svc *corev1.
 	orig := svc.DeepCopy()
 	svc.Status.LoadBalancer = corev1.LoadBalancerStatus{}
 	meta.RemoveStatusCondition(&svc.Status.Conditions, ConditionReady)
+	meta.RemoveStatusCondition(&svc.Status.Conditions, ConditionServing)
 	if equality.Semantic.DeepEqual(orig.Status, svc.Status) {
 		return nil
 	}
@@ -85,7 +88,7 @@ func (r *ServiceReconciler) getRecord(ctx context.Context, svc *corev1.Service) 
 // writeRecord creates the LoadBalancer record if needed and updates its
 // status from st (success) or failure (failed condition), writing only when
 // something changed.
-func (r *ServiceReconciler) writeRecord(ctx context.Context, svc *corev1.Service, rec *lbv1.LoadBalancer, class string, st *providers.Status, hash string, failure *metav1.Condition) error {
+func (r *ServiceReconciler) writeRecord(ctx context.Context, svc *corev1.Service, rec *lbv1.LoadBalancer, class string, st *providers.Status, hash string, eps *lbv1.EndpointsStatus, failure *metav1.Condition) error {
 	rec, err := r.ensureRecord(ctx, svc, rec, class)
 	if err != nil {
 		return err
@@ -98,6 +101,7 @@ func (r *ServiceReconciler) writeRecord(ctx context.Context, svc *corev1.Service
 		s.Ready = string(failure.Status)
 	} else {
 		fillRecordStatus(s, st)
+		s.Endpoints = eps
 		cond := readyCondition(svc.Generation, st)
 		meta.SetStatusCondition(&s.Conditions, cond)
 		s.Ready = string(cond.Status)
@@ -245,4 +249,29 @@ func addressList(st *providers.Status) string {
 	}
 	b, _ := json.Marshal(out)
 	return string(b)
+}
+
+// writeEndpoints updates the record's endpoint counts when they changed.
+func (r *ServiceReconciler) writeEndpoints(ctx context.Context, rec *lbv1.LoadBalancer, eps lbv1.EndpointsStatus) error {
+	if rec == nil || equality.Semantic.DeepEqual(rec.Status.Endpoints, &eps) {
+		return nil
+	}
+	orig := rec.DeepCopy()
+	rec.Status.Endpoints = &eps
+	if err := r.Client.Status().Patch(ctx, rec, client.MergeFrom(orig)); err != nil {
+		return fmt.Errorf("writing LoadBalancer endpoints: %w", err)
+	}
+	return nil
+}
+
+// servingEvent tells the user when the load balancer loses its last ready
+// endpoint, and when it has one again.
+func (r *ServiceReconciler) servingEvent(svc *corev1.Service, c metav1.Condition) {
+	prev := meta.FindStatusCondition(svc.Status.Conditions, ConditionServing)
+	switch {
+	case c.Status == metav1.ConditionFalse && (prev == nil || prev.Status != c.Status || prev.Message != c.Message):
+		r.event(svc, corev1.EventTypeWarning, ReasonNoEndpoints, "Serve", "%s", c.Message)
+	case c.Status == metav1.ConditionTrue && prev != nil && prev.Status == metav1.ConditionFalse:
+		r.event(svc, corev1.EventTypeNormal, ReasonEndpointsReady, "Serve", "%s", c.Message)
+	}
 }

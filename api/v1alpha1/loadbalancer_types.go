@@ -55,6 +55,17 @@ type PortStatus struct {
 	Error string `json:"error,omitempty"`
 }
 
+// EndpointsStatus counts a Service's endpoints (from its EndpointSlices).
+type EndpointsStatus struct {
+	// Ready endpoints take new connections.
+	Ready int32 `json:"ready"`
+	// Total counts every endpoint, ready or not.
+	Total int32 `json:"total"`
+	// Nodes hold at least one ready endpoint, sorted.
+	// +optional
+	Nodes []string `json:"nodes,omitempty"`
+}
+
 // BackendStatus counts the backends behind the load balancer.
 type BackendStatus struct {
 	// Total is how many backends (nodes or pods) the load balancer targets.
@@ -116,6 +127,10 @@ type LoadBalancerStatus struct {
 	// BackendsSummary is "healthy/total", for printer columns.
 	// +optional
 	BackendsSummary string `json:"backendsSummary,omitempty"`
+	// Endpoints counts the Service's endpoints and the nodes that hold a
+	// ready one: whether the load balancer has anything to send traffic to.
+	// +optional
+	Endpoints *EndpointsStatus `json:"endpoints,omitempty"`
 	// Ready mirrors the Ready condition's status, for printer columns.
 	// +optional
 	Ready string `json:"ready,omitempty"`
@@ -159,6 +174,7 @@ type LoadBalancerStatus struct {
 // +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.status.address`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.ready`
 // +kubebuilder:printcolumn:name="Backends",type=string,JSONPath=`.status.backendsSummary`
+// +kubebuilder:printcolumn:name="Endpoints",type=integer,JSONPath=`.status.endpoints.ready`
 // +kubebuilder:printcolumn:name="Monthly Cost",type=string,JSONPath=`.status.monthlyCost`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.status.announcements[0].node`,priority=1
