@@ -51,7 +51,11 @@ type Process struct {
 
 	mu       sync.Mutex
 	stopping bool
+	killed   bool
 	exitErr  error
+	// tempLog: StartProcess made Log and removes it after a healthy Stop.
+	tempLog bool
+	logGone bool
 	// cleanExit: after Stop, anything but exit status 0 is an error (Portico's
 	// binaries exit 0 on SIGTERM).
 	cleanExit bool
@@ -59,7 +63,8 @@ type Process struct {
 
 // ProcessOptions shape StartProcess.
 type ProcessOptions struct {
-	// Log is the output file, appended to (default: a new temporary file).
+	// Log is the output file, appended to (default: a temporary file that
+	// Stop removes unless the process failed).
 	Log string
 	// CleanExit makes a non-zero exit after Stop an error. Portico's binaries
 	// promise it; other components may exit non-zero on SIGTERM.
@@ -92,14 +97,14 @@ func StartProcess(name string, cmd *exec.Cmd, opts ProcessOptions) (*Process, er
 		f.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	p := &Process{Name: name, Log: f.Name(), cmd: cmd, done: make(chan struct{}), cleanExit: opts.CleanExit}
+	p := &Process{Name: name, Log: f.Name(), cmd: cmd, done: make(chan struct{}), cleanExit: opts.CleanExit, tempLog: opts.Log == ""}
 	go func() {
 		err := cmd.Wait()
 		f.Close()
 		p.mu.Lock()
 		if !p.stopping {
 			p.exitErr = fmt.Errorf("%s exited unexpectedly (%v); log %s", name, exitStatus(err), p.Log)
-		} else if err != nil && p.cleanExit {
+		} else if err != nil && p.cleanExit && !p.killed {
 			p.exitErr = fmt.Errorf("%s did not exit cleanly on SIGTERM (%v); log %s", name, err, p.Log)
 		}
 		p.mu.Unlock()
@@ -129,7 +134,7 @@ func (p *Process) Stop() error {
 	p.mu.Unlock()
 	select {
 	case <-p.done:
-		return p.Err()
+		return p.finish()
 	default:
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
@@ -139,7 +144,30 @@ func (p *Process) Stop() error {
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}
-	return p.Err()
+	return p.finish()
+}
+
+// finish returns Err of the exited process and removes a healthy temporary
+// log.
+func (p *Process) finish() error {
+	err := p.Err()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err == nil && p.tempLog && !p.logGone {
+		_ = os.Remove(p.Log)
+		p.logGone = true
+	}
+	return err
+}
+
+// Kill kills the process with SIGKILL, as a test does to play a crash, and
+// waits for it; that exit is not an error, a panic before it still is.
+func (p *Process) Kill() {
+	p.mu.Lock()
+	p.stopping, p.killed = true, true
+	p.mu.Unlock()
+	_ = p.cmd.Process.Kill()
+	<-p.done
 }
 
 // Err reports a panic or fatal error in the output so far, an exit that
@@ -148,7 +176,11 @@ func (p *Process) Err() error {
 	var errs []error
 	p.mu.Lock()
 	errs = append(errs, p.exitErr)
+	gone := p.logGone
 	p.mu.Unlock()
+	if gone { // removed by a healthy Stop; nothing can have been written since
+		return errors.Join(errs...)
+	}
 	out, err := os.ReadFile(p.Log)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("%s: reading log: %w", p.Name, err))

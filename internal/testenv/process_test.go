@@ -59,6 +59,19 @@ func TestProcess(t *testing.T) {
 	}
 }
 
+// TestProcessKill: a crash a test plays with Kill is no error, even with
+// CleanExit.
+func TestProcessKill(t *testing.T) {
+	p, err := testenv.StartProcess("killed", exec.Command("sleep", "60"), testenv.ProcessOptions{CleanExit: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Kill()
+	if err := p.Err(); err != nil {
+		t.Fatalf("after Kill: %v", err)
+	}
+}
+
 // TestProcessReportsAPanicWhileRunning: Err sees a panic before the process
 // ends, so a test can fail as soon as a forwarder logs one.
 func TestProcessReportsAPanicWhileRunning(t *testing.T) {
