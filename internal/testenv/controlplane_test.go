@@ -69,6 +69,7 @@ func TestControlPlane(t *testing.T) {
 		}
 	})
 
+	var kwokPodIP string
 	hb := testenv.StartHeartbeat(c, "lab-1")
 	t.Cleanup(hb.Stop)
 
@@ -78,7 +79,6 @@ func TestControlPlane(t *testing.T) {
 				Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}}}})
 		create(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-1", Labels: map[string]string{"app": "web"}},
 			Spec: corev1.PodSpec{NodeName: "kwok-1", Containers: []corev1.Container{{Name: "web", Image: "web"}}}})
-		var podIP string
 		testenv.Eventually(t, 30*time.Second, func() error {
 			p := &corev1.Pod{}
 			if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "web-1"}, p); err != nil {
@@ -86,13 +86,13 @@ func TestControlPlane(t *testing.T) {
 			}
 			for _, cond := range p.Status.Conditions {
 				if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue && p.Status.PodIP != "" {
-					podIP = p.Status.PodIP
+					kwokPodIP = p.Status.PodIP
 					return nil
 				}
 			}
 			return fmt.Errorf("pod not ready: phase %s, conditions %v", p.Status.Phase, p.Status.Conditions)
 		})
-		testenv.Eventually(t, 30*time.Second, func() error { return endpointIs(c, "web", podIP, "kwok-1", true) })
+		testenv.Eventually(t, 30*time.Second, func() error { return endpointIs(c, "web", kwokPodIP, "kwok-1", true) })
 	})
 
 	t.Run("a pod the harness runs on a lab node is published, and unpublished when not ready", func(t *testing.T) {
@@ -147,13 +147,7 @@ func TestControlPlane(t *testing.T) {
 
 	t.Run("nodes whose heartbeat stops become Unknown and unreachable", func(t *testing.T) {
 		hb.Stop()
-		// kwok stops managing a node that loses the annotation.
-		n := &corev1.Node{}
-		if err := c.Get(ctx, client.ObjectKey{Name: "kwok-1"}, n); err != nil {
-			t.Fatal(err)
-		}
-		delete(n.Annotations, testenv.KwokNodeAnnotation)
-		if err := c.Update(ctx, n); err != nil {
+		if err := testenv.StopKwokNode(ctx, c, "kwok-1"); err != nil {
 			t.Fatal(err)
 		}
 		for _, name := range []string{"lab-1", "kwok-1"} {
@@ -173,6 +167,9 @@ func TestControlPlane(t *testing.T) {
 				return fmt.Errorf("node %s has no %s taint: %v", name, corev1.TaintNodeUnreachable, n.Spec.Taints)
 			})
 		}
+		// The node lifecycle controller marks the dead node's pods not
+		// ready, and the EndpointSlice controller follows.
+		testenv.Eventually(t, 30*time.Second, func() error { return endpointIs(c, "web", kwokPodIP, "kwok-1", false) })
 	})
 }
 

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -149,5 +150,22 @@ func setReady(node *corev1.Node) {
 	node.Status.Conditions = append(node.Status.Conditions, corev1.NodeCondition{
 		Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
 		Message: "heartbeat of the test harness", LastHeartbeatTime: now, LastTransitionTime: now,
+	})
+}
+
+// StopKwokNode kills a kwok node: it takes over the node's Lease for an
+// hour, and kwok manages only the nodes whose Leases it holds, so it stops
+// renewing the Lease and updating the node and its Pods. The node lifecycle
+// controller marks it Unknown NodeMonitorGracePeriod later.
+func StopKwokNode(ctx context.Context, c client.Client, node string) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		lease := &coordinationv1.Lease{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: NodeLeaseNamespace, Name: node}, lease); err != nil {
+			return err
+		}
+		lease.Spec.HolderIdentity = ptr.To("portico-test-dead-node")
+		lease.Spec.LeaseDurationSeconds = ptr.To(int32(3600))
+		lease.Spec.RenewTime = ptr.To(metav1.NewMicroTime(time.Now()))
+		return c.Update(ctx, lease)
 	})
 }
