@@ -137,12 +137,9 @@ func Start(opts Options) (c *Cluster, err error) {
 		}
 		n := &Node{Host: h, Name: "node-" + h.Name, Log: filepath.Join(opts.LogDir, "forwarder-"+h.Name+".log")}
 		obj := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: map[string]string{"kubernetes.io/hostname": n.Name}}}
-		if err := c.Env.Client.Create(ctx, obj); err != nil {
-			return c, err
-		}
 		obj.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
 		obj.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: h.IPv4.Addr().String()}}
-		if err := c.Env.Client.Status().Update(ctx, obj); err != nil {
+		if err := testenv.CreateNodeWithStatus(ctx, c.Env.Client, obj); err != nil {
 			return c, err
 		}
 		// The lab is this node's kubelet: without a heartbeat the node

@@ -107,15 +107,12 @@ func setup(t *testing.T) *world {
 		}
 		n := &node{host: h, name: "e2e-" + lab.ID() + "-" + h.Name, serve: map[netip.Addr]net.Listener{}}
 		obj := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.name}}
-		if err := w.env.Client.Create(ctx, obj); err != nil {
+		obj.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+		obj.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: h.IPv4.Addr().String()}}
+		if err := testenv.CreateNodeWithStatus(ctx, w.env.Client, obj); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = w.env.Client.Delete(context.Background(), obj) })
-		obj.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
-		obj.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: h.IPv4.Addr().String()}}
-		if err := w.env.Client.Status().Update(ctx, obj); err != nil {
-			t.Fatal(err)
-		}
 		hb := testenv.StartHeartbeat(w.env.Client, n.name)
 		t.Cleanup(hb.Stop)
 		w.nodes = append(w.nodes, n)

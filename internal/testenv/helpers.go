@@ -32,14 +32,26 @@ func Eventually(t testing.TB, timeout time.Duration, f func() error) {
 // CreateNode creates n with its status (which Create ignores).
 func CreateNode(t testing.TB, c client.Client, n *corev1.Node) {
 	t.Helper()
+	if err := CreateNodeWithStatus(context.Background(), c, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// CreateNodeWithStatus creates n and then posts its status, retrying when
+// kube-controller-manager (the node lifecycle controller) changed the new
+// Node in between.
+func CreateNodeWithStatus(ctx context.Context, c client.Client, n *corev1.Node) error {
 	status := n.Status
-	if err := c.Create(context.Background(), n); err != nil {
-		t.Fatal(err)
+	if err := c.Create(ctx, n); err != nil {
+		return err
 	}
-	n.Status = status
-	if err := c.Status().Update(context.Background(), n); err != nil {
-		t.Fatal(err)
-	}
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(n), n); err != nil {
+			return err
+		}
+		n.Status = status
+		return c.Status().Update(ctx, n)
+	})
 }
 
 // UpdateService applies mutate to the current Service, retrying conflicts.
