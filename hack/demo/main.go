@@ -157,8 +157,20 @@ func run(forwarder, stateDir string) (err error) {
 		"Press Ctrl-C to stop and remove everything.\n", c.Env.Kubeconfig, filepath.Join(c.Env.BinDir, "kubectl"), c.Client.NS, ip)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	<-sig
-	return nil
+	// A forwarder or control plane component that panics or dies ends the
+	// demo with an error; Close, on the way out, says which and why.
+	check := time.NewTicker(time.Second)
+	defer check.Stop()
+	for {
+		select {
+		case <-sig:
+			return nil
+		case <-check.C:
+			if c.Err() != nil {
+				return errors.New("a Portico process or control plane component failed")
+			}
+		}
+	}
 }
 
 func step(msg string) { fmt.Printf("==> %s\n", msg) }
