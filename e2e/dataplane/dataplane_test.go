@@ -265,6 +265,31 @@ func TestLocalModeDataPlane(t *testing.T) {
 		})
 	})
 
+	t.Run("a node that stops its heartbeat loses its pods' traffic", func(t *testing.T) {
+		// pods[2] is not ready since the subtest above: make it ready again,
+		// then let pods[1]'s node die. The node lifecycle controller marks
+		// the node Unknown and its pods not ready; the EndpointSlice
+		// controller and then the forwarders follow.
+		if err := c.SetPodReady(pods[2], true); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 20*time.Second, func() error {
+			if seen := tcpReplies(t, c.Client, addr, 30); len(seen) != 3 {
+				return fmt.Errorf("before the node dies: %v", seen)
+			}
+			return nil
+		})
+		dead := pods[1].Node
+		c.StopHeartbeat(dead)
+		t.Cleanup(func() { c.StartHeartbeat(dead) })
+		eventually(t, testenv.NodeMonitorGracePeriod+30*time.Second, func() error {
+			if seen := tcpReplies(t, c.Client, addr, 30); seen[pods[1].Name] > 0 || len(seen) != 2 {
+				return fmt.Errorf("after %s died: %v", dead.Name, seen)
+			}
+			return nil
+		})
+	})
+
 	t.Run("cleanup leaves nothing in nftables", func(t *testing.T) {
 		n := c.Nodes[0]
 		c.StopForwarder(n)
