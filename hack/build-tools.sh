@@ -7,8 +7,9 @@
 # k8s.io/kubernetes and etcd sources, plus controller-gen, staticcheck, helm)
 # and hack/tools/kwok/go.mod (kwok, the simulated kubelets, which is built
 # against its own k8s.io versions). kube-controller-manager shares most of its
-# packages with kube-apiserver, so building it after the apiserver costs
-# little more than a link.
+# packages with kube-apiserver and is built after it, so it compiles only its
+# controllers (about 2.5 minutes on 2 cores, against 8 for the apiserver);
+# kwok, cold, about 3 minutes of CPU.
 #
 # Each binary is cached under its own key: its name, the version of the module
 # that provides it, and the Go version. A binary is rebuilt only when its
