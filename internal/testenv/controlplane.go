@@ -102,7 +102,22 @@ func (e *Env) startComponents(opts Options) error {
 		}
 		e.procs = append(e.procs, p)
 	}
-	return nil
+	// A flag a new version refuses or a missing binary shows at once: fail
+	// here with the component's log rather than later as missing behaviour.
+	time.Sleep(500 * time.Millisecond)
+	return e.ComponentsErr()
+}
+
+// ComponentsErr reports kube-controller-manager or kwok having panicked or
+// exited; nil while they run.
+func (e *Env) ComponentsErr() error {
+	var errs []error
+	for _, p := range e.procs {
+		if err := p.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("%w\n%s", err, p.Tail(30)))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Components returns the processes started beside the apiserver

@@ -3,6 +3,9 @@ package testenv_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -231,4 +234,33 @@ func gone(c client.Client, o client.Object) error {
 		return nil
 	}
 	return fmt.Errorf("%s still exists (%v)", o.GetName(), err)
+}
+
+// TestComponentThatDiesFailsStart: a kube-controller-manager that exits at
+// once (a flag its version refuses, say) fails NewWith with its log, instead
+// of leaving a control plane that silently lacks its controllers.
+func TestComponentThatDiesFailsStart(t *testing.T) {
+	bins, err := testenv.BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, b := range []string{"etcd", "kube-apiserver", "kubectl", "kwok"} {
+		if err := os.Symlink(filepath.Join(bins, b), filepath.Join(dir, b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fake := "#!/bin/sh\necho 'Error: unknown flag: --node-monitor-period'\nexit 1\n"
+	if err := os.WriteFile(filepath.Join(dir, "kube-controller-manager"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KUBEBUILDER_ASSETS", dir)
+	env, err := testenv.NewWith(testenv.Options{Controllers: true})
+	if err == nil {
+		_ = env.Stop()
+		t.Fatal("NewWith succeeded with a kube-controller-manager that exits at once")
+	}
+	if !strings.Contains(err.Error(), "exited unexpectedly") || !strings.Contains(err.Error(), "unknown flag") {
+		t.Fatalf("error %q does not say that kube-controller-manager exited, with its log", err)
+	}
 }
