@@ -77,13 +77,7 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 			n.Annotations = map[string]string{}
 		}
 		n.Annotations[testenv.KwokNodeAnnotation] = testenv.KwokNodeValue
-		st := n.Status
-		created, err := cs.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
-		if err != nil {
-			return err
-		}
-		created.Status = st
-		if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+		if err := testenv.CreateNodeWithStatus(ctx, env.Client, n); err != nil {
 			return err
 		}
 	}
