@@ -100,7 +100,7 @@ func RunPod(ctx context.Context, c client.Client, pod *corev1.Pod, ip string) er
 		return err
 	}
 	now := metav1.Now()
-	pod.Status = corev1.PodStatus{
+	status := corev1.PodStatus{
 		Phase:     corev1.PodRunning,
 		PodIP:     ip,
 		PodIPs:    []corev1.PodIP{{IP: ip}},
@@ -113,12 +113,18 @@ func RunPod(ctx context.Context, c client.Client, pod *corev1.Pod, ip string) er
 		},
 	}
 	for _, ctr := range pod.Spec.Containers {
-		pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses, corev1.ContainerStatus{
+		status.ContainerStatuses = append(status.ContainerStatuses, corev1.ContainerStatus{
 			Name: ctr.Name, Image: ctr.Image, Ready: true, Started: ptr.To(true),
 			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
 		})
 	}
-	return c.Status().Update(ctx, pod)
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+			return err
+		}
+		pod.Status = status
+		return c.Status().Update(ctx, pod)
+	})
 }
 
 // SetPodReady flips the Ready and ContainersReady conditions of a pod
