@@ -1,5 +1,6 @@
-# Portico's build. Go tools are pinned in hack/tools/go.mod and built by
-# hack/build-tools.sh into a cache keyed on those pins.
+# Portico's build. Go tools are pinned in hack/tools/go.mod (kwok in
+# hack/tools/kwok/go.mod) and built by hack/build-tools.sh into a cache keyed
+# on those pins.
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -eu -o pipefail -c
 GO ?= go
@@ -25,7 +26,7 @@ build: ## Build the three binaries into bin/.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
 
 .PHONY: tools
-tools: ## Build the pinned tools (kube-apiserver, etcd, kubectl, controller-gen, staticcheck) into the cache.
+tools: ## Build the pinned tools (kube-apiserver, kube-controller-manager, etcd, kubectl, kwok, controller-gen, staticcheck, helm) into the cache.
 	@hack/build-tools.sh >/dev/null
 
 .PHONY: generate
@@ -52,7 +53,7 @@ lint: tools ## gofmt, go vet and staticcheck.
 ##@ Test
 
 .PHONY: test
-test: tools ## Unit, integration (real kube-apiserver + etcd) and e2e tests.
+test: tools ## Unit, integration (real kube-apiserver + etcd, kube-controller-manager and kwok where needed) and e2e tests.
 	$(GO) test -count=1 -timeout 30m ./...
 	@hack/check-leftovers.sh
 
@@ -71,7 +72,7 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 10s).
 bench: bench-reconcile ## Run the benchmarks.
 
 .PHONY: bench-reconcile
-bench-reconcile: tools build ## 1,000 LoadBalancer Services on the real control plane, memory provider.
+bench-reconcile: tools build ## 1,000 LoadBalancer Services on the real control plane (kwok nodes), memory provider.
 	$(GO) run ./bench/reconcile --operator bin/portico-operator
 
 ##@ Run

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/portico-lb/portico/internal/testenv"
 )
 
 // TestStaticBuilds proves what the Dockerfile relies on without a Docker
@@ -47,7 +49,7 @@ func TestStaticBuilds(t *testing.T) {
 			t.Errorf("%s links %v: not static", name, libs)
 		}
 		f.Close()
-		out, err := exec.Command(path, "--version").CombinedOutput()
+		out, err := testenv.RunChecked(name+" --version", exec.Command(path, "--version"))
 		if err != nil || !strings.Contains(string(out), "v0.0.0-test") {
 			t.Errorf("%s --version: %v %q, want the build version", name, err, out)
 		}

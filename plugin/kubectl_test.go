@@ -205,6 +205,10 @@ func (k *kubectl) run(args ...string) result {
 	case err != nil:
 		k.t.Fatalf("running kubectl %v: %v", args, err)
 	}
+	// A non-zero exit may be what the test wants; a panic never is.
+	if line := testenv.Crashed(append(stdout.Bytes(), stderr.Bytes()...)); line != "" {
+		k.t.Errorf("kubectl %v: the plugin panicked: %q\n%s", args, line, stderr.String())
+	}
 	return result{stdout: stdout.String(), stderr: stderr.String(), code: code}
 }
 

@@ -1,8 +1,9 @@
 // Command reconcile benchmarks the Service controller on the real control
 // plane with the memory backend (make bench-reconcile).
 //
-// It runs the real portico-operator binary against a kube-apiserver and etcd
-// built from source, then:
+// It runs the real portico-operator binary against a kube-apiserver, etcd
+// and kube-controller-manager built from source, with kwok playing the
+// kubelets of the nodes, then:
 //   - paced phase: creates Services at --rate per second and measures, for
 //     each, the time from its Create call returning to its address appearing
 //     in status.loadBalancer.ingress (seen through a watch);
@@ -16,6 +17,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -50,12 +52,17 @@ func main() {
 	}
 }
 
-func run(services, paced, rate, nodes, workers int, operatorBin string) error {
-	env, err := testenv.New()
+func run(services, paced, rate, nodes, workers int, operatorBin string) (err error) {
+	env, err := testenv.NewWith(testenv.Options{Controllers: true, Kwok: true})
 	if err != nil {
 		return fmt.Errorf("starting control plane: %w", err)
 	}
-	defer env.Stop() //nolint:errcheck // best effort at exit
+	defer func() {
+		// kube-controller-manager or kwok panicking or dying fails the run.
+		if serr := env.Stop(); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 
@@ -65,13 +72,12 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) error {
 	}
 	for i := range nodes {
 		n := gen.Node(fmt.Sprintf("bench-node-%d", i), fmt.Sprintf("10.200.0.%d", i+1))
-		st := n.Status
-		created, err := cs.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
-		if err != nil {
-			return err
+		// kwok keeps the node's status and Lease fresh.
+		if n.Annotations == nil {
+			n.Annotations = map[string]string{}
 		}
-		created.Status = st
-		if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+		n.Annotations[testenv.KwokNodeAnnotation] = testenv.KwokNodeValue
+		if err := testenv.CreateNodeWithStatus(ctx, env.Client, n); err != nil {
 			return err
 		}
 	}
@@ -79,16 +85,20 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) error {
 		return err
 	}
 
-	op := exec.CommandContext(ctx, operatorBin,
+	op, err := testenv.StartProcess("portico-operator", exec.Command(operatorBin,
 		"--kubeconfig", env.Kubeconfig, "--providers", "memory", "--memory-ipv4-range", "10.128.0.0/16",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0",
 		"--workers", strconv.Itoa(workers), "--kube-api-qps", "5000", "--kube-api-burst", "10000",
-		"--zap-log-level", "error")
-	op.Stdout, op.Stderr = os.Stderr, os.Stderr
-	if err := op.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", operatorBin, err)
+		"--zap-log-level", "error"), testenv.ProcessOptions{CleanExit: true})
+	if err != nil {
+		return err
 	}
-	defer func() { _ = op.Process.Kill(); _ = op.Wait() }()
+	// A panic or an unexpected exit of the operator fails the benchmark.
+	defer func() {
+		if perr := op.Stop(); perr != nil {
+			err = errors.Join(err, fmt.Errorf("%w\n%s", perr, op.Tail(30)))
+		}
+	}()
 
 	w := newWatcher(ctx, cs)
 	// Warm up: one Service proves the operator is running and its caches synced.
@@ -148,7 +158,7 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) error {
 	perS := float64(services) / elapsed.Seconds()
 	fmt.Printf("burst: services=%d elapsed_ms=%d\n", services, elapsed.Milliseconds())
 
-	rss, err := peakRSSMB(op.Process.Pid)
+	rss, err := peakRSSMB(op.Pid())
 	if err != nil {
 		return err
 	}

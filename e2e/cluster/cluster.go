@@ -1,29 +1,32 @@
 // Package cluster assembles Portico's one-machine stand-in for a cluster: a
-// real kube-apiserver and etcd (internal/testenv), node network namespaces
-// on one Linux bridge (e2e/netlab) each with a Node object and the real
-// portico-forwarder binary, pods behind nodes (dataplane/dptest) published
-// through EndpointSlices, a client namespace, and the operator with the
-// local backend. The data-plane e2e tests and "make demo" use it.
+// real kube-apiserver, etcd and kube-controller-manager (internal/testenv),
+// node network namespaces on one Linux bridge (e2e/netlab) each with a Node
+// object kept alive by a kubelet-like heartbeat (Lease and Ready condition)
+// and running the real portico-forwarder binary, pods behind nodes
+// (dataplane/dptest) that are real Pod objects whose status the lab posts and
+// whose EndpointSlices the real EndpointSlice controller writes, optional
+// kwok nodes that carry no traffic, a client namespace, and the operator with
+// the local backend. The data-plane e2e tests and "make demo" use it.
+//
+// Every forwarder's output is captured; Err and Close report any that
+// panicked or exited without being stopped.
 package cluster
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 
 	"github.com/portico-lb/portico/dataplane/dptest"
 	"github.com/portico-lb/portico/e2e/netlab"
@@ -41,7 +44,15 @@ type Options struct {
 	ForwarderArgs []string
 	// LogDir receives one log file per forwarder (default a temp dir).
 	LogDir string
+	// KwokNodes adds Nodes that kwok plays (Ready, Leases, Pods run to
+	// Ready) without a namespace or a forwarder: nodes that carry no
+	// traffic. They are named kwok-<i> and labelled KwokNodeLabel.
+	KwokNodes int
 }
+
+// KwokNodeLabel (value "true") marks the kwok nodes, so a Service or IPPool
+// can select or exclude them.
+const KwokNodeLabel = "portico.dev/kwok-node"
 
 // Cluster is a running stand-in cluster.
 type Cluster struct {
@@ -56,6 +67,9 @@ type Cluster struct {
 	pods     []*dptest.Pod
 	servers  []*dptest.Server
 	nextPod  int
+
+	procMu sync.Mutex
+	procs  []*testenv.Process // every forwarder ever started, for Err
 }
 
 // Node is one node namespace with its forwarder.
@@ -65,9 +79,9 @@ type Node struct {
 	Name string
 	Log  string
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	mu        sync.Mutex
+	proc      *testenv.Process
+	heartbeat *testenv.Heartbeat
 }
 
 // Subnet is the bridge network of nodes and client.
@@ -93,11 +107,11 @@ func Start(opts Options) (c *Cluster, err error) {
 	c = &Cluster{opts: opts, stop: make(chan struct{})}
 	defer func() {
 		if err != nil {
-			c.Close()
+			_ = c.Close()
 			c = nil
 		}
 	}()
-	if c.Env, err = testenv.New(); err != nil {
+	if c.Env, err = testenv.NewWith(testenv.Options{Controllers: true, Kwok: opts.KwokNodes > 0}); err != nil {
 		return c, err
 	}
 	if c.Lab, err = netlab.New(); err != nil {
@@ -123,15 +137,23 @@ func Start(opts Options) (c *Cluster, err error) {
 		}
 		n := &Node{Host: h, Name: "node-" + h.Name, Log: filepath.Join(opts.LogDir, "forwarder-"+h.Name+".log")}
 		obj := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: map[string]string{"kubernetes.io/hostname": n.Name}}}
+		obj.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+		obj.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: h.IPv4.Addr().String()}}
+		if err := testenv.CreateNodeWithStatus(ctx, c.Env.Client, obj); err != nil {
+			return c, err
+		}
+		// The lab is this node's kubelet: without a heartbeat the node
+		// lifecycle controller would mark it Unknown.
+		n.heartbeat = testenv.StartHeartbeat(c.Env.Client, n.Name)
+		c.Nodes = append(c.Nodes, n)
+	}
+	for i := range opts.KwokNodes {
+		obj := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("kwok-%d", i+1),
+			Labels:      map[string]string{KwokNodeLabel: "true"},
+			Annotations: map[string]string{testenv.KwokNodeAnnotation: testenv.KwokNodeValue}}}
 		if err := c.Env.Client.Create(ctx, obj); err != nil {
 			return c, err
 		}
-		obj.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
-		obj.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: h.IPv4.Addr().String()}}
-		if err := c.Env.Client.Status().Update(ctx, obj); err != nil {
-			return c, err
-		}
-		c.Nodes = append(c.Nodes, n)
 	}
 	if c.Client, err = c.Lab.AddHost("client", netip.MustParsePrefix("10.88.0.100/24"), netip.Prefix{}); err != nil {
 		return c, err
@@ -144,47 +166,76 @@ func Start(opts Options) (c *Cluster, err error) {
 	return c, nil
 }
 
-// StartForwarder runs the forwarder binary inside the node.
+// StartForwarder runs the forwarder binary inside the node, its output
+// appended to n.Log.
 func (c *Cluster) StartForwarder(n *Node) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.cmd != nil {
+	if n.proc != nil {
 		return nil
 	}
-	f, err := os.OpenFile(n.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	args := append([]string{"--kubeconfig", c.Env.Kubeconfig, "--node-name", n.Name, "--interface", n.Host.Link, "--zap-log-level", "1"}, c.opts.ForwarderArgs...)
+	p, err := testenv.StartProcess("forwarder "+n.Name, n.Host.Command(c.opts.ForwarderBin, args...), testenv.ProcessOptions{Log: n.Log, CleanExit: true})
 	if err != nil {
 		return err
 	}
-	args := append([]string{"--kubeconfig", c.Env.Kubeconfig, "--node-name", n.Name, "--interface", n.Host.Link, "--zap-log-level", "1"}, c.opts.ForwarderArgs...)
-	cmd := n.Host.Command(c.opts.ForwarderBin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return err
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); f.Close(); close(done) }()
-	n.cmd, n.done = cmd, done
+	c.procMu.Lock()
+	c.procs = append(c.procs, p)
+	c.procMu.Unlock()
+	n.proc = p
 	return nil
 }
 
-// StopForwarder stops the node's forwarder (SIGTERM, then SIGKILL).
+// StopForwarder stops the node's forwarder (SIGTERM, then SIGKILL); a
+// forwarder that panicked or did not exit cleanly is reported by Err.
 func (c *Cluster) StopForwarder(n *Node) {
 	n.mu.Lock()
-	cmd, done := n.cmd, n.done
-	n.cmd = nil
+	p := n.proc
+	n.proc = nil
 	n.mu.Unlock()
-	if cmd == nil {
-		return
+	if p != nil {
+		_ = p.Stop()
 	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
+}
+
+// StopHeartbeat stops the node's kubelet-like heartbeat: the node lifecycle
+// controller marks it Unknown after testenv.NodeMonitorGracePeriod, as when
+// a node dies. StartHeartbeat brings it back.
+func (c *Cluster) StopHeartbeat(n *Node) {
+	n.mu.Lock()
+	h := n.heartbeat
+	n.heartbeat = nil
+	n.mu.Unlock()
+	if h != nil {
+		h.Stop()
 	}
+}
+
+// StartHeartbeat restarts the node's heartbeat.
+func (c *Cluster) StartHeartbeat(n *Node) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.heartbeat == nil {
+		n.heartbeat = testenv.StartHeartbeat(c.Env.Client, n.Name)
+	}
+}
+
+// Err reports every forwarder that panicked (running or stopped) or exited
+// without being stopped, and every control plane component that did.
+func (c *Cluster) Err() error {
+	c.procMu.Lock()
+	procs := append([]*testenv.Process(nil), c.procs...)
+	c.procMu.Unlock()
+	if c.Env != nil {
+		procs = append(procs, c.Env.Components()...)
+	}
+	var errs []error
+	for _, p := range procs {
+		if err := p.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("%w\n%s", err, p.Tail(30)))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Operator is the in-process operator.
@@ -234,18 +285,23 @@ func (c *Cluster) StopOperator() error {
 	}
 }
 
-// Pod is a pod namespace behind a node, serving TCP and UDP on Port.
+// Pod is a pod namespace behind a node, serving TCP and UDP on Port, and
+// the Pod object that stands for it.
 type Pod struct {
 	*dptest.Pod
-	Node *Node
-	Name string
-	Port int
+	Node   *Node
+	Name   string
+	Port   int
+	Object *corev1.Pod
 }
 
 // AddPod creates a pod behind node running a server that answers
-// "<name> <client address>" on port (TCP and UDP), and routes every other
-// node to it through node, as a CNI would.
-func (c *Cluster) AddPod(node *Node, name string, port int) (*Pod, error) {
+// "<name> <client address>" on port (TCP and UDP), routes every other node
+// to it through node, as a CNI would, and creates its Pod object in
+// namespace ns with labels (plus "pod": name), bound to the node, Running
+// and Ready at the pod's address. Services select it by label; the
+// EndpointSlice controller publishes it.
+func (c *Cluster) AddPod(node *Node, ns, name string, port int, labels map[string]string) (*Pod, error) {
 	c.nextPod++
 	p, err := dptest.AddPod(c.Lab.ID(), node.Host, c.nextPod)
 	if err != nil {
@@ -265,32 +321,36 @@ func (c *Cluster) AddPod(node *Node, name string, port int) (*Pod, error) {
 		return nil, err
 	}
 	c.servers = append(c.servers, s)
-	return &Pod{Pod: p, Node: node, Name: name, Port: port}, nil
+	ctx := context.Background()
+	if err := c.Env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, err
+	}
+	l := map[string]string{"pod": name}
+	maps.Copy(l, labels)
+	obj := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: l},
+		Spec: corev1.PodSpec{NodeName: node.Name, Containers: []corev1.Container{{Name: "server", Image: "portico.invalid/dptest-server",
+			Ports: []corev1.ContainerPort{{ContainerPort: int32(port), Protocol: corev1.ProtocolTCP}, {ContainerPort: int32(port), Protocol: corev1.ProtocolUDP}}}}},
+	}
+	if err := testenv.RunPod(ctx, c.Env.Client, obj, p.Addr.String()); err != nil {
+		return nil, err
+	}
+	return &Pod{Pod: p, Node: node, Name: name, Port: port, Object: obj}, nil
 }
 
-// EndpointSlice publishes pods as the endpoints of service on port portName.
-func EndpointSlice(ns, service, portName string, port int32, proto corev1.Protocol, pods []*Pod, ready map[*Pod]bool) *discoveryv1.EndpointSlice {
-	s := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: service + "-" + strings.ToLower(string(proto)), Labels: map[string]string{discoveryv1.LabelServiceName: service}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To(portName), Port: ptr.To(port), Protocol: ptr.To(proto)}},
-	}
-	for _, p := range pods {
-		r := ready == nil || ready[p]
-		s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{
-			Addresses:  []string{p.Addr.String()},
-			NodeName:   ptr.To(p.Node.Name),
-			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(r), Serving: ptr.To(r), Terminating: ptr.To(false)},
-		})
-	}
-	return s
+// SetPodReady makes the pod's Pod object Ready or not, as its readiness
+// probe would; the EndpointSlice controller follows.
+func (c *Cluster) SetPodReady(p *Pod, ready bool) error {
+	return testenv.SetPodReady(context.Background(), c.Env.Client, p.Object, ready)
 }
 
-// Close stops everything and removes every namespace, link and nftables
-// table it made.
-func (c *Cluster) Close() {
-	_ = c.StopOperator()
+// Close stops everything, removes every namespace, link and nftables table
+// it made, and returns Err and the errors of stopping: a forwarder or a
+// control plane component that panicked or exited on its own.
+func (c *Cluster) Close() error {
+	errs := []error{c.StopOperator()}
 	for _, n := range c.Nodes {
+		c.StopHeartbeat(n)
 		c.StopForwarder(n)
 		// The forwarder's table lives in the node's namespace, which goes
 		// with it; --cleanup is exercised by the tests.
@@ -309,7 +369,10 @@ func (c *Cluster) Close() {
 	if c.Lab != nil {
 		c.Lab.Close()
 	}
+	errs = append(errs, c.Err())
 	if c.Env != nil {
+		// Env.Stop reports kube-controller-manager and kwok, already in Err.
 		_ = c.Env.Stop()
 	}
+	return errors.Join(errs...)
 }

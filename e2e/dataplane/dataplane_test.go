@@ -1,8 +1,10 @@
 // Package dataplane_test is the end-to-end test of local mode with the
 // kernel data plane: a real apiserver, the operator with the local backend,
 // three node namespaces running the real portico-forwarder (announcement and
-// nftables), pods behind the nodes published through EndpointSlices, and
-// clients on the bridge. Every check is real traffic.
+// nftables), pods behind the nodes whose Pod objects the real EndpointSlice
+// controller publishes for the Services that select them, and clients on the
+// bridge. Every check is real traffic; a forwarder that panics or exits on its
+// own fails the test.
 package dataplane_test
 
 import (
@@ -26,6 +28,7 @@ import (
 	"github.com/portico-lb/portico/dataplane/dptest"
 	"github.com/portico-lb/portico/e2e/cluster"
 	"github.com/portico-lb/portico/e2e/netlab"
+	"github.com/portico-lb/portico/internal/testenv"
 )
 
 const class = "lb.portico.dev/local"
@@ -83,7 +86,9 @@ func setup(t *testing.T) *world {
 				t.Logf("forwarder %s:\n%s", n.Name, strings.Join(lines, "\n"))
 			}
 		}
-		c.Close()
+		if err := c.Close(); err != nil {
+			t.Error(err)
+		}
 	})
 	if err := c.StartOperator(); err != nil {
 		t.Fatal(err)
@@ -104,12 +109,14 @@ func (w *world) create(objs ...client.Object) {
 	}
 }
 
-func (w *world) service(name string, proto corev1.Protocol, port int32, mutate ...func(*corev1.Service)) *corev1.Service {
+// service creates a LoadBalancer Service for the pods selector selects.
+func (w *world) service(name string, proto corev1.Protocol, port int32, selector map[string]string, mutate ...func(*corev1.Service)) *corev1.Service {
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: w.ns, Name: name},
 		Spec: corev1.ServiceSpec{
 			Type:              corev1.ServiceTypeLoadBalancer,
 			LoadBalancerClass: ptr.To(class),
+			Selector:          selector,
 			Ports:             []corev1.ServicePort{{Name: "p", Protocol: proto, Port: port, TargetPort: intstr.FromInt32(8080)}},
 		},
 	}
@@ -156,15 +163,14 @@ func TestLocalModeDataPlane(t *testing.T) {
 	c := w.c
 	var pods []*cluster.Pod
 	for i, n := range c.Nodes {
-		p, err := c.AddPod(n, fmt.Sprintf("pod-%d", i+1), 8080)
+		p, err := c.AddPod(n, w.ns, fmt.Sprintf("pod-%d", i+1), 8080, map[string]string{"app": "web"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		pods = append(pods, p)
 	}
 
-	web := w.service("web", corev1.ProtocolTCP, 80)
-	w.create(cluster.EndpointSlice(w.ns, "web", "p", 8080, corev1.ProtocolTCP, pods, nil))
+	web := w.service("web", corev1.ProtocolTCP, 80, map[string]string{"app": "web"})
 	addr := w.address(web)
 
 	t.Run("traffic reaches endpoints on several nodes", func(t *testing.T) {
@@ -181,14 +187,8 @@ func TestLocalModeDataPlane(t *testing.T) {
 		}
 	})
 
-	t.Run("a removed endpoint gets no new connections", func(t *testing.T) {
-		slice := cluster.EndpointSlice(w.ns, "web", "p", 8080, corev1.ProtocolTCP, pods, map[*cluster.Pod]bool{pods[0]: true, pods[1]: true})
-		existing := slice.DeepCopy()
-		if err := c.Env.Client.Get(context.Background(), client.ObjectKeyFromObject(slice), existing); err != nil {
-			t.Fatal(err)
-		}
-		slice.ResourceVersion = existing.ResourceVersion
-		if err := c.Env.Client.Update(context.Background(), slice); err != nil {
+	t.Run("a pod that is no longer ready gets no new connections", func(t *testing.T) {
+		if err := c.SetPodReady(pods[2], false); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, 10*time.Second, func() error {
@@ -203,10 +203,9 @@ func TestLocalModeDataPlane(t *testing.T) {
 	})
 
 	t.Run("Local preserves the client IP", func(t *testing.T) {
-		loc := w.service("local", corev1.ProtocolTCP, 81, func(s *corev1.Service) {
+		loc := w.service("local", corev1.ProtocolTCP, 81, map[string]string{"pod": pods[1].Name}, func(s *corev1.Service) {
 			s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
 		})
-		w.create(cluster.EndpointSlice(w.ns, "local", "p", 8080, corev1.ProtocolTCP, pods[1:2], nil))
 		la := w.address(loc)
 		var r dptest.Reply
 		eventually(t, 30*time.Second, func() (err error) { r, err = dptest.AskTCP(c.Client, la, time.Second); return err })
@@ -220,10 +219,9 @@ func TestLocalModeDataPlane(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rs := w.service("ranged", corev1.ProtocolTCP, 82, func(s *corev1.Service) {
+		rs := w.service("ranged", corev1.ProtocolTCP, 82, map[string]string{"pod": pods[0].Name}, func(s *corev1.Service) {
 			s.Spec.LoadBalancerSourceRanges = []string{c.Client.IPv4.Addr().String() + "/32"}
 		})
-		w.create(cluster.EndpointSlice(w.ns, "ranged", "p", 8080, corev1.ProtocolTCP, pods[:1], nil))
 		ra := w.address(rs)
 		eventually(t, 30*time.Second, func() (err error) { _, err = dptest.AskTCP(c.Client, ra, time.Second); return err })
 		for range 5 {
@@ -234,8 +232,7 @@ func TestLocalModeDataPlane(t *testing.T) {
 	})
 
 	t.Run("UDP works", func(t *testing.T) {
-		dns := w.service("dns", corev1.ProtocolUDP, 53)
-		w.create(cluster.EndpointSlice(w.ns, "dns", "p", 8080, corev1.ProtocolUDP, pods, nil))
+		dns := w.service("dns", corev1.ProtocolUDP, 53, map[string]string{"app": "web"})
 		da := w.address(dns)
 		var r dptest.Reply
 		eventually(t, 30*time.Second, func() (err error) { r, err = dptest.AskUDP(c.Client, da, time.Second); return err })
@@ -268,11 +265,36 @@ func TestLocalModeDataPlane(t *testing.T) {
 		})
 	})
 
+	t.Run("a node that stops its heartbeat loses its pods' traffic", func(t *testing.T) {
+		// pods[2] is not ready since the subtest above: make it ready again,
+		// then let pods[1]'s node die. The node lifecycle controller marks
+		// the node Unknown and its pods not ready; the EndpointSlice
+		// controller and then the forwarders follow.
+		if err := c.SetPodReady(pods[2], true); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 20*time.Second, func() error {
+			if seen := tcpReplies(t, c.Client, addr, 30); len(seen) != 3 {
+				return fmt.Errorf("before the node dies: %v", seen)
+			}
+			return nil
+		})
+		dead := pods[1].Node
+		c.StopHeartbeat(dead)
+		t.Cleanup(func() { c.StartHeartbeat(dead) })
+		eventually(t, testenv.NodeMonitorGracePeriod+30*time.Second, func() error {
+			if seen := tcpReplies(t, c.Client, addr, 30); seen[pods[1].Name] > 0 || len(seen) != 2 {
+				return fmt.Errorf("after %s died: %v", dead.Name, seen)
+			}
+			return nil
+		})
+	})
+
 	t.Run("cleanup leaves nothing in nftables", func(t *testing.T) {
 		n := c.Nodes[0]
 		c.StopForwarder(n)
 		bin := build(t)
-		if out, err := n.Host.Command(bin, "--cleanup").CombinedOutput(); err != nil {
+		if out, err := testenv.RunChecked("portico-forwarder --cleanup", n.Host.Command(bin, "--cleanup")); err != nil {
 			t.Fatalf("--cleanup: %v\n%s", err, out)
 		}
 		out, err := n.Host.Command("nft", "list", "ruleset").CombinedOutput()

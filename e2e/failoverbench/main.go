@@ -37,6 +37,7 @@ import (
 	"github.com/mdlayher/arp"
 
 	"github.com/portico-lb/portico/e2e/netlab"
+	"github.com/portico-lb/portico/internal/testenv"
 )
 
 var (
@@ -61,11 +62,10 @@ func main() {
 
 type node struct {
 	host *netlab.Host
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *testenv.Process
 }
 
-func run() error {
+func run() (err error) {
 	bin := *forwarder
 	if bin == "" {
 		dir, err := os.MkdirTemp("", "failoverbench")
@@ -106,6 +106,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	var procs []*testenv.Process
 	start := func(n *node) error {
 		args := []string{"--node-name", n.host.Name, "--interface", n.host.Link, "--static-address", vip.String()}
 		for _, o := range nodes {
@@ -113,20 +114,16 @@ func run() error {
 				args = append(args, "--peer", o.host.Name+"="+o.host.IPv4.Addr().String())
 			}
 		}
-		n.cmd = n.host.Command(bin, append(args, "--zap-log-level=1")...)
-		n.cmd.Stdout, n.cmd.Stderr = nil, nil
+		log := ""
 		if *logDir != "" {
-			f, err := os.OpenFile(filepath.Join(*logDir, n.host.Name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-			if err != nil {
-				return err
-			}
-			n.cmd.Stdout, n.cmd.Stderr = f, f
+			log = filepath.Join(*logDir, n.host.Name+".log")
 		}
-		if err := n.cmd.Start(); err != nil {
+		p, err := testenv.StartProcess("forwarder "+n.host.Name, n.host.Command(bin, append(args, "--zap-log-level=1")...), testenv.ProcessOptions{Log: log, CleanExit: true})
+		if err != nil {
 			return err
 		}
-		n.done = make(chan struct{})
-		go func(c *exec.Cmd, d chan struct{}) { _ = c.Wait(); close(d) }(n.cmd, n.done)
+		n.proc = p
+		procs = append(procs, p)
 		return nil
 	}
 	for _, n := range nodes {
@@ -134,12 +131,17 @@ func run() error {
 			return err
 		}
 	}
+	// Every forwarder this run started, killed ones included: any that
+	// panicked or exited on its own fails the benchmark.
 	defer func() {
-		for _, n := range nodes {
-			if n.cmd != nil && n.cmd.Process != nil {
-				_ = n.cmd.Process.Kill()
-				<-n.done
+		var errs []error
+		for _, p := range procs {
+			if err := p.Stop(); err != nil {
+				errs = append(errs, fmt.Errorf("%w\n%s", err, p.Tail(30)))
 			}
+		}
+		if len(errs) > 0 {
+			err = errors.Join(append([]error{err}, errs...)...)
 		}
 	}()
 
@@ -171,11 +173,10 @@ func run() error {
 			}
 		}
 		killedAt := time.Now()
-		_ = victim.cmd.Process.Kill()
+		victim.proc.Kill()
 		if err := victim.host.SetCable(false); err != nil {
 			return err
 		}
-		<-victim.done
 		gap, newOwner, err := probe.gapAfter(killedAt, owner, 5*time.Second)
 		if err != nil {
 			return fmt.Errorf("run %d: no failover from %s: %w", i+1, owner, err)

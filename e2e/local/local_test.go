@@ -1,7 +1,9 @@
 // Package local_test is the end-to-end test of local mode: a real
-// kube-apiserver and etcd, the operator with the local backend in-process,
-// three node namespaces on one bridge each running the real
-// portico-forwarder binary against the apiserver, and a client namespace.
+// kube-apiserver, etcd and kube-controller-manager, the operator with the
+// local backend in-process, three node namespaces on one bridge each kept
+// alive by a kubelet-like heartbeat and running the real portico-forwarder
+// binary against the apiserver, and a client namespace. A forwarder that
+// panics or exits on its own fails the test.
 //
 // Until the data plane lands (nftables, next issue), each node stands in
 // for it by carrying the address on its loopback (arp_ignore=1, so only the
@@ -22,12 +24,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -57,8 +57,7 @@ type world struct {
 type node struct {
 	host *netlab.Host
 	name string // Node object name
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *testenv.Process
 	log  string
 
 	serve map[netip.Addr]net.Listener
@@ -82,7 +81,7 @@ func setup(t *testing.T) *world {
 		t.Skip("needs iproute2")
 	}
 	w := &world{t: t, bin: forwarderBinary(t), stop: make(chan struct{})}
-	w.env = testenv.Start(t)
+	w.env = testenv.StartWith(t, testenv.Options{Controllers: true})
 	lab, err := netlab.New()
 	if err != nil {
 		t.Fatal(err)
@@ -108,15 +107,14 @@ func setup(t *testing.T) *world {
 		}
 		n := &node{host: h, name: "e2e-" + lab.ID() + "-" + h.Name, serve: map[netip.Addr]net.Listener{}}
 		obj := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.name}}
-		if err := w.env.Client.Create(ctx, obj); err != nil {
+		obj.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+		obj.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: h.IPv4.Addr().String()}}
+		if err := testenv.CreateNodeWithStatus(ctx, w.env.Client, obj); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = w.env.Client.Delete(context.Background(), obj) })
-		obj.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
-		obj.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: h.IPv4.Addr().String()}}
-		if err := w.env.Client.Status().Update(ctx, obj); err != nil {
-			t.Fatal(err)
-		}
+		hb := testenv.StartHeartbeat(w.env.Client, n.name)
+		t.Cleanup(hb.Stop)
 		w.nodes = append(w.nodes, n)
 	}
 	if w.client, err = lab.AddHost("cl", netip.MustParsePrefix("10.88.0.100/24"), netip.Prefix{}); err != nil {
@@ -139,35 +137,23 @@ func setup(t *testing.T) *world {
 
 func (w *world) startForwarder(n *node) {
 	n.log = filepath.Join(w.t.TempDir(), n.host.Name+".log")
-	f, err := os.Create(n.log)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	n.cmd = n.host.Command(w.bin, "--kubeconfig", w.env.Kubeconfig, "--node-name", n.name, "--interface", n.host.Link, "--zap-log-level", "1",
+	// StartChecked fails the test if this forwarder panics or exits before
+	// stopForwarder or the end of the test stops it.
+	n.proc = testenv.StartChecked(w.t, "forwarder "+n.name, n.host.Command(w.bin, "--kubeconfig", w.env.Kubeconfig, "--node-name", n.name, "--interface", n.host.Link, "--zap-log-level", "1",
 		// This test proves announcement; its nodes serve the address themselves
 		// (see the package doc), so the nftables data plane stays off here and
 		// is proven by e2e/dataplane.
-		"--no-dataplane")
-	n.cmd.Stdout, n.cmd.Stderr = f, f
-	if err := n.cmd.Start(); err != nil {
-		w.t.Fatal(err)
-	}
-	n.done = make(chan struct{})
-	go func(c *exec.Cmd, d chan struct{}) { _ = c.Wait(); f.Close(); close(d) }(n.cmd, n.done)
+		"--no-dataplane"), testenv.ProcessOptions{Log: n.log, CleanExit: true})
 }
 
 func (w *world) stopForwarder(n *node) {
-	if n.cmd == nil {
+	if n.proc == nil {
 		return
 	}
-	_ = n.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-n.done:
-	case <-time.After(10 * time.Second):
-		_ = n.cmd.Process.Kill()
-		<-n.done
+	if err := n.proc.Stop(); err != nil {
+		w.t.Error(err)
 	}
-	n.cmd = nil
+	n.proc = nil
 }
 
 func (w *world) dumpLogs() {
@@ -557,37 +543,28 @@ func TestLocalTrafficPolicy(t *testing.T) {
 			Type:                  corev1.ServiceTypeLoadBalancer,
 			LoadBalancerClass:     &class,
 			ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
+			Selector:              map[string]string{"app": "loc"},
 			Ports:                 []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}},
 		},
 	}
 	if err := w.env.Client.Create(ctx, svc); err != nil {
 		t.Fatal(err)
 	}
-	// No kube-controller-manager runs: publish the endpoint by hand.
+	// A Pod on the third node; the EndpointSlice controller publishes it.
+	// (The nodes serve the address themselves, see the package doc, so
+	// the pod's address carries no traffic.)
 	host := w.nodes[2]
-	ready := true
-	port := int32(8080)
-	proto := corev1.ProtocolTCP
-	es := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Namespace: w.ns, Name: "loc-1", Labels: map[string]string{discoveryv1.LabelServiceName: "loc"}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.244.2.5"}, NodeName: &host.name,
-			Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
-		Ports: []discoveryv1.EndpointPort{{Name: ptrTo("http"), Port: &port, Protocol: &proto}},
-	}
-	if err := w.env.Client.Create(ctx, es); err != nil {
-		t.Fatal(err)
-	}
+	w.runPod("loc-1", host, "10.244.2.5")
 	var ip netip.Addr
 	eventually(t, 20*time.Second, func() (err error) { ip, err = w.address("loc"); return err })
 	w.serveOn(ip)
 	if got := w.carried("loc", ip, ""); got != host.name {
 		t.Fatalf("announced by %s, but only %s has an endpoint", got, host.name)
 	}
-	// Move the endpoint: the address follows.
+	// Move the endpoint, as a rollout does: the address follows.
 	other := w.nodes[0]
-	es.Endpoints[0].NodeName = &other.name
-	if err := w.env.Client.Update(ctx, es); err != nil {
+	w.runPod("loc-2", other, "10.244.0.5")
+	if err := w.env.Client.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: w.ns, Name: "loc-1"}}, client.GracePeriodSeconds(0)); err != nil {
 		t.Fatal(err)
 	}
 	if got := w.carried("loc", ip, host.name); got != other.name {
@@ -595,4 +572,12 @@ func TestLocalTrafficPolicy(t *testing.T) {
 	}
 }
 
-func ptrTo[T any](v T) *T { return &v }
+// runPod runs a Pod selected by Service "loc" on n at ip.
+func (w *world) runPod(name string, n *node, ip string) {
+	w.t.Helper()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: w.ns, Name: name, Labels: map[string]string{"app": "loc"}},
+		Spec: corev1.PodSpec{NodeName: n.name}}
+	if err := testenv.RunPod(context.Background(), w.env.Client, pod, ip); err != nil {
+		w.t.Fatal(err)
+	}
+}

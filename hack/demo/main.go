@@ -1,8 +1,9 @@
 // Command demo runs Portico's main job on one Linux machine ("make demo"):
-// a real kube-apiserver and etcd, the operator with the local backend, three
-// node namespaces on a bridge each running the real portico-forwarder
-// (ARP announcement + nftables), two pods serving HTTP behind the nodes, a
-// LoadBalancer Service with its EndpointSlice, and a client namespace that
+// a real kube-apiserver, etcd and kube-controller-manager, the operator with
+// the local backend, three node namespaces on a bridge each running the real
+// portico-forwarder (ARP announcement + nftables), two pods serving HTTP
+// behind the nodes, a LoadBalancer Service whose EndpointSlice the real
+// EndpointSlice controller builds from the pods, and a client namespace that
 // requests the Service through its load-balancer address.
 //
 // It stays up until Ctrl-C and then removes everything. "demo --down" removes
@@ -67,7 +68,7 @@ func main() {
 	}
 }
 
-func run(forwarder, stateDir string) error {
+func run(forwarder, stateDir string) (err error) {
 	if os.Geteuid() != 0 {
 		return errors.New("run as root: the demo creates network namespaces and nftables tables")
 	}
@@ -78,14 +79,17 @@ func run(forwarder, stateDir string) error {
 	if err != nil {
 		return err
 	}
-	step("Starting kube-apiserver and etcd (built from pinned sources), three nodes and a client")
+	step("Starting kube-apiserver, etcd and kube-controller-manager (built from pinned sources), three nodes and a client")
 	c, err := cluster.Start(cluster.Options{ForwarderBin: bin, LogDir: filepath.Join(stateDir, "logs")})
 	if err != nil {
 		return err
 	}
 	defer func() {
 		step("Tearing down")
-		c.Close()
+		if cerr := c.Close(); cerr != nil {
+			// A forwarder or a control plane component panicked or died.
+			err = errors.Join(err, cerr)
+		}
 		_ = os.RemoveAll(stateDir)
 	}()
 	if err := saveState(stateDir, c); err != nil {
@@ -98,32 +102,30 @@ func run(forwarder, stateDir string) error {
 
 	ctx := context.Background()
 	ns := "demo"
-	objs := []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+	objs := []client.Object{ // the namespace comes with the first pod
 		&lbv1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "demo"}, Spec: lbv1.IPPoolSpec{Addresses: []string{"10.88.0.200-10.88.0.220"}}},
 	}
 	step("Creating IPPool demo (10.88.0.200-10.88.0.220) and two pods serving HTTP on :8080")
-	var pods []*cluster.Pod
 	for i, n := range c.Nodes[:2] {
-		p, err := c.AddPod(n, fmt.Sprintf("web-%d", i+1), 9090) // echo server on 9090; HTTP on 8080
+		p, err := c.AddPod(n, ns, fmt.Sprintf("web-%d", i+1), 9090, map[string]string{"app": "web"}) // echo server on 9090; HTTP on 8080
 		if err != nil {
 			return err
 		}
 		if err := serveHTTP(p); err != nil {
 			return err
 		}
-		pods = append(pods, p)
 	}
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"},
 		Spec: corev1.ServiceSpec{
 			Type:              corev1.ServiceTypeLoadBalancer,
 			LoadBalancerClass: ptr.To("lb.portico.dev/local"),
+			Selector:          map[string]string{"app": "web"},
 			Ports:             []corev1.ServicePort{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: intstr.FromInt32(8080)}},
 		},
 	}
-	objs = append(objs, svc, cluster.EndpointSlice(ns, "web", "http", 8080, corev1.ProtocolTCP, pods, nil))
-	step("Creating Service web (type LoadBalancer, class lb.portico.dev/local) and its EndpointSlice")
+	objs = append(objs, svc)
+	step("Creating Service web (type LoadBalancer, class lb.portico.dev/local); kube-controller-manager publishes its pods")
 	for _, o := range objs {
 		if err := c.Env.Client.Create(ctx, o); err != nil {
 			return fmt.Errorf("creating %s: %w", o.GetName(), err)
@@ -155,8 +157,20 @@ func run(forwarder, stateDir string) error {
 		"Press Ctrl-C to stop and remove everything.\n", c.Env.Kubeconfig, filepath.Join(c.Env.BinDir, "kubectl"), c.Client.NS, ip)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	<-sig
-	return nil
+	// A forwarder or control plane component that panics or dies ends the
+	// demo with an error; Close, on the way out, says which and why.
+	check := time.NewTicker(time.Second)
+	defer check.Stop()
+	for {
+		select {
+		case <-sig:
+			return nil
+		case <-check.C:
+			if c.Err() != nil {
+				return errors.New("a Portico process or control plane component failed")
+			}
+		}
+	}
 }
 
 func step(msg string) { fmt.Printf("==> %s\n", msg) }

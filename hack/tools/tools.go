@@ -1,7 +1,8 @@
 //go:build tools
 
 // Package tools pins the Go programs Portico's build and tests use: the
-// control plane (kube-apiserver, etcd, kubectl) built from module sources, and
+// control plane (kube-apiserver, kube-controller-manager, etcd, kubectl) built
+// from module sources (kwok has its own module, hack/tools/kwok), and
 // the code generators and linters. See the Makefile target "tools".
 package tools
 
@@ -10,6 +11,7 @@ import (
 	_ "helm.sh/helm/v4/cmd/helm"
 	_ "honnef.co/go/tools/cmd/staticcheck"
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kubectl"
 	_ "sigs.k8s.io/controller-tools/cmd/controller-gen"
 )

@@ -1,7 +1,12 @@
 // Package testenv starts a real Kubernetes control plane for tests: the
 // kube-apiserver and etcd that hack/build-tools.sh builds from pinned module
 // sources, run through controller-runtime's envtest with Portico's CRDs
-// installed. Nothing is downloaded.
+// installed, and on request (Options) kube-controller-manager and kwok, built
+// the same way. Nothing is downloaded.
+//
+// It also holds the one way tests start a long-running binary (Process,
+// StartChecked): output captured, and a panic or an unexpected exit is an
+// error.
 //
 // Start registers the teardown with t.Cleanup; it also stops the control
 // plane on SIGINT/SIGTERM so an interrupted run leaves no process or
@@ -45,18 +50,29 @@ type Env struct {
 	// Kubeconfig is the path of a kubeconfig file for Config, for kubectl
 	// and the binaries under test.
 	Kubeconfig string
-	// BinDir holds kube-apiserver, etcd and kubectl.
+	// BinDir holds kube-apiserver, etcd, kubectl, kube-controller-manager
+	// and kwok.
 	BinDir string
 
 	env      *envtest.Environment
+	procs    []*Process
 	stopOnce sync.Once
 	stopErr  error
 }
 
-// Start starts a control plane for t and stops it when t ends.
+// Start starts a bare control plane (apiserver and etcd) for t and stops it
+// when t ends.
 func Start(t testing.TB) *Env {
 	t.Helper()
-	e, err := New()
+	return StartWith(t, Options{})
+}
+
+// StartWith starts a control plane with the components opts asks for and
+// stops it when t ends; a component that panicked or exited on its own fails
+// t.
+func StartWith(t testing.TB, opts Options) *Env {
+	t.Helper()
+	e, err := NewWith(opts)
 	if err != nil {
 		t.Fatalf("starting control plane: %v", err)
 	}
@@ -68,9 +84,13 @@ func Start(t testing.TB) *Env {
 	return e
 }
 
-// New starts a control plane; the caller must call Stop. Prefer Start in
-// tests; New serves TestMain and programs (the demo, benchmarks).
-func New() (*Env, error) {
+// New starts a bare control plane; the caller must call Stop. Prefer Start
+// in tests; New serves TestMain and programs (the demo, benchmarks).
+func New() (*Env, error) { return NewWith(Options{}) }
+
+// NewWith starts a control plane with the components opts asks for; the
+// caller must call Stop.
+func NewWith(opts Options) (*Env, error) {
 	root, err := ModuleRoot()
 	if err != nil {
 		return nil, err
@@ -104,13 +124,18 @@ func New() (*Env, error) {
 	if e.Kubeconfig, err = writeKubeconfig(e.env); err != nil {
 		return nil, errors.Join(err, e.Stop())
 	}
+	if err := e.startComponents(opts); err != nil {
+		return nil, errors.Join(err, e.Stop())
+	}
 	return e, nil
 }
 
-// Stop stops the apiserver and etcd and removes their directories.
+// Stop stops kube-controller-manager and kwok when they run, then the
+// apiserver and etcd, and removes their directories. It reports a component
+// that panicked or exited on its own.
 func (e *Env) Stop() error {
 	e.stopOnce.Do(func() {
-		e.stopErr = e.env.Stop()
+		e.stopErr = errors.Join(e.stopComponents(), e.env.Stop())
 		if e.Kubeconfig != "" {
 			_ = os.RemoveAll(filepath.Dir(e.Kubeconfig))
 		}
@@ -145,7 +170,8 @@ func writeKubeconfig(env *envtest.Environment) (string, error) {
 	return path, os.WriteFile(path, data, 0o600)
 }
 
-// BinDir returns the directory of kube-apiserver, etcd and kubectl:
+// BinDir returns the directory of kube-apiserver, etcd, kubectl,
+// kube-controller-manager and kwok:
 // KUBEBUILDER_ASSETS when set (the Makefile sets it), else the cache directory
 // hack/build-tools.sh prints.
 func BinDir() (string, error) {
@@ -165,7 +191,7 @@ func BinDir() (string, error) {
 }
 
 func checkBins(dir string) error {
-	for _, b := range []string{"kube-apiserver", "etcd", "kubectl"} {
+	for _, b := range []string{"kube-apiserver", "etcd", "kubectl", "kube-controller-manager", "kwok"} {
 		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
 			return fmt.Errorf("%s missing in %s: run 'make tools' (it builds the control plane from pinned module sources): %w", b, dir, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -19,7 +20,8 @@ import (
 
 // TestHarness proves the harness: a real control plane with Portico's CRDs,
 // a Service of type LoadBalancer whose nodePort the apiserver allocates,
-// kubectl reporting the pinned server version, and a teardown that leaves
+// kubectl reporting the pinned server version, kube-controller-manager and
+// kwok built at their pins, and a teardown that leaves
 // no directory behind.
 func TestHarness(t *testing.T) {
 	env, err := testenv.New()
@@ -66,6 +68,17 @@ func TestHarness(t *testing.T) {
 		t.Errorf("kubectl version: server %q client %q, want the pinned %s", v.ServerVersion.GitVersion, v.ClientVersion.GitVersion, pinned)
 	}
 
+	// kube-controller-manager and kwok are the pinned versions too.
+	for bin, want := range map[string]string{
+		"kube-controller-manager": "Kubernetes " + pinned,
+		"kwok":                    "kwok version " + pinnedIn(t, filepath.Join("hack", "tools", "kwok", "go.mod"), "sigs.k8s.io/kwok") + " ",
+	} {
+		out, err := testenv.RunChecked(bin+" --version", exec.Command(filepath.Join(env.BinDir, bin), "--version"))
+		if err != nil || !strings.HasPrefix(string(out), want) {
+			t.Errorf("%s --version: %q (%v), want it to start with %q", bin, out, err, want)
+		}
+	}
+
 	if err := env.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -79,17 +92,24 @@ func TestHarness(t *testing.T) {
 
 func pinnedKubernetes(t *testing.T) string {
 	t.Helper()
+	return pinnedIn(t, filepath.Join("hack", "tools", "go.mod"), "k8s.io/kubernetes")
+}
+
+// pinnedIn returns the version of module in the go.mod at path (relative to
+// the module root).
+func pinnedIn(t *testing.T, path, module string) string {
+	t.Helper()
 	root, err := testenv.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(root, "hack", "tools", "go.mod"))
+	b, err := os.ReadFile(filepath.Join(root, path))
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`(?m)^\s*k8s\.io/kubernetes (v\S+)`).FindStringSubmatch(string(b))
+	m := regexp.MustCompile(`(?m)^\s*(?:require\s+)?` + regexp.QuoteMeta(module) + ` (v\S+)`).FindStringSubmatch(string(b))
 	if m == nil {
-		t.Fatal("k8s.io/kubernetes not pinned in hack/tools/go.mod")
+		t.Fatalf("%s not pinned in %s", module, path)
 	}
 	return strings.TrimSpace(m[1])
 }
