@@ -62,6 +62,15 @@ type world struct {
 }
 
 func setup(t *testing.T) *world {
+	w := setupCluster(t)
+	if err := w.c.StartOperator(); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// setupCluster is setup without an operator: the test runs its own.
+func setupCluster(t *testing.T) *world {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for network namespaces and nftables")
 	}
@@ -90,13 +99,8 @@ func setup(t *testing.T) *world {
 			t.Error(err)
 		}
 	})
-	if err := c.StartOperator(); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
 	w.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: w.ns}})
 	w.create(&lbv1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "dp"}, Spec: lbv1.IPPoolSpec{Addresses: []string{"10.88.0.200-10.88.0.220"}}})
-	_ = ctx
 	return w
 }
 
@@ -228,6 +232,28 @@ func TestLocalModeDataPlane(t *testing.T) {
 			if r, err := dptest.AskTCP(other, ra, 500*time.Millisecond); err == nil {
 				t.Fatalf("client outside loadBalancerSourceRanges got a reply: %+v", r)
 			}
+		}
+	})
+
+	t.Run("pod targets without node ports", func(t *testing.T) {
+		// allocateLoadBalancerNodePorts: false: the local backend sends to
+		// the endpoints directly, so no NodePort (which would bypass
+		// loadBalancerSourceRanges) is opened.
+		np := w.service("no-nodeports", corev1.ProtocolTCP, 83, map[string]string{"app": "web"}, func(s *corev1.Service) {
+			s.Spec.AllocateLoadBalancerNodePorts = ptr.To(false)
+		})
+		na := w.address(np)
+		var r dptest.Reply
+		eventually(t, 30*time.Second, func() (err error) { r, err = dptest.AskTCP(c.Client, na, time.Second); return err })
+		if !strings.HasPrefix(r.Server, "pod-") {
+			t.Fatalf("reply %+v", r)
+		}
+		got := &corev1.Service{}
+		if err := c.Env.Client.Get(context.Background(), client.ObjectKeyFromObject(np), got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Spec.Ports[0].NodePort != 0 {
+			t.Errorf("nodePort %d allocated", got.Spec.Ports[0].NodePort)
 		}
 	})
 
