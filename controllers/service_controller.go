@@ -261,11 +261,8 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 		return ctrl.Result{RequeueAfter: r.jitter(r.ResyncPeriod)}, nil
 	}
 	changed := record == nil || record.Status.AppliedHash != hash
-	if changed {
-		r.event(svc, corev1.EventTypeNormal, ReasonEnsuring, "Ensure", "Ensuring %s load balancer", class)
-	}
 	ctrl.LoggerFrom(ctx).V(2).Info("Ensuring load balancer", "class", class, "nodes", len(desired.Nodes), "ports", len(desired.Ports))
-	st, err := provider.Ensure(ctx, desired)
+	st, err := r.ensureWithProgress(ctx, provider, svc, desired, changed)
 	if err != nil {
 		return r.fail(ctx, svc, record, class, err)
 	}
@@ -285,6 +282,25 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 	}
 	r.remember(key, hash)
 	return ctrl.Result{RequeueAfter: r.jitter(r.ResyncPeriod)}, nil
+}
+
+// ensuringEventAfter is how long a changed load balancer's Ensure may take
+// before the Service gets an Ensuring Event: a slow cloud shows progress, a
+// fast backend costs one Event (Ensured) per change, not two.
+const ensuringEventAfter = time.Second
+
+// ensureWithProgress calls the backend; when changed and the call outlasts
+// ensuringEventAfter, it tells the user that the load balancer is being
+// built.
+func (r *ServiceReconciler) ensureWithProgress(ctx context.Context, p providers.Provider, svc *corev1.Service, d *providers.LoadBalancer, changed bool) (*providers.Status, error) {
+	if changed {
+		ref := svc.DeepCopy() // svc changes under the reconcile while the timer waits
+		slow := time.AfterFunc(ensuringEventAfter, func() {
+			r.event(ref, corev1.EventTypeNormal, ReasonEnsuring, "Ensure", "Ensuring %s load balancer", d.Class)
+		})
+		defer slow.Stop()
+	}
+	return p.Ensure(ctx, d)
 }
 
 // desired gathers the inputs of Desired from the cache.
