@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +31,12 @@ func TestSlowClassCannotStarveOthers(t *testing.T) {
 		o.Workers = 4
 		o.ProviderCallTimeout = 2 * time.Second
 	})
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			run.stop(t)
+		}
+	})
 	ns := namespace(t)
 	var stuck []*corev1.Service
 	for i := range 8 {
@@ -39,9 +46,18 @@ func TestSlowClassCannotStarveOthers(t *testing.T) {
 	}
 	// The operator is at work: Services of the slow class are inside its
 	// backend (each waits for Ensuring), and every worker could be too.
-	for _, s := range stuck[:2] {
-		waitEvent(t, s, controllers.ReasonEnsuring)
-	}
+	eventually(t, 30*time.Second, func() error {
+		inside := 0
+		for _, s := range stuck {
+			if slices.Contains(eventReasons(t, s), controllers.ReasonEnsuring) {
+				inside++
+			}
+		}
+		if inside < 2 {
+			return fmt.Errorf("%d Services of the slow class are inside its backend, want 2", inside)
+		}
+		return nil
+	})
 	time.Sleep(300 * time.Millisecond)
 	svc := gen.Service(ns, "fast", gen.WithClass(memoryClass), gen.ForAPI())
 	create(t, svc)
@@ -60,6 +76,7 @@ func TestSlowClassCannotStarveOthers(t *testing.T) {
 		waitReady(t, s)
 	}
 	run.stop(t)
+	stopped = true
 	run = startOperator(t, fast, func(o *operator.Options) {
 		o.Providers = []string{memory.Name, "slow"}
 		o.Instances[slowClass] = slow

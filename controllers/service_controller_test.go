@@ -209,15 +209,13 @@ func TestNodeChanges(t *testing.T) {
 		}
 	}
 
-	createNode(t, n2) // added
+	hb2 := createNode(t, n2) // added
 	eventually(t, 10*time.Second, has(n1.Name, n2.Name))
 
-	nr := get(t, n2.DeepCopy()) // NotReady
-	nr.Status.Conditions[0].Status = corev1.ConditionFalse
-	if err := env.Client.Status().Update(context.Background(), nr); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 10*time.Second, lacks(n2.Name))
+	// n2 dies: its heartbeat stops and the node lifecycle controller marks
+	// it Unknown after its grace period.
+	hb2.Stop()
+	eventually(t, 40*time.Second, lacks(n2.Name))
 
 	ex := get(t, n1.DeepCopy()) // excluded by label
 	ex.Labels[model.LabelExcludeFromLB] = ""
@@ -607,5 +605,45 @@ func TestSelectorMatchingNoPod(t *testing.T) {
 	})
 	if c := meta.FindStatusCondition(get(t, svc.DeepCopy()).Status.Conditions, controllers.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
 		t.Errorf("Ready changed with endpoints: %+v", c)
+	}
+}
+
+// TestNodeHeartbeatCostsNothing: kubelet heartbeats (and other updates that
+// change no load balancer) cost no backend call and no write. Before, the
+// first such update panicked the operator (equality.Semantic on netip.Addr).
+func TestNodeHeartbeatCostsNothing(t *testing.T) {
+	p := memory.New(memory.Options{ClusterID: "test"})
+	withOperator(t, p)
+	ns := namespace(t)
+	n := gen.Node(ns+"-a", "10.3.0.1")
+	createNode(t, n)
+	svc := gen.Service(ns, "quiet", gen.WithClass(memoryClass), gen.ForAPI())
+	create(t, svc)
+	defer deleteAndWait(t, svc)
+	waitReady(t, svc)
+	eventually(t, 10*time.Second, func() error {
+		if ts := p.Targets(keyOf(svc)); !slices.Contains(ts, n.Name) {
+			return fmt.Errorf("targets %v", ts)
+		}
+		return nil
+	})
+	time.Sleep(time.Second) // let the creation's own events settle
+	calls, rv := len(p.Calls()), get(t, svc.DeepCopy()).ResourceVersion
+	for i := range 20 {
+		cur := get(t, n.DeepCopy())
+		for j := range cur.Status.Conditions {
+			cur.Status.Conditions[j].LastHeartbeatTime = metav1.NewTime(time.Now().Add(time.Duration(i) * time.Second))
+		}
+		cur.Status.Images = append(cur.Status.Images, corev1.ContainerImage{Names: []string{fmt.Sprintf("img:%d", i)}})
+		if err := env.Client.Status().Update(context.Background(), cur); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(time.Second) // more than the node batch window
+	if got := len(p.Calls()); got != calls {
+		t.Errorf("20 heartbeats caused %d backend calls: %v", got-calls, p.Calls()[calls:])
+	}
+	if got := get(t, svc.DeepCopy()).ResourceVersion; got != rv {
+		t.Errorf("20 heartbeats wrote the Service (resourceVersion %s -> %s)", rv, got)
 	}
 }

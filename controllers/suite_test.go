@@ -36,7 +36,11 @@ var operatorConfig *rest.Config
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapLevel())))
 	var err error
-	env, err = testenv.New()
+	// kube-controller-manager runs beside the apiserver: the node lifecycle
+	// controller marks a node whose heartbeat stops Unknown, the
+	// EndpointSlice controller publishes selector Services, the garbage
+	// collector removes records whose Service is gone.
+	env, err = testenv.NewWith(testenv.Options{Controllers: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting control plane:", err)
 		os.Exit(1)
@@ -155,16 +159,20 @@ func create(t *testing.T, objs ...client.Object) {
 	}
 }
 
-// createNode creates a node (status included) and deletes it at cleanup.
-func createNode(t *testing.T, n *corev1.Node) {
+// createNode creates a node (status included) with a kubelet-like
+// heartbeat, and deletes it at cleanup. Stop the heartbeat to make the node
+// die: the node lifecycle controller then marks it Unknown.
+func createNode(t *testing.T, n *corev1.Node) *testenv.Heartbeat {
 	t.Helper()
-	status := n.Status
-	create(t, n)
-	n.Status = status
-	if err := env.Client.Status().Update(context.Background(), n); err != nil {
+	if err := testenv.CreateNodeWithStatus(context.Background(), env.Client, n); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), n) })
+	hb := testenv.StartHeartbeat(env.Client, n.Name)
+	t.Cleanup(func() {
+		hb.Stop()
+		_ = env.Client.Delete(context.Background(), n)
+	})
+	return hb
 }
 
 func get[T client.Object](t *testing.T, obj T) T {
