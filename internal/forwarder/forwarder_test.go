@@ -15,9 +15,14 @@ func TestOptions(t *testing.T) {
 		static  bool
 		wantErr string
 	}{
-		{args: []string{"--node-name=n1"}},
-		{args: []string{"--node-name=n1", "--static-address=10.0.0.9", "--peer=n2=10.0.0.2", "--peer=n3=fd00::3"}, static: true},
+		{args: []string{"--node-name=n1", "--heartbeat-key-file=/k"}},
+		{args: []string{"--node-name=n1", "--heartbeat-key-file=/k", "--heartbeat-address=10.0.0.1", "--static-address=10.0.0.9", "--peer=n2=10.0.0.2", "--peer=n3=fd00::3"}, static: true},
 		{args: nil, wantErr: "--node-name"},
+		// No key: refuse to start, unless told to run insecure.
+		{args: []string{"--node-name=n1"}, wantErr: "--heartbeat-key-file is required"},
+		{args: []string{"--node-name=n1", "--heartbeat-insecure"}},
+		{args: []string{"--node-name=n1", "--heartbeat-insecure", "--heartbeat-key-file=/k"}, wantErr: "exclude each other"},
+		{args: []string{"--node-name=n1", "--heartbeat-key-file=/k", "--static-address=10.0.0.9"}, wantErr: "--heartbeat-address"},
 		{args: []string{"--node-name=n1", "--quorum-after=300ms"}, wantErr: "--quorum-after"},
 		{args: []string{"--node-name=n1", "--dead-after=40ms"}, wantErr: "--dead-after"},
 		{args: []string{"--node-name=n1", "--peer=n2"}, wantErr: "name=IP"},
