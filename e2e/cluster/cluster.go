@@ -8,6 +8,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -90,6 +92,12 @@ func Start(opts Options) (c *Cluster, err error) {
 	if err := os.MkdirAll(opts.LogDir, 0o755); err != nil {
 		return nil, err
 	}
+	// Forwarders refuse to start without a heartbeat key.
+	key := make([]byte, 24)
+	_, _ = rand.Read(key)
+	if err := os.WriteFile(filepath.Join(opts.LogDir, "heartbeat.key"), []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+		return nil, err
+	}
 	c = &Cluster{opts: opts, stop: make(chan struct{})}
 	defer func() {
 		if err != nil {
@@ -155,7 +163,8 @@ func (c *Cluster) StartForwarder(n *Node) error {
 	if err != nil {
 		return err
 	}
-	args := append([]string{"--kubeconfig", c.Env.Kubeconfig, "--node-name", n.Name, "--interface", n.Host.Link, "--zap-log-level", "1"}, c.opts.ForwarderArgs...)
+	args := append([]string{"--kubeconfig", c.Env.Kubeconfig, "--node-name", n.Name, "--interface", n.Host.Link, "--zap-log-level", "1",
+		"--heartbeat-key-file", filepath.Join(c.opts.LogDir, "heartbeat.key"), "--namespace", "default"}, c.opts.ForwarderArgs...)
 	cmd := n.Host.Command(c.opts.ForwarderBin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -12,6 +12,7 @@ package local_test
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"net"
 	"net/netip"
@@ -51,7 +52,9 @@ type world struct {
 	client *netlab.Host
 	ns     string
 	bin    string
-	stop   chan struct{}
+	// keyFile holds the heartbeat key every forwarder is given.
+	keyFile string
+	stop    chan struct{}
 }
 
 type node struct {
@@ -82,6 +85,10 @@ func setup(t *testing.T) *world {
 		t.Skip("needs iproute2")
 	}
 	w := &world{t: t, bin: forwarderBinary(t), stop: make(chan struct{})}
+	w.keyFile = filepath.Join(t.TempDir(), "heartbeat.key")
+	if err := os.WriteFile(w.keyFile, []byte(rand.Text()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	w.env = testenv.Start(t)
 	lab, err := netlab.New()
 	if err != nil {
@@ -144,6 +151,7 @@ func (w *world) startForwarder(n *node) {
 		w.t.Fatal(err)
 	}
 	n.cmd = n.host.Command(w.bin, "--kubeconfig", w.env.Kubeconfig, "--node-name", n.name, "--interface", n.host.Link, "--zap-log-level", "1",
+		"--heartbeat-key-file", w.keyFile, "--namespace", "default",
 		// This test proves announcement; its nodes serve the address themselves
 		// (see the package doc), so the nftables data plane stays off here and
 		// is proven by e2e/dataplane.
