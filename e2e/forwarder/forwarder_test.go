@@ -569,19 +569,20 @@ func (w *world) rejoined(n *node) bool {
 func TestLinkFlap(t *testing.T) {
 	w := setup(t)
 	holder := w.holder()
-	if code, _, err := get(holder, probeAddr, "/readyz"); err != nil || code != http.StatusOK {
-		t.Fatalf("holder not ready before the flap: %d %v", code, err)
-	}
-	eventually(t, 5*time.Second, "every node hears the others", func() bool { return w.rejoined(holder) })
+	// Counters before the flap; read leniently, so that a build without
+	// metrics fails below for what it does with the link, not here.
 	takeovers := map[*node]float64{}
 	for _, n := range w.nodes {
-		takeovers[n] = w.metric(n, "portico_forwarder_takeovers_total")
+		m, _ := metrics(n)
+		takeovers[n] = m["portico_forwarder_takeovers_total"]
 	}
-	releases := w.metric(holder, "portico_forwarder_releases_total")
+	m, _ := metrics(holder)
+	releases := m["portico_forwarder_releases_total"]
 
 	linkSet(t, holder, false)
 	var next *node
 	eventually(t, 2*time.Second, "another node takes over", func() bool {
+		w.exited()
 		an := w.announcers()
 		for _, n := range an {
 			if n == holder {
