@@ -86,7 +86,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.NodeName, "node-name", o.NodeName, "Name of this node's Node object (default $NODE_NAME).")
 	fs.StringVar(&o.Interface, "interface", o.Interface, "Interface to answer ARP/NDP on and send gratuitous announcements from (default: the one holding the node's address).")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Path to a kubeconfig; in-cluster config when empty.")
-	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "Namespace of the forwarders' Leases, which make the heartbeat peer set (default $POD_NAMESPACE, else portico-system).")
+	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "Namespace of the forwarders' Leases, which make the heartbeat peer set ($POD_NAMESPACE when set).")
 	fs.StringVar(&o.HeartbeatListen, "heartbeat-address", o.HeartbeatListen, "This node's IP: heartbeats are received on it (default: the Node's InternalIP; required in static mode).")
 	fs.Uint16Var(&o.HeartbeatPort, "heartbeat-port", o.HeartbeatPort, "UDP port of the peer heartbeat, the same on every node.")
 	fs.StringVar(&o.HeartbeatKeyFile, "heartbeat-key-file", o.HeartbeatKeyFile, "File of heartbeat keys, one per line (at least 16 bytes each): the first signs, all verify; re-read when it changes (docs/local-mode.md, key rotation).")
