@@ -29,6 +29,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -479,6 +480,25 @@ func TestLocalMode(t *testing.T) {
 		}
 		return fmt.Errorf("no AnnouncerChanged event among %d", len(events.Items))
 	})
+	// The cut node's forwarder said so on its Node (sent once it could reach
+	// the apiserver again), and did not exit.
+	eventually(t, 10*time.Second, func() error {
+		var evs eventsv1.EventList
+		if err := w.env.Client.List(ctx, &evs, client.InNamespace(metav1.NamespaceDefault)); err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.Reason == "InterfaceDown" && e.Regarding.Name == second {
+				return nil
+			}
+		}
+		return fmt.Errorf("no InterfaceDown event on Node %s", second)
+	})
+	select {
+	case <-w.nodeByName(second).done:
+		t.Fatalf("the forwarder of %s exited after its link was cut", second)
+	default:
+	}
 
 	// Exhaust the pool: the third Service stays pending with a condition
 	// naming the pool.

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -279,9 +280,29 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
 	}
+	// An Event on the Node when the interface is lost and when it is back
+	// (a lost link delays it until the apiserver is reachable again).
+	rec := mgr.GetEventRecorder("portico-forwarder")
+	nodeRef := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: o.NodeName}}
+	var readyMu sync.Mutex
+	ready := true
+	responder.OnReadyChange = func() {
+		ann.Kick()
+		err := responder.Ready()
+		readyMu.Lock()
+		defer readyMu.Unlock()
+		switch {
+		case err != nil && ready:
+			rec.Eventf(nodeRef, nil, corev1.EventTypeWarning, "InterfaceDown", "Announce",
+				"portico-forwarder announces nothing from this node: %v", err)
+		case err == nil && !ready:
+			rec.Eventf(nodeRef, nil, corev1.EventTypeNormal, "InterfaceUp", "Announce", "portico-forwarder answers ARP/NDP again")
+		}
+		ready = err == nil
+	}
 	w := &cluster.Watcher{
 		Self: o.NodeName, HeartbeatPort: o.HeartbeatPort, Namespace: o.Namespace,
-		Cache: mgr.GetCache(), Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("portico-forwarder"),
+		Cache: mgr.GetCache(), Client: mgr.GetClient(), Recorder: rec,
 		Members: members, Announcer: ann,
 	}
 	lease := &cluster.Lease{Client: cl, Namespace: o.Namespace, Node: o.NodeName}
