@@ -320,14 +320,12 @@ func (m *Members) evaluate() {
 		m.log.V(1).Info("Membership changed", "alive", v.Alive, "quorum", v.Quorum)
 	}
 	m.alive, m.quorum = v.Alive, v.Quorum
-	m.mu.Unlock()
-	metricPeers.Set(float64(v.Peers))
 	alive := len(v.Alive)
-	m.mu.Lock()
 	if m.standby {
-		alive--
+		alive-- // self cannot announce
 	}
 	m.mu.Unlock()
+	metricPeers.Set(float64(v.Peers))
 	metricPeersAlive.Set(float64(alive))
 	metricQuorum.Set(b2f(v.Quorum))
 	if changed {
