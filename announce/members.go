@@ -111,6 +111,9 @@ func NewMembers(cfg MembersConfig) *Members {
 // on, all verify.
 func (m *Members) SetKeys(k *Keyring) { m.keys.Store(k) }
 
+// Keys returns the heartbeat keys in use.
+func (m *Members) Keys() *Keyring { return m.keys.Load() }
+
 // Config returns the effective configuration.
 func (m *Members) Config() MembersConfig { return m.cfg }
 

@@ -353,13 +353,16 @@ func waitNodeIP(ctx context.Context, cl client.Client, name string) (netip.Addr,
 	}
 }
 
+// keyReload is how often the key file is read again.
+var keyReload = 5 * time.Second
+
 // watchKeys re-reads the key file every few seconds and hands a changed,
 // valid ring to the heartbeat; a Secret update reaches the mounted file
 // without a restart. An invalid file keeps the keys in use.
 func watchKeys(path string, current *announce.Keyring, m *announce.Members) Component {
 	return func(ctx context.Context) error {
 		log := logr.FromContextOrDiscard(ctx).WithName("keys")
-		t := time.NewTicker(5 * time.Second)
+		t := time.NewTicker(keyReload)
 		defer t.Stop()
 		for {
 			select {

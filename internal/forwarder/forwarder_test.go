@@ -1,12 +1,17 @@
 package forwarder
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/portico-lb/portico/announce"
 )
 
 func TestOptions(t *testing.T) {
@@ -60,5 +65,45 @@ func TestOptions(t *testing.T) {
 	}
 	if d := DefaultOptions(); d.QuorumAfter >= d.DeadAfter || d.DeadAfter > 300*time.Millisecond {
 		t.Errorf("defaults %+v break the failover goal or the partition bound", d)
+	}
+}
+
+// TestWatchKeys: a rotated key file reaches the heartbeat without a restart,
+// and a broken one keeps the keys in use.
+func TestWatchKeys(t *testing.T) {
+	keyReload = 10 * time.Millisecond
+	path := filepath.Join(t.TempDir(), "keys")
+	write := func(s string) {
+		if err := os.WriteFile(path+".tmp", []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(path+".tmp", path); err != nil { // as the kubelet swaps a Secret volume
+			t.Fatal(err)
+		}
+	}
+	write("old-key-0123456789abcdef\n")
+	old, err := announce.LoadKeyFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := announce.NewMembers(announce.MembersConfig{Self: "a", Keys: old})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- watchKeys(path, old, m)(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	write("new-key-0123456789abcdef\nold-key-0123456789abcdef\n")
+	both, _ := announce.ParseKeys([]byte("new-key-0123456789abcdef\nold-key-0123456789abcdef\n"))
+	deadline := time.Now().Add(2 * time.Second)
+	for !m.Keys().Equal(both) {
+		if time.Now().After(deadline) {
+			t.Fatal("the rotated key file was not picked up")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	write("short\n")
+	time.Sleep(100 * time.Millisecond)
+	if !m.Keys().Equal(both) {
+		t.Fatal("an invalid key file replaced the keys in use")
 	}
 }
