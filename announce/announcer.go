@@ -27,6 +27,10 @@ type Inputs struct {
 	// ReadyNodes are the nodes whose Node object is Ready.
 	ReadyNodes []string
 	Addresses  []Address
+	// Standby, when set, says why this node may not announce now (it is
+	// not a member yet): it stays on the heartbeat, counting towards its
+	// peers' quorum, but is eligible for no address.
+	Standby string
 }
 
 // Speaker is what the Announcer drives: the Responder, or a fake in tests.
@@ -34,6 +38,9 @@ type Speaker interface {
 	Set(addrs []netip.Addr)
 	// Reannounce repeats the gratuitous announcements of addrs.
 	Reannounce(addrs []netip.Addr)
+	// Ready returns why the speaker cannot answer now (its interface is
+	// down or missing), nil when it can.
+	Ready() error
 }
 
 // AnnouncerConfig wires an Announcer.
@@ -64,6 +71,7 @@ type Announcer struct {
 	contested []netip.Addr
 	owners    map[netip.Addr]string
 	mine      []netip.Addr
+	standby   string
 	kick      chan struct{}
 	changed   chan struct{}
 }
@@ -81,7 +89,22 @@ func (a *Announcer) SetInputs(in Inputs) {
 	a.mu.Lock()
 	a.inputs = in
 	a.mu.Unlock()
+	ips := make([]netip.Addr, 0, len(in.Addresses))
+	for _, ad := range in.Addresses {
+		ips = append(ips, ad.IP)
+	}
+	a.cfg.Members.SetAddresses(ips)
 	signal(a.kick)
+}
+
+// Kick asks for a recomputation, e.g. when the speaker's readiness changed.
+func (a *Announcer) Kick() { signal(a.kick) }
+
+// Standby returns why this node announces nothing now ("" when it may).
+func (a *Announcer) Standby() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.standby
 }
 
 // Owners returns, for every address, the node this forwarder believes
@@ -133,6 +156,7 @@ func (a *Announcer) recompute(log logr.Logger) {
 	a.mu.Lock()
 	in := a.inputs
 	prevMine := a.mine
+	announced := a.mine
 	if !a.quorum && view.Quorum {
 		a.regained = now
 		time.AfterFunc(a.cfg.WarmUp, func() { signal(a.kick) })
@@ -140,6 +164,20 @@ func (a *Announcer) recompute(log logr.Logger) {
 	a.quorum = view.Quorum
 	holdOff := now.Sub(a.regained) < a.cfg.WarmUp
 	a.mu.Unlock()
+
+	standby := in.Standby
+	if standby == "" {
+		if err := a.cfg.Speaker.Ready(); err != nil {
+			standby = err.Error()
+		}
+	}
+	if standby != "" {
+		// This node can answer nothing: it is not a candidate, in its own
+		// view as in its peers' (the heartbeat says standby).
+		view.Alive = slices.DeleteFunc(slices.Clone(view.Alive), func(n string) bool { return n == a.cfg.Self })
+		prevMine = nil
+	}
+	a.cfg.Members.SetStandby(standby != "")
 
 	owners, mine := Assign(AssignInput{
 		Self: a.cfg.Self, Inputs: in, View: view, Mine: prevMine,
@@ -173,11 +211,32 @@ func (a *Announcer) recompute(log logr.Logger) {
 		}
 	}
 	a.contested = contested
+	prevStandby := a.standby
+	a.standby = standby
 	a.mu.Unlock()
+	if standby != prevStandby {
+		if standby != "" {
+			log.Info("Standing by: announcing nothing", "reason", standby)
+		} else {
+			log.Info("Ready to announce")
+		}
+	}
 	if len(renew) > 0 {
 		log.V(1).Info("Announcing again after a competing claim", "addresses", renew)
 		a.cfg.Speaker.Reannounce(renew)
 	}
+
+	for _, ip := range mine {
+		if !slices.Contains(announced, ip) {
+			metricTakeovers.Inc()
+		}
+	}
+	for _, ip := range announced {
+		if !slices.Contains(mine, ip) {
+			metricReleases.Inc()
+		}
+	}
+	metricAnnounced.Set(float64(len(mine)))
 
 	a.mu.Lock()
 	// What this node actually announces is part of the published state too:
@@ -185,7 +244,7 @@ func (a *Announcer) recompute(log logr.Logger) {
 	changed := !maps.Equal(a.owners, owners) || !slices.Equal(a.mine, mine)
 	a.owners, a.mine = owners, mine
 	a.mu.Unlock()
-	if !slices.Equal(prevMine, mine) {
+	if !slices.Equal(announced, mine) {
 		log.V(1).Info("Announcing", "addresses", mine, "alive", view.Alive, "quorum", view.Quorum)
 	}
 	if changed {

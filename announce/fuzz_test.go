@@ -59,16 +59,53 @@ func FuzzParseSolicitation(f *testing.F) {
 	})
 }
 
-func FuzzParseHeartbeat(f *testing.F) {
-	f.Add([]byte(`{"v":1,"node":"a","inc":1,"seq":2,"claims":["192.0.2.1","2001:db8::1"]}`))
+// FuzzOpenHeartbeat: whatever arrives, a datagram is accepted only when it
+// carries a valid MAC, and then is well formed and within the limits.
+func FuzzOpenHeartbeat(f *testing.F) {
+	keys := testKeys(f, "fuzz-key-0123456789")
+	for _, hb := range []heartbeat{
+		{Version: 2, Node: "a", Incarnation: 1, Seq: 2, Claims: []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")}},
+		{Version: 2, Node: "a", Leaving: true},
+	} {
+		b, err := keys.seal(hb)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`PHB2{"v":2}`))
 	f.Add([]byte(`{"v":1,"node":"a","leaving":true}`))
-	f.Add([]byte(`{"v":2}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		hb, ok := parseHeartbeat(b)
-		if !ok {
+		hb, reason := keys.open(b)
+		if reason != "" {
 			return
 		}
-		if hb.Node == "" || hb.Version != 1 {
+		if len(b) > MaxDatagram || hb.Node == "" || hb.Version != 2 || len(hb.Claims) > MaxClaims {
+			t.Fatalf("accepted %+v", hb)
+		}
+		for _, c := range hb.Claims {
+			if !c.IsValid() {
+				t.Fatalf("accepted invalid claim in %+v", hb)
+			}
+		}
+		// Only what the key signed is accepted: the body re-signs to b.
+		if !hmacValid(keys, b) {
+			t.Fatalf("accepted %q without a valid MAC", b)
+		}
+	})
+}
+
+// FuzzParseHeartbeat fuzzes the body decoder behind the MAC.
+func FuzzParseHeartbeat(f *testing.F) {
+	f.Add([]byte(`{"v":2,"node":"a","inc":1,"seq":2,"claims":["192.0.2.1","2001:db8::1"]}`))
+	f.Add([]byte(`{"v":2,"node":"a","leaving":true}`))
+	f.Add([]byte(`{"v":2}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		hb, reason := parseHeartbeat(b)
+		if reason != "" {
+			return
+		}
+		if hb.Node == "" || hb.Version != 2 || len(hb.Claims) > MaxClaims {
 			t.Fatalf("accepted %+v", hb)
 		}
 		for _, c := range hb.Claims {

@@ -2,25 +2,34 @@ package announce
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/sys/unix"
+	"golang.org/x/time/rate"
 )
 
 // MembersConfig tunes the peer heartbeat.
 type MembersConfig struct {
 	// Self is this node's name.
 	Self string
-	// Listen is the UDP address heartbeats arrive on, e.g. 0.0.0.0:7473.
+	// Listen is the UDP address heartbeats arrive on: the node's address
+	// and the heartbeat port, e.g. 10.0.0.1:7473.
 	Listen netip.AddrPort
+	// Keys sign and verify heartbeats; Run refuses to start without.
+	Keys *Keyring
 	// Interval between heartbeats to every peer. Default 50ms.
 	Interval time.Duration
 	// DeadAfter declares a silent peer dead; the survivors take its
@@ -45,40 +54,42 @@ func (c *MembersConfig) defaults() {
 	}
 }
 
-// heartbeat is the wire message, one UDP datagram.
-type heartbeat struct {
-	Version int    `json:"v"`
-	Node    string `json:"node"`
-	// Incarnation changes when the forwarder restarts.
-	Incarnation int64  `json:"inc"`
-	Seq         uint64 `json:"seq"`
-	// Claims are the addresses the sender announces now.
-	Claims []netip.Addr `json:"claims,omitempty"`
-	// Leaving is sent once by a forwarder shutting down, so its peers take
-	// its addresses over at once instead of after DeadAfter.
-	Leaving bool `json:"leaving,omitempty"`
-}
-
 type peer struct {
 	addr     netip.AddrPort
 	lastSeen time.Time
 	claims   []netip.Addr
-	inc      int64
+	standby  bool
+	// inc and seq are the newest authenticated datagram's; older or equal
+	// ones are replays.
+	inc, seq uint64
+	// retired are incarnations this peer had before, refused for good.
+	retired []uint64
+	limit   *rate.Limiter
 }
 
-// Members runs the heartbeat among forwarders: it sends this node's claims to
-// every peer each Interval and tracks who is alive.
-type Members struct {
-	cfg MembersConfig
-	log logr.Logger
+// maxRetired bounds the incarnations remembered per peer.
+const maxRetired = 16
 
-	mu     sync.Mutex
-	peers  map[string]*peer
-	claims []netip.Addr
+// Members runs the heartbeat among forwarders: it sends this node's claims to
+// every peer each Interval and tracks who is alive. Every datagram is signed
+// with the cluster's heartbeat key (Keyring) and carries a sequence number
+// per incarnation; anything else is dropped and counted.
+type Members struct {
+	cfg  MembersConfig
+	log  logr.Logger
+	keys atomic.Pointer[Keyring]
+
+	mu      sync.Mutex
+	peers   map[string]*peer
+	claims  []netip.Addr
+	standby bool
+	// known are the addresses the cluster has; claims of others are
+	// ignored. nil until the announcer sets its first inputs.
+	known  map[netip.Addr]bool
 	alive  []string // last published alive set, sorted
 	quorum bool
 	conn   *net.UDPConn
-	inc    int64
+	inc    uint64
 	seq    uint64
 
 	changed chan struct{}
@@ -87,8 +98,21 @@ type Members struct {
 // NewMembers returns a heartbeat that is not yet running.
 func NewMembers(cfg MembersConfig) *Members {
 	cfg.defaults()
-	return &Members{cfg: cfg, peers: map[string]*peer{}, changed: make(chan struct{}, 1), inc: time.Now().UnixNano()}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	m := &Members{cfg: cfg, peers: map[string]*peer{}, changed: make(chan struct{}, 1), inc: binary.BigEndian.Uint64(b[:])}
+	if cfg.Keys != nil {
+		m.keys.Store(cfg.Keys)
+	}
+	return m
 }
+
+// SetKeys replaces the heartbeat keys (a rotation): the first signs from now
+// on, all verify.
+func (m *Members) SetKeys(k *Keyring) { m.keys.Store(k) }
+
+// Keys returns the heartbeat keys in use.
+func (m *Members) Keys() *Keyring { return m.keys.Load() }
 
 // Config returns the effective configuration.
 func (m *Members) Config() MembersConfig { return m.cfg }
@@ -121,8 +145,26 @@ func (m *Members) SetPeers(peers map[string]netip.AddrPort) {
 		if p, ok := m.peers[name]; ok {
 			p.addr = addr
 		} else {
-			m.peers[name] = &peer{addr: addr}
+			// A peer sends one datagram per Interval plus one per claim
+			// change; four times that is generous.
+			m.peers[name] = &peer{addr: addr, limit: rate.NewLimiter(rate.Every(m.cfg.Interval/4), 16)}
 		}
+	}
+}
+
+// SetAddresses sets the addresses the cluster has: claims for any other
+// address are ignored.
+func (m *Members) SetAddresses(addrs []netip.Addr) {
+	known := make(map[netip.Addr]bool, len(addrs))
+	for _, a := range addrs {
+		known[a] = true
+	}
+	m.mu.Lock()
+	changed := !maps.Equal(known, m.known)
+	m.known = known
+	m.mu.Unlock()
+	if changed {
+		m.notify()
 	}
 }
 
@@ -138,16 +180,32 @@ func (m *Members) SetClaims(claims []netip.Addr) {
 	}
 }
 
+// SetStandby tells peers whether this node can announce: a node on standby
+// counts towards their quorum but is not eligible for any address.
+func (m *Members) SetStandby(standby bool) {
+	m.mu.Lock()
+	same := m.standby == standby
+	m.standby = standby
+	m.mu.Unlock()
+	if !same {
+		m.send()
+	}
+}
+
 // View is a snapshot of the membership.
 type View struct {
-	// Alive are the nodes heard within DeadAfter, self included, sorted.
+	// Alive are the nodes heard within DeadAfter and not on standby, self
+	// included, sorted.
 	Alive []string
 	// Quorum is true when this node hears a strict majority of its peer set
 	// (self included) within QuorumAfter, or when the set has at most two
 	// nodes (where a majority cannot survive any failure).
 	Quorum bool
-	// Claims maps each alive peer to the addresses it announces.
+	// Claims maps each alive peer to the addresses it announces, among the
+	// addresses the cluster has.
 	Claims map[string][]netip.Addr
+	// Peers is the size of the peer set, self included.
+	Peers int
 }
 
 // View returns the current membership.
@@ -165,26 +223,72 @@ func (m *Members) viewLocked(now time.Time) View {
 		if p.lastSeen.IsZero() {
 			continue
 		}
-		if age <= m.cfg.DeadAfter {
+		if age <= m.cfg.DeadAfter && !p.standby {
 			v.Alive = append(v.Alive, name)
-			v.Claims[name] = p.claims
+			var claims []netip.Addr
+			for _, c := range p.claims {
+				if m.known[c] {
+					claims = append(claims, c)
+				}
+			}
+			v.Claims[name] = claims
 		}
 		if age <= m.cfg.QuorumAfter {
 			heard++
 		}
 	}
 	sort.Strings(v.Alive)
-	total := len(m.peers) + 1
-	v.Quorum = total <= 2 || heard*2 > total
+	v.Peers = len(m.peers) + 1
+	v.Quorum = v.Peers <= 2 || heard*2 > v.Peers
 	return v
 }
 
-// Run sends and receives heartbeats until ctx ends.
+// Ready returns nil when the heartbeat socket is open.
+func (m *Members) Ready() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.conn == nil {
+		return fmt.Errorf("heartbeat not listening on %s", m.cfg.Listen)
+	}
+	return nil
+}
+
+// listen opens the heartbeat socket. IP_FREEBIND lets it bind the node's
+// address before that address is configured (an interface still down at
+// start, an address being changed); datagrams arrive once it is.
+func (m *Members) listen(ctx context.Context) (*net.UDPConn, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND, 1)
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
+		})
+	}}
+	pc, err := lc.ListenPacket(ctx, "udp", m.cfg.Listen.String())
+	if err != nil {
+		return nil, fmt.Errorf("listening for heartbeats on %s: %w", m.cfg.Listen, err)
+	}
+	return pc.(*net.UDPConn), nil
+}
+
+// Run sends and receives heartbeats until ctx ends. A socket it cannot open
+// is retried every second; the forwarder is not ready meanwhile.
 func (m *Members) Run(ctx context.Context) error {
 	m.log = logr.FromContextOrDiscard(ctx).WithName("members")
-	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(m.cfg.Listen))
-	if err != nil {
-		return fmt.Errorf("listening for heartbeats on %s: %w", m.cfg.Listen, err)
+	if m.keys.Load() == nil {
+		return errors.New("no heartbeat key: give --heartbeat-key-file (or --heartbeat-insecure)")
+	}
+	var conn *net.UDPConn
+	for {
+		var err error
+		if conn, err = m.listen(ctx); err == nil {
+			break
+		}
+		m.log.Error(err, "Opening the heartbeat socket; retrying")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
 	}
 	m.mu.Lock()
 	m.conn = conn
@@ -200,7 +304,7 @@ func (m *Members) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			m.sendLeaving(conn)
+			m.sendLeaving()
 			return nil
 		case <-tick.C:
 			m.send()
@@ -219,21 +323,48 @@ func (m *Members) evaluate() {
 		m.log.V(1).Info("Membership changed", "alive", v.Alive, "quorum", v.Quorum)
 	}
 	m.alive, m.quorum = v.Alive, v.Quorum
+	alive := len(v.Alive)
+	if m.standby {
+		alive-- // self cannot announce
+	}
 	m.mu.Unlock()
+	metricPeers.Set(float64(v.Peers))
+	metricPeersAlive.Set(float64(alive))
+	metricQuorum.Set(b2f(v.Quorum))
 	if changed {
 		m.notify()
 	}
 }
 
-func (m *Members) send() {
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (m *Members) send() { m.broadcast(false) }
+
+// sendLeaving tells every peer this node stops, with empty claims.
+func (m *Members) sendLeaving() { m.broadcast(true) }
+
+func (m *Members) broadcast(leaving bool) {
+	keys := m.keys.Load()
 	m.mu.Lock()
 	conn := m.conn
-	if conn == nil {
+	if conn == nil || keys == nil {
 		m.mu.Unlock()
 		return
 	}
 	m.seq++
-	msg, err := json.Marshal(heartbeat{Version: 1, Node: m.cfg.Self, Incarnation: m.inc, Seq: m.seq, Claims: m.claims})
+	hb := heartbeat{Version: 2, Node: m.cfg.Self, Incarnation: m.inc, Seq: m.seq, Leaving: leaving}
+	if !leaving {
+		hb.Claims, hb.Standby = m.claims, m.standby
+		if len(hb.Claims) > MaxClaims {
+			hb.Claims = hb.Claims[:MaxClaims]
+		}
+	}
+	msg, err := keys.seal(hb)
 	targets := make([]netip.AddrPort, 0, len(m.peers))
 	for _, p := range m.peers {
 		targets = append(targets, p.addr)
@@ -245,30 +376,16 @@ func (m *Members) send() {
 	for _, t := range targets {
 		// A failed send is a lost heartbeat; the receiver's timeout
 		// handles it.
-		_, _ = conn.WriteToUDPAddrPort(msg, t)
-	}
-}
-
-// sendLeaving tells every peer this node stops, with empty claims.
-func (m *Members) sendLeaving(conn *net.UDPConn) {
-	m.mu.Lock()
-	m.seq++
-	msg, err := json.Marshal(heartbeat{Version: 1, Node: m.cfg.Self, Incarnation: m.inc, Seq: m.seq, Leaving: true})
-	targets := make([]netip.AddrPort, 0, len(m.peers))
-	for _, p := range m.peers {
-		targets = append(targets, p.addr)
-	}
-	m.mu.Unlock()
-	if err != nil {
-		return
-	}
-	for _, t := range targets {
-		_, _ = conn.WriteToUDPAddrPort(msg, t)
+		if _, err := conn.WriteToUDPAddrPort(msg, t); err == nil {
+			metricSent.Inc()
+		}
 	}
 }
 
 func (m *Members) receive(conn *net.UDPConn) {
-	buf := make([]byte, 64<<10)
+	// One byte more than the limit, so an oversized datagram is seen as
+	// such rather than truncated to a valid-looking prefix.
+	buf := make([]byte, MaxDatagram+1)
 	for {
 		n, from, err := conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -277,54 +394,83 @@ func (m *Members) receive(conn *net.UDPConn) {
 			}
 			continue
 		}
-		hb, ok := parseHeartbeat(buf[:n])
-		if !ok {
-			continue
+		if reason := m.accept(from.Addr().Unmap(), buf[:n], time.Now()); reason != "" {
+			m.log.V(4).Info("Dropped a heartbeat", "from", from, "reason", reason)
 		}
-		m.heard(from.Addr().Unmap(), hb)
 	}
 }
 
-// parseHeartbeat decodes a datagram; anyone on the network can send one.
-func parseHeartbeat(b []byte) (heartbeat, bool) {
-	var hb heartbeat
-	if json.Unmarshal(b, &hb) != nil || hb.Version != 1 || hb.Node == "" || len(hb.Claims) > 1<<16 {
-		return heartbeat{}, false
-	}
-	for _, c := range hb.Claims {
-		if !c.IsValid() {
-			return heartbeat{}, false
+// accept verifies one datagram from address from and applies it. It returns
+// the reason it was rejected, "" when it was accepted, and counts it.
+func (m *Members) accept(from netip.Addr, b []byte, now time.Time) (reason string) {
+	defer func() {
+		if reason != "" {
+			metricRejected.WithLabelValues(reason).Inc()
+		} else {
+			metricReceived.Inc()
 		}
+	}()
+	keys := m.keys.Load()
+	if keys == nil {
+		return RejectUnauthentic
 	}
-	return hb, true
-}
-
-func (m *Members) heard(from netip.Addr, hb heartbeat) {
+	hb, reason := keys.open(b)
+	if reason != "" {
+		return reason
+	}
 	m.mu.Lock()
 	p, ok := m.peers[hb.Node]
-	if !ok || p.addr.Addr().Unmap() != from {
-		// Unknown senders, and known names from the wrong address, are
-		// ignored: the peer set comes from the cluster (or flags), not
-		// from whoever sends a datagram.
+	switch {
+	case !ok:
+		// The peer set comes from the cluster (or flags), not from
+		// whoever holds the key.
 		m.mu.Unlock()
-		return
+		return RejectUnknownPeer
+	case p.addr.Addr().Unmap() != from:
+		m.mu.Unlock()
+		return RejectWrongSource
+	case hb.Incarnation == p.inc && hb.Seq <= p.seq, slices.Contains(p.retired, hb.Incarnation):
+		m.mu.Unlock()
+		return RejectReplayed
+	case !p.limit.AllowN(now, 1):
+		m.mu.Unlock()
+		return RejectRateLimited
 	}
+	if hb.Incarnation != p.inc {
+		// A restarted peer (or the first datagram heard from it).
+		if p.inc != 0 {
+			p.retired = append(p.retired, p.inc)
+			if len(p.retired) > maxRetired {
+				p.retired = p.retired[1:]
+			}
+		}
+		p.inc = hb.Incarnation
+	}
+	p.seq = hb.Seq
 	if hb.Leaving {
 		p.lastSeen, p.claims = time.Time{}, nil
 		m.mu.Unlock()
 		m.log.V(1).Info("Peer is leaving", "peer", hb.Node)
 		m.evaluate()
 		m.notify()
-		return
+		return ""
 	}
-	wasDead := p.lastSeen.IsZero() || time.Since(p.lastSeen) > m.cfg.DeadAfter
-	claimsChanged := !slices.Equal(p.claims, hb.Claims) || p.inc != hb.Incarnation
-	p.lastSeen, p.claims, p.inc = time.Now(), hb.Claims, hb.Incarnation
+	if m.known != nil {
+		for _, c := range hb.Claims {
+			if !m.known[c] {
+				metricClaimsDropped.Inc()
+			}
+		}
+	}
+	wasDead := p.lastSeen.IsZero() || now.Sub(p.lastSeen) > m.cfg.DeadAfter
+	changed := !slices.Equal(p.claims, hb.Claims) || p.standby != hb.Standby
+	p.lastSeen, p.claims, p.standby = now, hb.Claims, hb.Standby
 	m.mu.Unlock()
 	if wasDead {
 		m.evaluate()
 	}
-	if claimsChanged {
+	if changed {
 		m.notify()
 	}
+	return ""
 }

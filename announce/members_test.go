@@ -29,6 +29,7 @@ type fakeSpeaker struct {
 
 func (f *fakeSpeaker) Set(a []netip.Addr)      { f.mu.Lock(); f.addr = slices.Clone(a); f.mu.Unlock() }
 func (f *fakeSpeaker) Reannounce([]netip.Addr) {}
+func (f *fakeSpeaker) Ready() error            { return nil }
 func (f *fakeSpeaker) get() []netip.Addr {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -55,7 +56,8 @@ func cluster(t *testing.T, n int, in Inputs) []*node {
 	var nodes []*node
 	for i := range n {
 		name := fmt.Sprintf("n%d", i)
-		m := NewMembers(MembersConfig{Self: name, Listen: peers[name], Interval: 20 * time.Millisecond, DeadAfter: 120 * time.Millisecond})
+		m := NewMembers(MembersConfig{Self: name, Listen: peers[name], Interval: 20 * time.Millisecond, DeadAfter: 120 * time.Millisecond,
+			Keys: testKeys(t, keyA)})
 		m.SetPeers(peers)
 		sp := &fakeSpeaker{}
 		ann := NewAnnouncer(AnnouncerConfig{Self: name, Members: m, Speaker: sp})
@@ -277,7 +279,7 @@ func TestQuorumNeedsMajority(t *testing.T) {
 // from another address neither keeps that peer alive nor changes its claims.
 func TestHeartbeatFromWrongAddressIgnored(t *testing.T) {
 	self, peerAddr := freePort(t), netip.MustParseAddrPort("127.0.0.2:1")
-	m := NewMembers(MembersConfig{Self: "a", Listen: self})
+	m := NewMembers(MembersConfig{Self: "a", Listen: self, Keys: testKeys(t, keyA)})
 	m.SetPeers(map[string]netip.AddrPort{"b": peerAddr})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -289,7 +291,7 @@ func TestHeartbeatFromWrongAddressIgnored(t *testing.T) {
 	}
 	defer c.Close()
 	for range 5 {
-		_, _ = c.Write([]byte(`{"v":1,"node":"b","inc":1,"seq":1,"claims":["192.0.2.1"]}`))
+		_, _ = c.Write(seal(t, testKeys(t, keyA), heartbeat{Version: 2, Node: "b", Incarnation: 1, Seq: 1, Claims: []netip.Addr{netip.MustParseAddr("192.0.2.1")}}))
 		time.Sleep(10 * time.Millisecond)
 	}
 	if v := m.View(); len(v.Alive) != 1 || len(v.Claims) != 0 {

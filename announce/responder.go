@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -16,6 +17,8 @@ import (
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/ndp"
 	"github.com/mdlayher/packet"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/net/bpf"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
@@ -33,53 +36,192 @@ var GratuitousSchedule = []time.Duration{0, 50 * time.Millisecond, 250 * time.Mi
 // Responder answers ARP and NDP on one interface for the addresses it is
 // told to announce. It uses raw packet sockets, so the addresses need not be
 // configured on the interface.
+//
+// The interface may be missing, down or without carrier at any time,
+// including at start: the responder then waits (Ready says why, the
+// announcer stands by) and opens its sockets again when the link returns,
+// repeating the gratuitous announcements of what it holds.
 type Responder struct {
+	cfg ResponderConfig
+	// ns is the network namespace the responder was created in; sockets
+	// are (re)opened there whatever thread Run is on.
+	ns   netns.NsHandle
+	nl   *netlink.Handle
+	log  logr.Logger
+	mu   sync.Mutex
 	ifi  *net.Interface
 	arp  *packet.Conn
 	ndp  *packet.Conn
-	log  logr.Logger
-	mu   sync.Mutex
+	down error
 	mine map[netip.Addr]bool
 	// gen counts takeovers per address, so a stale gratuitous schedule
 	// stops when the address was released meanwhile.
 	gen map[netip.Addr]int
+	// OnReadyChange, when set, is called after Ready changed.
+	OnReadyChange func()
 }
 
-// NewResponder opens the raw sockets on interface name.
+// ResponderConfig says which interface to answer on.
+type ResponderConfig struct {
+	// Interface is the interface name. Empty: the interface that holds
+	// Address (the node's InternalIP), looked up again whenever the link is
+	// lost.
+	Interface string
+	Address   netip.Addr
+	// Poll is how often the link state is checked. Default 50ms.
+	Poll time.Duration
+}
+
+// NewResponder returns a responder on interface name; Run opens its sockets.
 func NewResponder(name string) (*Responder, error) {
-	ifi, err := net.InterfaceByName(name)
+	return NewResponderFor(ResponderConfig{Interface: name})
+}
+
+// NewResponderFor returns a responder; Run opens its sockets. The current
+// thread's network namespace is the one it answers in.
+func NewResponderFor(cfg ResponderConfig) (*Responder, error) {
+	if cfg.Interface == "" && !cfg.Address.IsValid() {
+		return nil, errors.New("responder needs an interface or the node's address")
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 50 * time.Millisecond
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	ns, err := netns.Get()
+	if err != nil {
+		return nil, fmt.Errorf("network namespace: %w", err)
+	}
+	nl, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		ns.Close()
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	return &Responder{cfg: cfg, ns: ns, nl: nl, down: errors.New("not started"),
+		mine: map[netip.Addr]bool{}, gen: map[netip.Addr]int{}, log: logr.Discard()}, nil
+}
+
+// Ready returns why the responder cannot answer now, nil when it can.
+func (r *Responder) Ready() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.down
+}
+
+// link finds the interface to answer on and checks it is up with carrier.
+func (r *Responder) link() (netlink.Link, error) {
+	name := r.cfg.Interface
+	if name == "" {
+		l, err := InterfaceWithAddr(r.nl, r.cfg.Address)
+		if err != nil {
+			return nil, err
+		}
+		name = l.Attrs().Name
+	}
+	l, err := r.nl.LinkByName(name)
 	if err != nil {
 		return nil, fmt.Errorf("announce interface %q: %w", name, err)
 	}
-	if len(ifi.HardwareAddr) != 6 {
+	a := l.Attrs()
+	if a.Flags&net.FlagUp == 0 {
+		return nil, fmt.Errorf("announce interface %q is down", name)
+	}
+	if a.RawFlags&unix.IFF_LOWER_UP == 0 {
+		return nil, fmt.Errorf("announce interface %q has no carrier", name)
+	}
+	if len(a.HardwareAddr) != 6 {
 		return nil, fmt.Errorf("announce interface %q has no Ethernet address", name)
 	}
-	ac, err := packet.Listen(ifi, packet.Raw, etherTypeARP, nil)
+	return l, nil
+}
+
+// InterfaceWithAddr returns the link that holds ip.
+func InterfaceWithAddr(h *netlink.Handle, ip netip.Addr) (netlink.Link, error) {
+	addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
 	if err != nil {
-		return nil, fmt.Errorf("opening ARP socket on %s: %w", name, err)
+		return nil, fmt.Errorf("listing addresses: %w", err)
 	}
-	nc, err := packet.Listen(ifi, packet.Raw, etherTypeIPv6, nil)
+	for _, a := range addrs {
+		if got, ok := netip.AddrFromSlice(a.IP); ok && got.Unmap() == ip.Unmap() {
+			return h.LinkByIndex(a.LinkIndex)
+		}
+	}
+	return nil, fmt.Errorf("no interface holds the node address %s", ip)
+}
+
+// open opens the raw sockets on the interface, in the responder's namespace.
+func (r *Responder) open() (*net.Interface, *packet.Conn, *packet.Conn, error) {
+	l, err := r.link()
 	if err != nil {
-		ac.Close()
-		return nil, fmt.Errorf("opening IPv6 socket on %s: %w", name, err)
+		return nil, nil, nil, err
+	}
+	a := l.Attrs()
+	ifi := &net.Interface{Index: a.Index, MTU: a.MTU, Name: a.Name, HardwareAddr: a.HardwareAddr, Flags: a.Flags}
+	var ac, nc *packet.Conn
+	err = r.inNS(func() error {
+		var err error
+		if ac, err = packet.Listen(ifi, packet.Raw, etherTypeARP, nil); err != nil {
+			return fmt.Errorf("opening ARP socket on %s: %w", ifi.Name, err)
+		}
+		if nc, err = packet.Listen(ifi, packet.Raw, etherTypeIPv6, nil); err != nil {
+			ac.Close()
+			return fmt.Errorf("opening IPv6 socket on %s: %w", ifi.Name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	if err := nc.SetBPF(nsFilter()); err != nil {
 		ac.Close()
 		nc.Close()
-		return nil, fmt.Errorf("filtering neighbour solicitations on %s: %w", name, err)
+		return nil, nil, nil, fmt.Errorf("filtering neighbour solicitations on %s: %w", ifi.Name, err)
 	}
 	// Neighbour solicitations go to solicited-node multicast groups we never
 	// join in the kernel; all-multicast makes the NIC pass them up.
 	if err := allMulticast(nc, ifi.Index); err != nil {
 		ac.Close()
 		nc.Close()
-		return nil, fmt.Errorf("enabling all-multicast on %s: %w", name, err)
+		return nil, nil, nil, fmt.Errorf("enabling all-multicast on %s: %w", ifi.Name, err)
 	}
-	return &Responder{ifi: ifi, arp: ac, ndp: nc, mine: map[netip.Addr]bool{}, gen: map[netip.Addr]int{}, log: logr.Discard()}, nil
+	return ifi, ac, nc, nil
+}
+
+// inNS runs fn on a thread in the responder's network namespace.
+func (r *Responder) inNS(fn func() error) error {
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer orig.Close()
+	if orig.Equal(r.ns) {
+		runtime.UnlockOSThread()
+		return fn()
+	}
+	if err := netns.Set(r.ns); err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	ferr := fn()
+	if err := netns.Set(orig); err != nil {
+		// Leave the thread locked: the runtime discards it.
+		return errors.Join(ferr, err)
+	}
+	runtime.UnlockOSThread()
+	return ferr
 }
 
 // HardwareAddr is the MAC the responder answers with.
-func (r *Responder) HardwareAddr() net.HardwareAddr { return r.ifi.HardwareAddr }
+func (r *Responder) HardwareAddr() net.HardwareAddr {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ifi == nil {
+		return nil
+	}
+	return r.ifi.HardwareAddr
+}
 
 // nsFilter accepts IPv6 frames carrying an ICMPv6 neighbour solicitation
 // without extension headers.
@@ -108,25 +250,105 @@ func allMulticast(c *packet.Conn, index int) error {
 	return errors.Join(err, serr)
 }
 
-// Close closes the sockets; Run returns.
-func (r *Responder) Close() error { return errors.Join(r.arp.Close(), r.ndp.Close()) }
-
-// Run answers requests until ctx ends.
+// Run answers requests until ctx ends. A lost link is waited out, never an
+// error: Run returns only when ctx ends.
 func (r *Responder) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.log = logr.FromContextOrDiscard(ctx).WithName("responder")
 	r.mu.Unlock()
-	go func() {
-		<-ctx.Done()
-		r.Close()
-	}()
-	errc := make(chan error, 2)
-	go func() { errc <- r.serveARP() }()
-	go func() { errc <- r.serveNDP() }()
-	err := <-errc
-	if ctx.Err() != nil {
-		return nil
+	defer r.nl.Close()
+	defer r.ns.Close()
+	wait := time.NewTicker(r.cfg.Poll)
+	defer wait.Stop()
+	for {
+		ifi, ac, nc, err := r.open()
+		if err == nil {
+			r.setUp(ifi, ac, nc)
+			err = r.serve(ctx, ifi, ac, nc)
+		}
+		if ctx.Err() != nil {
+			r.setDown(errors.New("stopped"))
+			return nil
+		}
+		r.setDown(err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wait.C:
+		}
 	}
+}
+
+func (r *Responder) setUp(ifi *net.Interface, ac, nc *packet.Conn) {
+	r.mu.Lock()
+	r.ifi, r.arp, r.ndp, r.down = ifi, ac, nc, nil
+	log, notify := r.log, r.OnReadyChange
+	var held []netip.Addr
+	for a := range r.mine {
+		held = append(held, a)
+	}
+	r.mu.Unlock()
+	metricInterfaceUp.Set(1)
+	log.Info("Answering ARP/NDP", "interface", ifi.Name)
+	// Neighbours may have followed another node meanwhile.
+	r.Reannounce(held)
+	if notify != nil {
+		notify()
+	}
+}
+
+func (r *Responder) setDown(err error) {
+	r.mu.Lock()
+	was := r.down
+	r.down = err
+	r.arp, r.ndp = nil, nil
+	log, notify := r.log, r.OnReadyChange
+	r.mu.Unlock()
+	if was == nil || was.Error() != err.Error() {
+		if was == nil {
+			metricInterfaceDown.Inc()
+		}
+		metricInterfaceUp.Set(0)
+		log.Info("Cannot answer ARP/NDP; waiting for the interface", "reason", err.Error())
+		if notify != nil {
+			notify()
+		}
+	}
+}
+
+// serve answers on the open sockets until one fails, the link goes down or
+// ctx ends; it closes both.
+func (r *Responder) serve(ctx context.Context, ifi *net.Interface, ac, nc *packet.Conn) error {
+	errc := make(chan error, 3)
+	go func() { errc <- r.serveARP(ac) }()
+	go func() { errc <- r.serveNDP(nc) }()
+	stop := make(chan struct{})
+	go func() {
+		t := time.NewTicker(r.cfg.Poll)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				errc <- ctx.Err()
+				return
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			l, err := r.link()
+			if err == nil && l.Attrs().Index != ifi.Index {
+				err = fmt.Errorf("announce interface %s was replaced", ifi.Name)
+			}
+			if err != nil {
+				errc <- err
+				return
+			}
+		}
+	}()
+	err := <-errc
+	close(stop)
+	ac.Close()
+	nc.Close()
 	return err
 }
 
@@ -157,7 +379,7 @@ func (r *Responder) Set(addrs []netip.Addr) {
 	}
 	r.mu.Unlock()
 	for _, a := range added {
-		log.Info("Announcing", "address", a, "interface", r.ifi.Name)
+		log.Info("Announcing", "address", a)
 		go r.gratuitous(log, a, gens[a])
 	}
 }
@@ -198,6 +420,20 @@ func (r *Responder) owns(a netip.Addr) bool {
 	return r.mine[a]
 }
 
+// socket returns the interface and its ARP (or IPv6) socket, or why the
+// responder cannot send now.
+func (r *Responder) socket(arp bool) (*net.Interface, *packet.Conn, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.down != nil {
+		return nil, nil, r.down
+	}
+	if arp {
+		return r.ifi, r.arp, nil
+	}
+	return r.ifi, r.ndp, nil
+}
+
 func (r *Responder) gratuitous(log logr.Logger, a netip.Addr, gen int) {
 	start := time.Now()
 	for _, at := range GratuitousSchedule {
@@ -214,16 +450,16 @@ func (r *Responder) gratuitous(log logr.Logger, a netip.Addr, gen int) {
 		} else {
 			err = r.sendUnsolicitedNA(a)
 		}
-		if err != nil {
+		if err != nil && r.Ready() == nil {
 			log.Error(err, "Sending gratuitous announcement", "address", a)
 		}
 	}
 }
 
-func (r *Responder) serveARP() error {
+func (r *Responder) serveARP(c *packet.Conn) error {
 	buf := make([]byte, 1500)
 	for {
-		n, _, err := r.arp.ReadFrom(buf)
+		n, _, err := c.ReadFrom(buf)
 		if err != nil {
 			return fmt.Errorf("reading ARP: %w", err)
 		}
@@ -245,7 +481,11 @@ func (r *Responder) serveARP() error {
 }
 
 func (r *Responder) writeARP(op arp.Operation, ip netip.Addr, dstHW net.HardwareAddr, dstIP netip.Addr, ethDst net.HardwareAddr) error {
-	p, err := arp.NewPacket(op, r.ifi.HardwareAddr, ip, dstHW, dstIP)
+	ifi, c, err := r.socket(true)
+	if err != nil {
+		return err
+	}
+	p, err := arp.NewPacket(op, ifi.HardwareAddr, ip, dstHW, dstIP)
 	if err != nil {
 		return err
 	}
@@ -253,12 +493,12 @@ func (r *Responder) writeARP(op arp.Operation, ip netip.Addr, dstHW net.Hardware
 	if err != nil {
 		return err
 	}
-	f := ethernet.Frame{Destination: ethDst, Source: r.ifi.HardwareAddr, EtherType: etherTypeARP, Payload: pb}
+	f := ethernet.Frame{Destination: ethDst, Source: ifi.HardwareAddr, EtherType: etherTypeARP, Payload: pb}
 	fb, err := f.MarshalBinary()
 	if err != nil {
 		return err
 	}
-	_, err = r.arp.WriteTo(fb, &packet.Addr{HardwareAddr: ethDst})
+	_, err = c.WriteTo(fb, &packet.Addr{HardwareAddr: ethDst})
 	return err
 }
 
@@ -272,10 +512,10 @@ func (r *Responder) sendGratuitousARP(a netip.Addr) error {
 	)
 }
 
-func (r *Responder) serveNDP() error {
+func (r *Responder) serveNDP(c *packet.Conn) error {
 	buf := make([]byte, 1500)
 	for {
-		n, _, err := r.ndp.ReadFrom(buf)
+		n, _, err := c.ReadFrom(buf)
 		if err != nil {
 			return fmt.Errorf("reading NDP: %w", err)
 		}
@@ -335,11 +575,15 @@ func (r *Responder) sendUnsolicitedNA(a netip.Addr) error {
 }
 
 func (r *Responder) writeNA(target netip.Addr, solicited bool, dst netip.Addr, ethDst net.HardwareAddr) error {
+	ifi, c, err := r.socket(false)
+	if err != nil {
+		return err
+	}
 	na := &ndp.NeighborAdvertisement{
 		Solicited:     solicited,
 		Override:      true,
 		TargetAddress: target,
-		Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: r.ifi.HardwareAddr}},
+		Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: ifi.HardwareAddr}},
 	}
 	// The advertisement comes from the target address itself, which this
 	// node answers for; it needs no address on the interface.
@@ -355,11 +599,11 @@ func (r *Responder) writeNA(target netip.Addr, solicited bool, dst netip.Addr, e
 	copy(ip6[8:24], s[:])
 	copy(ip6[24:40], d[:])
 	ip6 = append(ip6, body...)
-	f := ethernet.Frame{Destination: ethDst, Source: r.ifi.HardwareAddr, EtherType: etherTypeIPv6, Payload: ip6}
+	f := ethernet.Frame{Destination: ethDst, Source: ifi.HardwareAddr, EtherType: etherTypeIPv6, Payload: ip6}
 	fb, err := f.MarshalBinary()
 	if err != nil {
 		return err
 	}
-	_, err = r.ndp.WriteTo(fb, &packet.Addr{HardwareAddr: ethDst})
+	_, err = c.WriteTo(fb, &packet.Addr{HardwareAddr: ethDst})
 	return err
 }

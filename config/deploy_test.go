@@ -127,6 +127,9 @@ func TestManifests(t *testing.T) {
 				if find[rbacv1.ClusterRole](t, objs, "ClusterRole", "portico-forwarder") != nil {
 					t.Errorf("cloud overlay %s grants the forwarder's ClusterRole without running it", o)
 				}
+				if find[rbacv1.Role](t, objs, "Role", "portico-forwarder") != nil {
+					t.Errorf("cloud overlay %s grants the forwarder's Lease Role without running it", o)
+				}
 			}
 		})
 	}
@@ -176,6 +179,11 @@ func names(objs []object) []string {
 	var out []string
 	for _, o := range objs {
 		if o.Kind == "Namespace" { // helm installs into --namespace (--create-namespace)
+			continue
+		}
+		if o.Kind == "Secret" && o.Name == "portico-heartbeat-key" {
+			// helm generates the heartbeat key; with kustomize the user
+			// creates it (docs/local-mode.md): no key ships in the repo.
 			continue
 		}
 		out = append(out, o.Kind+"/"+o.Name)
@@ -265,5 +273,16 @@ func checkForwarder(t *testing.T, ds *appsv1.DaemonSet) {
 	}
 	if !tolerateAll {
 		t.Error("forwarder does not tolerate every taint")
+	}
+	if pod.NodeSelector[corev1.LabelOSStable] != "linux" {
+		t.Errorf("forwarder node selector %v, want kubernetes.io/os: linux", pod.NodeSelector)
+	}
+	c := pod.Containers[0]
+	if !slices.Contains(c.Args, "--heartbeat-key-file=/etc/portico/heartbeat/keys") || len(pod.Volumes) == 0 ||
+		pod.Volumes[0].Secret == nil || pod.Volumes[0].Secret.SecretName != "portico-heartbeat-key" {
+		t.Errorf("forwarder does not read its heartbeat key from the Secret: args %v volumes %+v", c.Args, pod.Volumes)
+	}
+	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" {
+		t.Errorf("forwarder readiness probe %+v", c.ReadinessProbe)
 	}
 }

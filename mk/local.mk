@@ -4,8 +4,8 @@
 
 .PHONY: test-local bench-failover fuzz-local
 
-test-local: ## Allocator, conformance, leader choice, heartbeat and netns ARP/NDP tests (root).
-	$(GO) test -count=1 ./providers/local/... ./announce/... ./internal/forwarder/...
+test-local: ## Allocator, conformance, leader choice, heartbeat, netns ARP/NDP and hostile-network forwarder tests (root).
+	$(GO) test -count=1 ./providers/local/... ./announce/... ./internal/forwarder/... ./e2e/forwarder/
 	$(GO) test -count=1 -run IPPool ./controllers/
 
 # bench-failover: 20 failovers of a local address among three node namespaces
@@ -21,3 +21,4 @@ fuzz-local: ## Run the local backend's fuzzers briefly.
 	$(GO) test -run='^$$' -fuzz=FuzzParseRange -fuzztime=20s ./providers/local/
 	$(GO) test -run='^$$' -fuzz=FuzzParseSolicitation -fuzztime=20s ./announce/
 	$(GO) test -run='^$$' -fuzz=FuzzParseHeartbeat -fuzztime=20s ./announce/
+	$(GO) test -run='^$$' -fuzz=FuzzOpenHeartbeat -fuzztime=20s ./announce/

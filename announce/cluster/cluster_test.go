@@ -7,9 +7,11 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/portico-lb/portico/announce"
 	"github.com/portico-lb/portico/api/v1alpha1"
@@ -73,6 +75,7 @@ func TestBuildInputs(t *testing.T) {
 	// Asks for local, but the operator has recorded nothing (it does not
 	// serve local): no node may announce it.
 	unrecorded := service("unrecorded", Class, false, "192.0.2.5")
+	now := time.Unix(10000, 0)
 	snap := Snapshot{
 		Nodes: []corev1.Node{
 			node("a", "10.0.0.1", true, nil),
@@ -80,23 +83,64 @@ func TestBuildInputs(t *testing.T) {
 			node("c", "fd00::3", true, nil),
 			node("d", "10.0.0.4", true, map[string]string{model.LabelExcludeFromLB: ""}),
 			draining, deleting,
+			// Ready, but no forwarder runs there (a Windows node).
+			node("g", "10.0.0.7", true, nil),
+			// Ready, its forwarder stopped renewing long ago.
+			node("h", "10.0.0.8", true, nil),
 		},
+		Leases: []coordinationv1.Lease{lease("a", now), lease("b", now), lease("c", now), lease("d", now), lease("e", now),
+			lease("f", now), lease("h", now.Add(-time.Minute))},
 		Services: []corev1.Service{web, db, cloud, pending, byDefault, unrecorded},
 		LoadBalancers: []v1alpha1.LoadBalancer{record(web, Class), record(db, Class), record(cloud, "lb.portico.dev/aws"),
 			record(pending, Class), record(byDefault, Class)},
 		EndpointSlices: []discoveryv1.EndpointSlice{slice("db", map[string]bool{"c": true, "a": false})},
 	}
-	in, peers := BuildInputs(snap, 7473)
-	if fmt.Sprint(in.ReadyNodes) != "[a c]" {
-		t.Errorf("ready nodes %v, want [a c] (b not Ready, d excluded, e drained by the autoscaler, f being deleted)", in.ReadyNodes)
+	in, peers := BuildInputs(snap, "a", 7473, now)
+	if fmt.Sprint(in.ReadyNodes) != "[a c g h]" {
+		t.Errorf("ready nodes %v, want [a c g h] (b not Ready, d excluded, e drained by the autoscaler, f being deleted)", in.ReadyNodes)
 	}
 	if peers["c"] != netip.MustParseAddrPort("[fd00::3]:7473") || peers["d"] != netip.MustParseAddrPort("10.0.0.4:7473") || len(peers) != 5 {
-		t.Errorf("peers %v", peers)
+		t.Errorf("peers %v, want a c d e f: g runs no forwarder, h's Lease expired", peers)
+	}
+	if in.Standby != "" {
+		t.Errorf("a holds a valid Lease, yet stands by: %s", in.Standby)
 	}
 	got := fmt.Sprint(in.Addresses)
 	want := "[{192.0.2.1 ns/web false []} {192.0.2.2 ns/db true [c]} {192.0.2.4 ns/bydefault false []} {2001:db8::1 ns/web false []}]"
 	if got != want {
 		t.Errorf("addresses\n got %s\nwant %s", got, want)
+	}
+}
+
+func lease(node string, renewed time.Time) coordinationv1.Lease {
+	t := metav1.NewMicroTime(renewed)
+	return coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "portico-system", Name: LeaseName(node)},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: &node, LeaseDurationSeconds: ptr.To(int32(40)), RenewTime: &t}}
+}
+
+// TestPeersAreForwarders: the quorum is counted over the nodes that run a
+// forwarder, not over every Ready Node. Before, ten Ready nodes without a
+// forwarder beside three with one left no node a majority: nothing was
+// announced at all.
+func TestPeersAreForwarders(t *testing.T) {
+	now := time.Unix(10000, 0)
+	snap := Snapshot{}
+	for i := range 13 {
+		name := fmt.Sprintf("n%02d", i)
+		snap.Nodes = append(snap.Nodes, node(name, fmt.Sprintf("10.0.0.%d", i+1), true, nil))
+		if i < 3 {
+			snap.Leases = append(snap.Leases, lease(name, now))
+		}
+	}
+	_, peers := BuildInputs(snap, "n00", 7473, now)
+	if len(peers) != 3 {
+		t.Fatalf("peer set %v, want the 3 nodes with a forwarder Lease", peers)
+	}
+	// Self without a Lease (RBAC denies it, the namespace is missing)
+	// stands by: its peers do not count it, so it must not announce.
+	in, _ := BuildInputs(snap, "n05", 7473, now)
+	if in.Standby == "" {
+		t.Fatal("a forwarder without its Lease does not stand by")
 	}
 }
 
@@ -176,7 +220,10 @@ func TestSharedAddressHasOneAnnouncer(t *testing.T) {
 			for i, n := range nodes {
 				snap.Nodes = append(snap.Nodes, node(n, fmt.Sprintf("10.0.0.%d", i+1), true, nil))
 			}
-			in, _ := BuildInputs(snap, 7473)
+			for _, n := range nodes {
+				snap.Leases = append(snap.Leases, lease(n, time.Now()))
+			}
+			in, _ := BuildInputs(snap, "a", 7473, time.Now())
 			var announcers []string
 			for _, self := range nodes {
 				_, mine := announce.Assign(announce.AssignInput{Self: self, Inputs: in,

@@ -11,6 +11,10 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -29,6 +33,8 @@ type Snapshot struct {
 	LoadBalancers  []v1alpha1.LoadBalancer
 	EndpointSlices []discoveryv1.EndpointSlice
 	Nodes          []corev1.Node
+	// Leases are the forwarders' Leases (LeaseName) in their namespace.
+	Leases []coordinationv1.Lease
 }
 
 // Local returns the Services the operator serves through the local class.
@@ -36,20 +42,35 @@ func (s Snapshot) Local() []*corev1.Service {
 	return model.OfClass(Class, s.Services, s.LoadBalancers)
 }
 
-// BuildInputs turns a snapshot into announcer inputs and the heartbeat peer
-// set (Ready node name -> InternalIP:port), which is also the set a node
-// needs a majority of to announce. Only nodes eligible for load-balanced
-// traffic (model.EligibleNode, the operator's rule) may announce. It is pure.
-func BuildInputs(s Snapshot, heartbeatPort uint16) (announce.Inputs, map[string]netip.AddrPort) {
+// BuildInputs turns a snapshot into self's announcer inputs and the
+// heartbeat peer set (node name -> InternalIP:port), which is also the set a
+// node needs a majority of to announce: the Ready nodes that run a forwarder,
+// known by its Lease valid at now. A Ready node without one (a Windows node,
+// a virtual kubelet, a node the DaemonSet does not fit) is not counted, or
+// it would hold every quorum hostage. Until self's own Lease is valid, self
+// stands by. Only nodes eligible for load-balanced traffic
+// (model.EligibleNode, the operator's rule) may announce. It is pure.
+func BuildInputs(s Snapshot, self string, heartbeatPort uint16, now time.Time) (announce.Inputs, map[string]netip.AddrPort) {
 	var in announce.Inputs
 	peers := map[string]netip.AddrPort{}
+	leased := map[string]bool{}
+	for i := range s.Leases {
+		l := &s.Leases[i]
+		if node, ok := strings.CutPrefix(l.Name, LeasePrefix); ok && LeaseValid(l, now) &&
+			l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == node {
+			leased[node] = true
+		}
+	}
+	if !leased[self] {
+		in.Standby = "this forwarder's Lease " + LeaseName(self) + " is missing or expired (see its log)"
+	}
 	for _, n := range s.Nodes {
 		if !model.Ready(&n) {
 			// A NotReady node leaves the peer set too, so that once the
 			// apiserver notices dead nodes the survivors regain quorum.
 			continue
 		}
-		if ip, ok := model.NodeIP(&n); ok {
+		if ip, ok := model.NodeIP(&n); ok && leased[n.Name] {
 			peers[n.Name] = netip.AddrPortFrom(ip, heartbeatPort)
 		}
 		if model.EligibleNode(&n) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -37,13 +38,17 @@ type Recorder interface {
 // +kubebuilder:rbac:groups=lb.portico.dev,resources=loadbalancers,verbs=get;list;watch
 // +kubebuilder:rbac:groups=lb.portico.dev,resources=loadbalancers/status,verbs=get;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=portico-system,resources=leases,verbs=get;list;watch;create;update
 
 // Watcher is a manager.Runnable that feeds the announcer from the cache and
 // publishes its decisions.
 type Watcher struct {
 	Self          string
 	HeartbeatPort uint16
-	Cache         cache.Cache
+	// Namespace holds the forwarders' Leases; Cache must watch Leases
+	// there.
+	Namespace string
+	Cache     cache.Cache
 	// Client writes LoadBalancer status; reads go through Cache.
 	Client    client.Client
 	Recorder  Recorder
@@ -60,7 +65,7 @@ func (w *Watcher) Start(ctx context.Context) error {
 		UpdateFunc: func(any, any) { signalKick(kick) },
 		DeleteFunc: func(any) { signalKick(kick) },
 	}
-	for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Node{}, &v1alpha1.LoadBalancer{}} {
+	for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Node{}, &v1alpha1.LoadBalancer{}, &coordinationv1.Lease{}} {
 		inf, err := w.Cache.GetInformer(ctx, obj)
 		if err != nil {
 			return fmt.Errorf("watching %T: %w", obj, err)
@@ -74,11 +79,15 @@ func (w *Watcher) Start(ctx context.Context) error {
 	}
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
+	// Leases expire without an event: look again now and then.
+	resync := time.NewTicker(5 * time.Second)
+	defer resync.Stop()
 	signalKick(kick)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-resync.C:
 		case <-kick:
 		case <-w.Announcer.OwnersChanged():
 		case <-retry.C:
@@ -103,13 +112,18 @@ func (w *Watcher) sync(ctx context.Context) error {
 	var eps discoveryv1.EndpointSliceList
 	var nodes corev1.NodeList
 	var recs v1alpha1.LoadBalancerList
+	var leases coordinationv1.LeaseList
 	for _, l := range []client.ObjectList{&svcs, &eps, &nodes, &recs} {
 		if err := w.Cache.List(ctx, l); err != nil {
 			return fmt.Errorf("listing %T: %w", l, err)
 		}
 	}
+	if err := w.Cache.List(ctx, &leases, client.InNamespace(w.Namespace)); err != nil {
+		return fmt.Errorf("listing Leases: %w", err)
+	}
 	snap.Services, snap.EndpointSlices, snap.Nodes, snap.LoadBalancers = svcs.Items, eps.Items, nodes.Items, recs.Items
-	in, peers := BuildInputs(snap, w.HeartbeatPort)
+	snap.Leases = leases.Items
+	in, peers := BuildInputs(snap, w.Self, w.HeartbeatPort, time.Now())
 	w.Members.SetPeers(peers)
 	w.Announcer.SetInputs(in)
 	return w.publish(ctx, snap.Local())

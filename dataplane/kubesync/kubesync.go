@@ -86,13 +86,13 @@ func (s *Syncer) Start(ctx context.Context) error {
 	defer retry.Stop()
 	for {
 		if needFull {
-			if err := s.full(ctx); err != nil {
+			if err := observe("full", func() error { return s.full(ctx) }); err != nil {
 				log.Error(err, "Full sync of the data plane failed; retrying", "after", s.RetryAfter)
 				retry.Reset(s.RetryAfter)
 			} else {
 				needFull = false
 			}
-		} else if err := s.incremental(ctx); err != nil {
+		} else if err := observe("incremental", func() error { return s.incremental(ctx) }); err != nil {
 			log.Error(err, "Updating the data plane failed; resyncing", "after", s.RetryAfter)
 			needFull = true
 			retry.Reset(s.RetryAfter)

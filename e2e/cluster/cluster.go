@@ -14,6 +14,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -104,6 +106,12 @@ func Start(opts Options) (c *Cluster, err error) {
 	if err := os.MkdirAll(opts.LogDir, 0o755); err != nil {
 		return nil, err
 	}
+	// Forwarders refuse to start without a heartbeat key.
+	key := make([]byte, 24)
+	_, _ = rand.Read(key)
+	if err := os.WriteFile(filepath.Join(opts.LogDir, "heartbeat.key"), []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+		return nil, err
+	}
 	c = &Cluster{opts: opts, stop: make(chan struct{})}
 	defer func() {
 		if err != nil {
@@ -174,7 +182,8 @@ func (c *Cluster) StartForwarder(n *Node) error {
 	if n.proc != nil {
 		return nil
 	}
-	args := append([]string{"--kubeconfig", c.Env.Kubeconfig, "--node-name", n.Name, "--interface", n.Host.Link, "--zap-log-level", "1"}, c.opts.ForwarderArgs...)
+	args := append([]string{"--kubeconfig", c.Env.Kubeconfig, "--node-name", n.Name, "--interface", n.Host.Link, "--zap-log-level", "1",
+		"--heartbeat-key-file", filepath.Join(c.opts.LogDir, "heartbeat.key"), "--namespace", "default"}, c.opts.ForwarderArgs...)
 	p, err := testenv.StartProcess("forwarder "+n.Name, n.Host.Command(c.opts.ForwarderBin, args...), testenv.ProcessOptions{Log: n.Log, CleanExit: true})
 	if err != nil {
 		return err

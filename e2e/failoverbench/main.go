@@ -21,6 +21,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -78,6 +79,15 @@ func run() (err error) {
 			return fmt.Errorf("building forwarder: %w\n%s", err, out)
 		}
 	}
+	keyDir, err := os.MkdirTemp("", "failoverbench-key")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(keyDir)
+	keyFile := filepath.Join(keyDir, "heartbeat.key")
+	if err := os.WriteFile(keyFile, []byte(rand.Text()+"\n"), 0o600); err != nil {
+		return err
+	}
 	lab, err := netlab.New()
 	if err != nil {
 		return err
@@ -108,7 +118,8 @@ func run() (err error) {
 	}
 	var procs []*testenv.Process
 	start := func(n *node) error {
-		args := []string{"--node-name", n.host.Name, "--interface", n.host.Link, "--static-address", vip.String()}
+		args := []string{"--node-name", n.host.Name, "--interface", n.host.Link, "--static-address", vip.String(),
+			"--heartbeat-address", n.host.IPv4.Addr().String(), "--heartbeat-key-file", keyFile}
 		for _, o := range nodes {
 			if o != n {
 				args = append(args, "--peer", o.host.Name+"="+o.host.IPv4.Addr().String())

@@ -14,6 +14,7 @@ package local_test
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"net"
 	"net/netip"
@@ -28,6 +29,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -51,7 +53,9 @@ type world struct {
 	client *netlab.Host
 	ns     string
 	bin    string
-	stop   chan struct{}
+	// keyFile holds the heartbeat key every forwarder is given.
+	keyFile string
+	stop    chan struct{}
 }
 
 type node struct {
@@ -81,6 +85,10 @@ func setup(t *testing.T) *world {
 		t.Skip("needs iproute2")
 	}
 	w := &world{t: t, bin: forwarderBinary(t), stop: make(chan struct{})}
+	w.keyFile = filepath.Join(t.TempDir(), "heartbeat.key")
+	if err := os.WriteFile(w.keyFile, []byte(rand.Text()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	w.env = testenv.StartWith(t, testenv.Options{Controllers: true})
 	lab, err := netlab.New()
 	if err != nil {
@@ -117,6 +125,22 @@ func setup(t *testing.T) *world {
 		t.Cleanup(hb.Stop)
 		w.nodes = append(w.nodes, n)
 	}
+	// Ready nodes that run no forwarder (Windows nodes, virtual kubelets),
+	// more of them than of forwarders: they must not count towards the
+	// quorum, or no node ever has a majority and nothing is announced.
+	for i := range 4 {
+		obj := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("e2e-%s-win%d", lab.ID(), i),
+			Labels: map[string]string{corev1.LabelOSStable: "windows"}}}
+		if err := w.env.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = w.env.Client.Delete(context.Background(), obj) })
+		obj.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+		obj.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("10.88.0.%d", 50+i)}}
+		if err := w.env.Client.Status().Update(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if w.client, err = lab.AddHost("cl", netip.MustParsePrefix("10.88.0.100/24"), netip.Prefix{}); err != nil {
 		t.Fatal(err)
 	}
@@ -140,6 +164,7 @@ func (w *world) startForwarder(n *node) {
 	// StartChecked fails the test if this forwarder panics or exits before
 	// stopForwarder or the end of the test stops it.
 	n.proc = testenv.StartChecked(w.t, "forwarder "+n.name, n.host.Command(w.bin, "--kubeconfig", w.env.Kubeconfig, "--node-name", n.name, "--interface", n.host.Link, "--zap-log-level", "1",
+		"--heartbeat-key-file", w.keyFile, "--namespace", "default",
 		// This test proves announcement; its nodes serve the address themselves
 		// (see the package doc), so the nftables data plane stays off here and
 		// is proven by e2e/dataplane.
@@ -441,6 +466,25 @@ func TestLocalMode(t *testing.T) {
 		}
 		return fmt.Errorf("no AnnouncerChanged event among %d", len(events.Items))
 	})
+	// The cut node's forwarder said so on its Node (sent once it could reach
+	// the apiserver again), and did not exit.
+	eventually(t, 10*time.Second, func() error {
+		var evs eventsv1.EventList
+		if err := w.env.Client.List(ctx, &evs, client.InNamespace(metav1.NamespaceDefault)); err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.Reason == "InterfaceDown" && e.Regarding.Name == second {
+				return nil
+			}
+		}
+		return fmt.Errorf("no InterfaceDown event on Node %s", second)
+	})
+	select {
+	case <-w.nodeByName(second).proc.Done():
+		t.Fatalf("the forwarder of %s exited after its link was cut", second)
+	default:
+	}
 
 	// Exhaust the pool: the third Service stays pending with a condition
 	// naming the pool.
