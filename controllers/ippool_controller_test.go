@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -187,6 +188,12 @@ func TestIPPoolReconciler(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(a.Name, 4, 1, "Valid")
+	// The pool's usage is exported for alerts.
+	for state, want := range map[string]float64{"total": 4, "assigned": 1, "free": 3} {
+		if got := testutil.ToFloat64(local.PoolAddresses.WithLabelValues(a.Name, state)); got != want {
+			t.Errorf("portico_ippool_addresses{ippool=%s,state=%s} = %v, want %v", a.Name, state, got, want)
+		}
+	}
 	check(b.Name, 2, 0, "Valid")
 }
 

@@ -7,8 +7,10 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,6 +20,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
@@ -32,6 +35,15 @@ const (
 	// IPPoolExhausted is True when every address is assigned.
 	IPPoolExhausted = "Exhausted"
 )
+
+// PoolAddresses is portico_ippool_addresses{ippool, state}: each pool's
+// total, assigned and free addresses, for alerts on a pool nearly exhausted.
+var PoolAddresses = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "portico_ippool_addresses",
+	Help: "Addresses of an IPPool by state: total, assigned, free.",
+}, []string{"ippool", "state"})
+
+var registerPoolMetrics sync.Once
 
 // RBAC of the IPPool controller.
 // +kubebuilder:rbac:groups=lb.portico.dev,resources=ippools,verbs=get;list;watch
@@ -56,6 +68,7 @@ type IPPoolReconciler struct {
 // overlap elsewhere, so every pool is re-evaluated), LoadBalancer Services
 // and the local backend's records.
 func (r *IPPoolReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	registerPoolMetrics.Do(func() { ctrlmetrics.Registry.MustRegister(PoolAddresses) })
 	all := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
 		return r.allPools(ctx)
 	})
@@ -113,9 +126,15 @@ func (r *IPPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	}
 	var pool lbv1.IPPool
 	if err := r.Client.Get(ctx, req.NamespacedName, &pool); err != nil {
+		if apierrors.IsNotFound(err) {
+			PoolAddresses.DeletePartialMatch(prometheus.Labels{"ippool": req.Name})
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	status := IPPoolStatus(&pool, pools.Items, served)
+	PoolAddresses.WithLabelValues(pool.Name, "total").Set(float64(status.Total))
+	PoolAddresses.WithLabelValues(pool.Name, "assigned").Set(float64(status.Assigned))
+	PoolAddresses.WithLabelValues(pool.Name, "free").Set(float64(status.Free))
 	if equality.Semantic.DeepEqual(status, pool.Status) {
 		return ctrl.Result{}, nil
 	}
