@@ -131,15 +131,14 @@ func setup(t *testing.T) *world {
 	for i := range 4 {
 		obj := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("e2e-%s-win%d", lab.ID(), i),
 			Labels: map[string]string{corev1.LabelOSStable: "windows"}}}
-		if err := w.env.Client.Create(ctx, obj); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = w.env.Client.Delete(context.Background(), obj) })
 		obj.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
 		obj.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("10.88.0.%d", 50+i)}}
-		if err := w.env.Client.Status().Update(ctx, obj); err != nil {
+		if err := testenv.CreateNodeWithStatus(ctx, w.env.Client, obj); err != nil {
 			t.Fatal(err)
 		}
+		// Their kubelets are alive: the nodes stay Ready.
+		hb := testenv.StartHeartbeat(w.env.Client, obj.Name)
+		t.Cleanup(func() { hb.Stop(); _ = w.env.Client.Delete(context.Background(), obj) })
 	}
 	if w.client, err = lab.AddHost("cl", netip.MustParsePrefix("10.88.0.100/24"), netip.Prefix{}); err != nil {
 		t.Fatal(err)

@@ -210,3 +210,24 @@ func TestPickSubnets(t *testing.T) {
 		})
 	}
 }
+
+// FuzzInstanceID: a node's providerID never yields anything but a
+// well-formed EC2 instance ID, and every such ID round-trips.
+func FuzzInstanceID(f *testing.F) {
+	f.Add("aws:///eu-west-1a/i-0123456789abcdef0")
+	f.Add("aws:///i-deadbeef")
+	f.Add("gce://p/z/i-0123456789abcdef0")
+	f.Add("aws://")
+	f.Fuzz(func(t *testing.T, providerID string) {
+		id, ok := InstanceID(providerID)
+		if !ok {
+			return
+		}
+		if !strings.HasPrefix(providerID, "aws://") || !instanceIDRE.MatchString(id) || !strings.HasSuffix(providerID, id) {
+			t.Fatalf("InstanceID(%q) = %q", providerID, id)
+		}
+		if again, ok := InstanceID("aws:///zone-a/" + id); !ok || again != id {
+			t.Fatalf("round trip of %q: %q %v", id, again, ok)
+		}
+	})
+}

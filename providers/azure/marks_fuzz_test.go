@@ -1,0 +1,31 @@
+package azure
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/portico-lb/portico/providers"
+)
+
+// FuzzDescriptionMarks: the NSG rule description parser that decides
+// ownership never panics, reads back what ruleDescription wrote for any key
+// Kubernetes and the cluster-ID rules allow (no ';' or '=' in names), and a
+// description never claims a Service it does not name.
+func FuzzDescriptionMarks(f *testing.F) {
+	f.Add("portico.dev/managed-by=portico;portico.dev/cluster=c;portico.dev/service=ns/a", "c", "ns", "a")
+	f.Add(";;==;", "c", "ns", "a")
+	f.Add("", "", "", "")
+	f.Fuzz(func(t *testing.T, desc, cluster, ns, name string) {
+		key := providers.Key{ClusterID: cluster, Namespace: ns, Name: name}
+		if providers.Owns(descriptionMarks(desc), key) && !strings.Contains(desc, ns+"/"+name) {
+			t.Fatalf("%q claims %v without naming it", desc, key)
+		}
+		if strings.ContainsAny(cluster+ns+name, ";=") || strings.TrimSpace(cluster) != cluster ||
+			strings.TrimSpace(ns) != ns || strings.TrimSpace(name) != name {
+			return
+		}
+		if !providers.Owns(descriptionMarks(ruleDescription(key)), key) {
+			t.Fatalf("the description written for %+v does not read back as owned", key)
+		}
+	})
+}
