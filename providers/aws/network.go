@@ -132,6 +132,9 @@ func (p *Provider) resolveSubnets(ctx context.Context, pl *plan) (string, []stri
 		if err != nil {
 			return "", nil, p.classify("describing subnets "+strings.Join(pl.subnets, ","), err)
 		}
+		if err := p.allowSubnets(ctx, out.Subnets); err != nil {
+			return "", nil, err
+		}
 		vpc, zones := "", map[string]string{}
 		for _, sn := range out.Subnets {
 			if vpc != "" && aws.ToString(sn.VpcId) != vpc {
@@ -165,6 +168,67 @@ func (p *Provider) resolveSubnets(ctx context.Context, pl *plan) (string, []stri
 		candidates = append(candidates, pg.Subnets...)
 	}
 	return pickSubnets(candidates, role, p.opts.ClusterName, p.opts.VPCID)
+}
+
+// allowSubnets refuses annotated subnets the cluster may not use. By default
+// a subnet must be tagged for this cluster: kubernetes.io/cluster/<name>
+// (as the AWS Load Balancer Controller requires,
+// https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/deploy/subnet_discovery/)
+// or Portico's portico.dev/cluster=<cluster-id>. With
+// --aws-allow-untagged-subnets a subnet without any cluster tag is accepted
+// too, in --aws-vpc-id or else in a VPC that holds a subnet tagged for this
+// cluster; a subnet tagged only for other clusters never is.
+func (p *Provider) allowSubnets(ctx context.Context, subnets []ec2types.Subnet) error {
+	var untagged []ec2types.Subnet
+	for _, sn := range subnets {
+		id := aws.ToString(sn.SubnetId)
+		if p.opts.VPCID != "" && aws.ToString(sn.VpcId) != p.opts.VPCID {
+			return providers.Configf(providers.ReasonResourceNotAllowed, "%s names subnet %s in VPC %s; this cluster may use only VPC %s (--aws-vpc-id)", AnnotationSubnets, id, aws.ToString(sn.VpcId), p.opts.VPCID)
+		}
+		ours, foreign := false, ""
+		for _, t := range sn.Tags {
+			k := aws.ToString(t.Key)
+			if name, ok := strings.CutPrefix(k, TagClusterPrefix); ok {
+				if name == p.opts.ClusterName {
+					ours = true
+				} else {
+					foreign = name
+				}
+			}
+			if k == providers.TagCluster && aws.ToString(t.Value) == p.opts.ClusterID {
+				ours = true
+			}
+		}
+		switch {
+		case ours:
+		case foreign != "":
+			return providers.Configf(providers.ReasonResourceNotAllowed, "%s names subnet %s, which is tagged for cluster %s, not for this one (%s%s)", AnnotationSubnets, id, foreign, TagClusterPrefix, p.opts.ClusterName)
+		case !p.opts.AllowUntaggedSubnets:
+			return providers.Configf(providers.ReasonResourceNotAllowed, "%s names subnet %s, which is not tagged for this cluster; tag it %s%s (or %s=%s), or start the operator with --aws-allow-untagged-subnets", AnnotationSubnets, id, TagClusterPrefix, p.opts.ClusterName, providers.TagCluster, p.opts.ClusterID)
+		default:
+			untagged = append(untagged, sn)
+		}
+	}
+	if len(untagged) == 0 || p.opts.VPCID != "" {
+		return nil
+	}
+	vpcs := map[string]bool{}
+	pages := ec2.NewDescribeSubnetsPaginator(p.ec2, &ec2.DescribeSubnetsInput{Filters: []ec2types.Filter{{Name: aws.String("tag-key"), Values: []string{TagClusterPrefix + p.opts.ClusterName}}}})
+	for pages.HasMorePages() {
+		pg, err := pages.NextPage(ctx)
+		if err != nil {
+			return p.classify("finding the cluster's VPC", err)
+		}
+		for _, sn := range pg.Subnets {
+			vpcs[aws.ToString(sn.VpcId)] = true
+		}
+	}
+	for _, sn := range untagged {
+		if !vpcs[aws.ToString(sn.VpcId)] {
+			return providers.Configf(providers.ReasonResourceNotAllowed, "%s names untagged subnet %s in VPC %s, which holds no subnet tagged %s%s; set --aws-vpc-id to allow it", AnnotationSubnets, aws.ToString(sn.SubnetId), aws.ToString(sn.VpcId), TagClusterPrefix, p.opts.ClusterName)
+		}
+	}
+	return nil
 }
 
 // pickSubnets chooses one subnet per zone: subnets tagged for this cluster
@@ -288,8 +352,17 @@ func (p *Provider) ownedSecurityGroups(ctx context.Context, key providers.Key, v
 func (s *ensureRun) ensureSecurityGroup(ctx context.Context, vpc string) error {
 	var sg *ec2types.SecurityGroup
 	if lb := s.cur.lb; lb != nil {
+		// No call has changed anything yet: replaceIfImmutableChanged left
+		// this load balancer in place and network reads nothing for it.
+		restricted := len(s.plan.sourceRanges) > 0
 		if len(lb.SecurityGroups) == 0 {
-			s.log.Info("Load balancer has no security group; loadBalancerSourceRanges cannot be enforced on it")
+			if restricted {
+				// A security group can be added to an NLB only at creation
+				// (https://docs.aws.amazon.com/elasticloadbalancing/latest/network/load-balancer-security-groups.html).
+				return providers.Configf(providers.ReasonSourceRangesNotEnforceable,
+					"load balancer %s was created without a security group, so loadBalancerSourceRanges cannot be enforced on it; AWS adds security groups to an NLB only at creation: delete and recreate the Service (or remove loadBalancerSourceRanges)", s.plan.name)
+			}
+			s.log.V(1).Info("Load balancer has no security group; it admits every client, as the Service asks")
 			return nil
 		}
 		out, err := s.p.ec2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: lb.SecurityGroups})
@@ -302,6 +375,10 @@ func (s *ensureRun) ensureSecurityGroup(ctx context.Context, vpc string) error {
 			}
 		}
 		if sg == nil {
+			if restricted {
+				return providers.Configf(providers.ReasonSourceRangesNotEnforceable,
+					"load balancer %s has security groups %v that Portico does not own, so it cannot enforce loadBalancerSourceRanges on them", s.plan.name, lb.SecurityGroups)
+			}
 			s.log.Info("Load balancer's security groups are not Portico's; leaving them alone", "securityGroups", lb.SecurityGroups)
 			return nil
 		}
