@@ -47,6 +47,9 @@ type Options struct {
 	// AllowUntaggedSubnets lets a Service name subnets that carry no
 	// cluster tag at all (see allowSubnets).
 	AllowUntaggedSubnets bool
+	// AllowUntaggedEIPs lets a Service name Elastic IP allocations that
+	// carry no cluster tag at all.
+	AllowUntaggedEIPs bool
 	// AWS is the SDK configuration: region, credentials, retryer, HTTP
 	// client and endpoint settings (AWS_ENDPOINT_URL* are honoured by
 	// config.LoadDefaultConfig).
@@ -144,6 +147,7 @@ type Config struct {
 	ClusterName          string
 	VPCID                string
 	AllowUntaggedSubnets bool
+	AllowUntaggedEIPs    bool
 	APIQPS               float64
 	APIBurst             int
 	MaxAttempts          int
@@ -156,6 +160,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.ClusterName, "aws-cluster-name", "", "Cluster name in the kubernetes.io/cluster/<name> subnet tag used to discover subnets. Default: the cluster ID.")
 	fs.StringVar(&c.VPCID, "aws-vpc-id", "", "Only discover subnets in this VPC. Default: the VPC of the tagged subnets.")
 	fs.BoolVar(&c.AllowUntaggedSubnets, "aws-allow-untagged-subnets", false, "Let Services name (aws.lb.portico.dev/subnets) subnets without any kubernetes.io/cluster/<name> or portico.dev/cluster tag, in --aws-vpc-id or the cluster's VPC. By default a named subnet must be tagged for this cluster; one tagged for another cluster never is allowed.")
+	fs.BoolVar(&c.AllowUntaggedEIPs, "aws-allow-untagged-eips", false, "Let Services name (aws.lb.portico.dev/eip-allocations) Elastic IPs without any kubernetes.io/cluster/<name> or portico.dev/cluster tag. By default a named allocation must be tagged for this cluster; one tagged for another cluster never is allowed.")
 	fs.Float64Var(&c.APIQPS, "aws-api-qps", 10, "Client-side limit on AWS API calls per second, retries included.")
 	fs.IntVar(&c.APIBurst, "aws-api-burst", 20, "Burst allowed above --aws-api-qps.")
 	fs.IntVar(&c.MaxAttempts, "aws-max-attempts", 5, "Attempts per AWS API call by the SDK's standard retryer before Portico requeues the Service.")
@@ -188,6 +193,7 @@ func (c *Config) Factory() providers.Factory {
 			ClusterName:          c.ClusterName,
 			VPCID:                c.VPCID,
 			AllowUntaggedSubnets: c.AllowUntaggedSubnets,
+			AllowUntaggedEIPs:    c.AllowUntaggedEIPs,
 			AWS:                  cfg,
 			EndpointURL:          c.EndpointURL,
 			RateLimit:            rate.Limit(c.APIQPS),

@@ -132,9 +132,6 @@ func (p *Provider) resolveSubnets(ctx context.Context, pl *plan) (string, []stri
 		if err != nil {
 			return "", nil, p.classify("describing subnets "+strings.Join(pl.subnets, ","), err)
 		}
-		if err := p.allowSubnets(ctx, out.Subnets); err != nil {
-			return "", nil, err
-		}
 		vpc, zones := "", map[string]string{}
 		for _, sn := range out.Subnets {
 			if vpc != "" && aws.ToString(sn.VpcId) != vpc {
@@ -170,6 +167,68 @@ func (p *Provider) resolveSubnets(ctx context.Context, pl *plan) (string, []stri
 	return pickSubnets(candidates, role, p.opts.ClusterName, p.opts.VPCID)
 }
 
+// allowNamed refuses, before anything is changed, the subnets and Elastic
+// IPs a Service names that the cluster may not use (allowSubnets,
+// allowEIPs). It runs before replaceIfImmutableChanged, which would
+// otherwise delete the load balancer to move it to a refused subnet.
+func (p *Provider) allowNamed(ctx context.Context, pl *plan) error {
+	if len(pl.subnets) > 0 {
+		out, err := p.ec2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: pl.subnets})
+		if err != nil {
+			return p.classify("describing subnets "+strings.Join(pl.subnets, ","), err)
+		}
+		if err := p.allowSubnets(ctx, out.Subnets); err != nil {
+			return err
+		}
+	}
+	if len(pl.eips) > 0 {
+		out, err := p.ec2.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{AllocationIds: pl.eips})
+		if err != nil {
+			return p.classify("describing Elastic IPs "+strings.Join(pl.eips, ","), err)
+		}
+		for _, a := range out.Addresses {
+			if err := p.allowTagged(AnnotationEIPAllocations, "Elastic IP", aws.ToString(a.AllocationId), a.Tags, p.opts.AllowUntaggedEIPs, "--aws-allow-untagged-eips"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// allowTagged applies the cluster-tag rule to one named resource: it must
+// carry kubernetes.io/cluster/<name> or portico.dev/cluster=<id>; with
+// allowUntagged one without any cluster tag is accepted too; one tagged
+// only for another cluster never is.
+func (p *Provider) allowTagged(annotation, kind, id string, tags []ec2types.Tag, allowUntagged bool, flag string) error {
+	ours, foreign := false, ""
+	for _, t := range tags {
+		k := aws.ToString(t.Key)
+		if name, ok := strings.CutPrefix(k, TagClusterPrefix); ok {
+			if name == p.opts.ClusterName {
+				ours = true
+			} else {
+				foreign = name
+			}
+		}
+		if k == providers.TagCluster {
+			if aws.ToString(t.Value) == p.opts.ClusterID {
+				ours = true
+			} else {
+				foreign = aws.ToString(t.Value)
+			}
+		}
+	}
+	switch {
+	case ours:
+		return nil
+	case foreign != "":
+		return providers.Configf(providers.ReasonResourceNotAllowed, "%s names %s %s, which is tagged for cluster %s, not for this one (%s%s)", annotation, kind, id, foreign, TagClusterPrefix, p.opts.ClusterName)
+	case !allowUntagged:
+		return providers.Configf(providers.ReasonResourceNotAllowed, "%s names %s %s, which is not tagged for this cluster; tag it %s%s (or %s=%s), or start the operator with %s", annotation, kind, id, TagClusterPrefix, p.opts.ClusterName, providers.TagCluster, p.opts.ClusterID, flag)
+	}
+	return nil
+}
+
 // allowSubnets refuses annotated subnets the cluster may not use. By default
 // a subnet must be tagged for this cluster: kubernetes.io/cluster/<name>
 // (as the AWS Load Balancer Controller requires,
@@ -185,27 +244,10 @@ func (p *Provider) allowSubnets(ctx context.Context, subnets []ec2types.Subnet) 
 		if p.opts.VPCID != "" && aws.ToString(sn.VpcId) != p.opts.VPCID {
 			return providers.Configf(providers.ReasonResourceNotAllowed, "%s names subnet %s in VPC %s; this cluster may use only VPC %s (--aws-vpc-id)", AnnotationSubnets, id, aws.ToString(sn.VpcId), p.opts.VPCID)
 		}
-		ours, foreign := false, ""
-		for _, t := range sn.Tags {
-			k := aws.ToString(t.Key)
-			if name, ok := strings.CutPrefix(k, TagClusterPrefix); ok {
-				if name == p.opts.ClusterName {
-					ours = true
-				} else {
-					foreign = name
-				}
-			}
-			if k == providers.TagCluster && aws.ToString(t.Value) == p.opts.ClusterID {
-				ours = true
-			}
+		if err := p.allowTagged(AnnotationSubnets, "subnet", id, sn.Tags, p.opts.AllowUntaggedSubnets, "--aws-allow-untagged-subnets"); err != nil {
+			return err
 		}
-		switch {
-		case ours:
-		case foreign != "":
-			return providers.Configf(providers.ReasonResourceNotAllowed, "%s names subnet %s, which is tagged for cluster %s, not for this one (%s%s)", AnnotationSubnets, id, foreign, TagClusterPrefix, p.opts.ClusterName)
-		case !p.opts.AllowUntaggedSubnets:
-			return providers.Configf(providers.ReasonResourceNotAllowed, "%s names subnet %s, which is not tagged for this cluster; tag it %s%s (or %s=%s), or start the operator with --aws-allow-untagged-subnets", AnnotationSubnets, id, TagClusterPrefix, p.opts.ClusterName, providers.TagCluster, p.opts.ClusterID)
-		default:
+		if p.allowTagged(AnnotationSubnets, "subnet", id, sn.Tags, false, "") != nil {
 			untagged = append(untagged, sn)
 		}
 	}

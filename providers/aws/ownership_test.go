@@ -289,3 +289,81 @@ func TestSubnetAllowList(t *testing.T) {
 		})
 	}
 }
+
+// TestEIPAllowList: a Service may name only Elastic IPs tagged for its
+// cluster unless --aws-allow-untagged-eips; one tagged for another cluster
+// never. Refused allocations get a ConfigError and no mutating call.
+func TestEIPAllowList(t *testing.T) {
+	const (
+		ours     = "eipalloc-0aaaaaaaaaaaaaaa1"
+		untagged = "eipalloc-0aaaaaaaaaaaaaaa2"
+		foreign  = "eipalloc-0aaaaaaaaaaaaaaa3"
+	)
+	for _, tc := range []struct {
+		name          string
+		eip           string
+		allowUntagged bool
+		wantReason    string
+	}{
+		{name: "tagged for this cluster", eip: ours},
+		{name: "untagged", eip: untagged, wantReason: providers.ReasonResourceNotAllowed},
+		{name: "untagged allowed", eip: untagged, allowUntagged: true},
+		{name: "another cluster's", eip: foreign, allowUntagged: true, wantReason: providers.ReasonResourceNotAllowed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := awsfake.New(awsfake.Options{})
+			t.Cleanup(f.Close)
+			pub, _ := f.SeedNetwork(testCluster)
+			f.AddElasticIP(ours, "192.0.2.10", map[string]string{providers.TagCluster: testCluster})
+			f.AddElasticIP(untagged, "192.0.2.11")
+			f.AddElasticIP(foreign, "192.0.2.12", map[string]string{aws.TagClusterPrefix + "someone-else": "owned"})
+			c := newCluster(t, f, testCluster, func(o *aws.Options) { o.AllowUntaggedEIPs = tc.allowUntagged })
+			key := providers.Key{ClusterID: testCluster, Namespace: "default", Name: "web"}
+			d := c.desired(f, key, []string{"n1"}, providertest.TCP(80, 30080))
+			d.Annotations = map[string]string{aws.AnnotationSubnets: pub[0], aws.AnnotationEIPAllocations: tc.eip}
+			_, err := c.p.Ensure(t.Context(), d)
+			if tc.wantReason == "" {
+				if err != nil {
+					t.Fatalf("Ensure: %v", err)
+				}
+				return
+			}
+			var ce *providers.ConfigError
+			if !errors.As(err, &ce) || ce.Reason != tc.wantReason {
+				t.Fatalf("Ensure = %v, want a ConfigError %s", err, tc.wantReason)
+			}
+			if n := f.MutatingCalls(); n != 0 {
+				t.Errorf("%d mutating calls for a refused Elastic IP", n)
+			}
+		})
+	}
+}
+
+// TestRefusedSubnetKeepsTheLoadBalancer: moving a Service's NLB to a subnet
+// it may not use is refused before the NLB, whose subnets AWS cannot change,
+// is deleted to be rebuilt.
+func TestRefusedSubnetKeepsTheLoadBalancer(t *testing.T) {
+	f := awsfake.New(awsfake.Options{})
+	t.Cleanup(f.Close)
+	pub, _ := f.SeedNetwork(testCluster)
+	c := newCluster(t, f, testCluster)
+	key := providers.Key{ClusterID: testCluster, Namespace: "default", Name: "web"}
+	d := c.desired(f, key, []string{"n1"}, providertest.TCP(80, 30080))
+	d.Annotations = map[string]string{aws.AnnotationSubnets: pub[0]}
+	if _, err := c.p.Ensure(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	before := f.MutatingCalls()
+	d.Annotations = map[string]string{aws.AnnotationSubnets: "subnet-0ff00000000000001"} // tagged for someone-else
+	_, err := c.p.Ensure(t.Context(), d)
+	var ce *providers.ConfigError
+	if !errors.As(err, &ce) || ce.Reason != providers.ReasonResourceNotAllowed {
+		t.Fatalf("Ensure = %v, want a ConfigError %s", err, providers.ReasonResourceNotAllowed)
+	}
+	if n := f.MutatingCalls() - before; n != 0 {
+		t.Errorf("%d mutating calls (the NLB was deleted to move it?)", n)
+	}
+	if _, ok := f.LoadBalancerByName(aws.LoadBalancerName(key)); !ok {
+		t.Error("the load balancer is gone")
+	}
+}

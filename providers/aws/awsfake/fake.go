@@ -95,6 +95,7 @@ type Fake struct {
 	sgs       map[string]*SecurityGroup
 	instances map[string]bool
 	eips      map[string]string // allocation ID -> public IP
+	eipTags   map[string]map[string]string
 	sgHeld    map[string]time.Time
 
 	calls         []Call
@@ -126,6 +127,7 @@ func New(opts Options) *Fake {
 		sgs:        map[string]*SecurityGroup{},
 		instances:  map[string]bool{},
 		eips:       map[string]string{},
+		eipTags:    map[string]map[string]string{},
 		sgHeld:     map[string]time.Time{},
 		rng:        mrand.New(mrand.NewPCG(opts.Seed, opts.Seed^0x5eed)),
 		crashAfter: -1,
@@ -159,11 +161,14 @@ func (f *Fake) AddInstance(id string) {
 	f.instances[id] = true
 }
 
-// AddElasticIP adds an Elastic IP allocation.
-func (f *Fake) AddElasticIP(allocationID, publicIP string) {
+// AddElasticIP adds an Elastic IP allocation with tags (none when omitted).
+func (f *Fake) AddElasticIP(allocationID, publicIP string, tags ...map[string]string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.eips[allocationID] = publicIP
+	if len(tags) > 0 {
+		f.eipTags[allocationID] = cloneTags(tags[0])
+	}
 }
 
 // ---- fault injection ----
