@@ -164,8 +164,14 @@ func (p *Provider) readOwned(ctx context.Context, key providers.Key) (*existing,
 			return nil, err
 		}
 		if found {
-			if err := notOwned(kindFirewall, "projects/"+p.opts.Project+"/global/firewalls/"+name, fw.GetDescription()); err != nil {
+			id := "projects/" + p.opts.Project + "/global/firewalls/" + name
+			if err := notOwned(kindFirewall, id, fw.GetDescription()); err != nil {
 				return nil, err
+			}
+			if !p.firewallInRegion(fw) {
+				// The same cluster ID in another region: firewall rules are
+				// global, the rest of that load balancer is not ours.
+				return nil, &providers.NotOwnedError{Kind: kindFirewall, ID: id}
 			}
 			ex.firewalls[name] = fw
 		}
@@ -756,7 +762,7 @@ func (p *Provider) ensureFirewalls(ctx context.Context, log logr.Logger, pl *pla
 func (p *Provider) firewall(pl *plan, name, ip string, sources []string, allowed []*computepb.Allowed) *computepb.Firewall {
 	return &computepb.Firewall{
 		Name:              proto.String(name),
-		Description:       proto.String(description(pl.key, nil)),
+		Description:       proto.String(description(pl.key, map[string]string{markRegion: p.opts.Region})),
 		Network:           proto.String(p.opts.Network),
 		Direction:         proto.String("INGRESS"),
 		Priority:          proto.Int32(1000),
@@ -765,6 +771,14 @@ func (p *Provider) firewall(pl *plan, name, ip string, sources []string, allowed
 		Allowed:           allowed,
 		TargetTags:        slices.Sorted(slices.Values(p.opts.NodeTags)),
 	}
+}
+
+// firewallInRegion reports whether a global firewall rule belongs to this
+// provider's region: its description's portico.dev/region is this region, or
+// absent (rules written before the mark existed are adopted and marked).
+func (p *Provider) firewallInRegion(fw *computepb.Firewall) bool {
+	r := Marks(fw.GetDescription())[markRegion]
+	return r == "" || r == p.opts.Region
 }
 
 func (p *Provider) ensureFirewall(ctx context.Context, log logr.Logger, want, have *computepb.Firewall) error {
@@ -896,7 +910,7 @@ func (p *Provider) Delete(ctx context.Context, key providers.Key) error {
 		if err != nil {
 			return err
 		}
-		if found && ownedBy(fw.GetDescription(), key) {
+		if found && ownedBy(fw.GetDescription(), key) && p.firewallInRegion(fw) {
 			log.Info("Deleting firewall rule", "firewall", name)
 			if err := deleted(p.do(ctx, "deleting firewall "+name, func(ctx context.Context) (*compute.Operation, error) {
 				return p.api.Firewalls.Delete(ctx, &computepb.DeleteFirewallRequest{Project: p.opts.Project, Firewall: name})

@@ -57,6 +57,13 @@ func hash16(s string) string {
 	return hex.EncodeToString(sum[:])[:16]
 }
 
+// markRegion is provider bookkeeping in the description of the global
+// firewall rules: the region of the load balancer they serve. Names and
+// ownership marks depend only on cluster ID and Service, so two clusters given
+// the same --cluster-id in two regions of one project would otherwise share
+// (and rewrite, and delete) each other's firewall rules.
+const markRegion = "portico.dev/region"
+
 // description is the JSON ownership mark of a per-Service resource. extra
 // holds provider bookkeeping (such as the Service ports a forwarding rule
 // carries); it is merged into the object.

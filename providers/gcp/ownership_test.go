@@ -207,3 +207,37 @@ func TestSubnetProjectAllowList(t *testing.T) {
 		})
 	}
 }
+
+// TestSameClusterIDOtherRegion: firewall rules are global, so a cluster
+// given the same explicit --cluster-id in another region of the project
+// computes the same firewall names. A rule marked for another region is
+// never adopted, rewritten or deleted: Ensure stops with NotOwnedError before
+// any change, and Delete leaves it.
+func TestSameClusterIDOtherRegion(t *testing.T) {
+	fake := gcpfake.New(gcpfake.Options{Project: testProject, Region: testRegion})
+	t.Cleanup(fake.Close)
+	fake.AddInstance(zoneOf("node-a"), "node-a")
+	p := clusterProvider(t, fake, "prod")
+	k := providers.Key{ClusterID: "prod", Namespace: "default", Name: "web"}
+	desc := `{"portico.dev/cluster":"prod","portico.dev/managed-by":"portico","portico.dev/service":"default/web","portico.dev/region":"europe-west1"}`
+	fake.Put("global/firewalls", gcpfake.Object{"name": gcp.BaseName(k), "description": desc, "network": "projects/" + testProject + "/global/networks/default",
+		"direction": "INGRESS", "sourceRanges": []any{"0.0.0.0/0"}, "destinationRanges": []any{"198.51.100.7/32"}})
+	_, err := p.Ensure(t.Context(), desired(k, []string{"node-a"}, []providers.Port{providertest.TCP(80, 30080)}))
+	var no *providers.NotOwnedError
+	if !errors.As(err, &no) {
+		t.Fatalf("Ensure = %v, want NotOwnedError for europe-west1's firewall rule", err)
+	}
+	if n := fake.MutatingCalls(); n != 0 {
+		t.Errorf("%d mutating calls", n)
+	}
+	if err := retrying(func() error { return p.Delete(t.Context(), k) }); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range fake.Resources() {
+		found = found || r.ID == "global/firewalls/"+gcp.BaseName(k)
+	}
+	if !found {
+		t.Error("Delete removed another region's firewall rule")
+	}
+}
