@@ -244,9 +244,10 @@ func (p *Provider) newLoadBalancer(name string) *armnetwork.LoadBalancer {
 
 // Ensure implements providers.Provider. The steps, each idempotent and each
 // adopting what an interrupted earlier run left: the public IP (external
-// only), the Service's parts in the shared load balancer (one batched,
-// ETag-guarded write), the removal of its parts from the other shared load
-// balancer and of a public IP it no longer uses, and its NSG rule.
+// only), its NSG rules (before any traffic can reach the frontend, see
+// buildSecurityRules), the Service's parts in the shared load balancer (one
+// batched, ETag-guarded write), and the removal of its parts from the other
+// shared load balancer and of a public IP it no longer uses.
 func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*providers.Status, error) {
 	if err := d.Validate(); err != nil {
 		return nil, err
@@ -260,7 +261,7 @@ func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*prov
 	}
 	if len(d.SourceRanges) > 0 && p.opts.SecurityGroupName == "" {
 		return nil, providers.Configf(providers.ReasonSourceRangesNotEnforceable,
-			"loadBalancerSourceRanges are enforced by rules in the nodes' network security group, and the operator has none configured (--azure-security-group-name, or securityGroupName in the cloud config); nothing was created")
+			"loadBalancerSourceRanges are enforced by rules in the nodes' network security group, and the operator has none configured (--azure-security-group-name, or securityGroupName in the cloud config); nothing is created or changed")
 	}
 	if err := p.allowPrefix(settings.PublicIPPrefix); err != nil {
 		return nil, err
@@ -304,6 +305,11 @@ func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*prov
 	if err != nil {
 		return nil, err
 	}
+	// The NSG rules go first: until the deny rule exists, the NSG's default
+	// AllowVnetInBound would admit the whole VNet to a new internal frontend.
+	if err := p.ensureSecurityRules(ctx, d, pt); err != nil {
+		return nil, err
+	}
 	var prevPIP string
 	lb, err := p.writer.submit(ctx, lbName, &change{apply: func(lb *armnetwork.LoadBalancer) bool {
 		changed, prev := applyParts(lb, pt)
@@ -335,9 +341,6 @@ func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*prov
 		}
 	}
 	p.settle(d.Key, lbName)
-	if err := p.ensureSecurityRules(ctx, d, pt); err != nil {
-		return nil, err
-	}
 	return p.status(lb, base, pip)
 }
 

@@ -237,6 +237,21 @@ func TestSourceRangesDenyEveryoneElse(t *testing.T) {
 			d.Scheme = scheme
 			d.SourceRanges = []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")}
 			ensure(t, e.p, d)
+			// The deny rule exists before the frontend does: no moment admits
+			// the VNet to a new frontend.
+			denyAt, lbAt := -1, -1
+			for i, c := range e.srv.Calls() {
+				switch {
+				case c.Method != "PUT":
+				case denyAt < 0 && strings.HasSuffix(strings.ToLower(c.Path), "/securityrules/"+strings.ToLower(ResourceName(d.Key))+denyRuleSuffix):
+					denyAt = i
+				case lbAt < 0 && strings.Contains(strings.ToLower(c.Path), "/loadbalancers/"):
+					lbAt = i
+				}
+			}
+			if denyAt < 0 || lbAt < 0 || denyAt > lbAt {
+				t.Errorf("deny rule written at call %d, load balancer at %d: want the rule first", denyAt, lbAt)
+			}
 			node := netip.MustParseAddr("10.0.0.10")
 			vnet := []string{"VirtualNetwork"}
 			for _, tc := range []struct {
