@@ -91,7 +91,7 @@ func TestStartDerivesClusterID(t *testing.T) {
 				return nil
 			}
 		}
-		return errorf("no %s Event on kube-system naming %s among %d events", ReasonClusterIdentity, want, len(evs.Items))
+		return fmt.Errorf("no %s Event on kube-system naming %s among %d events", ReasonClusterIdentity, want, len(evs.Items))
 	})
 
 	got, _, err = start("prod")
@@ -129,5 +129,3 @@ func TestResolveClusterIDPerCluster(t *testing.T) {
 		t.Fatal("no kube-system namespace: want an error, not a fixed fallback ID")
 	}
 }
-
-func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
