@@ -156,7 +156,7 @@ func (p *Provider) readOwned(ctx context.Context, key providers.Key) (*existing,
 		}
 		ex.backendService = bs
 	}
-	for _, name := range []string{base, HealthCheckFirewallName(key)} {
+	for _, name := range firewallNames(key) {
 		fw, found, err := get(ctx, p, "reading firewall "+name, func(ctx context.Context) (*computepb.Firewall, error) {
 			return p.api.Firewalls.Get(ctx, &computepb.GetFirewallRequest{Project: p.opts.Project, Firewall: name})
 		})
@@ -747,14 +747,32 @@ func (p *Provider) ensureFirewalls(ctx context.Context, log logr.Logger, pl *pla
 		hcRanges = append(hcRanges, ExternalHealthCheckRanges...)
 	}
 	sort.Strings(hcRanges)
-	for _, fw := range []*computepb.Firewall{
+	want := []*computepb.Firewall{
 		p.firewall(pl, BaseName(pl.key), ip, pl.sourceRanges, allowed),
 		p.firewall(pl, HealthCheckFirewallName(pl.key), ip, hcRanges,
 			[]*computepb.Allowed{{IPProtocol: proto.String("tcp"), Ports: portList([]int32{pl.hcPort})}}),
-	} {
+	}
+	if pl.restricted {
+		// Other rules of the network (default-allow-internal, a cluster's
+		// own node rules) would admit clients outside the ranges; a deny
+		// rule one priority after Portico's allow rules shuts them out.
+		// GCP applies the matching rule with the lowest priority number
+		// (https://cloud.google.com/firewall/docs/firewalls#priority_order_for_firewall_rules).
+		deny := p.firewall(pl, DenyFirewallName(pl.key), ip, []string{"0.0.0.0/0"}, nil)
+		deny.Denied = []*computepb.Denied{{IPProtocol: proto.String("all")}}
+		deny.Priority = proto.Int32(firewallPriority + 1)
+		want = append(want, deny)
+	}
+	for _, fw := range want {
 		if err := p.ensureFirewall(ctx, log, fw, have[fw.GetName()]); err != nil {
 			return err
 		}
+	}
+	if fw := have[DenyFirewallName(pl.key)]; fw != nil && !pl.restricted {
+		log.Info("Deleting firewall rule", "firewall", fw.GetName())
+		return deleted(p.do(ctx, "deleting firewall "+fw.GetName(), func(ctx context.Context) (*compute.Operation, error) {
+			return p.api.Firewalls.Delete(ctx, &computepb.DeleteFirewallRequest{Project: p.opts.Project, Firewall: fw.GetName()})
+		}))
 	}
 	return nil
 }
@@ -765,7 +783,7 @@ func (p *Provider) firewall(pl *plan, name, ip string, sources []string, allowed
 		Description:       proto.String(description(pl.key, map[string]string{markRegion: p.opts.Region})),
 		Network:           proto.String(p.opts.Network),
 		Direction:         proto.String("INGRESS"),
-		Priority:          proto.Int32(1000),
+		Priority:          proto.Int32(firewallPriority),
 		SourceRanges:      sources,
 		DestinationRanges: []string{ip + "/32"},
 		Allowed:           allowed,
@@ -813,7 +831,18 @@ func firewallMatches(have, want *computepb.Firewall) bool {
 		slices.Equal(sorted(have.GetSourceRanges()), sorted(want.GetSourceRanges())) &&
 		slices.Equal(sorted(have.GetDestinationRanges()), sorted(want.GetDestinationRanges())) &&
 		slices.Equal(sorted(have.GetTargetTags()), sorted(want.GetTargetTags())) &&
-		slices.Equal(allowed(have), allowed(want))
+		slices.Equal(allowed(have), allowed(want)) &&
+		slices.Equal(denied(have), denied(want)) &&
+		have.GetDescription() == want.GetDescription()
+}
+
+func denied(f *computepb.Firewall) []string {
+	var out []string
+	for _, d := range f.GetDenied() {
+		out = append(out, strings.ToLower(d.GetIPProtocol())+":"+strings.Join(d.GetPorts(), ","))
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Observe implements providers.Provider.
@@ -903,7 +932,7 @@ func (p *Provider) Delete(ctx context.Context, key providers.Key) error {
 			}
 		}
 	}
-	for _, name := range []string{BaseName(key), HealthCheckFirewallName(key)} {
+	for _, name := range firewallNames(key) {
 		fw, found, err := get(ctx, p, "reading firewall "+name, func(ctx context.Context) (*computepb.Firewall, error) {
 			return p.api.Firewalls.Get(ctx, &computepb.GetFirewallRequest{Project: p.opts.Project, Firewall: name})
 		})

@@ -3,6 +3,7 @@ package gcp_test
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -239,5 +240,54 @@ func TestSameClusterIDOtherRegion(t *testing.T) {
 	}
 	if !found {
 		t.Error("Delete removed another region's firewall rule")
+	}
+}
+
+// TestSourceRangesDenyEveryoneElse evaluates the project's firewall as GCP
+// does: with loadBalancerSourceRanges set, a client outside them is denied
+// even where another rule of the network (here default-allow-internal, as
+// auto-mode networks have) admits it, while clients in the ranges and the
+// health checks still get through; removing the ranges removes the deny rule.
+func TestSourceRangesDenyEveryoneElse(t *testing.T) {
+	e := newEnv(t, envOptions{subnet: "nodes"})
+	e.fake.Put("global/firewalls", gcpfake.Object{"name": "default-allow-internal", "network": "projects/" + testProject + "/global/networks/default",
+		"direction": "INGRESS", "priority": 65534, "sourceRanges": []any{"10.128.0.0/9"},
+		"allowed": []any{map[string]any{"IPProtocol": "all"}}})
+	k := key("ranged")
+	d := desired(k, []string{"node-a"}, []providers.Port{providertest.TCP(80, 30080)})
+	d.Scheme = providers.SchemeInternal
+	d.SourceRanges = []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")}
+	var st *providers.Status
+	if err := retrying(func() (err error) { st, err = e.p.Ensure(t.Context(), d); return err }); err != nil {
+		t.Fatal(err)
+	}
+	lb := st.Ingress[0].IP
+	flow := func(src string, port int32) gcpfake.Packet {
+		return gcpfake.Packet{Source: netip.MustParseAddr(src), Destination: lb, Protocol: "tcp", Port: port}
+	}
+	for _, tc := range []struct {
+		name string
+		pkt  gcpfake.Packet
+		want bool
+	}{
+		{"client in the ranges", flow("10.9.1.1", 80), true},
+		{"VPC client outside the ranges", flow("10.130.0.5", 80), false},
+		{"health check", flow("35.191.0.1", 10256), true},
+	} {
+		if got, rule := e.fake.EvaluateIngress(tc.pkt); got != tc.want {
+			t.Errorf("%s: admitted=%v by %q, want %v", tc.name, got, rule, tc.want)
+		}
+	}
+	d.SourceRanges = nil
+	if err := retrying(func() error { _, err := e.p.Ensure(t.Context(), d); return err }); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range e.fake.Resources() {
+		if r.ID == "global/firewalls/"+gcp.DenyFirewallName(k) {
+			t.Error("the deny rule is left after the ranges were removed")
+		}
+	}
+	if got, rule := e.fake.EvaluateIngress(flow("10.130.0.5", 80)); !got {
+		t.Errorf("without ranges a VPC client is refused by %q", rule)
 	}
 }

@@ -39,7 +39,10 @@ type plan struct {
 	exactMembers bool
 	affinity     string
 	sourceRanges []string
-	nodes        int
+	// restricted is true when the Service set loadBalancerSourceRanges, so
+	// everyone else is denied explicitly.
+	restricted bool
+	nodes      int
 }
 
 // newPlan validates desired and derives the plan; problems the user must fix
@@ -139,6 +142,7 @@ func (p *Provider) newPlan(d *providers.LoadBalancer) (*plan, error) {
 	if len(d.SourceRanges) > 0 && len(pl.sourceRanges) == 0 {
 		return nil, providers.Configf("InvalidSourceRanges", "loadBalancerSourceRanges holds only IPv6 ranges; the gcp backend builds IPv4 load balancers")
 	}
+	pl.restricted = len(pl.sourceRanges) > 0
 	if len(pl.sourceRanges) == 0 {
 		pl.sourceRanges = []string{"0.0.0.0/0"}
 	}
