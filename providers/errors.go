@@ -69,3 +69,16 @@ func IsRetryable(err error) (time.Duration, bool) {
 	}
 	return 0, false
 }
+
+// Reasons of ConfigErrors that several backends return.
+const (
+	// ReasonSourceRangesNotEnforceable: the backend cannot restrict the load
+	// balancer to the Service's loadBalancerSourceRanges, so it does not
+	// build it (or leaves it as it is) rather than admit more clients than
+	// asked.
+	ReasonSourceRangesNotEnforceable = "SourceRangesNotEnforceable"
+	// ReasonResourceNotAllowed: an annotation names a cloud resource outside
+	// what the operator allows Services to use (another resource group,
+	// project or cluster's subnet); nothing is attached.
+	ReasonResourceNotAllowed = "ResourceNotAllowed"
+)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -102,7 +103,6 @@ type Options struct {
 func DefaultOptions() *Options {
 	return &Options{
 		Providers:           []string{"local"},
-		ClusterID:           "kubernetes",
 		MetricsAddr:         ":8080",
 		ProbeAddr:           ":8081",
 		LeaderElectionID:    "portico-operator.lb.portico.dev",
@@ -127,7 +127,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Path to a kubeconfig; empty uses in-cluster config or $KUBECONFIG.")
 	fs.StringSliceVar(&o.Providers, "providers", o.Providers, "Backends to enable, comma-separated, from: "+strings.Join(o.backendNames(), ", ")+". Each serves class lb.portico.dev/<name>.")
 	fs.StringVar(&o.DefaultClass, "default-class", o.DefaultClass, "Class that also takes LoadBalancer Services without spec.loadBalancerClass, e.g. lb.portico.dev/local. Empty leaves them to other controllers.")
-	fs.StringVar(&o.ClusterID, "cluster-id", o.ClusterID, "Identifies this cluster in cloud resource names and the portico.dev/cluster ownership tag. Must be unique per cloud account and stable for the cluster's life.")
+	fs.StringVar(&o.ClusterID, "cluster-id", o.ClusterID, "Identifies this cluster in cloud resource names and the portico.dev/cluster ownership mark: lowercase letters, digits and '-', at most 63 characters. Must be unique per cloud account, project and resource group and stable for the cluster's life. Empty (the default) derives k8s-<16 hex digits> from the kube-system namespace's UID; the ID in use is logged at start.")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "Address of the Prometheus metrics endpoint; \"0\" disables it.")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "Address of the /healthz and /readyz endpoints; \"0\" disables them.")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "Elect a leader on a Lease so that only one replica reconciles.")
@@ -196,8 +196,10 @@ func (o *Options) Validate() error {
 			errs = append(errs, fmt.Errorf("--price-configmap %q: want namespace/name", o.PriceConfigMap))
 		}
 	}
-	if o.ClusterID == "" {
-		errs = append(errs, errors.New("--cluster-id must not be empty"))
+	if o.ClusterID != "" {
+		if err := providers.ValidateClusterID(o.ClusterID); err != nil {
+			errs = append(errs, fmt.Errorf("--cluster-id: %w", err))
+		}
 	}
 	if o.ProviderCallTimeout < 0 || o.ReconcileTimeout < 0 || o.ReconcileTimeout > 0 && o.ProviderCallTimeout > 0 && o.ReconcileTimeout <= o.ProviderCallTimeout {
 		errs = append(errs, fmt.Errorf("--reconcile-timeout (%s) must exceed --provider-call-timeout (%s)", o.ReconcileTimeout, o.ProviderCallTimeout))
@@ -236,6 +238,11 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating manager: %w", err)
 	}
+	id, err := ResolveClusterID(ctx, mgr.GetAPIReader(), o.ClusterID)
+	if err != nil {
+		return nil, nil, err
+	}
+	reportClusterID(mgr, id)
 	// The reconciler exists before the backends so that their hooks can
 	// reach it.
 	r := &controllers.ServiceReconciler{}
@@ -246,7 +253,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 			provs[class] = p
 			continue
 		}
-		p, err := o.Backends[name].Factory()(ctx, providers.Options{ClusterID: o.ClusterID, Client: mgr.GetClient(),
+		p, err := o.Backends[name].Factory()(ctx, providers.Options{ClusterID: id.ID, Client: mgr.GetClient(),
 			Hooks: providers.Hooks{RetryPending: func() { r.NotifyPending(class) }, Reensure: r.Reensure}})
 		if err != nil {
 			return nil, nil, fmt.Errorf("starting backend %s: %w", name, err)
@@ -274,7 +281,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 		CostMetrics:        sharedCostMetrics(),
 		Providers:          provs,
 		DefaultClass:       o.DefaultClass,
-		ClusterID:          o.ClusterID,
+		ClusterID:          id.ID,
 		NodeBatchWindow:    o.NodeBatchWindow,
 		ResyncPeriod:       o.ResyncPeriod,
 		ConfigErrorBackoff: o.ConfigErrorBackoff,
@@ -298,6 +305,30 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 	}
 	return mgr, r, nil
 }
+
+// reportClusterID logs the cluster ID in use at start and, once this replica
+// leads, records it as an Event on the kube-system namespace, where
+// `kubectl describe namespace kube-system` shows it.
+func reportClusterID(mgr manager.Manager, id ClusterIdentity) {
+	log := ctrl.Log.WithName("setup")
+	log.Info("Using cluster ID", "clusterID", id.ID, "derived", id.Derived, "source", id.Source)
+	if id.ID == legacyClusterID {
+		log.Info("The cluster ID is Portico's former default, which every cluster left on the default shares; give each cluster sharing a cloud account its own --cluster-id", "clusterID", id.ID)
+	}
+	_ = mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		ns := &corev1.Namespace{}
+		if err := mgr.GetAPIReader().Get(ctx, types.NamespacedName{Name: IdentityNamespace}, ns); err != nil {
+			log.V(1).Info("Not recording the cluster ID as an Event", "error", err.Error())
+			return nil
+		}
+		mgr.GetEventRecorder("portico-operator").Eventf(ns, nil, corev1.EventTypeNormal, ReasonClusterIdentity, "Start",
+			"portico-operator uses cluster ID %s (from %s)", id.ID, id.Source)
+		return nil
+	}))
+}
+
+// legacyClusterID was the default --cluster-id before the ID was derived.
+const legacyClusterID = "kubernetes"
 
 // sharedMetrics registers Portico's metrics on controller-runtime's registry
 // once per process, however many managers it runs.

@@ -44,6 +44,12 @@ type Options struct {
 	// VPCID restricts subnet discovery to one VPC; empty accepts the VPC of
 	// the tagged subnets when they all share one.
 	VPCID string
+	// AllowUntaggedSubnets lets a Service name subnets that carry no
+	// cluster tag at all (see allowSubnets).
+	AllowUntaggedSubnets bool
+	// AllowUntaggedEIPs lets a Service name Elastic IP allocations that
+	// carry no cluster tag at all.
+	AllowUntaggedEIPs bool
 	// AWS is the SDK configuration: region, credentials, retryer, HTTP
 	// client and endpoint settings (AWS_ENDPOINT_URL* are honoured by
 	// config.LoadDefaultConfig).
@@ -77,8 +83,8 @@ var _ providers.Provider = (*Provider)(nil)
 
 // New builds a provider whose SDK clients share one client-side rate limiter.
 func New(opts Options) (*Provider, error) {
-	if opts.ClusterID == "" {
-		return nil, fmt.Errorf("aws provider: cluster ID is required")
+	if err := providers.ValidateClusterID(opts.ClusterID); err != nil {
+		return nil, fmt.Errorf("aws provider: %w", err)
 	}
 	if opts.AWS.Region == "" {
 		return nil, fmt.Errorf("aws provider: no region; set --aws-region, AWS_REGION, or run on EC2 with IMDS reachable")
@@ -136,13 +142,15 @@ func (p *Provider) TargetsPods() bool { return true }
 
 // Config holds the operator flags of the AWS backend.
 type Config struct {
-	Region      string
-	EndpointURL string
-	ClusterName string
-	VPCID       string
-	APIQPS      float64
-	APIBurst    int
-	MaxAttempts int
+	Region               string
+	EndpointURL          string
+	ClusterName          string
+	VPCID                string
+	AllowUntaggedSubnets bool
+	AllowUntaggedEIPs    bool
+	APIQPS               float64
+	APIBurst             int
+	MaxAttempts          int
 }
 
 // AddFlags registers --aws-* flags.
@@ -151,6 +159,8 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.EndpointURL, "aws-endpoint-url", "", "Endpoint URL for both the ELBv2 and EC2 APIs, e.g. an emulator. AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2 and AWS_ENDPOINT_URL_EC2 work too.")
 	fs.StringVar(&c.ClusterName, "aws-cluster-name", "", "Cluster name in the kubernetes.io/cluster/<name> subnet tag used to discover subnets. Default: the cluster ID.")
 	fs.StringVar(&c.VPCID, "aws-vpc-id", "", "Only discover subnets in this VPC. Default: the VPC of the tagged subnets.")
+	fs.BoolVar(&c.AllowUntaggedSubnets, "aws-allow-untagged-subnets", false, "Let Services name (aws.lb.portico.dev/subnets) subnets without any kubernetes.io/cluster/<name> or portico.dev/cluster tag, in --aws-vpc-id or the cluster's VPC. By default a named subnet must be tagged for this cluster; one tagged for another cluster never is allowed.")
+	fs.BoolVar(&c.AllowUntaggedEIPs, "aws-allow-untagged-eips", false, "Let Services name (aws.lb.portico.dev/eip-allocations) Elastic IPs without any kubernetes.io/cluster/<name> or portico.dev/cluster tag. By default a named allocation must be tagged for this cluster; one tagged for another cluster never is allowed.")
 	fs.Float64Var(&c.APIQPS, "aws-api-qps", 10, "Client-side limit on AWS API calls per second, retries included.")
 	fs.IntVar(&c.APIBurst, "aws-api-burst", 20, "Burst allowed above --aws-api-qps.")
 	fs.IntVar(&c.MaxAttempts, "aws-max-attempts", 5, "Attempts per AWS API call by the SDK's standard retryer before Portico requeues the Service.")
@@ -179,13 +189,15 @@ func (c *Config) Factory() providers.Factory {
 			return nil, fmt.Errorf("loading AWS configuration: %w", err)
 		}
 		return New(Options{
-			ClusterID:   opts.ClusterID,
-			ClusterName: c.ClusterName,
-			VPCID:       c.VPCID,
-			AWS:         cfg,
-			EndpointURL: c.EndpointURL,
-			RateLimit:   rate.Limit(c.APIQPS),
-			Burst:       c.APIBurst,
+			ClusterID:            opts.ClusterID,
+			ClusterName:          c.ClusterName,
+			VPCID:                c.VPCID,
+			AllowUntaggedSubnets: c.AllowUntaggedSubnets,
+			AllowUntaggedEIPs:    c.AllowUntaggedEIPs,
+			AWS:                  cfg,
+			EndpointURL:          c.EndpointURL,
+			RateLimit:            rate.Limit(c.APIQPS),
+			Burst:                c.APIBurst,
 		})
 	}
 }

@@ -56,6 +56,9 @@ func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*prov
 	}
 	ctx = logr.NewContext(ctx, log)
 
+	if err := p.allowNamed(ctx, pl); err != nil {
+		return nil, err
+	}
 	cur, err := p.observe(ctx, d.Key, pl)
 	if err != nil {
 		return nil, err

@@ -250,8 +250,9 @@ func TestSchemeAndAnnotatedNetwork(t *testing.T) {
 
 	// Becoming internet-facing with pinned subnets and Elastic IPs replaces
 	// the NLB under the same name; the target group stays.
-	e.fake.AddElasticIP("eipalloc-0aaaaaaaaaaaaaaa1", "192.0.2.10")
-	e.fake.AddElasticIP("eipalloc-0aaaaaaaaaaaaaaa2", "192.0.2.11")
+	ours := map[string]string{aws.TagClusterPrefix + testCluster: "owned"}
+	e.fake.AddElasticIP("eipalloc-0aaaaaaaaaaaaaaa1", "192.0.2.10", ours)
+	e.fake.AddElasticIP("eipalloc-0aaaaaaaaaaaaaaa2", "192.0.2.11", ours)
 	groupsBefore := e.fake.TargetGroups()
 	d.Scheme = providers.SchemeExternal
 	d.Annotations = map[string]string{

@@ -167,6 +167,112 @@ func (p *Provider) resolveSubnets(ctx context.Context, pl *plan) (string, []stri
 	return pickSubnets(candidates, role, p.opts.ClusterName, p.opts.VPCID)
 }
 
+// allowNamed refuses, before anything is changed, the subnets and Elastic
+// IPs a Service names that the cluster may not use (allowSubnets,
+// allowEIPs). It runs before replaceIfImmutableChanged, which would
+// otherwise delete the load balancer to move it to a refused subnet.
+func (p *Provider) allowNamed(ctx context.Context, pl *plan) error {
+	if len(pl.subnets) > 0 {
+		out, err := p.ec2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: pl.subnets})
+		if err != nil {
+			return p.classify("describing subnets "+strings.Join(pl.subnets, ","), err)
+		}
+		if err := p.allowSubnets(ctx, out.Subnets); err != nil {
+			return err
+		}
+	}
+	if len(pl.eips) > 0 {
+		out, err := p.ec2.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{AllocationIds: pl.eips})
+		if err != nil {
+			return p.classify("describing Elastic IPs "+strings.Join(pl.eips, ","), err)
+		}
+		for _, a := range out.Addresses {
+			if err := p.allowTagged(AnnotationEIPAllocations, "Elastic IP", aws.ToString(a.AllocationId), a.Tags, p.opts.AllowUntaggedEIPs, "--aws-allow-untagged-eips"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// allowTagged applies the cluster-tag rule to one named resource: it must
+// carry kubernetes.io/cluster/<name> or portico.dev/cluster=<id>; with
+// allowUntagged one without any cluster tag is accepted too; one tagged
+// only for another cluster never is.
+func (p *Provider) allowTagged(annotation, kind, id string, tags []ec2types.Tag, allowUntagged bool, flag string) error {
+	ours, foreign := false, ""
+	for _, t := range tags {
+		k := aws.ToString(t.Key)
+		if name, ok := strings.CutPrefix(k, TagClusterPrefix); ok {
+			if name == p.opts.ClusterName {
+				ours = true
+			} else {
+				foreign = name
+			}
+		}
+		if k == providers.TagCluster {
+			if aws.ToString(t.Value) == p.opts.ClusterID {
+				ours = true
+			} else {
+				foreign = aws.ToString(t.Value)
+			}
+		}
+	}
+	switch {
+	case ours:
+		return nil
+	case foreign != "":
+		return providers.Configf(providers.ReasonResourceNotAllowed, "%s names %s %s, which is tagged for cluster %s, not for this one (%s%s)", annotation, kind, id, foreign, TagClusterPrefix, p.opts.ClusterName)
+	case !allowUntagged:
+		return providers.Configf(providers.ReasonResourceNotAllowed, "%s names %s %s, which is not tagged for this cluster; tag it %s%s (or %s=%s), or start the operator with %s", annotation, kind, id, TagClusterPrefix, p.opts.ClusterName, providers.TagCluster, p.opts.ClusterID, flag)
+	}
+	return nil
+}
+
+// allowSubnets refuses annotated subnets the cluster may not use. By default
+// a subnet must be tagged for this cluster: kubernetes.io/cluster/<name>
+// (as the AWS Load Balancer Controller requires,
+// https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/deploy/subnet_discovery/)
+// or Portico's portico.dev/cluster=<cluster-id>. With
+// --aws-allow-untagged-subnets a subnet without any cluster tag is accepted
+// too, in --aws-vpc-id or else in a VPC that holds a subnet tagged for this
+// cluster; a subnet tagged only for other clusters never is.
+func (p *Provider) allowSubnets(ctx context.Context, subnets []ec2types.Subnet) error {
+	var untagged []ec2types.Subnet
+	for _, sn := range subnets {
+		id := aws.ToString(sn.SubnetId)
+		if p.opts.VPCID != "" && aws.ToString(sn.VpcId) != p.opts.VPCID {
+			return providers.Configf(providers.ReasonResourceNotAllowed, "%s names subnet %s in VPC %s; this cluster may use only VPC %s (--aws-vpc-id)", AnnotationSubnets, id, aws.ToString(sn.VpcId), p.opts.VPCID)
+		}
+		if err := p.allowTagged(AnnotationSubnets, "subnet", id, sn.Tags, p.opts.AllowUntaggedSubnets, "--aws-allow-untagged-subnets"); err != nil {
+			return err
+		}
+		if p.allowTagged(AnnotationSubnets, "subnet", id, sn.Tags, false, "") != nil {
+			untagged = append(untagged, sn)
+		}
+	}
+	if len(untagged) == 0 || p.opts.VPCID != "" {
+		return nil
+	}
+	vpcs := map[string]bool{}
+	pages := ec2.NewDescribeSubnetsPaginator(p.ec2, &ec2.DescribeSubnetsInput{Filters: []ec2types.Filter{{Name: aws.String("tag-key"), Values: []string{TagClusterPrefix + p.opts.ClusterName}}}})
+	for pages.HasMorePages() {
+		pg, err := pages.NextPage(ctx)
+		if err != nil {
+			return p.classify("finding the cluster's VPC", err)
+		}
+		for _, sn := range pg.Subnets {
+			vpcs[aws.ToString(sn.VpcId)] = true
+		}
+	}
+	for _, sn := range untagged {
+		if !vpcs[aws.ToString(sn.VpcId)] {
+			return providers.Configf(providers.ReasonResourceNotAllowed, "%s names untagged subnet %s in VPC %s, which holds no subnet tagged %s%s; set --aws-vpc-id to allow it", AnnotationSubnets, aws.ToString(sn.SubnetId), aws.ToString(sn.VpcId), TagClusterPrefix, p.opts.ClusterName)
+		}
+	}
+	return nil
+}
+
 // pickSubnets chooses one subnet per zone: subnets tagged for this cluster
 // first, then untagged ones, never those tagged for another cluster.
 func pickSubnets(subnets []ec2types.Subnet, role, cluster, vpcFlag string) (string, []string, error) {
@@ -288,8 +394,17 @@ func (p *Provider) ownedSecurityGroups(ctx context.Context, key providers.Key, v
 func (s *ensureRun) ensureSecurityGroup(ctx context.Context, vpc string) error {
 	var sg *ec2types.SecurityGroup
 	if lb := s.cur.lb; lb != nil {
+		// No call has changed anything yet: replaceIfImmutableChanged left
+		// this load balancer in place and network reads nothing for it.
+		restricted := len(s.plan.sourceRanges) > 0
 		if len(lb.SecurityGroups) == 0 {
-			s.log.Info("Load balancer has no security group; loadBalancerSourceRanges cannot be enforced on it")
+			if restricted {
+				// A security group can be added to an NLB only at creation
+				// (https://docs.aws.amazon.com/elasticloadbalancing/latest/network/load-balancer-security-groups.html).
+				return providers.Configf(providers.ReasonSourceRangesNotEnforceable,
+					"load balancer %s was created without a security group, so loadBalancerSourceRanges cannot be enforced on it; AWS adds security groups to an NLB only at creation: delete and recreate the Service (or remove loadBalancerSourceRanges)", s.plan.name)
+			}
+			s.log.V(1).Info("Load balancer has no security group; it admits every client, as the Service asks")
 			return nil
 		}
 		out, err := s.p.ec2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: lb.SecurityGroups})
@@ -302,6 +417,10 @@ func (s *ensureRun) ensureSecurityGroup(ctx context.Context, vpc string) error {
 			}
 		}
 		if sg == nil {
+			if restricted {
+				return providers.Configf(providers.ReasonSourceRangesNotEnforceable,
+					"load balancer %s has security groups %v that Portico does not own, so it cannot enforce loadBalancerSourceRanges on them", s.plan.name, lb.SecurityGroups)
+			}
 			s.log.Info("Load balancer's security groups are not Portico's; leaving them alone", "securityGroups", lb.SecurityGroups)
 			return nil
 		}

@@ -60,6 +60,9 @@ type plan struct {
 	listeners []listenerPlan
 	groups    map[string]*groupPlan
 	rules     []sgRule
+	// sourceRanges are the Service's loadBalancerSourceRanges; when set,
+	// the load balancer must have Portico's security group to enforce them.
+	sourceRanges []string
 	// skipped lists nodes without an EC2 instance provider ID.
 	skipped []string
 }
@@ -134,6 +137,9 @@ func buildPlan(d *providers.LoadBalancer, a Annotations) (*plan, error) {
 		subnets:   a.Subnets,
 		eips:      a.EIPAllocations,
 		groups:    map[string]*groupPlan{},
+	}
+	for _, r := range d.SourceRanges {
+		pl.sourceRanges = append(pl.sourceRanges, r.Masked().String())
 	}
 	if d.Scheme == providers.SchemeInternal {
 		pl.scheme = elbtypes.LoadBalancerSchemeEnumInternal

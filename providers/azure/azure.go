@@ -56,6 +56,10 @@ type Options struct {
 	// ResourceGroup) locate the nodes' NSG; empty disables NSG rules.
 	SecurityGroupName          string
 	SecurityGroupResourceGroup string
+	// AllowedResourceGroups are resource groups, besides ResourceGroup,
+	// whose public IP prefixes Services may name: a name in SubscriptionID
+	// or /subscriptions/<id>/resourceGroups/<name>.
+	AllowedResourceGroups []string
 	// LoadBalancerName is the shared public load balancer; the internal one
 	// is LoadBalancerName + "-internal". Default portico-<cluster-id>.
 	LoadBalancerName string
@@ -108,6 +112,9 @@ func New(opts Options) (*Provider, error) {
 		if v == "" {
 			return nil, fmt.Errorf("azure provider: no %s configured", flag)
 		}
+	}
+	if err := providers.ValidateClusterID(opts.ClusterID); err != nil {
+		return nil, fmt.Errorf("azure provider: %w", err)
 	}
 	if opts.LoadBalancerName == "" {
 		opts.LoadBalancerName = "portico-" + sanitizeName(cmpOr(opts.ClusterID, "cluster"))
@@ -237,9 +244,10 @@ func (p *Provider) newLoadBalancer(name string) *armnetwork.LoadBalancer {
 
 // Ensure implements providers.Provider. The steps, each idempotent and each
 // adopting what an interrupted earlier run left: the public IP (external
-// only), the Service's parts in the shared load balancer (one batched,
-// ETag-guarded write), the removal of its parts from the other shared load
-// balancer and of a public IP it no longer uses, and its NSG rule.
+// only), its NSG rules (before any traffic can reach the frontend, see
+// buildSecurityRules), the Service's parts in the shared load balancer (one
+// batched, ETag-guarded write), and the removal of its parts from the other
+// shared load balancer and of a public IP it no longer uses.
 func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*providers.Status, error) {
 	if err := d.Validate(); err != nil {
 		return nil, err
@@ -249,6 +257,13 @@ func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*prov
 		return nil, err
 	}
 	if err := validateDesired(d, settings); err != nil {
+		return nil, err
+	}
+	if len(d.SourceRanges) > 0 && p.opts.SecurityGroupName == "" {
+		return nil, providers.Configf(providers.ReasonSourceRangesNotEnforceable,
+			"loadBalancerSourceRanges are enforced by rules in the nodes' network security group, and the operator has none configured (--azure-security-group-name, or securityGroupName in the cloud config); nothing is created or changed")
+	}
+	if err := p.allowPrefix(settings.PublicIPPrefix); err != nil {
 		return nil, err
 	}
 	log := logr.FromContextOrDiscard(ctx).WithValues("service", d.Key.String())
@@ -290,6 +305,11 @@ func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*prov
 	if err != nil {
 		return nil, err
 	}
+	// The NSG rules go first: until the deny rule exists, the NSG's default
+	// AllowVnetInBound would admit the whole VNet to a new internal frontend.
+	if err := p.ensureSecurityRules(ctx, d, pt); err != nil {
+		return nil, err
+	}
 	var prevPIP string
 	lb, err := p.writer.submit(ctx, lbName, &change{apply: func(lb *armnetwork.LoadBalancer) bool {
 		changed, prev := applyParts(lb, pt)
@@ -321,9 +341,6 @@ func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*prov
 		}
 	}
 	p.settle(d.Key, lbName)
-	if err := p.ensureSecurityRule(ctx, d, pt); err != nil {
-		return nil, err
-	}
 	return p.status(lb, base, pip)
 }
 
@@ -438,7 +455,7 @@ func (p *Provider) Delete(ctx context.Context, key providers.Key) error {
 			return err
 		}
 	}
-	return p.deleteSecurityRule(ctx, key)
+	return p.deleteSecurityRules(ctx, key)
 }
 
 // taggedPublicIPs lists the public IPs in the resource group tagged for key.
@@ -577,6 +594,51 @@ func (p *Provider) publicIPPrefixID(s string) string {
 		return s
 	}
 	return armID(p.opts.SubscriptionID, p.opts.ResourceGroup, "publicIPPrefixes", s)
+}
+
+// allowPrefix refuses a public IP prefix outside the resource groups a
+// Service may use: the operator's own (--azure-resource-group) and those in
+// --azure-allowed-resource-groups. A prefix given by name is always in the
+// operator's own group.
+func (p *Provider) allowPrefix(prefix string) error {
+	if !strings.HasPrefix(prefix, "/") {
+		return nil
+	}
+	parts := strings.Split(prefix, "/") // "", subscriptions, <sub>, resourceGroups, <rg>, ...
+	if len(parts) < 5 {
+		return providers.Configf("InvalidAnnotation", "%s: %q is not a resource ID", AnnotationPublicIPPrefix, prefix)
+	}
+	sub, rg := parts[2], parts[4]
+	if p.allowedResourceGroup(sub, rg) {
+		return nil
+	}
+	return providers.Configf(providers.ReasonResourceNotAllowed,
+		"%s names a public IP prefix in resource group %s of subscription %s; Services may use only resource group %s and those in --azure-allowed-resource-groups",
+		AnnotationPublicIPPrefix, rg, sub, p.opts.ResourceGroup)
+}
+
+// allowedResourceGroup reports whether Services may use resources of rg in
+// subscription sub. Resource group names and subscription IDs compare
+// case-insensitively, as ARM treats them
+// (https://learn.microsoft.com/azure/azure-resource-manager/management/resource-name-rules).
+func (p *Provider) allowedResourceGroup(sub, rg string) bool {
+	if strings.EqualFold(sub, p.opts.SubscriptionID) && strings.EqualFold(rg, p.opts.ResourceGroup) {
+		return true
+	}
+	for _, a := range p.opts.AllowedResourceGroups {
+		asub, arg := p.opts.SubscriptionID, a
+		if strings.HasPrefix(a, "/") {
+			f := strings.Split(a, "/")
+			if len(f) != 5 {
+				continue
+			}
+			asub, arg = f[2], f[4]
+		}
+		if strings.EqualFold(sub, asub) && strings.EqualFold(rg, arg) {
+			return true
+		}
+	}
+	return false
 }
 
 func prefixOf(pip *armnetwork.PublicIPAddress) string {

@@ -35,6 +35,7 @@ type Config struct {
 	SecurityGroupName          string
 	SecurityGroupResourceGroup string
 	LoadBalancerName           string
+	AllowedResourceGroups      []string
 
 	BatchWindow  time.Duration
 	PollInterval time.Duration
@@ -51,9 +52,10 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.VNetName, "azure-vnet-name", "", "Virtual network of the nodes; backend pools address nodes by IP in it.")
 	fs.StringVar(&c.VNetResourceGroup, "azure-vnet-resource-group", "", "Resource group of the virtual network (default: --azure-resource-group).")
 	fs.StringVar(&c.SubnetName, "azure-subnet-name", "", "Default subnet for internal load balancer frontends.")
-	fs.StringVar(&c.SecurityGroupName, "azure-security-group-name", "", "Network security group of the nodes; Portico adds one inbound rule per Service from its loadBalancerSourceRanges. Empty: no NSG rules are managed.")
+	fs.StringVar(&c.SecurityGroupName, "azure-security-group-name", "", "Network security group of the nodes (on AKS: aks-agentpool-*-nsg in the node resource group). Portico adds per Service an inbound rule from its loadBalancerSourceRanges to its backends and, when ranges are set, a deny rule for every other source. Empty: no NSG rules are managed, and Services with loadBalancerSourceRanges are refused (SourceRangesNotEnforceable).")
 	fs.StringVar(&c.SecurityGroupResourceGroup, "azure-security-group-resource-group", "", "Resource group of the network security group (default: --azure-resource-group).")
 	fs.StringVar(&c.LoadBalancerName, "azure-load-balancer-name", "", "Name of the cluster's shared public Standard load balancer; the internal one gets the suffix -internal (default portico-<cluster-id>).")
+	fs.StringSliceVar(&c.AllowedResourceGroups, "azure-allowed-resource-groups", nil, "Resource groups besides --azure-resource-group whose public IP prefixes Services may name (azure.lb.portico.dev/public-ip-prefix): names in --azure-subscription-id or /subscriptions/<id>/resourceGroups/<name>. Anything else is refused (ResourceNotAllowed).")
 	fs.DurationVar(&c.BatchWindow, "azure-batch-window", 500*time.Millisecond, "How long writes to a shared load balancer are collected before one PUT carries them all.")
 	fs.DurationVar(&c.PollInterval, "azure-poll-interval", 5*time.Second, "Polling interval of long-running ARM operations when Azure sends no Retry-After (minimum 1s).")
 }
@@ -175,6 +177,7 @@ func (c *Config) options() Options {
 		SecurityGroupName:          c.SecurityGroupName,
 		SecurityGroupResourceGroup: c.SecurityGroupResourceGroup,
 		LoadBalancerName:           c.LoadBalancerName,
+		AllowedResourceGroups:      c.AllowedResourceGroups,
 		BatchWindow:                c.BatchWindow,
 		PollInterval:               c.PollInterval,
 	}

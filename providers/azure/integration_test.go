@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/portico-lb/portico/controllers"
 	"github.com/portico-lb/portico/internal/gen"
 	"github.com/portico-lb/portico/internal/operator"
 	"github.com/portico-lb/portico/internal/testenv"
@@ -143,6 +144,32 @@ func TestOperatorOnControlPlane(t *testing.T) {
 			}
 			return nil
 		})
+	})
+
+	t.Run("prefix outside the allowed resource groups is a False condition", func(t *testing.T) {
+		borrow := gen.Service(ns.Name, "borrow", class, gen.ForAPI())
+		borrow.Annotations = map[string]string{azure.AnnotationPublicIPPrefix: "/subscriptions/" + itSub + "/resourceGroups/team-b/providers/Microsoft.Network/publicIPPrefixes/theirs"}
+		if err := c.Create(ctx, borrow); err != nil {
+			t.Fatal(err)
+		}
+		testenv.Eventually(t, 30*time.Second, func() error {
+			var got corev1.Service
+			if err := c.Get(ctx, client.ObjectKeyFromObject(borrow), &got); err != nil {
+				return err
+			}
+			for _, cond := range got.Status.Conditions {
+				if cond.Type == controllers.ConditionReady && cond.Status == metav1.ConditionFalse && cond.Reason == providers.ReasonResourceNotAllowed {
+					return nil
+				}
+			}
+			return fmt.Errorf("conditions %+v, want Ready False %s", got.Status.Conditions, providers.ReasonResourceNotAllowed)
+		})
+		for _, r := range f.Resources() {
+			if r.Kind == azurefake.KindPublicIP && r.Name == azure.ResourceName(key(borrow)) {
+				t.Errorf("a public IP was created for a Service whose prefix is not allowed")
+			}
+		}
+		testenv.DeleteServiceAndWait(t, c, borrow)
 	})
 
 	t.Run("delete leaves nothing", func(t *testing.T) {

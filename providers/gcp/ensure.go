@@ -156,7 +156,7 @@ func (p *Provider) readOwned(ctx context.Context, key providers.Key) (*existing,
 		}
 		ex.backendService = bs
 	}
-	for _, name := range []string{base, HealthCheckFirewallName(key)} {
+	for _, name := range firewallNames(key) {
 		fw, found, err := get(ctx, p, "reading firewall "+name, func(ctx context.Context) (*computepb.Firewall, error) {
 			return p.api.Firewalls.Get(ctx, &computepb.GetFirewallRequest{Project: p.opts.Project, Firewall: name})
 		})
@@ -164,8 +164,14 @@ func (p *Provider) readOwned(ctx context.Context, key providers.Key) (*existing,
 			return nil, err
 		}
 		if found {
-			if err := notOwned(kindFirewall, "projects/"+p.opts.Project+"/global/firewalls/"+name, fw.GetDescription()); err != nil {
+			id := "projects/" + p.opts.Project + "/global/firewalls/" + name
+			if err := notOwned(kindFirewall, id, fw.GetDescription()); err != nil {
 				return nil, err
+			}
+			if !p.firewallInRegion(fw) {
+				// The same cluster ID in another region: firewall rules are
+				// global, the rest of that load balancer is not ours.
+				return nil, &providers.NotOwnedError{Kind: kindFirewall, ID: id}
 			}
 			ex.firewalls[name] = fw
 		}
@@ -741,14 +747,32 @@ func (p *Provider) ensureFirewalls(ctx context.Context, log logr.Logger, pl *pla
 		hcRanges = append(hcRanges, ExternalHealthCheckRanges...)
 	}
 	sort.Strings(hcRanges)
-	for _, fw := range []*computepb.Firewall{
+	want := []*computepb.Firewall{
 		p.firewall(pl, BaseName(pl.key), ip, pl.sourceRanges, allowed),
 		p.firewall(pl, HealthCheckFirewallName(pl.key), ip, hcRanges,
 			[]*computepb.Allowed{{IPProtocol: proto.String("tcp"), Ports: portList([]int32{pl.hcPort})}}),
-	} {
+	}
+	if pl.restricted {
+		// Other rules of the network (default-allow-internal, a cluster's
+		// own node rules) would admit clients outside the ranges; a deny
+		// rule one priority after Portico's allow rules shuts them out.
+		// GCP applies the matching rule with the lowest priority number
+		// (https://cloud.google.com/firewall/docs/firewalls#priority_order_for_firewall_rules).
+		deny := p.firewall(pl, DenyFirewallName(pl.key), ip, []string{"0.0.0.0/0"}, nil)
+		deny.Denied = []*computepb.Denied{{IPProtocol: proto.String("all")}}
+		deny.Priority = proto.Int32(firewallPriority + 1)
+		want = append(want, deny)
+	}
+	for _, fw := range want {
 		if err := p.ensureFirewall(ctx, log, fw, have[fw.GetName()]); err != nil {
 			return err
 		}
+	}
+	if fw := have[DenyFirewallName(pl.key)]; fw != nil && !pl.restricted {
+		log.Info("Deleting firewall rule", "firewall", fw.GetName())
+		return deleted(p.do(ctx, "deleting firewall "+fw.GetName(), func(ctx context.Context) (*compute.Operation, error) {
+			return p.api.Firewalls.Delete(ctx, &computepb.DeleteFirewallRequest{Project: p.opts.Project, Firewall: fw.GetName()})
+		}))
 	}
 	return nil
 }
@@ -756,15 +780,23 @@ func (p *Provider) ensureFirewalls(ctx context.Context, log logr.Logger, pl *pla
 func (p *Provider) firewall(pl *plan, name, ip string, sources []string, allowed []*computepb.Allowed) *computepb.Firewall {
 	return &computepb.Firewall{
 		Name:              proto.String(name),
-		Description:       proto.String(description(pl.key, nil)),
+		Description:       proto.String(description(pl.key, map[string]string{markRegion: p.opts.Region})),
 		Network:           proto.String(p.opts.Network),
 		Direction:         proto.String("INGRESS"),
-		Priority:          proto.Int32(1000),
+		Priority:          proto.Int32(firewallPriority),
 		SourceRanges:      sources,
 		DestinationRanges: []string{ip + "/32"},
 		Allowed:           allowed,
 		TargetTags:        slices.Sorted(slices.Values(p.opts.NodeTags)),
 	}
+}
+
+// firewallInRegion reports whether a global firewall rule belongs to this
+// provider's region: its description's portico.dev/region is this region, or
+// absent (rules written before the mark existed are adopted and marked).
+func (p *Provider) firewallInRegion(fw *computepb.Firewall) bool {
+	r := Marks(fw.GetDescription())[markRegion]
+	return r == "" || r == p.opts.Region
 }
 
 func (p *Provider) ensureFirewall(ctx context.Context, log logr.Logger, want, have *computepb.Firewall) error {
@@ -799,7 +831,18 @@ func firewallMatches(have, want *computepb.Firewall) bool {
 		slices.Equal(sorted(have.GetSourceRanges()), sorted(want.GetSourceRanges())) &&
 		slices.Equal(sorted(have.GetDestinationRanges()), sorted(want.GetDestinationRanges())) &&
 		slices.Equal(sorted(have.GetTargetTags()), sorted(want.GetTargetTags())) &&
-		slices.Equal(allowed(have), allowed(want))
+		slices.Equal(allowed(have), allowed(want)) &&
+		slices.Equal(denied(have), denied(want)) &&
+		have.GetDescription() == want.GetDescription()
+}
+
+func denied(f *computepb.Firewall) []string {
+	var out []string
+	for _, d := range f.GetDenied() {
+		out = append(out, strings.ToLower(d.GetIPProtocol())+":"+strings.Join(d.GetPorts(), ","))
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Observe implements providers.Provider.
@@ -889,14 +932,14 @@ func (p *Provider) Delete(ctx context.Context, key providers.Key) error {
 			}
 		}
 	}
-	for _, name := range []string{BaseName(key), HealthCheckFirewallName(key)} {
+	for _, name := range firewallNames(key) {
 		fw, found, err := get(ctx, p, "reading firewall "+name, func(ctx context.Context) (*computepb.Firewall, error) {
 			return p.api.Firewalls.Get(ctx, &computepb.GetFirewallRequest{Project: p.opts.Project, Firewall: name})
 		})
 		if err != nil {
 			return err
 		}
-		if found && ownedBy(fw.GetDescription(), key) {
+		if found && ownedBy(fw.GetDescription(), key) && p.firewallInRegion(fw) {
 			log.Info("Deleting firewall rule", "firewall", name)
 			if err := deleted(p.do(ctx, "deleting firewall "+name, func(ctx context.Context) (*compute.Operation, error) {
 				return p.api.Firewalls.Delete(ctx, &computepb.DeleteFirewallRequest{Project: p.opts.Project, Firewall: name})

@@ -692,14 +692,21 @@ func TestBackendHealthInStatus(t *testing.T) {
 	}
 }
 
-// TestClusterIDsNeedNoCare checks that any cluster ID yields names and labels
-// the API accepts (the fake validates both as Compute Engine does).
+// TestClusterIDsNeedNoCare checks that every cluster ID the provider
+// accepts yields names and labels the API accepts (the fake validates both as
+// Compute Engine does), and that the provider refuses, at start, IDs that
+// could not be a GCP label value (providers.ValidateClusterID).
 func TestClusterIDsNeedNoCare(t *testing.T) {
-	for _, cluster := range []string{"Prod/EU West 1", "1-starts-with-digit", strings.Repeat("x", 80), "ünïcode"} {
+	for _, cluster := range []string{"1-starts-with-digit", strings.Repeat("x", 63), providers.DeriveClusterID("uid")} {
 		e := newEnv(t, envOptions{cluster: cluster})
 		k := providers.Key{ClusterID: cluster, Namespace: "default", Name: "svc"}
 		if _, err := e.p.Ensure(t.Context(), desired(k, []string{"node-a"}, ports(80))); err != nil {
 			t.Errorf("cluster %q: %v", cluster, err)
+		}
+	}
+	for _, cluster := range []string{"", "Prod/EU West 1", strings.Repeat("x", 64), "ünïcode"} {
+		if _, err := gcp.New(nil, gcp.Options{ClusterID: cluster, Project: testProject, Region: testRegion, Network: "default"}); err == nil {
+			t.Errorf("cluster %q: accepted", cluster)
 		}
 	}
 }

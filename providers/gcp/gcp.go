@@ -52,6 +52,9 @@ type Options struct {
 	Subnetwork string
 	// NetworkTier is the default tier of external addresses and rules.
 	NetworkTier string
+	// AllowedProjects are projects besides Project whose subnetworks
+	// Services may name (gcp.lb.portico.dev/subnet).
+	AllowedProjects []string
 	// NodeTags, when set, narrow Portico's firewall rules to instances with
 	// these network tags; otherwise the rules match by destination address.
 	NodeTags []string
@@ -82,8 +85,8 @@ func New(api *Clients, opts Options) (*Provider, error) {
 	if opts.Project == "" || opts.Region == "" || opts.Network == "" {
 		return nil, errors.New("gcp provider needs a project, a region and a network")
 	}
-	if opts.ClusterID == "" {
-		return nil, errors.New("gcp provider needs a cluster ID")
+	if err := providers.ValidateClusterID(opts.ClusterID); err != nil {
+		return nil, fmt.Errorf("gcp provider: %w", err)
 	}
 	if !strings.Contains(opts.Network, "/") {
 		opts.Network = "projects/" + opts.Project + "/global/networks/" + opts.Network
@@ -127,6 +130,7 @@ type Config struct {
 	Project, Region, Network, Subnetwork string
 	NetworkTier                          string
 	NodeTags                             []string
+	AllowedProjects                      []string
 	Endpoint                             string
 	ClusterHealthCheckPort               int32
 	QPS                                  float64
@@ -141,6 +145,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Network, "gcp-network", "", "VPC network of the nodes (name or projects/<p>/global/networks/<n>). Default: the network of the node's first interface, from the metadata server.")
 	fs.StringVar(&c.Subnetwork, "gcp-subnetwork", "", "Default subnetwork of internal load balancers (name or projects/<p>/regions/<r>/subnetworks/<n>); the gcp.lb.portico.dev/subnet annotation overrides it. Without either, internal Services report SubnetRequired.")
 	fs.StringVar(&c.NetworkTier, "gcp-network-tier", "PREMIUM", "Default network tier of external load balancers: PREMIUM or STANDARD.")
+	fs.StringSliceVar(&c.AllowedProjects, "gcp-allowed-projects", nil, "Projects besides --gcp-project whose subnetworks Services may name in gcp.lb.portico.dev/subnet (e.g. a Shared VPC host project). Anything else is refused (ResourceNotAllowed).")
 	fs.StringSliceVar(&c.NodeTags, "gcp-node-tags", nil, "Network tags of the cluster's nodes; when set, Portico's firewall rules target only those instances.")
 	fs.StringVar(&c.Endpoint, "gcp-endpoint", "", "Compute API endpoint, e.g. a private endpoint or an emulator (passed to option.WithEndpoint). Default: the library's, https://compute.googleapis.com.")
 	fs.Int32Var(&c.ClusterHealthCheckPort, "gcp-cluster-health-check-port", 10256, "Node port probed for Services with externalTrafficPolicy Cluster (kube-proxy's healthz).")
@@ -156,6 +161,7 @@ func (c *Config) Factory() providers.Factory {
 		o := Options{
 			ClusterID: opts.ClusterID, Project: c.Project, Region: c.Region, Network: c.Network,
 			Subnetwork: c.Subnetwork, NetworkTier: strings.ToUpper(c.NetworkTier), NodeTags: c.NodeTags,
+			AllowedProjects:        c.AllowedProjects,
 			ClusterHealthCheckPort: c.ClusterHealthCheckPort, QPS: c.QPS, Burst: c.Burst,
 			Backoff: Backoff{Attempts: c.Attempts},
 		}

@@ -18,7 +18,8 @@ import (
 //   - Deterministic names. Per Service: BaseName(key) = "portico-" + the
 //     first 16 hex digits of sha256(cluster/namespace/name), used for the
 //     address, the backend service, the health check and the traffic
-//     firewall; BaseName+"-hc" for the health-check firewall and
+//     firewall; BaseName+"-hc" for the health-check firewall, BaseName+"-deny"
+//     for the rule that denies everyone outside loadBalancerSourceRanges, and
 //     BaseName+"-tcp" / "-udp" for the forwarding rules. Per cluster and zone:
 //     InstanceGroupName(cluster) = "portico-ig-" + 16 hex digits of
 //     sha256(cluster), shared by every Service of the cluster (an instance may
@@ -52,10 +53,30 @@ func ForwardingRuleName(key providers.Key, proto providers.Protocol) string {
 // HealthCheckFirewallName is the firewall admitting health-check probes.
 func HealthCheckFirewallName(key providers.Key) string { return BaseName(key) + "-hc" }
 
+// DenyFirewallName is the firewall denying every source outside the
+// Service's loadBalancerSourceRanges, present only when ranges are set.
+func DenyFirewallName(key providers.Key) string { return BaseName(key) + "-deny" }
+
+// firewallNames are every firewall rule a Service may have.
+func firewallNames(key providers.Key) []string {
+	return []string{BaseName(key), HealthCheckFirewallName(key), DenyFirewallName(key)}
+}
+
+// firewallPriority is the priority of Portico's allow rules; the deny rule
+// takes the next one.
+const firewallPriority = 1000
+
 func hash16(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])[:16]
 }
+
+// markRegion is provider bookkeeping in the description of the global
+// firewall rules: the region of the load balancer they serve. Names and
+// ownership marks depend only on cluster ID and Service, so two clusters given
+// the same --cluster-id in two regions of one project would otherwise share
+// (and rewrite, and delete) each other's firewall rules.
+const markRegion = "portico.dev/region"
 
 // description is the JSON ownership mark of a per-Service resource. extra
 // holds provider bookkeeping (such as the Service ports a forwarding rule

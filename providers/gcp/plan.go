@@ -39,7 +39,10 @@ type plan struct {
 	exactMembers bool
 	affinity     string
 	sourceRanges []string
-	nodes        int
+	// restricted is true when the Service set loadBalancerSourceRanges, so
+	// everyone else is denied explicitly.
+	restricted bool
+	nodes      int
 }
 
 // newPlan validates desired and derives the plan; problems the user must fix
@@ -92,6 +95,9 @@ func (p *Provider) newPlan(d *providers.LoadBalancer) (*plan, error) {
 			if !strings.Contains(pl.subnet, "/") {
 				pl.subnet = "projects/" + p.opts.Project + "/regions/" + p.opts.Region + "/subnetworks/" + pl.subnet
 			}
+			if err := p.allowProject(pl.subnet); err != nil {
+				return nil, err
+			}
 		}
 		if pl.subnet == "" {
 			return nil, providers.Configf("SubnetRequired", "an internal load balancer needs a subnetwork: set %s or the operator's --gcp-subnetwork", AnnotationSubnet)
@@ -136,6 +142,7 @@ func (p *Provider) newPlan(d *providers.LoadBalancer) (*plan, error) {
 	if len(d.SourceRanges) > 0 && len(pl.sourceRanges) == 0 {
 		return nil, providers.Configf("InvalidSourceRanges", "loadBalancerSourceRanges holds only IPv6 ranges; the gcp backend builds IPv4 load balancers")
 	}
+	pl.restricted = len(pl.sourceRanges) > 0
 	if len(pl.sourceRanges) == 0 {
 		pl.sourceRanges = []string{"0.0.0.0/0"}
 	}
@@ -227,4 +234,16 @@ func validIPv4(s string) bool {
 func parseAddr(s string) netip.Addr {
 	a, _ := netip.ParseAddr(s)
 	return a
+}
+
+// allowProject refuses a subnetwork named by annotation in a project the
+// operator does not allow Services to use: its own (--gcp-project) and those
+// in --gcp-allowed-projects (a Shared VPC host project, for instance).
+func (p *Provider) allowProject(subnet string) error {
+	project, _, _ := strings.Cut(strings.TrimPrefix(subnet, "projects/"), "/")
+	if project == p.opts.Project || slices.Contains(p.opts.AllowedProjects, project) {
+		return nil
+	}
+	return providers.Configf(providers.ReasonResourceNotAllowed,
+		"%s names subnetwork %s in project %s; Services may use only project %s and those in --gcp-allowed-projects", AnnotationSubnet, subnet, project, p.opts.Project)
 }

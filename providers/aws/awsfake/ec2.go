@@ -36,6 +36,8 @@ func (f *Fake) ec2(action string, form url.Values) (any, *apiError) {
 	switch action {
 	case "DescribeSubnets":
 		return f.describeSubnets(form)
+	case "DescribeAddresses":
+		return f.describeAddresses(form)
 	case "DescribeSecurityGroups":
 		return f.describeSecurityGroups(form)
 	case "CreateSecurityGroup":
@@ -157,6 +159,38 @@ func (f *Fake) describeSubnets(form url.Values) (any, *apiError) {
 		SubnetSet []item   `xml:"subnetSet>item"`
 		NextToken string   `xml:"nextToken,omitempty"`
 	}{SubnetSet: pg, NextToken: next}, nil
+}
+
+// describeAddresses answers DescribeAddresses for AllocationId.N: an unknown
+// allocation fails the whole call with InvalidAllocationID.NotFound
+// (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeAddresses.html,
+// https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html).
+func (f *Fake) describeAddresses(form url.Values) (any, *apiError) {
+	type item struct {
+		AllocationID string     `xml:"allocationId"`
+		PublicIP     string     `xml:"publicIp"`
+		Domain       string     `xml:"domain"`
+		TagSet       []xItemTag `xml:"tagSet>item"`
+	}
+	ids := stringList(form, "AllocationId")
+	if len(ids) == 0 {
+		for id := range f.eips {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+	}
+	var out []item
+	for _, id := range ids {
+		ip, ok := f.eips[id]
+		if !ok {
+			return nil, badRequest("InvalidAllocationID.NotFound", "The allocation ID '%s' does not exist", id)
+		}
+		out = append(out, item{AllocationID: id, PublicIP: ip, Domain: "vpc", TagSet: xTags(f.eipTags[id])})
+	}
+	return &struct {
+		XMLName      xml.Name `xml:"result"`
+		AddressesSet []item   `xml:"addressesSet>item"`
+	}{AddressesSet: out}, nil
 }
 
 type xIPRange struct {

@@ -63,6 +63,22 @@ type Call struct {
 	Mutating bool
 	// Code is the error code returned, empty on success.
 	Code string
+	// AccessKeyID is the caller's key from the SigV4 Credential scope, and
+	// Params the request's parameters: what CloudTrail records as
+	// userIdentity.accessKeyId and requestParameters
+	// (https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-user-identity.html,
+	// https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-record-contents.html).
+	// Tests use them to tell which caller touched which resource.
+	AccessKeyID string
+	Params      url.Values
+}
+
+// accessKeyID reads the key from "AWS4-HMAC-SHA256 Credential=<key>/<scope>, ..."
+// (https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html#add-signature-to-request).
+func accessKeyID(auth string) string {
+	cred, _ := strings.CutPrefix(auth, "AWS4-HMAC-SHA256 Credential=")
+	key, _, _ := strings.Cut(cred, "/")
+	return key
 }
 
 // Fake is the in-process endpoint. Create it with New and Close it after use.
@@ -79,6 +95,7 @@ type Fake struct {
 	sgs       map[string]*SecurityGroup
 	instances map[string]bool
 	eips      map[string]string // allocation ID -> public IP
+	eipTags   map[string]map[string]string
 	sgHeld    map[string]time.Time
 
 	calls         []Call
@@ -110,6 +127,7 @@ func New(opts Options) *Fake {
 		sgs:        map[string]*SecurityGroup{},
 		instances:  map[string]bool{},
 		eips:       map[string]string{},
+		eipTags:    map[string]map[string]string{},
 		sgHeld:     map[string]time.Time{},
 		rng:        mrand.New(mrand.NewPCG(opts.Seed, opts.Seed^0x5eed)),
 		crashAfter: -1,
@@ -143,11 +161,14 @@ func (f *Fake) AddInstance(id string) {
 	f.instances[id] = true
 }
 
-// AddElasticIP adds an Elastic IP allocation.
-func (f *Fake) AddElasticIP(allocationID, publicIP string) {
+// AddElasticIP adds an Elastic IP allocation with tags (none when omitted).
+func (f *Fake) AddElasticIP(allocationID, publicIP string, tags ...map[string]string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.eips[allocationID] = publicIP
+	if len(tags) > 0 {
+		f.eipTags[allocationID] = cloneTags(tags[0])
+	}
 }
 
 // ---- fault injection ----
@@ -298,6 +319,17 @@ func (f *Fake) PlantLoadBalancer(name string, tags map[string]string) string {
 	return lb.ARN
 }
 
+// PlantLoadBalancerWithSecurityGroups creates a load balancer with tags and
+// security groups, as another tool (or an earlier Portico) made it.
+func (f *Fake) PlantLoadBalancerWithSecurityGroups(name string, tags map[string]string, sgs ...string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	lb := f.newLoadBalancer(name, "internet-facing", "ipv4", "vpc-foreign", tags)
+	lb.SecurityGroups = append([]string(nil), sgs...)
+	lb.Created = time.Time{}
+	return lb.ARN
+}
+
 // PlantSecurityGroup creates a security group that another tool owns.
 func (f *Fake) PlantSecurityGroup(name, vpcID string, tags map[string]string) string {
 	f.mu.Lock()
@@ -348,23 +380,26 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	reqID := randUUID()
 	if !strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 Credential=") {
-		f.record(service, action, false, "MissingAuthenticationToken")
+		f.record(Call{Service: service, Action: action, Code: "MissingAuthenticationToken"})
 		writeError(w, service, reqID, errf(http.StatusForbidden, "MissingAuthenticationToken", "Request is missing Authentication Token"))
 		return
 	}
 	mutating := isMutating(action)
+	call := Call{Service: service, Action: action, Mutating: mutating, AccessKeyID: accessKeyID(r.Header.Get("Authorization")), Params: form}
 
 	if d := f.takeSlow(); d > 0 {
 		select {
 		case <-time.After(d):
 		case <-r.Context().Done():
 		}
-		f.record(service, action, mutating, "Timeout")
+		call.Code = "Timeout"
+		f.record(call)
 		writeError(w, service, reqID, errf(http.StatusGatewayTimeout, "RequestTimeout", "injected slow response"))
 		return
 	}
 	if aerr := f.takeFault(service, mutating); aerr != nil {
-		f.record(service, action, mutating, aerr.code)
+		call.Code = aerr.code
+		f.record(call)
 		writeError(w, service, reqID, aerr)
 		return
 	}
@@ -382,7 +417,8 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 	if aerr != nil {
 		code = aerr.code
 	}
-	f.record(service, action, mutating, code)
+	call.Code = code
+	f.record(call)
 	if aerr != nil {
 		writeError(w, service, reqID, aerr)
 		return
@@ -390,10 +426,10 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 	writeResult(w, service, action, reqID, result)
 }
 
-func (f *Fake) record(service, action string, mutating bool, code string) {
+func (f *Fake) record(c Call) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.calls = append(f.calls, Call{Service: service, Action: action, Mutating: mutating, Code: code})
+	f.calls = append(f.calls, c)
 }
 
 func (f *Fake) takeSlow() time.Duration {

@@ -26,6 +26,9 @@ type SDKOptions struct {
 	MaxBackoff  time.Duration
 	// Timeout bounds each HTTP attempt (default 2s).
 	Timeout time.Duration
+	// AccessKeyID signs the requests (default TestAccessKeyID); the fake
+	// records it with every call, so tests can tell callers apart.
+	AccessKeyID string
 }
 
 // SDKConfig returns an aws.Config that points the real SDK clients at the
@@ -41,10 +44,13 @@ func (f *Fake) SDKConfig(o SDKOptions) aws.Config {
 	if o.Timeout == 0 {
 		o.Timeout = 2 * time.Second
 	}
+	if o.AccessKeyID == "" {
+		o.AccessKeyID = TestAccessKeyID
+	}
 	return aws.Config{
 		Region:       f.opts.Region,
 		BaseEndpoint: aws.String(f.URL()),
-		Credentials:  credentials.NewStaticCredentialsProvider(TestAccessKeyID, TestSecretAccessKey, ""),
+		Credentials:  credentials.NewStaticCredentialsProvider(o.AccessKeyID, TestSecretAccessKey, ""),
 		HTTPClient:   awshttp.NewBuildableClient().WithTimeout(o.Timeout),
 		Retryer: func() aws.Retryer {
 			return retry.NewStandard(func(so *retry.StandardOptions) {

@@ -86,6 +86,17 @@ type Stats struct {
 	ServerErrors       int // injected 5xx answers
 }
 
+// Call is one request the fake received, with the fields Azure's activity
+// log records for it: the caller (here the bearer token, which identifies
+// the client in tests), the operation (method) and the resource ID (path)
+// (https://learn.microsoft.com/azure/azure-monitor/essentials/activity-log-schema).
+type Call struct {
+	Caller   string
+	Method   string
+	Path     string
+	Mutating bool
+}
+
 type object struct {
 	id    string // canonical case, as created
 	kind  string
@@ -120,6 +131,14 @@ type Server struct {
 	crashed   bool
 	rng       *mrand.Rand
 	hook      func(*http.Request)
+	calls     []Call
+}
+
+// Calls returns every request received so far.
+func (s *Server) Calls() []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Call(nil), s.calls...)
 }
 
 // New starts a fake on a TLS listener; Close stops it.
@@ -382,6 +401,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if mutating {
 		s.stats.Mutating++
 	}
+	s.calls = append(s.calls, Call{Caller: strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), Method: r.Method, Path: r.URL.Path, Mutating: mutating})
 	p, ok := parsePath(r.URL.Path)
 	if ok && mutating && eq(p.typ, "loadBalancers") && p.childTyp == "" {
 		s.stats.LoadBalancerWrites++

@@ -86,6 +86,11 @@ type Call struct {
 	Path     string
 	Mutating bool
 	Code     int
+	// UserAgent is the caller-supplied user agent, which Cloud Audit Logs
+	// record as requestMetadata.callerSuppliedUserAgent
+	// (https://cloud.google.com/logging/docs/reference/audit/auditlog/rest/Shared.Types/AuditLog#requestmetadata);
+	// tests set it per client to tell callers apart.
+	UserAgent string
 }
 
 // Object is one stored resource, as the JSON the API returns.
@@ -494,7 +499,7 @@ func (s *Server) reply(w http.ResponseWriter, r *http.Request, mutating bool, ou
 	if aerr != nil {
 		code = aerr.code
 	}
-	s.calls = append(s.calls, Call{Method: r.Method, Path: r.URL.Path, Mutating: mutating, Code: code})
+	s.calls = append(s.calls, Call{Method: r.Method, Path: r.URL.Path, Mutating: mutating, Code: code, UserAgent: r.UserAgent()})
 	w.Header().Set("Content-Type", "application/json")
 	if aerr != nil {
 		w.WriteHeader(aerr.code)
