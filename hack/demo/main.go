@@ -6,8 +6,9 @@
 // EndpointSlice controller builds from the pods, and a client namespace that
 // requests the Service through its load-balancer address.
 //
-// It stays up until Ctrl-C and then removes everything. "demo --down" removes
-// what a killed demo left behind.
+// It stays up until Ctrl-C and then removes everything, exiting 0 when the
+// teardown is clean (see supervise). "demo --down" removes what a killed
+// demo left behind.
 package main
 
 import (
@@ -55,6 +56,9 @@ func main() {
 	forwarder := flag.String("forwarder", "bin/portico-forwarder", "The portico-forwarder binary to run on every node.")
 	stateDir := flag.String("state-dir", ".demo", "Where the demo records what --down must remove.")
 	flag.Parse()
+	if !*down && os.Getenv(workerEnv) == "" {
+		os.Exit(supervise(os.Args[1:]))
+	}
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
 	var err error
 	if *down {
