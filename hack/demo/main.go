@@ -160,7 +160,7 @@ func run(forwarder, stateDir string) (err error) {
 		"  ip netns exec %s curl -s http://%s/\n"+
 		"Press Ctrl-C to stop and remove everything.\n", c.Env.Kubeconfig, filepath.Join(c.Env.BinDir, "kubectl"), c.Client.NS, ip)
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sig, stopSignal) // Ctrl-C, as the supervisor relays it
 	// A forwarder or control plane component that panics or dies ends the
 	// demo with an error; Close, on the way out, says which and why.
 	check := time.NewTicker(time.Second)
@@ -274,7 +274,7 @@ func teardown(dir string) error {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return err
 	}
-	if syscall.Kill(st.PID, syscall.SIGTERM) == nil {
+	if syscall.Kill(st.PID, stopSignal) == nil {
 		for i := 0; i < 100 && syscall.Kill(st.PID, 0) == nil; i++ {
 			time.Sleep(100 * time.Millisecond)
 		}

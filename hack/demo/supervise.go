@@ -14,9 +14,16 @@ import (
 // workerEnv marks the process that runs the demo under supervise.
 const workerEnv = "PORTICO_DEMO_WORKER"
 
+// stopSignal asks the worker to tear the demo down and exit. It is not
+// SIGINT or SIGTERM: internal/testenv answers those, in any process that
+// runs a control plane, by stopping it at once and dying of the signal again,
+// as an interrupted test binary should; the demo would then end with a
+// failure status after all.
+const stopSignal = syscall.SIGUSR1
+
 // supervise runs the demo (this program with args) in a worker process of
 // its own process group, relays SIGINT and SIGTERM to the worker alone, and
-// returns the worker's exit code.
+// returns the worker's exit code. It relays them as stopSignal.
 //
 // Ctrl-C sends SIGINT to the terminal's whole foreground process group.
 // Were the control plane and the forwarders in it, they would die of that
@@ -49,9 +56,12 @@ func supervise(args []string) int {
 	go func() { done <- cmd.Wait() }()
 	for {
 		select {
-		case s := <-sig:
-			_ = cmd.Process.Signal(s)
+		case <-sig:
+			_ = cmd.Process.Signal(stopSignal)
 		case err := <-done:
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "demo:", err)
+			}
 			return exitCode(err)
 		}
 	}

@@ -37,18 +37,29 @@ func TestMain(m *testing.M) {
 }
 
 // fakeDemo is the demo's run in miniature: it starts a component in its
-// own process group, writes the pids to $DEMO_TEST_PIDS, and on SIGINT or
-// SIGTERM stops the component with SIGTERM; a component that died before
-// that is a failure, as cluster.Close reports it.
+// own process group, writes the pids to $DEMO_TEST_PIDS, and on stopSignal
+// stops the component with SIGTERM; a component that died before that is a
+// failure, as cluster.Close reports it. Like the real demo, it dies of
+// SIGINT and SIGTERM (internal/testenv's handler).
 func fakeDemo() int {
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sig, stopSignal)
 	exe, _ := os.Executable()
 	c := exec.Command(exe)
 	c.Env = append(os.Environ(), roleEnv+"=component", workerEnv+"=")
 	if err := c.Start(); err != nil {
 		return 1
 	}
+	// What internal/testenv does on SIGINT and SIGTERM in a process that
+	// runs a control plane: stop it and die of the signal.
+	abort := make(chan os.Signal, 1)
+	signal.Notify(abort, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-abort
+		_ = c.Process.Kill()
+		signal.Reset(s)
+		_ = syscall.Kill(os.Getpid(), s.(syscall.Signal))
+	}()
 	done := make(chan error, 1)
 	go func() { done <- c.Wait() }()
 	pids := fmt.Sprintf("%d %d", os.Getpid(), c.Process.Pid)
