@@ -44,7 +44,12 @@ func newDescribeCommand(g *global) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
 		Use:   "describe SERVICE",
-		Short: "Show one load balancer: provider resources, conditions, Events, backend health, cost breakdown, announcing node",
+		Short: "Show one load balancer: class, readiness, ready endpoints, provider resources, conditions, Events, backend health, cost breakdown, announcing node",
+		Long: `Show one load balancer in depth. The Serving line (the Service's
+lb.portico.dev/Serving condition) says whether any endpoint is ready, and if not
+why, e.g. a selector that matches no pod. A Service without a load balancer is
+either waiting for the operator or of a class no Portico backend here serves;
+the classes served are learned from the LoadBalancer records in the cluster.`,
 		Example: `  kubectl lb describe web
   kubectl lb describe -n shop web -o yaml`,
 		Args: func(_ *cobra.Command, args []string) error {

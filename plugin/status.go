@@ -18,7 +18,14 @@ func newStatusCommand(g *global) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "List load balancers: class, address, ports, readiness, backends, monthly cost, age",
+		Short: "List load balancers: class, address, ports, readiness, backends, ready endpoints, monthly cost, age",
+		Long: `List load balancers: class, address, ports, readiness, backends (healthy/total),
+ready endpoints (ready/total), monthly cost and age.
+
+CLASS is the class recorded in the LoadBalancer record, as the operator decided
+it (default class included). PORTS shows at most three ports ("80/TCP,443/TCP,+98");
+-o wide shows them all, with the nodes that hold ready endpoints. A missing
+cost shows its reason: <RegionNotPriced>, <ProviderRetrying>, ...`,
 		Example: `  kubectl lb status
   kubectl lb status -A -o wide
   kubectl lb status -n shop -o json`,
