@@ -33,6 +33,7 @@ func TestTroubleTables(t *testing.T) {
 		{"lab-describe-bare", []string{"describe", "-n", "lab", "bare"}},
 		{"lab-describe-refused", []string{"describe", "-n", "lab", "refused"}},
 		{"lab-describe-huge", []string{"describe", "-n", "lab", "huge"}},
+		{"lab-describe-other-yaml", []string{"describe", "-n", "lab", "other", "-o", "yaml"}},
 		{"lab-pools", []string{"pools"}},
 		{"lab-pools-wide", []string{"pools", "-o", "wide"}},
 	}
