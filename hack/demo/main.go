@@ -73,6 +73,11 @@ func main() {
 }
 
 func run(forwarder, stateDir string) (err error) {
+	// Ctrl-C, as the supervisor relays it. Caught from the start: a Ctrl-C
+	// during start-up ends the demo, with its teardown, once it is up,
+	// rather than killing it half-built.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, stopSignal)
 	if os.Geteuid() != 0 {
 		return errors.New("run as root: the demo creates network namespaces and nftables tables")
 	}
@@ -159,8 +164,6 @@ func run(forwarder, stateDir string) (err error) {
 		"  %s get svc,loadbalancers -A\n"+
 		"  ip netns exec %s curl -s http://%s/\n"+
 		"Press Ctrl-C to stop and remove everything.\n", c.Env.Kubeconfig, filepath.Join(c.Env.BinDir, "kubectl"), c.Client.NS, ip)
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, stopSignal) // Ctrl-C, as the supervisor relays it
 	// A forwarder or control plane component that panics or dies ends the
 	// demo with an error; Close, on the way out, says which and why.
 	check := time.NewTicker(time.Second)
