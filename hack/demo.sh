@@ -10,4 +10,7 @@ fi
 hack/build-tools.sh >/dev/null
 mkdir -p bin
 CGO_ENABLED=0 go build -o bin/portico-forwarder ./cmd/portico-forwarder
-exec go run ./hack/demo --forwarder bin/portico-forwarder
+# Built and exec'd rather than go run: the demo's exit status is make's, and
+# Ctrl-C reaches the demo alone (hack/demo/supervise.go).
+go build -o bin/portico-demo ./hack/demo
+exec bin/portico-demo --forwarder bin/portico-forwarder

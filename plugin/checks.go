@@ -63,9 +63,6 @@ func ExitCode(err error) int {
 	return ExitError
 }
 
-// readyCondition is the Service condition the operator writes.
-const readyCondition = "lb.portico.dev/Ready"
-
 // checkAPI fails with ExitNoCRDs when lb.portico.dev/v1alpha1 is not served.
 func checkAPI(d discovery.ServerResourcesInterface) error {
 	gv := v1alpha1.GroupVersion.String()

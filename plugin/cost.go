@@ -9,8 +9,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/apimachinery/pkg/api/meta"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/pricing"
@@ -111,7 +112,7 @@ func (g *global) cost(ctx context.Context, output, by string) error {
 		return err
 	}
 	op := g.checkOperator(ctx, c, ns, lbs.Items)
-	report, err := buildCostReport(lbs.Items, by, g.opts.Now())
+	report, err := buildCostReport(lbs.Items, servicesByKey(ctx, c, ns), by, g.opts.Now())
 	if err != nil {
 		return err
 	}
@@ -179,13 +180,16 @@ func (b *bucket) groups(key string) []CostGroup {
 
 // buildCostReport groups lbs by key and currency; it is pure so that the
 // arithmetic is table-tested without a cluster.
-func buildCostReport(lbs []v1alpha1.LoadBalancer, by string, now time.Time) (*CostReport, error) {
+// svcs are the records' Services, by namespace/name, for their class and
+// their Ready condition; a missing Service is read from its record alone.
+func buildCostReport(lbs []v1alpha1.LoadBalancer, svcs map[types.NamespacedName]*corev1.Service, by string, now time.Time) (*CostReport, error) {
 	buckets := map[string]*bucket{}
 	total := &bucket{currencies: map[string]*sum{}}
 	report := &CostReport{By: by, At: metav1.NewTime(now), Groups: []CostGroup{}, Totals: []CostGroup{}, LoadBalancers: []CostLine{}}
 	for i := range lbs {
 		lb := &lbs[i]
-		line := CostLine{Namespace: lb.Namespace, Name: lb.Name, Class: className(lb), Created: lb.CreationTimestamp}
+		svc := svcs[types.NamespacedName{Namespace: lb.Namespace, Name: lb.Name}]
+		line := CostLine{Namespace: lb.Namespace, Name: lb.Name, Class: classOf(svc, lb), Created: lb.CreationTimestamp}
 		cost := lb.Status.Cost
 		if cost != nil {
 			line.Region = cost.Region
@@ -195,7 +199,7 @@ func buildCostReport(lbs []v1alpha1.LoadBalancer, by string, now time.Time) (*Co
 			buckets[key] = &bucket{currencies: map[string]*sum{}}
 		}
 		if cost == nil {
-			line.Unpriced = unpricedReason(lb)
+			line.Unpriced = unpricedReason(lb, svc)
 			buckets[key].unpriced++
 			total.unpriced++
 			report.LoadBalancers = append(report.LoadBalancers, line)
@@ -230,12 +234,10 @@ func accruedSince(hourly *big.Rat, created, now time.Time) *big.Rat {
 	return hours.Mul(hours, hourly)
 }
 
-// unpricedReason explains a missing cost from the Priced condition.
-func unpricedReason(lb *v1alpha1.LoadBalancer) string {
-	if c := meta.FindStatusCondition(lb.Status.Conditions, pricing.ConditionType); c != nil && c.Status != metav1.ConditionTrue {
-		return c.Reason + ": " + c.Message
-	}
-	return "not priced yet (no status.cost)"
+// unpricedReason explains a missing cost: reason first, then the message.
+func unpricedReason(lb *v1alpha1.LoadBalancer, svc *corev1.Service) string {
+	reason, msg := pendingReason(lb, svc)
+	return reason + ": " + brief(msg)
 }
 
 func (g *global) costTable(r *CostReport, wide bool) error {

@@ -65,7 +65,7 @@ func TestBuildCostReport(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.by, func(t *testing.T) {
-			r, err := buildCostReport(lbs, tt.by, now)
+			r, err := buildCostReport(lbs, nil, tt.by, now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -87,7 +87,7 @@ func TestBuildCostReport(t *testing.T) {
 func TestBuildCostReportRejectsMalformedStatus(t *testing.T) {
 	lbs := []v1alpha1.LoadBalancer{{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "x"},
 		Status: v1alpha1.LoadBalancerStatus{Cost: &v1alpha1.CostStatus{Hourly: "1.2e-3", Currency: "USD"}}}}
-	if _, err := buildCostReport(lbs, byNamespace, time.Now()); err == nil {
+	if _, err := buildCostReport(lbs, nil, byNamespace, time.Now()); err == nil {
 		t.Error("a float-formatted hourly cost was summed instead of reported")
 	}
 }

@@ -18,11 +18,19 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
-	"github.com/portico-lb/portico/providers"
 )
 
 // Description is kubectl lb describe's result; -o json and -o yaml print it.
 type Description struct {
+	// Class is the Service's class as the operator reads it: its record's
+	// spec.class, else spec.loadBalancerClass.
+	Class string `json:"class"`
+	// ClassesServed are the classes of the LoadBalancer records in the
+	// cluster, which is how the plugin learns what the operator serves.
+	ClassesServed []string `json:"classesServed"`
+	// NotServed says why the Service has no load balancer, when its class
+	// is not one that is served.
+	NotServed    string                 `json:"notServed,omitempty"`
 	Service      *corev1.Service        `json:"service"`
 	LoadBalancer *v1alpha1.LoadBalancer `json:"loadBalancer,omitempty"`
 	// Events are the Service's and the LoadBalancer's, oldest first.
@@ -36,7 +44,12 @@ func newDescribeCommand(g *global) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
 		Use:   "describe SERVICE",
-		Short: "Show one load balancer: provider resources, conditions, Events, backend health, cost breakdown, announcing node",
+		Short: "Show one load balancer: class, readiness, ready endpoints, provider resources, conditions, Events, backend health, cost breakdown, announcing node",
+		Long: `Show one load balancer in depth. The Serving line (the Service's
+lb.portico.dev/Serving condition) says whether any endpoint is ready, and if not
+why, e.g. a selector that matches no pod. A Service without a load balancer is
+either waiting for the operator or of a class no Portico backend here serves;
+the classes served are learned from the LoadBalancer records in the cluster.`,
 		Example: `  kubectl lb describe web
   kubectl lb describe -n shop web -o yaml`,
 		Args: func(_ *cobra.Command, args []string) error {
@@ -89,9 +102,17 @@ func (g *global) describe(ctx context.Context, name, output string) error {
 	if d.Events, err = recentEvents(ctx, c.Reader, ns, name); err != nil {
 		return err
 	}
+	d.Class = classOf(d.Service, d.LoadBalancer)
+	d.ClassesServed = []string{}
+	if d.LoadBalancer == nil {
+		if served := servedClasses(ctx, c, ns); served != nil {
+			d.ClassesServed = served
+		}
+		d.NotServed = notServedReason(d.Service, d.Class, d.ClassesServed)
+	}
 
 	var down error
-	if d.LoadBalancer == nil {
+	if d.LoadBalancer == nil && d.NotServed == "" {
 		var lbs []v1alpha1.LoadBalancer
 		down = g.checkOperator(ctx, c, ns, lbs).Down
 	}
@@ -151,27 +172,34 @@ func writeDescription(out io.Writer, d *Description, now time.Time) error {
 		fmt.Fprintf(w, strings.Repeat("  ", indent)+format+"\n", args...)
 	}
 	svc, lb := d.Service, d.LoadBalancer
-	class := ""
-	if svc.Spec.LoadBalancerClass != nil {
-		class = *svc.Spec.LoadBalancerClass
-	}
 	p(0, "Name:\t%s", svc.Name)
 	p(0, "Namespace:\t%s", svc.Namespace)
-	p(0, "Class:\t%s", orNone(class))
-	if !strings.HasPrefix(class, providers.ClassPrefix) && lb == nil {
-		p(0, "Note:\tthe Service's class is not a Portico class (%s*); Portico does not manage it unless the operator runs with --default-class", providers.ClassPrefix)
+	if svc.Spec.LoadBalancerClass == nil && d.Class != "" {
+		p(0, "Class:\t%s (the operator's default class; the Service names none)", d.Class)
+	} else {
+		p(0, "Class:\t%s", orNone(d.Class))
 	}
 	if c := meta.FindStatusCondition(svc.Status.Conditions, readyCondition); c != nil {
-		p(0, "Ready:\t%s (%s) %s", c.Status, c.Reason, c.Message)
+		p(0, "Ready:\t%s (%s) %s", c.Status, c.Reason, brief(c.Message))
 	} else {
 		p(0, "Ready:\t<unknown>")
 	}
+	if c := meta.FindStatusCondition(svc.Status.Conditions, servingCondition); c != nil {
+		p(0, "Serving:\t%s (%s) %s", c.Status, c.Reason, brief(c.Message))
+	}
 	p(0, "Created:\t%s ago", age(svc.CreationTimestamp, now))
 
-	if lb == nil {
-		p(0, "LoadBalancer:\t<none>: the operator has not recorded a load balancer for this Service yet")
-	} else {
-		writeLoadBalancer(p, lb, now)
+	switch {
+	case lb != nil:
+		writeLoadBalancer(p, lb, svc, now)
+	case d.NotServed != "":
+		p(0, "LoadBalancer:\t<none>: %s", d.NotServed)
+	default:
+		why := "the operator has not recorded a load balancer for this Service yet"
+		if len(d.ClassesServed) == 0 {
+			why += " (" + servedList(nil) + ")"
+		}
+		p(0, "LoadBalancer:\t<none>: %s", why)
 	}
 
 	p(0, "Events:")
@@ -192,13 +220,13 @@ func writeDescription(out io.Writer, d *Description, now time.Time) error {
 			} else if e.Series != nil && e.Series.Count > 1 {
 				ago = fmt.Sprintf("%s (x%d)", ago, e.Series.Count)
 			}
-			p(1, "%s\t%s\t%s\t%s\t%s", e.Type, e.Reason, ago, orNone(from), strings.TrimSpace(e.Message))
+			p(1, "%s\t%s\t%s\t%s\t%s", e.Type, e.Reason, ago, orNone(from), brief(e.Message))
 		}
 	}
 	return w.Flush()
 }
 
-func writeLoadBalancer(p func(int, string, ...any), lb *v1alpha1.LoadBalancer, now time.Time) {
+func writeLoadBalancer(p func(int, string, ...any), lb *v1alpha1.LoadBalancer, svc *corev1.Service, now time.Time) {
 	s := &lb.Status
 	p(0, "Addresses:\t%s", addresses(lb, true))
 	if s.LastSyncTime != nil {
@@ -211,6 +239,15 @@ func writeLoadBalancer(p func(int, string, ...any), lb *v1alpha1.LoadBalancer, n
 		health = fmt.Sprintf("%d, health unknown", s.Backends.Total)
 	}
 	p(0, "Backends:\t%s", health)
+	if e := s.Endpoints; e == nil {
+		p(0, "Endpoints:\t<unknown>: the operator has not counted them yet")
+	} else {
+		on := ""
+		if len(e.Nodes) > 0 {
+			on = ", on " + strings.Join(e.Nodes, ", ")
+		}
+		p(0, "Endpoints:\t%d ready of %d%s", e.Ready, e.Total, on)
+	}
 
 	p(0, "Ports:")
 	if len(s.Ports) == 0 {
@@ -257,7 +294,7 @@ func writeLoadBalancer(p func(int, string, ...any), lb *v1alpha1.LoadBalancer, n
 
 	p(0, "Cost:")
 	if c := s.Cost; c == nil {
-		p(1, "<none>: %s", unpricedReason(lb))
+		p(1, "<none>: %s", unpricedReason(lb, svc))
 	} else {
 		p(1, "Hourly:\t%s %s", c.Hourly, c.Currency)
 		p(1, "Monthly:\t%s %s (730 h)", c.Monthly, c.Currency)
@@ -279,7 +316,7 @@ func writeLoadBalancer(p func(int, string, ...any), lb *v1alpha1.LoadBalancer, n
 		p(1, "Type\tStatus\tReason\tAge\tMessage")
 		p(1, "----\t------\t------\t---\t-------")
 		for _, c := range s.Conditions {
-			p(1, "%s\t%s\t%s\t%s\t%s", c.Type, c.Status, c.Reason, age(c.LastTransitionTime, now), c.Message)
+			p(1, "%s\t%s\t%s\t%s\t%s", c.Type, c.Status, c.Reason, age(c.LastTransitionTime, now), brief(c.Message))
 		}
 	}
 }

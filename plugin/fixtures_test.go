@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,7 +113,7 @@ func loadBalancer(ns, name, class string, age time.Duration, opts ...lbOption) *
 		Spec:       v1alpha1.LoadBalancerSpec{Class: class},
 		Status: v1alpha1.LoadBalancerStatus{
 			Class: class, Ready: "True", LastSyncTime: ptr.To(ago(30 * time.Second)),
-			Conditions: []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue, Reason: "Ensured", Message: "load balancer is ready", LastTransitionTime: ago(age)}},
+			Conditions: []metav1.Condition{{Type: "lb.portico.dev/Ready", Status: metav1.ConditionTrue, Reason: "Ensured", Message: "load balancer is ready", LastTransitionTime: ago(age)}},
 		},
 	}
 	for _, o := range opts {
@@ -166,6 +167,22 @@ func withPricingFailure(reason, msg string) lbOption {
 	}
 }
 
+func withEndpoints(ready, total int32, nodes ...string) lbOption {
+	return func(lb *v1alpha1.LoadBalancer) {
+		lb.Status.Endpoints = &v1alpha1.EndpointsStatus{Ready: ready, Total: total, Nodes: nodes}
+	}
+}
+
+// pendingRecord is a record the operator wrote before it had an address:
+// Ready False with reason and message, no cost, no Priced condition.
+func pendingRecord(reason, msg string) lbOption {
+	return func(lb *v1alpha1.LoadBalancer) {
+		lb.Status.Ready = "False"
+		lb.Status.LastSyncTime = nil
+		lb.Status.Conditions = []metav1.Condition{{Type: "lb.portico.dev/Ready", Status: metav1.ConditionFalse, Reason: reason, Message: msg, LastTransitionTime: lb.CreationTimestamp}}
+	}
+}
+
 func withResources(kindIDs ...string) lbOption {
 	return func(lb *v1alpha1.LoadBalancer) {
 		for i := 0; i+1 < len(kindIDs); i += 2 {
@@ -194,6 +211,18 @@ func service(ns, name, class string, age time.Duration, processed bool) *corev1.
 	return s
 }
 
+// defaultClass makes s a Service that names no class.
+func defaultClass(s *corev1.Service) *corev1.Service {
+	s.Spec.LoadBalancerClass = nil
+	return s
+}
+
+// withCondition sets a condition on a Service.
+func withCondition(s *corev1.Service, typ string, status metav1.ConditionStatus, reason, msg string) *corev1.Service {
+	s.Status.Conditions = append(s.Status.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, LastTransitionTime: s.CreationTimestamp})
+	return s
+}
+
 func event(ns, kind, name, typ, reason, msg string, at time.Duration, count int32) *corev1.Event {
 	return &corev1.Event{
 		ObjectMeta:     metav1.ObjectMeta{Namespace: ns, Name: name + "." + reason + "." + at.String()},
@@ -217,7 +246,7 @@ func lease(holder string, renewed time.Duration) *coordinationv1.Lease {
 func pool(name string, total, assigned int64, addrs ...string) *v1alpha1.IPPool {
 	return &v1alpha1.IPPool{
 		ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: ago(10 * 24 * time.Hour), Generation: 1},
-		Spec:       v1alpha1.IPPoolSpec{Addresses: addrs},
+		Spec:       v1alpha1.IPPoolSpec{Addresses: addrs, AutoAssign: ptr.To(true)}, // as the API server defaults it
 		Status:     v1alpha1.IPPoolStatus{Total: total, Assigned: assigned, Free: total - assigned, ObservedGeneration: 1},
 	}
 }
@@ -228,6 +257,7 @@ func pool(name string, total, assigned int64, addrs ...string) *v1alpha1.IPPool 
 func cluster() []client.Object {
 	web := loadBalancer("shop", "web", "lb.portico.dev/aws", 72*time.Hour,
 		withHostname("k8s-shop-web-1a2b3c.elb.us-east-1.amazonaws.com"), withPorts(80, 443), withBackends(3, 3),
+		withEndpoints(3, 3, "node-a", "node-b", "node-c"),
 		withCost("0.0385", "28.105", "us-east-1", "embedded:aws-2026-11-21",
 			v1alpha1.CostItem{Item: "nlb-hour", Quantity: 1, Hourly: "0.0225"},
 			v1alpha1.CostItem{Item: "nlcu-estimate", Quantity: 1, Hourly: "0.006"},
@@ -235,12 +265,12 @@ func cluster() []client.Object {
 		withResources("loadBalancer", "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/k8s-shop-web/1a2b3c",
 			"targetGroup", "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/k8s-shop-web-80/4d5e6f"))
 	db := loadBalancer("shop", "db", "lb.portico.dev/gcp", 5*time.Hour,
-		withIP("34.118.0.7", ""), withPorts(5432), withBackends(1, 2),
+		withIP("34.118.0.7", ""), withPorts(5432), withBackends(1, 2), withEndpoints(1, 2, "node-a"),
 		withPricingFailure("RegionNotPriced", "no price for gcp-forwarding-rule in region \"me-central2\""))
 	db.Status.Ready = "False"
 	db.Status.Ports[0].Error = "HealthCheckFailing"
 	dns := loadBalancer("edge", "dns", "lb.portico.dev/local", 26*time.Hour,
-		withIP("192.0.2.10", "node-b"), withPorts(53), withBackends(2, 2),
+		withIP("192.0.2.10", "node-b"), withPorts(53), withBackends(2, 2), withEndpoints(2, 2, "node-a", "node-c"),
 		withCost("0", "0", "", "embedded:local-2026-11-21", v1alpha1.CostItem{Item: "address", Quantity: 1, Hourly: "0"}),
 		withAnnouncement("192.0.2.10", "node-b", 90*time.Minute),
 		withResources("address", "192.0.2.10"))
@@ -257,5 +287,62 @@ func cluster() []client.Object {
 		lease("portico-operator-7d9f-abcde", 2*time.Second),
 		pool("office", 14, 3, "192.0.2.0/28"),
 		pool("v6", 256, 0, "2001:db8::/120"),
+	}
+}
+
+// troubles is the fixture of what goes wrong for a new user, one Service
+// each, in namespace lab beside a healthy local Service:
+//
+//	ports    100 ports
+//	empty    a selector that matches no pod (Serving False, NoEndpoints)
+//	plain    no class, served through the default class lb.portico.dev/local
+//	waiting  pending: no address yet, hence no cost
+//	other    a class no Portico backend serves
+//	bare     no class and no default class that takes it
+//	refused  a Portico class the operator does not run (ClassNotServed)
+//	huge     an oversized annotation: a long message with its reason last
+func troubles() []client.Object {
+	var hundred []int32
+	for p := int32(8000); len(hundred) < 98; p++ {
+		hundred = append(hundred, p)
+	}
+	hundred = append([]int32{80, 443}, hundred...)
+	long := strings.Repeat("10.0.0.1,", 120)
+	hugeMsg := fmt.Sprintf("lb.portico.dev/allow-shared-ip: %q is not a sharing key: want a key of letters, digits, '.', '_' or '-', at most 63 characters", long)
+	portsSvc := service("lab", "ports", "lb.portico.dev/local", 2*time.Hour, true)
+	portsSvc.Spec.Ports = nil
+	for _, p := range hundred {
+		portsSvc.Spec.Ports = append(portsSvc.Spec.Ports, corev1.ServicePort{Name: fmt.Sprintf("p%d", p), Port: p, Protocol: corev1.ProtocolTCP})
+	}
+	empty := withCondition(service("lab", "empty", "lb.portico.dev/local", 3*time.Hour, true), "lb.portico.dev/Serving", metav1.ConditionFalse, "NoEndpoints",
+		"no ready endpoint: no pod matches the selector app=emtpy in namespace lab (kubectl get pods -n lab -l app=emtpy)")
+	empty.Spec.Selector = map[string]string{"app": "emtpy"}
+	local := func(name string, age time.Duration, ip string, opts ...lbOption) *v1alpha1.LoadBalancer {
+		base := []lbOption{withIP(ip, "node-a"), withBackends(3, 3),
+			withCost("0", "0", "", "embedded:local-2026-11-21", v1alpha1.CostItem{Item: "address", Quantity: 1, Hourly: "0"})}
+		return loadBalancer("lab", name, "lb.portico.dev/local", age, append(base, opts...)...)
+	}
+	waiting := loadBalancer("lab", "waiting", "lb.portico.dev/aws", 10*time.Minute, withPorts(80),
+		pendingRecord("ProviderRetrying", "lb.portico.dev/aws backend is retrying: the NLB is still provisioning"))
+	waiting.Status.Class = ""
+	huge := loadBalancer("lab", "huge", "lb.portico.dev/local", time.Hour, pendingRecord("InvalidAnnotation", hugeMsg))
+	return []client.Object{
+		local("ports", 2*time.Hour, "192.0.2.20", withPorts(hundred...), withEndpoints(4, 4, "node-a", "node-b")),
+		portsSvc,
+		local("empty", 3*time.Hour, "192.0.2.21", withPorts(80), withEndpoints(0, 0)),
+		empty,
+		local("plain", 4*time.Hour, "192.0.2.22", withPorts(80), withEndpoints(2, 3, "node-b")),
+		defaultClass(service("lab", "plain", "", 4*time.Hour, true)),
+		waiting,
+		withCondition(service("lab", "waiting", "lb.portico.dev/aws", 10*time.Minute, false), "lb.portico.dev/Ready", metav1.ConditionFalse, "ProviderRetrying",
+			"lb.portico.dev/aws backend is retrying: the NLB is still provisioning"),
+		service("lab", "other", "example.com/other", time.Hour, false),
+		defaultClass(service("lab", "bare", "", time.Hour, false)),
+		withCondition(service("lab", "refused", "lb.portico.dev/azure", time.Hour, false), "lb.portico.dev/Ready", metav1.ConditionFalse, "ClassNotServed",
+			"class lb.portico.dev/azure is not served by this operator (its providers: aws, gcp, local); set lb.portico.dev/release=true to let the Service go"),
+		huge,
+		withCondition(service("lab", "huge", "lb.portico.dev/local", time.Hour, false), "lb.portico.dev/Ready", metav1.ConditionFalse, "InvalidAnnotation", hugeMsg),
+		event("lab", "Service", "huge", "Warning", "InvalidAnnotation", hugeMsg, time.Hour, 4),
+		pool("spare", 16, 0, "198.51.100.0/28"),
 	}
 }

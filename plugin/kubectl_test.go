@@ -117,8 +117,8 @@ products:
 	if r.code != 0 || len(lines) != 3 || !strings.HasPrefix(lines[0], "NAME") || !strings.Contains(lines[0], "MONTHLY COST") {
 		t.Fatalf("status table: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	if f := strings.Fields(lines[2]); f[0] != "web" || f[1] != "lb.portico.dev/memory" || f[2] != web.Status.Address || f[3] != "80/TCP,443/TCP" || f[4] != "True" || f[6] != "18.25" {
-		t.Errorf("status row for web: %q", lines[2])
+	if f := strings.Fields(lines[2]); f[0] != "web" || f[1] != "lb.portico.dev/memory" || f[2] != web.Status.Address || f[3] != "80/TCP,443/TCP" || f[4] != "True" || f[6] != "0/0" || f[7] != "18.25" {
+		t.Errorf("status row for web (no pod matches its selector: ENDPOINTS 0/0): %q", lines[2])
 	}
 
 	r = k.run("lb", "cost", "-n", "shop", "-o", "json")
@@ -132,11 +132,14 @@ products:
 	}
 
 	r = k.run("lb", "describe", "web", "-n", "shop")
-	for _, s := range []string{"Class:       lb.portico.dev/memory", "Provider Resources:", "listener", "lb-hour", "Events:", "Ensured", "lb.portico.dev/Priced"} {
+	for _, s := range []string{"Class:       lb.portico.dev/memory", "Provider Resources:", "listener", "lb-hour", "Events:", "Ensured", "lb.portico.dev/Priced",
+		"Serving:     False (NoEndpoints) no ready endpoint: no pod matches the selector app=web in namespace shop", "Endpoints:   0 ready of 0"} {
 		if !strings.Contains(r.stdout, s) {
 			t.Errorf("describe lacks %q:\n%s", s, r.stdout)
 		}
 	}
+
+	troublesThroughKubectl(t, k, env)
 
 	r = k.run("lb", "pools")
 	if r.code != 0 || !strings.Contains(r.stdout, "office") || !strings.Contains(r.stdout, "192.0.2.0/28") {
@@ -251,6 +254,76 @@ func catalogFrom(t *testing.T, c client.Client, cm *corev1.ConfigMap) *pricing.C
 	return cat
 }
 
+// troublesThroughKubectl runs issue 21's cases through the real kubectl
+// against the operator: a Service of 100 ports, one served through the
+// default class, one of a class nobody serves, and the printer columns.
+func troublesThroughKubectl(t *testing.T, k *kubectl, env *testenv.Env) {
+	t.Helper()
+	ctx := context.Background()
+	var hundred []int32
+	for p := int32(8000); len(hundred) < 98; p++ {
+		hundred = append(hundred, p)
+	}
+	plain := lbService("lab", "plain", 80)
+	plain.Spec.LoadBalancerClass = nil
+	other := lbService("lab", "other", 80)
+	other.Spec.LoadBalancerClass = ptr.To("example.com/other")
+	mustCreate(t, env.Client, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "lab"}},
+		lbService("lab", "many", append([]int32{80, 443}, hundred...)...), plain, other)
+	waitFor(t, 60*time.Second, func() error {
+		for _, name := range []string{"many", "plain"} {
+			lb := &v1alpha1.LoadBalancer{}
+			if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "lab", Name: name}, lb); err != nil {
+				return err
+			}
+			if lb.Status.Address == "" || lb.Status.Endpoints == nil {
+				return errors.New(name + " has no address or endpoint count yet")
+			}
+		}
+		return nil
+	})
+
+	r := k.run("lb", "status", "-n", "lab")
+	if r.code != 0 || column(t, r.stdout, "many", "PORTS") != "80/TCP,443/TCP,+98" {
+		t.Errorf("status of 100 ports: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if got := column(t, r.stdout, "plain", "CLASS"); got != "lb.portico.dev/memory" {
+		t.Errorf("status: class of a Service served through the default class = %q", got)
+	}
+	r = k.run("lb", "status", "-n", "lab", "-o", "wide")
+	if !strings.Contains(r.stdout, "8000/TCP,8001/TCP,") || !strings.Contains(r.stdout, ",8097/TCP") {
+		t.Errorf("status -o wide does not show every port:\n%.600s", r.stdout)
+	}
+	r = k.run("lb", "describe", "-n", "lab", "plain")
+	if l := lineWith(t, r.stdout, "Class:"); !strings.Contains(l, "lb.portico.dev/memory") {
+		t.Errorf("describe: %q, want the default class lb.portico.dev/memory as status shows it", l)
+	}
+	r = k.run("lb", "describe", "-n", "lab", "other")
+	if l := lineWith(t, r.stdout, "LoadBalancer:"); r.code != 0 || strings.Contains(l, "yet") ||
+		!strings.Contains(l, "no Portico backend in this cluster serves class example.com/other") || !strings.Contains(l, "lb.portico.dev/memory") {
+		t.Errorf("describe of a Service of an unserved class: exit %d %q\n%s", r.code, l, r.stderr)
+	}
+
+	// The printer columns: the local allocator writes a pool's counts; an
+	// unused pool shows ASSIGNED 0.
+	pool := &v1alpha1.IPPool{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: "office"}, pool); err != nil {
+		t.Fatal(err)
+	}
+	pool.Status = v1alpha1.IPPoolStatus{Total: 14, Assigned: 0, Free: 14, ObservedGeneration: pool.Generation}
+	if err := env.Client.Status().Update(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	r = k.run("get", "ippools")
+	if r.code != 0 || column(t, r.stdout, "office", "ASSIGNED") != "0" {
+		t.Errorf("kubectl get ippools: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = k.run("get", "loadbalancers", "-n", "lab")
+	if r.code != 0 || column(t, r.stdout, "plain", "CLASS") != "lb.portico.dev/memory" || column(t, r.stdout, "many", "ENDPOINTS") != "0" {
+		t.Errorf("kubectl get loadbalancers: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
 // startOperator runs portico-operator in-process with leader election on,
 // as deployed; the returned function stops it and waits.
 func startOperator(t *testing.T, env *testenv.Env, pricer *pricing.Catalog) func() {
@@ -261,6 +334,7 @@ func startOperator(t *testing.T, env *testenv.Env, pricer *pricing.Catalog) func
 	o.ClusterID = "test"
 	o.MetricsAddr, o.ProbeAddr = "0", "0"
 	o.LeaderElect, o.LeaderElectionNS = true, "portico-system"
+	o.DefaultClass = providers.Class(memory.Name)
 	o.Pricer = pricer
 	ctx, cancel := context.WithCancel(context.Background())
 	mgr, _, err := operator.New(ctx, env.Config, o)

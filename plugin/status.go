@@ -3,22 +3,29 @@ package plugin
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
-	"github.com/portico-lb/portico/pricing"
 )
 
 func newStatusCommand(g *global) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "List load balancers: class, address, ports, readiness, backends, monthly cost, age",
+		Short: "List load balancers: class, address, ports, readiness, backends, ready endpoints, monthly cost, age",
+		Long: `List load balancers: class, address, ports, readiness, backends (healthy/total),
+ready endpoints (ready/total), monthly cost and age.
+
+CLASS is the class recorded in the LoadBalancer record, as the operator decided
+it (default class included). PORTS shows at most three ports ("80/TCP,443/TCP,+98");
+-o wide shows them all, with the nodes that hold ready endpoints. A missing
+cost shows its reason: <RegionNotPriced>, <ProviderRetrying>, ...`,
 		Example: `  kubectl lb status
   kubectl lb status -A -o wide
   kubectl lb status -n shop -o json`,
@@ -54,7 +61,7 @@ func (g *global) status(ctx context.Context, output string) error {
 	}
 	if len(lbs.Items) == 0 {
 		g.noneFound(ns)
-	} else if err := g.statusTable(lbs.Items, output == outputWide); err != nil {
+	} else if err := g.statusTable(lbs.Items, servicesByKey(ctx, c, ns), output == outputWide); err != nil {
 		return err
 	}
 	g.warnUnprocessed(op)
@@ -87,10 +94,10 @@ func (g *global) noneFound(namespace string) {
 	fmt.Fprintf(g.opts.ErrOut, "No load balancers found in %s namespace.\n", namespace)
 }
 
-func (g *global) statusTable(lbs []v1alpha1.LoadBalancer, wide bool) error {
-	header := []string{"NAME", "CLASS", "ADDRESS", "PORTS", "READY", "BACKENDS", "MONTHLY COST", "AGE"}
+func (g *global) statusTable(lbs []v1alpha1.LoadBalancer, svcs map[types.NamespacedName]*corev1.Service, wide bool) error {
+	header := []string{"NAME", "CLASS", "ADDRESS", "PORTS", "READY", "BACKENDS", "ENDPOINTS", "MONTHLY COST", "AGE"}
 	if wide {
-		header = append(header, "HOURLY COST", "REGION", "ANNOUNCED BY", "LAST SYNC")
+		header = append(header, "HOURLY COST", "REGION", "ANNOUNCED BY", "ENDPOINT NODES", "LAST SYNC")
 	}
 	if g.allNamespaces {
 		header = append([]string{"NAMESPACE"}, header...)
@@ -99,7 +106,8 @@ func (g *global) statusTable(lbs []v1alpha1.LoadBalancer, wide bool) error {
 	t := newTable(g.opts.Out, header...)
 	for i := range lbs {
 		lb := &lbs[i]
-		row := []string{lb.Name, className(lb), addresses(lb, wide), ports(lb), ready(lb), backends(lb), monthlyCost(lb), age(lb.CreationTimestamp, now)}
+		svc := svcs[types.NamespacedName{Namespace: lb.Namespace, Name: lb.Name}]
+		row := []string{lb.Name, classOf(svc, lb), addresses(lb, wide), ports(lb, wide), ready(lb), backends(lb), endpoints(lb), monthlyCost(lb, svc), age(lb.CreationTimestamp, now)}
 		if wide {
 			hourly, region := "<unknown>", ""
 			if lb.Status.Cost != nil {
@@ -110,7 +118,7 @@ func (g *global) statusTable(lbs []v1alpha1.LoadBalancer, wide bool) error {
 			if lb.Status.LastSyncTime != nil {
 				lastSync = age(*lb.Status.LastSyncTime, now)
 			}
-			row = append(row, hourly, region, announcers(lb), lastSync)
+			row = append(row, hourly, region, announcers(lb), endpointNodes(lb), lastSync)
 		}
 		if g.allNamespaces {
 			row = append([]string{lb.Namespace}, row...)
@@ -118,13 +126,6 @@ func (g *global) statusTable(lbs []v1alpha1.LoadBalancer, wide bool) error {
 		t.row(row...)
 	}
 	return t.flush()
-}
-
-func className(lb *v1alpha1.LoadBalancer) string {
-	if lb.Status.Class != "" {
-		return lb.Status.Class
-	}
-	return lb.Spec.Class
 }
 
 // addresses is the first address, or with wide all of them; an address
@@ -151,28 +152,11 @@ func addresses(lb *v1alpha1.LoadBalancer, all bool) string {
 	return strings.Join(out, ",")
 }
 
-// ports lists the ports in numeric order: "80/TCP,443/TCP".
-func ports(lb *v1alpha1.LoadBalancer) string {
-	ps := slices.Clone(lb.Status.Ports)
-	sort.SliceStable(ps, func(i, j int) bool {
-		return ps[i].Port < ps[j].Port || ps[i].Port == ps[j].Port && ps[i].Protocol < ps[j].Protocol
-	})
-	var out []string
-	for _, p := range ps {
-		s := fmt.Sprintf("%d/%s", p.Port, p.Protocol)
-		if p.Error != "" {
-			s += "(!)"
-		}
-		out = append(out, s)
-	}
-	return strings.Join(out, ",")
-}
-
 func ready(lb *v1alpha1.LoadBalancer) string {
 	if lb.Status.Ready != "" {
 		return lb.Status.Ready
 	}
-	if c := meta.FindStatusCondition(lb.Status.Conditions, "Ready"); c != nil {
+	if c := meta.FindStatusCondition(lb.Status.Conditions, readyCondition); c != nil {
 		return string(c.Status)
 	}
 	return "Unknown"
@@ -186,14 +170,12 @@ func backends(lb *v1alpha1.LoadBalancer) string {
 }
 
 // monthlyCost is the monthly cost rounded to cents, or why there is none.
-func monthlyCost(lb *v1alpha1.LoadBalancer) string {
+func monthlyCost(lb *v1alpha1.LoadBalancer, svc *corev1.Service) string {
 	if c := lb.Status.Cost; c != nil {
 		return money(c.Monthly, c.Currency)
 	}
-	if c := meta.FindStatusCondition(lb.Status.Conditions, pricing.ConditionType); c != nil && c.Reason != pricing.ReasonPriced {
-		return "<" + c.Reason + ">"
-	}
-	return "<unknown>"
+	reason, _ := pendingReason(lb, svc)
+	return "<" + reason + ">"
 }
 
 func announcers(lb *v1alpha1.LoadBalancer) string {

@@ -44,14 +44,16 @@ type IPPoolSpec struct {
 // IPPoolStatus reports the pool's usage.
 type IPPoolStatus struct {
 	// Total is the number of usable addresses (capped at 2^63-1 for IPv6).
+	// The counts are written even when zero, so that kubectl get ippools
+	// shows 0 for an unused pool rather than a blank.
 	// +optional
-	Total int64 `json:"total,omitempty"`
+	Total int64 `json:"total"`
 	// Assigned is the number of addresses given to Services.
 	// +optional
-	Assigned int64 `json:"assigned,omitempty"`
+	Assigned int64 `json:"assigned"`
 	// Free is Total minus Assigned.
 	// +optional
-	Free int64 `json:"free,omitempty"`
+	Free int64 `json:"free"`
 	// Conditions describe the pool's validity and usage.
 	// +optional
 	// +listType=map

@@ -6,8 +6,9 @@
 // EndpointSlice controller builds from the pods, and a client namespace that
 // requests the Service through its load-balancer address.
 //
-// It stays up until Ctrl-C and then removes everything. "demo --down" removes
-// what a killed demo left behind.
+// It stays up until Ctrl-C and then removes everything, exiting 0 when the
+// teardown is clean (see supervise). "demo --down" removes what a killed
+// demo left behind.
 package main
 
 import (
@@ -55,6 +56,9 @@ func main() {
 	forwarder := flag.String("forwarder", "bin/portico-forwarder", "The portico-forwarder binary to run on every node.")
 	stateDir := flag.String("state-dir", ".demo", "Where the demo records what --down must remove.")
 	flag.Parse()
+	if !*down && os.Getenv(workerEnv) == "" {
+		os.Exit(supervise(os.Args[1:]))
+	}
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
 	var err error
 	if *down {
@@ -69,6 +73,11 @@ func main() {
 }
 
 func run(forwarder, stateDir string) (err error) {
+	// Ctrl-C, as the supervisor relays it. Caught from the start: a Ctrl-C
+	// during start-up ends the demo, with its teardown, once it is up,
+	// rather than killing it half-built.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, stopSignal)
 	if os.Geteuid() != 0 {
 		return errors.New("run as root: the demo creates network namespaces and nftables tables")
 	}
@@ -155,8 +164,6 @@ func run(forwarder, stateDir string) (err error) {
 		"  %s get svc,loadbalancers -A\n"+
 		"  ip netns exec %s curl -s http://%s/\n"+
 		"Press Ctrl-C to stop and remove everything.\n", c.Env.Kubeconfig, filepath.Join(c.Env.BinDir, "kubectl"), c.Client.NS, ip)
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	// A forwarder or control plane component that panics or dies ends the
 	// demo with an error; Close, on the way out, says which and why.
 	check := time.NewTicker(time.Second)
@@ -270,7 +277,7 @@ func teardown(dir string) error {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return err
 	}
-	if syscall.Kill(st.PID, syscall.SIGTERM) == nil {
+	if syscall.Kill(st.PID, stopSignal) == nil {
 		for i := 0; i < 100 && syscall.Kill(st.PID, 0) == nil; i++ {
 			time.Sleep(100 * time.Millisecond)
 		}
