@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -27,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/portico-lb/portico/controllers"
@@ -68,9 +70,12 @@ type Options struct {
 	ClusterID    string
 
 	MetricsAddr, ProbeAddr string
-	LeaderElect            bool
-	LeaderElectionNS       string
-	LeaderElectionID       string
+	// MetricsSecure serves metrics over TLS to callers the cluster
+	// authenticates and authorizes for GET /metrics.
+	MetricsSecure    bool
+	LeaderElect      bool
+	LeaderElectionNS string
+	LeaderElectionID string
 
 	Workers            int
 	NodeBatchWindow    time.Duration
@@ -103,7 +108,8 @@ type Options struct {
 func DefaultOptions() *Options {
 	return &Options{
 		Providers:           []string{"local"},
-		MetricsAddr:         ":8080",
+		MetricsAddr:         ":8443",
+		MetricsSecure:       true,
 		ProbeAddr:           ":8081",
 		LeaderElectionID:    "portico-operator.lb.portico.dev",
 		Workers:             16,
@@ -114,7 +120,7 @@ func DefaultOptions() *Options {
 		RetryMax:            5 * time.Minute,
 		ProviderCallTimeout: 3 * time.Minute,
 		ReconcileTimeout:    10 * time.Minute,
-		PriceConfigMap:      "portico-system/portico-prices",
+		PriceConfigMap:      InstallNamespace() + "/portico-prices",
 		PriceRefresh:        time.Minute,
 		QPS:                 200,
 		Burst:               400,
@@ -129,6 +135,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.DefaultClass, "default-class", o.DefaultClass, "Class that also takes LoadBalancer Services without spec.loadBalancerClass, e.g. lb.portico.dev/local. Empty leaves them to other controllers.")
 	fs.StringVar(&o.ClusterID, "cluster-id", o.ClusterID, "Identifies this cluster in cloud resource names and the portico.dev/cluster ownership mark: lowercase letters, digits and '-', at most 63 characters. Must be unique per cloud account, project and resource group and stable for the cluster's life. Empty (the default) derives k8s-<16 hex digits> from the kube-system namespace's UID; the ID in use is logged at start.")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "Address of the Prometheus metrics endpoint; \"0\" disables it.")
+	fs.BoolVar(&o.MetricsSecure, "metrics-secure", o.MetricsSecure, "Serve metrics over HTTPS only to callers the cluster authenticates (TokenReview) and authorizes for GET /metrics (SubjectAccessReview; bind the portico-metrics-reader ClusterRole). The metrics carry every Service's cost. --metrics-secure=false serves plain HTTP to anyone who reaches the port.")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "Address of the /healthz and /readyz endpoints; \"0\" disables them.")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "Elect a leader on a Lease so that only one replica reconciles.")
 	fs.StringVar(&o.LeaderElectionNS, "leader-election-namespace", o.LeaderElectionNS, "Namespace of the leader-election Lease; empty uses the pod's namespace.")
@@ -141,7 +148,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.RetryMax, "retry-max-delay", o.RetryMax, "Longest retry delay after transient backend errors.")
 	fs.DurationVar(&o.ProviderCallTimeout, "provider-call-timeout", o.ProviderCallTimeout, "Longest a backend call (Ensure, Observe, Delete, including its cloud operations) may take; expiry is retried with backoff. With several backends, one class holds at most half of --workers, so a slow cloud cannot starve the others.")
 	fs.DurationVar(&o.ReconcileTimeout, "reconcile-timeout", o.ReconcileTimeout, "Longest one Service's reconcile may take; must exceed --provider-call-timeout.")
-	fs.StringVar(&o.PriceConfigMap, "price-configmap", o.PriceConfigMap, "ConfigMap (namespace/name) whose prices override the embedded, dated price catalog (docs/cost.md); empty uses the embedded prices. Invalid price data sets the Priced condition False rather than a cost of zero.")
+	fs.StringVar(&o.PriceConfigMap, "price-configmap", o.PriceConfigMap, "ConfigMap (namespace/name) whose prices override the embedded, dated price catalog (docs/cost.md); the default is portico-prices in the namespace Portico runs in ($POD_NAMESPACE); empty uses the embedded prices. Invalid price data sets the Priced condition False rather than a cost of zero.")
 	fs.DurationVar(&o.PriceRefresh, "price-refresh-interval", o.PriceRefresh, "How often the price ConfigMap is re-read.")
 	fs.Float32Var(&o.QPS, "kube-api-qps", o.QPS, "Queries per second to the Kubernetes API.")
 	fs.IntVar(&o.Burst, "kube-api-burst", o.Burst, "Burst of queries to the Kubernetes API.")
@@ -219,6 +226,27 @@ func Run(ctx context.Context, cfg *rest.Config, o *Options) error {
 	return mgr.Start(ctx)
 }
 
+// metricsOptions serves metrics with authentication and authorization
+// unless --metrics-secure=false (controller-runtime generates a self-signed
+// certificate when none is mounted).
+func (o *Options) metricsOptions() metricsserver.Options {
+	m := metricsserver.Options{BindAddress: o.MetricsAddr}
+	if o.MetricsSecure {
+		m.SecureServing = true
+		m.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return m
+}
+
+// InstallNamespace is the namespace the operator runs in: $POD_NAMESPACE
+// (the manifests set it from the Downward API), else portico-system.
+func InstallNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	return "portico-system"
+}
+
 // New builds the manager with the Service controller; the caller starts it.
 func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *controllers.ServiceReconciler, error) {
 	if err := o.Validate(); err != nil {
@@ -226,7 +254,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme.New(),
-		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr},
+		Metrics:                       o.metricsOptions(),
 		HealthProbeBindAddress:        o.ProbeAddr,
 		LeaderElection:                o.LeaderElect,
 		LeaderElectionID:              o.LeaderElectionID,

@@ -39,3 +39,16 @@ func TestBackendsDeclarePodTargets(t *testing.T) {
 		}
 	}
 }
+
+// TestPriceConfigMapFollowsInstallNamespace: installed in another namespace
+// (helm install -n lb), the operator reads its price ConfigMap there.
+func TestPriceConfigMapFollowsInstallNamespace(t *testing.T) {
+	t.Setenv("POD_NAMESPACE", "lb")
+	if got := DefaultOptions().PriceConfigMap; got != "lb/portico-prices" {
+		t.Errorf("price ConfigMap %q, want lb/portico-prices", got)
+	}
+	t.Setenv("POD_NAMESPACE", "")
+	if got := DefaultOptions().PriceConfigMap; got != "portico-system/portico-prices" {
+		t.Errorf("price ConfigMap %q outside a pod, want portico-system/portico-prices", got)
+	}
+}
