@@ -8,7 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 
 	"github.com/portico-lb/portico/controllers"
 	"github.com/portico-lb/portico/internal/gen"
@@ -29,7 +29,7 @@ func TestSlowClassCannotStarveOthers(t *testing.T) {
 		o.Providers = []string{memory.Name, "slow"}
 		o.Instances[slowClass] = slow
 		o.Workers = 4
-		o.ProviderCallTimeout = 2 * time.Second
+		o.ProviderCallTimeout = 5 * time.Second
 	})
 	stopped := false
 	t.Cleanup(func() {
@@ -63,13 +63,19 @@ func TestSlowClassCannotStarveOthers(t *testing.T) {
 	create(t, svc)
 	start := time.Now()
 	waitReady(t, svc)
-	if d := time.Since(start); d > 1500*time.Millisecond {
+	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("the fast class waited %s behind the hanging one", d)
 	}
-	cond := waitCondition(t, stuck[0], metav1.ConditionFalse, controllers.ReasonProviderRetrying)
-	if !strings.Contains(cond.Message, "did not finish within 2s") {
-		t.Errorf("condition message %q does not say the call timed out", cond.Message)
-	}
+	// The hung calls end at the deadline as retryable errors that say so.
+	eventually(t, 30*time.Second, func() error {
+		for _, st := range stuck {
+			c := meta.FindStatusCondition(get(t, st.DeepCopy()).Status.Conditions, controllers.ConditionReady)
+			if c != nil && c.Reason == controllers.ReasonProviderRetrying && strings.Contains(c.Message, "did not finish within 5s") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no Service of the slow class reports a timed-out call")
+	})
 
 	slow.SetLatency(0)
 	for _, s := range stuck {

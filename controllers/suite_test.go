@@ -80,6 +80,24 @@ func namespace(t *testing.T) string {
 	if err := env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
 		t.Fatal(err)
 	}
+	// A failed test may leave Services behind, finalizers and all; later
+	// tests' operators would adopt them into their own backends. Purge them.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		var list corev1.ServiceList
+		if err := env.Client.List(context.Background(), &list, client.InNamespace(name)); err != nil {
+			return
+		}
+		for i := range list.Items {
+			s := &list.Items[i]
+			orig := s.DeepCopy()
+			s.Finalizers = nil
+			_ = env.Client.Patch(context.Background(), s, client.MergeFrom(orig))
+			_ = env.Client.Delete(context.Background(), s)
+		}
+	})
 	return name
 }
 
