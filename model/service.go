@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -243,10 +244,19 @@ func invalid(key, value, why string) error {
 	return providers.Configf(ReasonInvalidAnnotation, "%s: %s (got %q)", key, why, shorten(value))
 }
 
+// shorten cuts a user's value to 32 characters (on a character boundary)
+// for a message, so the reason around it always shows.
 func shorten(v string) string {
-	const max = 64
-	if len(v) <= max {
+	const max = 32
+	if utf8.RuneCountInString(v) <= max {
 		return v
 	}
-	return v[:max] + "..."
+	n := 0
+	for i := range v {
+		if n == max {
+			return v[:i] + "..."
+		}
+		n++
+	}
+	return v
 }

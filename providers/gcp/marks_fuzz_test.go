@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	"github.com/portico-lb/portico/providers"
 )
 
@@ -19,6 +21,9 @@ func FuzzMarks(f *testing.F) {
 		if providers.Owns(Marks(desc), key) && !strings.Contains(desc, "portico") {
 			t.Fatalf("%q claims %v without Portico's marks", desc, key)
 		}
+		if !validKey(key) {
+			return
+		}
 		if !providers.Owns(Marks(description(key, map[string]string{"ports": "80"})), key) {
 			t.Fatalf("the description written for %+v does not read back as owned", key)
 		}
@@ -28,4 +33,11 @@ func FuzzMarks(f *testing.F) {
 			t.Fatalf("a description of cluster %q claims cluster %q", key.ClusterID, other.ClusterID)
 		}
 	})
+}
+
+// validKey: a key Portico can be given: DNS-1123 namespace and name (as the
+// apiserver enforces) and a valid cluster ID.
+func validKey(k providers.Key) bool {
+	return providers.ValidateClusterID(k.ClusterID) == nil &&
+		len(validation.IsDNS1123Label(k.Namespace)) == 0 && len(validation.IsDNS1123Label(k.Name)) == 0
 }
