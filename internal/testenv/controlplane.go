@@ -18,8 +18,11 @@ type Options struct {
 	// Pods (endpointslice), deletion of objects whose owner is gone
 	// (garbage collector), nodes whose heartbeats stop marked Unknown and
 	// tainted (node lifecycle, after NodeMonitorGracePeriod), and namespace
-	// deletion. Every Node must then have a heartbeat: a kwok node, or
-	// StartHeartbeat for a node the test or the lab plays itself.
+	// deletion, and Deployments rolled out through ReplicaSets (deployment
+	// and replicaset controllers; there is no scheduler, so a Deployment's
+	// pod template names its node). Every Node must then have a heartbeat: a
+	// kwok node, or StartHeartbeat for a node the test or the lab plays
+	// itself.
 	Controllers bool
 	// Kwok runs kwok as the kubelet of every Node annotated
 	// KwokNodeAnnotation=KwokNodeValue: it keeps their status and Lease fresh
@@ -45,8 +48,11 @@ const (
 // controllers are the kube-controller-manager controllers Options.Controllers
 // runs. Not the taint-eviction controller: the lab's pods are real processes
 // that must not be deleted behind the test's back when a node stops its
-// heartbeat.
+// heartbeat. The deployment and replicaset controllers cost two idle
+// informers until a test creates a Deployment (the soak rolls one).
 var controllers = []string{
+	"deployment-controller",
+	"replicaset-controller",
 	"endpointslice-controller",
 	"garbage-collector-controller",
 	"node-lifecycle-controller",
