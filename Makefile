@@ -78,7 +78,11 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 10s).
 ##@ Benchmarks (each prints one final key=value line)
 
 .PHONY: bench
-bench: bench-reconcile ## Run the benchmarks.
+bench: bench-reconcile bench-scale ## Run the benchmarks.
+
+.PHONY: bench-scale
+bench-scale: tools build ## 5,000 kwok nodes and 10,000 memory Services created while the operator is stopped, then the operator starts.
+	$(GO) run ./bench/scale --nodes 5000 --services 10000 --operator $(BIN)/portico-operator
 
 .PHONY: bench-reconcile
 bench-reconcile: tools build ## 1,000 LoadBalancer Services on the real control plane (kwok nodes), memory provider.

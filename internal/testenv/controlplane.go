@@ -29,6 +29,16 @@ type Options struct {
 	// and runs their Pods to Running and Ready. Nodes without the
 	// annotation (the netns lab's) are left alone.
 	Kwok bool
+	// KwokLeaseDuration is the node Lease duration of kwok's nodes (default
+	// LeaseDuration); kwok renews every quarter of it. Thousands of kwok
+	// nodes need a longer one (kubelet's default is 40s) to keep the Lease
+	// renewals from starving two cores; the node lifecycle controller
+	// (Controllers) would then mark them Unknown, so do not combine the two.
+	KwokLeaseDuration time.Duration
+	// NodePortRange is the apiserver's service-node-port-range (default
+	// 30000-32767, 2,768 ports). More LoadBalancer Services with node ports
+	// need a wider one.
+	NodePortRange string
 }
 
 // NodeMonitorGracePeriod is how long the node lifecycle controller waits
@@ -93,14 +103,18 @@ func (e *Env) startComponents(opts Options) error {
 		if err := os.WriteFile(stages, kwokStages, 0o600); err != nil {
 			return err
 		}
+		lease := opts.KwokLeaseDuration
+		if lease == 0 {
+			lease = LeaseDuration
+		}
 		cmd := exec.Command(filepath.Join(e.BinDir, "kwok"),
 			"--kubeconfig", e.Kubeconfig,
 			"--config", stages,
 			"--manage-all-nodes=false",
 			"--manage-nodes-with-annotation-selector", KwokNodeAnnotation+"="+KwokNodeValue,
-			// kwok renews a Lease every quarter of its duration: every 2s,
-			// well inside NodeMonitorGracePeriod.
-			"--node-lease-duration-seconds", fmt.Sprint(int(LeaseDuration/time.Second)))
+			// kwok renews a Lease every quarter of its duration: by
+			// default every 2s, well inside NodeMonitorGracePeriod.
+			"--node-lease-duration-seconds", fmt.Sprint(int(lease/time.Second)))
 		cmd.Env = append(os.Environ(), "HOME="+dir) // kwok keeps a work directory under $HOME/.kwok
 		p, err := StartProcess("kwok", cmd, ProcessOptions{Log: filepath.Join(dir, "kwok.log")})
 		if err != nil {
