@@ -542,9 +542,24 @@ func (s *soak) checkARP(svcs []corev1.Service) {
 			s.arpAnswered++
 		}
 		if len(r.macs) > 1 {
-			s.fail("ARP: %s answered by %d MACs %v", r.ip, len(r.macs), r.macs)
+			s.fail("ARP: %s answered by %d MACs %v", r.ip, len(r.macs), s.macOwners(r.macs))
 		}
 	}
+}
+
+// macOwners names the lab host of each MAC, for the failure message.
+func (s *soak) macOwners(macs []string) []string {
+	out := make([]string, 0, len(macs))
+	for _, m := range macs {
+		owner := "unknown host"
+		for _, n := range s.c.Nodes {
+			if strings.EqualFold(n.Host.MAC.String(), m) {
+				owner = n.Name
+			}
+		}
+		out = append(out, m+" ("+owner+")")
+	}
+	return out
 }
 
 // checkProcesses fails on a panic or an exit of the operator or a
