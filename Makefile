@@ -53,8 +53,17 @@ lint: tools ## gofmt, go vet and staticcheck.
 ##@ Test
 
 .PHONY: test
-test: tools ## Unit, integration (real kube-apiserver + etcd, kube-controller-manager and kwok where needed) and e2e tests.
+test: tools ## Unit, integration (real kube-apiserver + etcd, kube-controller-manager and kwok where needed), e2e tests and a 2-minute soak (root).
 	$(GO) test -count=1 -timeout 30m ./...
+	@hack/check-leftovers.sh
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory soak; else echo "soak skipped: it needs root (network namespaces)"; fi
+
+# SOAK_MINUTES is the soak's duration; make test runs the default.
+SOAK_MINUTES ?= 2
+
+.PHONY: soak
+soak: tools build ## Operator, three forwarders and kwok nodes under Service, workload and node churn for SOAK_MINUTES (default 2; root).
+	$(GO) run ./bench/soak --minutes $(SOAK_MINUTES) --operator $(BIN)/portico-operator --forwarder $(BIN)/portico-forwarder
 	@hack/check-leftovers.sh
 
 .PHONY: e2e
@@ -69,7 +78,11 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 10s).
 ##@ Benchmarks (each prints one final key=value line)
 
 .PHONY: bench
-bench: bench-reconcile ## Run the benchmarks.
+bench: bench-reconcile bench-scale ## Run the benchmarks.
+
+.PHONY: bench-scale
+bench-scale: tools build ## 5,000 kwok nodes and 10,000 memory Services created while the operator is stopped, then the operator starts.
+	$(GO) run ./bench/scale --nodes 5000 --services 10000 --operator $(BIN)/portico-operator
 
 .PHONY: bench-reconcile
 bench-reconcile: tools build ## 1,000 LoadBalancer Services on the real control plane (kwok nodes), memory provider.

@@ -10,9 +10,14 @@
 //   - burst phase: creates --services Services at once and measures how many
 //     per second get an address.
 //
+// Before the operator starts, the same number of Services of a class no one
+// serves are created the same way (64 in flight) on the same apiserver: the
+// bare apiserver's creation rate, which bounds the burst. burst_ratio is the
+// burst rate over that rate.
+//
 // The last line is:
 //
-//	reconcile: services=<burst n> p50_ms=<paced p50> p99_ms=<paced p99> per_s=<burst rate> operator_rss_mb=<peak RSS>
+//	reconcile: services=<burst n> p50_ms=<paced p50> p99_ms=<paced p99> per_s=<burst rate> operator_rss_mb=<peak RSS> burst_ratio=<per_s / bare per_s>
 package main
 
 import (
@@ -53,7 +58,8 @@ func main() {
 }
 
 func run(services, paced, rate, nodes, workers int, operatorBin string) (err error) {
-	env, err := testenv.NewWith(testenv.Options{Controllers: true, Kwok: true})
+	// The bare Services, the paced and the burst phase each take a node port.
+	env, err := testenv.NewWith(testenv.Options{Controllers: true, Kwok: true, NodePortRange: "20000-32767"})
 	if err != nil {
 		return fmt.Errorf("starting control plane: %w", err)
 	}
@@ -84,6 +90,12 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench"}}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
+
+	bare, err := bareCreateRate(ctx, cs, services)
+	if err != nil {
+		return fmt.Errorf("bare apiserver: %w", err)
+	}
+	fmt.Printf("bare: services=%d per_s=%.0f\n", services, bare)
 
 	op, err := testenv.StartProcess("portico-operator", exec.Command(operatorBin,
 		"--kubeconfig", env.Kubeconfig, "--providers", "memory", "--memory-ipv4-range", "10.128.0.0/16",
@@ -162,8 +174,39 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 	if err != nil {
 		return err
 	}
-	fmt.Printf("reconcile: services=%d p50_ms=%d p99_ms=%d per_s=%.0f operator_rss_mb=%d\n", services, p50.Milliseconds(), p99.Milliseconds(), perS, rss)
+	fmt.Printf("reconcile: services=%d p50_ms=%d p99_ms=%d per_s=%.0f operator_rss_mb=%d burst_ratio=%.2f\n", services, p50.Milliseconds(), p99.Milliseconds(), perS, rss, perS/bare)
 	return nil
+}
+
+// bareCreateRate creates n LoadBalancer Services of a class no controller
+// serves, 64 in flight as in the burst phase, in their own namespace, and
+// returns the creations per second: what the apiserver alone manages (node
+// port and ClusterIP allocation included).
+func bareCreateRate(ctx context.Context, cs kubernetes.Interface, n int) (float64, error) {
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bare"}}, metav1.CreateOptions{}); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	sem := make(chan struct{}, 64)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			svc := gen.Service("bare", fmt.Sprintf("bare-%d", i), gen.WithClass("example.com/nobody"), gen.ForAPI())
+			if _, err := cs.CoreV1().Services("bare").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		return 0, err
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
 }
 
 // watcher reports when each Service first has an ingress address.

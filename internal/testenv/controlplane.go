@@ -18,14 +18,27 @@ type Options struct {
 	// Pods (endpointslice), deletion of objects whose owner is gone
 	// (garbage collector), nodes whose heartbeats stop marked Unknown and
 	// tainted (node lifecycle, after NodeMonitorGracePeriod), and namespace
-	// deletion. Every Node must then have a heartbeat: a kwok node, or
-	// StartHeartbeat for a node the test or the lab plays itself.
+	// deletion, and Deployments rolled out through ReplicaSets (deployment
+	// and replicaset controllers; there is no scheduler, so a Deployment's
+	// pod template names its node). Every Node must then have a heartbeat: a
+	// kwok node, or StartHeartbeat for a node the test or the lab plays
+	// itself.
 	Controllers bool
 	// Kwok runs kwok as the kubelet of every Node annotated
 	// KwokNodeAnnotation=KwokNodeValue: it keeps their status and Lease fresh
 	// and runs their Pods to Running and Ready. Nodes without the
 	// annotation (the netns lab's) are left alone.
 	Kwok bool
+	// KwokLeaseDuration is the node Lease duration of kwok's nodes (default
+	// LeaseDuration); kwok renews every quarter of it. Thousands of kwok
+	// nodes need a longer one (kubelet's default is 40s) to keep the Lease
+	// renewals from starving two cores; the node lifecycle controller
+	// (Controllers) would then mark them Unknown, so do not combine the two.
+	KwokLeaseDuration time.Duration
+	// NodePortRange is the apiserver's service-node-port-range (default
+	// 30000-32767, 2,768 ports). More LoadBalancer Services with node ports
+	// need a wider one.
+	NodePortRange string
 }
 
 // NodeMonitorGracePeriod is how long the node lifecycle controller waits
@@ -45,8 +58,11 @@ const (
 // controllers are the kube-controller-manager controllers Options.Controllers
 // runs. Not the taint-eviction controller: the lab's pods are real processes
 // that must not be deleted behind the test's back when a node stops its
-// heartbeat.
+// heartbeat. The deployment and replicaset controllers cost two idle
+// informers until a test creates a Deployment (the soak rolls one).
 var controllers = []string{
+	"deployment-controller",
+	"replicaset-controller",
 	"endpointslice-controller",
 	"garbage-collector-controller",
 	"node-lifecycle-controller",
@@ -87,14 +103,18 @@ func (e *Env) startComponents(opts Options) error {
 		if err := os.WriteFile(stages, kwokStages, 0o600); err != nil {
 			return err
 		}
+		lease := opts.KwokLeaseDuration
+		if lease == 0 {
+			lease = LeaseDuration
+		}
 		cmd := exec.Command(filepath.Join(e.BinDir, "kwok"),
 			"--kubeconfig", e.Kubeconfig,
 			"--config", stages,
 			"--manage-all-nodes=false",
 			"--manage-nodes-with-annotation-selector", KwokNodeAnnotation+"="+KwokNodeValue,
-			// kwok renews a Lease every quarter of its duration: every 2s,
-			// well inside NodeMonitorGracePeriod.
-			"--node-lease-duration-seconds", fmt.Sprint(int(LeaseDuration/time.Second)))
+			// kwok renews a Lease every quarter of its duration: by
+			// default every 2s, well inside NodeMonitorGracePeriod.
+			"--node-lease-duration-seconds", fmt.Sprint(int(lease/time.Second)))
 		cmd.Env = append(os.Environ(), "HOME="+dir) // kwok keeps a work directory under $HOME/.kwok
 		p, err := StartProcess("kwok", cmd, ProcessOptions{Log: filepath.Join(dir, "kwok.log")})
 		if err != nil {

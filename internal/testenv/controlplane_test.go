@@ -174,6 +174,13 @@ func TestControlPlane(t *testing.T) {
 		// ready, and the EndpointSlice controller follows.
 		testenv.Eventually(t, 30*time.Second, func() error { return endpointIs(c, "web", kwokPodIP, "kwok-1", false) })
 	})
+
+	t.Run("a stopped kwok node comes back", func(t *testing.T) {
+		if err := testenv.StartKwokNode(ctx, c, "kwok-1"); err != nil {
+			t.Fatal(err)
+		}
+		testenv.Eventually(t, 30*time.Second, func() error { return readyIs(c, "kwok-1", corev1.ConditionTrue) })
+	})
 }
 
 // endpointIs checks that the EndpointSlice controller publishes ip on node

@@ -169,3 +169,17 @@ func StopKwokNode(ctx context.Context, c client.Client, node string) error {
 		return c.Update(ctx, lease)
 	})
 }
+
+// StartKwokNode brings a node StopKwokNode killed back: it clears the
+// Lease's holder, kwok takes the Lease over at its next try (every quarter of
+// LeaseDuration) and posts the node Ready again.
+func StartKwokNode(ctx context.Context, c client.Client, node string) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		lease := &coordinationv1.Lease{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: NodeLeaseNamespace, Name: node}, lease); err != nil {
+			return err
+		}
+		lease.Spec.HolderIdentity = nil
+		return c.Update(ctx, lease)
+	})
+}

@@ -110,6 +110,9 @@ func NewWith(opts Options) (*Env, error) {
 	// default ClusterIP range is a /24.
 	e.env.ControlPlane.GetAPIServer().Configure().
 		Set("service-cluster-ip-range", "10.96.0.0/16")
+	if opts.NodePortRange != "" {
+		e.env.ControlPlane.GetAPIServer().Configure().Set("service-node-port-range", opts.NodePortRange)
+	}
 	cfg, err := e.env.Start()
 	if err != nil {
 		_ = e.env.Stop()
