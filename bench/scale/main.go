@@ -143,7 +143,7 @@ func run(cfg config) (err error) {
 	opStart := time.Now()
 	op, err := testenv.StartProcess("portico-operator", exec.Command(cfg.operatorBin,
 		"--kubeconfig", env.Kubeconfig, "--providers", "memory", "--memory-ipv4-range", "10.128.0.0/14",
-		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", port), "--health-probe-bind-address", "0",
+		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", port), "--metrics-secure=false", "--health-probe-bind-address", "0",
 		"--workers", strconv.Itoa(cfg.workers), "--kube-api-qps", "5000", "--kube-api-burst", "10000",
 		"--zap-log-level", "error"), testenv.ProcessOptions{CleanExit: true})
 	if err != nil {
