@@ -71,9 +71,12 @@ type Announcer struct {
 	contested []netip.Addr
 	owners    map[netip.Addr]string
 	mine      []netip.Addr
-	standby   string
-	kick      chan struct{}
-	changed   chan struct{}
+	// waiting are addresses this node should take over but another node
+	// still claims, with when the wait began (break before make).
+	waiting map[netip.Addr]time.Time
+	standby string
+	kick    chan struct{}
+	changed chan struct{}
 }
 
 // NewAnnouncer returns an Announcer; Run starts it.
@@ -187,6 +190,7 @@ func (a *Announcer) recompute(log logr.Logger) {
 		// partial information: it may not have heard the current holder.
 		mine = nil
 	}
+	mine = a.breakBeforeMake(mine, prevMine, view, now)
 	// Another node claims an address this node keeps (two claimants right
 	// after a partition heals): it yields within a heartbeat, but clients
 	// may have followed its gratuitous ARP, so announce again.
@@ -356,4 +360,53 @@ func (a *Announcer) Mine() []netip.Addr {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return slices.Clone(a.mine)
+}
+
+// breakBeforeMake holds back a takeover while another node still claims the
+// address: an owner that lost it (its Node left Ready, it lost its endpoint)
+// releases it as soon as it learns of the change, within a heartbeat, but
+// its peers may learn first. Waiting for its claim to lapse keeps two nodes
+// from answering at once. The wait is bounded by DeadAfter, so a node that
+// keeps claiming on stale information delays failover by at most that; an
+// address nobody else claims is taken at once.
+func (a *Announcer) breakBeforeMake(mine, prev []netip.Addr, view View, now time.Time) []netip.Addr {
+	bound := a.cfg.Members.Config().DeadAfter
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.waiting == nil {
+		a.waiting = map[netip.Addr]time.Time{}
+	}
+	claimed := func(ip netip.Addr) bool {
+		for node, claims := range view.Claims {
+			if node != a.cfg.Self && slices.Contains(claims, ip) {
+				return true
+			}
+		}
+		for _, claims := range view.Departing {
+			if slices.Contains(claims, ip) {
+				return true
+			}
+		}
+		return false
+	}
+	var out []netip.Addr
+	waiting := map[netip.Addr]time.Time{}
+	for _, ip := range mine {
+		if slices.Contains(prev, ip) || !claimed(ip) {
+			out = append(out, ip)
+			continue
+		}
+		since, ok := a.waiting[ip]
+		if !ok {
+			since = now
+			time.AfterFunc(bound, func() { signal(a.kick) })
+		}
+		if now.Sub(since) >= bound {
+			out = append(out, ip) // the other claimant is stale: take over
+			continue
+		}
+		waiting[ip] = since
+	}
+	a.waiting = waiting
+	return out
 }

@@ -79,10 +79,15 @@ type Members struct {
 	log  logr.Logger
 	keys atomic.Pointer[Keyring]
 
-	mu      sync.Mutex
-	peers   map[string]*peer
-	claims  []netip.Addr
-	standby bool
+	mu    sync.Mutex
+	peers map[string]*peer
+	// departed are peers removed from the set (their Node left Ready, say)
+	// while still alive, with their last claims: they may still answer for
+	// them until they learn of it, so no one takes those addresses over
+	// before the claims lapse (break before make).
+	departed map[string]departed
+	claims   []netip.Addr
+	standby  bool
 	// known are the addresses the cluster has; claims of others are
 	// ignored. nil until the announcer sets its first inputs.
 	known  map[netip.Addr]bool
@@ -93,6 +98,11 @@ type Members struct {
 	seq    uint64
 
 	changed chan struct{}
+}
+
+type departed struct {
+	claims []netip.Addr
+	until  time.Time
 }
 
 // NewMembers returns a heartbeat that is not yet running.
@@ -133,10 +143,21 @@ func (m *Members) notify() {
 func (m *Members) SetPeers(peers map[string]netip.AddrPort) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for name := range m.peers {
+	now := time.Now()
+	for name, p := range m.peers {
 		if _, ok := peers[name]; !ok {
+			if !p.lastSeen.IsZero() && now.Sub(p.lastSeen) <= m.cfg.DeadAfter && len(p.claims) > 0 {
+				if m.departed == nil {
+					m.departed = map[string]departed{}
+				}
+				m.departed[name] = departed{claims: slices.Clone(p.claims), until: now.Add(m.cfg.DeadAfter)}
+				time.AfterFunc(m.cfg.DeadAfter, m.notify)
+			}
 			delete(m.peers, name)
 		}
+	}
+	for name := range peers {
+		delete(m.departed, name)
 	}
 	for name, addr := range peers {
 		if name == m.cfg.Self {
@@ -206,6 +227,9 @@ type View struct {
 	Claims map[string][]netip.Addr
 	// Peers is the size of the peer set, self included.
 	Peers int
+	// Departing maps nodes that left the peer set while alive to the
+	// addresses they last claimed, for DeadAfter: they may still answer.
+	Departing map[string][]netip.Addr
 }
 
 // View returns the current membership.
@@ -217,6 +241,16 @@ func (m *Members) View() View {
 
 func (m *Members) viewLocked(now time.Time) View {
 	v := View{Alive: []string{m.cfg.Self}, Claims: map[string][]netip.Addr{}}
+	for name, d := range m.departed {
+		if now.After(d.until) {
+			delete(m.departed, name)
+			continue
+		}
+		if v.Departing == nil {
+			v.Departing = map[string][]netip.Addr{}
+		}
+		v.Departing[name] = d.claims
+	}
 	heard := 1
 	for name, p := range m.peers {
 		age := now.Sub(p.lastSeen)

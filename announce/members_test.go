@@ -298,3 +298,47 @@ func TestHeartbeatFromWrongAddressIgnored(t *testing.T) {
 		t.Fatalf("forged heartbeat accepted: %+v", v)
 	}
 }
+
+// TestHandoverBreaksBeforeMake: when an owner loses an address while alive
+// (its Node left Ready) and its peers learn of it before it does, nobody
+// answers for the address until the old owner has let go: never two
+// announcers. Before, the new owner took over at once while the old one
+// still answered (the soak saw two MACs for one address).
+func TestHandoverBreaksBeforeMake(t *testing.T) {
+	addrs := []netip.Addr{addr(1), addr(2), addr(3), addr(4)}
+	in := Inputs{ReadyNodes: []string{"n0", "n1", "n2"}}
+	for _, a := range addrs {
+		in.Addresses = append(in.Addresses, Address{IP: a})
+	}
+	nodes := cluster(t, 3, in)
+	waitFor(t, 3*time.Second, "one announcer per address", func() bool { return oneEach(nodes, addrs) })
+	oldOwner := announcers(nodes)[addr(1)][0]
+	out := in
+	out.ReadyNodes = slices.DeleteFunc(slices.Clone(in.ReadyNodes), func(n string) bool { return n == oldOwner })
+	var owner *node
+	for _, n := range nodes {
+		if n.name == oldOwner {
+			owner = n
+			continue
+		}
+		n.ann.SetInputs(out) // the peers learn first
+	}
+	check := func(d time.Duration) {
+		t.Helper()
+		for start := time.Now(); time.Since(start) < d; time.Sleep(time.Millisecond) {
+			for _, a := range addrs {
+				if an := announcers(nodes)[a]; len(an) > 1 {
+					t.Fatalf("%s announced by %v at once", a, an)
+				}
+			}
+		}
+	}
+	check(80 * time.Millisecond) // less than DeadAfter: the old owner is still alive and claiming
+	owner.ann.SetInputs(out)
+	check(100 * time.Millisecond)
+	moved := waitFor(t, time.Second, "addr(1) on another node", func() bool {
+		an := announcers(nodes)[addr(1)]
+		return len(an) == 1 && an[0] != oldOwner
+	})
+	t.Logf("address moved %s after the old owner let go", moved)
+}
