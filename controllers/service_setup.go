@@ -3,6 +3,8 @@ package controllers
 import (
 	"context"
 	"slices"
+	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -145,16 +147,37 @@ func servicePredicate() predicate.Predicate {
 }
 
 // nodeHandler enqueues every managed Service after NodeBatchWindow when a
-// node change can alter backends; the queue folds repeated adds of a waiting
-// key, so node churn reaches each load balancer at most once per window.
+// node change can alter backends; changes within a window share one pass, so
+// node churn reaches each load balancer at most once per window.
 func (r *ServiceReconciler) nodeHandler() handler.EventHandler {
+	// One pass over the managed Services per batch window, however many
+	// node events arrive in it: a thousand node changes cost one List, not
+	// a thousand.
+	var mu sync.Mutex
+	scheduled := false
 	enqueueAll := func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-		for _, svc := range r.managedServices(ctx) {
-			q.AddAfter(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&svc)}, r.NodeBatchWindow)
+		mu.Lock()
+		defer mu.Unlock()
+		if scheduled {
+			return
 		}
+		scheduled = true
+		time.AfterFunc(r.NodeBatchWindow, func() {
+			mu.Lock()
+			scheduled = false
+			mu.Unlock()
+			for _, svc := range r.managedServices(ctx) {
+				q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&svc)})
+			}
+		})
 	}
 	return handler.Funcs{
-		CreateFunc: func(ctx context.Context, _ event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			// The initial list of Nodes at start needs no pass: every
+			// Service is reconciled at start anyway.
+			if e.IsInInitialList {
+				return
+			}
 			enqueueAll(ctx, q)
 		},
 		DeleteFunc: func(ctx context.Context, _ event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {

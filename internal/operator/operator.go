@@ -23,6 +23,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -247,6 +249,25 @@ func InstallNamespace() string {
 	return "portico-system"
 }
 
+// cacheOptions trims what the informers keep: no object's managedFields
+// (Portico never reads them), and no Node's image list (a kubelet reports
+// up to 50 images per node; nothing Portico decides depends on them). At
+// thousands of Nodes and Services this is most of the cache.
+func cacheOptions() cache.Options {
+	return cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Node{}: {Transform: func(obj any) (any, error) {
+				if n, ok := obj.(*corev1.Node); ok {
+					n.ManagedFields = nil
+					n.Status.Images = nil
+				}
+				return obj, nil
+			}},
+		},
+	}
+}
+
 // New builds the manager with the Service controller; the caller starts it.
 func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *controllers.ServiceReconciler, error) {
 	if err := o.Validate(); err != nil {
@@ -262,6 +283,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 		LeaderElectionReleaseOnCancel: true,
 		// Several managers share a process in tests.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+		Cache:      cacheOptions(),
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating manager: %w", err)
