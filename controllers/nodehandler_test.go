@@ -7,6 +7,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/portico-lb/portico/internal/gen"
 	"github.com/portico-lb/portico/internal/scheme"
+	"github.com/portico-lb/portico/internal/testenv"
 	"github.com/portico-lb/portico/providers"
 	"github.com/portico-lb/portico/providers/memory"
 )
@@ -68,5 +71,40 @@ func TestNodeEventsShareOnePass(t *testing.T) {
 	}
 	if q.Len() != 3 {
 		t.Errorf("queued %d Services, want each of the 3 once", q.Len())
+	}
+}
+
+// TestStaleCopyKeepsReady: a status write computed from a cached copy that
+// predates Portico's own last write (no Ready condition in it yet) changes
+// only the conditions it sets, on the real apiserver. Before, a JSON merge
+// patch replaced the whole condition list and wiped Ready: a Service with an
+// address showed no Ready condition (seen in CI).
+func TestStaleCopyKeepsReady(t *testing.T) {
+	env := testenv.Start(t)
+	ctx := t.Context()
+	svc := gen.Service("default", "web", gen.WithClass(providers.Class(memory.Name)), gen.ForAPI())
+	if err := env.Client.Create(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	stale := svc.DeepCopy() // what a lagging cache still holds
+	svc.Status.Conditions = []metav1.Condition{{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonEnsured, Message: "provisioned", LastTransitionTime: metav1.Now()}}
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "198.51.100.1"}}
+	if err := env.Client.Status().Update(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	r := &ServiceReconciler{Client: env.Client}
+	serving := metav1.Condition{Type: ConditionServing, Status: metav1.ConditionFalse, Reason: ReasonNoEndpoints, Message: "none", LastTransitionTime: metav1.Now()}
+	if err := r.writeServiceStatus(ctx, stale, stale.Status.LoadBalancer.Ingress, serving); err != nil {
+		t.Fatal(err)
+	}
+	var got corev1.Service
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(svc), &got); err != nil {
+		t.Fatal(err)
+	}
+	if meta.FindStatusCondition(got.Status.Conditions, ConditionReady) == nil || meta.FindStatusCondition(got.Status.Conditions, ConditionServing) == nil {
+		t.Errorf("conditions after the write: %+v; want Ready kept and Serving added", got.Status.Conditions)
+	}
+	if len(got.Status.LoadBalancer.Ingress) != 1 {
+		t.Errorf("ingress after the write: %+v; want the address kept", got.Status.LoadBalancer.Ingress)
 	}
 }

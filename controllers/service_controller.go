@@ -254,7 +254,9 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 		// Applied within the resync period by this process; the cache may
 		// not show our own writes yet, so trust memory. A deleted record
 		// clears this (see SetupWithManager). Endpoints may still have
-		// changed: say whether anything can carry traffic.
+		// changed: say whether anything can carry traffic. The cached copy
+		// may predate our own writes, so only the Serving condition is
+		// patched (merged by type), never the address or Ready.
 		if err := r.writeServiceStatus(ctx, svc, svc.Status.LoadBalancer.Ingress, serving); err != nil {
 			return ctrl.Result{}, err
 		}

@@ -52,7 +52,10 @@ func (r *ServiceReconciler) writeServiceStatus(ctx context.Context, svc *corev1.
 	if equality.Semantic.DeepEqual(orig.Status, svc.Status) {
 		return nil
 	}
-	if err := r.Client.Status().Patch(ctx, svc, client.MergeFrom(orig)); err != nil {
+	// A strategic merge patch merges conditions by type: it changes only
+	// Portico's own, whatever a stale cached copy held of the others (a JSON
+	// merge patch would replace the whole list).
+	if err := r.Client.Status().Patch(ctx, svc, client.StrategicMergeFrom(orig)); err != nil {
 		return fmt.Errorf("writing Service status: %w", err)
 	}
 	return nil
@@ -66,7 +69,7 @@ func (r *ServiceReconciler) clearServiceStatus(ctx context.Context, svc *corev1.
 	if equality.Semantic.DeepEqual(orig.Status, svc.Status) {
 		return nil
 	}
-	return client.IgnoreNotFound(r.Client.Status().Patch(ctx, svc, client.MergeFrom(orig)))
+	return client.IgnoreNotFound(r.Client.Status().Patch(ctx, svc, client.StrategicMergeFrom(orig)))
 }
 
 func (r *ServiceReconciler) getRecord(ctx context.Context, svc *corev1.Service) (*lbv1.LoadBalancer, error) {

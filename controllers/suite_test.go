@@ -103,12 +103,17 @@ func namespace(t *testing.T) string {
 
 // operatorRun is one in-process operator.
 type operatorRun struct {
-	cancel context.CancelFunc
-	done   chan error
+	cancel  context.CancelFunc
+	done    chan error
+	stopped bool
 }
 
 func (o *operatorRun) stop(t *testing.T) {
 	t.Helper()
+	if o.stopped {
+		return
+	}
+	o.stopped = true
 	o.cancel()
 	select {
 	case err := <-o.done:
@@ -142,6 +147,9 @@ func startOperator(t *testing.T, p providers.Provider, mutate ...func(*operator.
 	}
 	run := &operatorRun{cancel: cancel, done: make(chan error, 1)}
 	go func() { run.done <- mgr.Start(ctx) }()
+	// A test that fails before it stops its operator must not leave it
+	// serving the next tests' Services.
+	t.Cleanup(func() { run.stop(t) })
 	return run
 }
 
