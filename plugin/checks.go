@@ -163,8 +163,9 @@ func (g *global) checkOperator(ctx context.Context, c *Clients, namespace string
 	processed := 0
 	for i := range svcs.Items {
 		s := &svcs.Items[i]
-		if s.Spec.Type != corev1.ServiceTypeLoadBalancer || s.Spec.LoadBalancerClass == nil ||
-			!strings.HasPrefix(*s.Spec.LoadBalancerClass, providers.ClassPrefix) {
+		// Without a record the class is the Service's own request (the
+		// default class is the operator's setting, unknown here).
+		if s.Spec.Type != corev1.ServiceTypeLoadBalancer || !strings.HasPrefix(classOf(s, nil), providers.ClassPrefix) {
 			continue
 		}
 		key := types.NamespacedName{Namespace: s.Namespace, Name: s.Name}
