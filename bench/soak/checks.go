@@ -104,20 +104,36 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-var macRE = regexp.MustCompile(`(?i)\bfrom ([0-9a-f]{2}(?::[0-9a-f]{2}){5})\b`)
+var arpReplyRE = regexp.MustCompile(`(?i)\bfrom ([0-9a-f]{2}(?::[0-9a-f]{2}){5})\b.*\bindex=(\d+)`)
 
-// arpReplyMACs returns the distinct MAC addresses in arping's replies
-// ("60 bytes from 02:00:0a:58:00:01 (10.88.0.200): index=0 time=...").
-func arpReplyMACs(out string) []string {
-	var macs []string
-	for _, m := range macRE.FindAllStringSubmatch(out, -1) {
+// arpReplyMACs reads arping's replies ("60 bytes from 02:00:0a:58:00:01
+// (10.88.0.200): index=0 time=...") and returns the MACs that answered, and
+// the MACs that answered one and the same request: two announcers at once.
+// Two MACs on different requests are a handover between them (the probes
+// are 200 ms apart), not a double announcement.
+func arpReplyMACs(out string) (answered, double []string) {
+	byIndex := map[string][]string{}
+	for _, m := range arpReplyRE.FindAllStringSubmatch(out, -1) {
 		mac := strings.ToLower(m[1])
-		if !contains(macs, mac) {
-			macs = append(macs, mac)
+		if !contains(answered, mac) {
+			answered = append(answered, mac)
+		}
+		if !contains(byIndex[m[2]], mac) {
+			byIndex[m[2]] = append(byIndex[m[2]], mac)
 		}
 	}
-	sort.Strings(macs)
-	return macs
+	for _, macs := range byIndex {
+		if len(macs) > 1 {
+			for _, mac := range macs {
+				if !contains(double, mac) {
+					double = append(double, mac)
+				}
+			}
+		}
+	}
+	sort.Strings(answered)
+	sort.Strings(double)
+	return answered, double
 }
 
 // nftLeaks returns what a node's Portico table (nft list table inet

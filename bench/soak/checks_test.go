@@ -82,11 +82,18 @@ Timeout
 --- 10.88.0.200 statistics ---
 3 packets transmitted, 3 packets received,   0% unanswered (0 extra)
 `
-	if got, want := arpReplyMACs(out), []string{"02:00:0a:58:00:01", "02:00:0a:58:00:02"}; !reflect.DeepEqual(got, want) {
-		t.Fatalf("arpReplyMACs = %q, want %q", got, want)
+	// A handover between two requests: both answered, never at once.
+	answered, double := arpReplyMACs(out)
+	if want := []string{"02:00:0a:58:00:01", "02:00:0a:58:00:02"}; !reflect.DeepEqual(answered, want) || double != nil {
+		t.Fatalf("arpReplyMACs = %q, %q; want %q and no double answer", answered, double, want)
 	}
-	if got := arpReplyMACs("Timeout\nTimeout\n"); got != nil {
-		t.Fatalf("no replies gave %q", got)
+	// Two MACs answering the same request: two announcers at once.
+	both := out + "60 bytes from 02:00:0a:58:00:03 (10.88.0.200): index=1 time=1.0 msec\n"
+	if _, double := arpReplyMACs(both); !reflect.DeepEqual(double, []string{"02:00:0a:58:00:01", "02:00:0a:58:00:03"}) {
+		t.Fatalf("double answers = %q, want the two MACs of request 1", double)
+	}
+	if got, double := arpReplyMACs("Timeout\nTimeout\n"); got != nil || double != nil {
+		t.Fatalf("no replies gave %q %q", got, double)
 	}
 }
 
