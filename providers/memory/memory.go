@@ -22,6 +22,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/portico-lb/portico/internal/fault"
 	"github.com/portico-lb/portico/providers"
 )
 
@@ -83,7 +84,7 @@ type loadBalancer struct {
 	targets   []string         // sorted
 }
 
-type fault struct {
+type injectedError struct {
 	op    string
 	err   error
 	times int
@@ -97,10 +98,11 @@ type Provider struct {
 	lbs        map[string]*loadBalancer // by name
 	used       map[netip.Addr]string    // address -> lb name
 	calls      []Call
-	faults     []fault
+	faults     []injectedError
 	latency    time.Duration
-	crashAfter int // mutating calls left before a crash; <0 disabled
-	crashed    bool
+	// inj is the fault core shared with the cloud fakes: crashes and
+	// rules by kind (Inject); faults holds errors given verbatim.
+	inj *fault.Injector
 }
 
 var _ providers.Provider = (*Provider)(nil)
@@ -121,7 +123,7 @@ func New(opts Options) *Provider {
 		lbs:        map[string]*loadBalancer{},
 		used:       map[netip.Addr]string{},
 		latency:    opts.Latency,
-		crashAfter: -1,
+		inj:        fault.New(1),
 	}
 }
 
@@ -410,23 +412,30 @@ func (p *Provider) call(ctx context.Context, op string, key providers.Key, mutat
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	d := p.inj.Decide(fault.Request{Service: Name, Op: op, Mutating: mutating})
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var err error
-	switch {
-	case p.crashed:
-		err = ErrCrashed
-	case mutating && p.crashAfter == 0:
-		p.crashed = true
-		err = ErrCrashed
-	default:
+	err := kindError(d.Kind)
+	if err == nil {
 		err = p.takeFault(op)
 	}
-	if err == nil && mutating && p.crashAfter > 0 {
-		p.crashAfter--
-	}
+	p.inj.Record(fault.Request{Service: Name, Op: op, Mutating: mutating}, string(d.Kind))
 	p.calls = append(p.calls, Call{Op: op, Key: key.String(), Err: err})
 	return err
+}
+
+// kindError is the error the backend returns for an injected fault kind.
+func kindError(k fault.Kind) error {
+	switch k {
+	case fault.None:
+		return nil
+	case fault.Crash:
+		return ErrCrashed
+	case fault.Throttle:
+		return providers.Retry(errors.New("memory provider: throttled (injected)"), 0)
+	default:
+		return providers.Retry(fmt.Errorf("memory provider: %s (injected)", k), 0)
+	}
 }
 
 func (p *Provider) takeFault(op string) error {
@@ -453,7 +462,7 @@ func (p *Provider) record(op string, key providers.Key, err error) {
 func (p *Provider) InjectError(op string, err error, times int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.faults = append(p.faults, fault{op: op, err: err, times: times})
+	p.faults = append(p.faults, injectedError{op: op, err: err, times: times})
 }
 
 // ClearFaults removes injected errors and recovers from a crash.
@@ -461,8 +470,7 @@ func (p *Provider) ClearFaults() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.faults = nil
-	p.crashed = false
-	p.crashAfter = -1
+	p.inj.Recover()
 }
 
 // SetLatency sets the delay added to every backend call.
@@ -472,13 +480,20 @@ func (p *Provider) SetLatency(d time.Duration) {
 	p.latency = d
 }
 
+// Inject adds a rule of the fault core shared with the cloud fakes
+// (internal/fault): Throttle and the server-side kinds fail as retryable
+// errors, Crash as ErrCrashed.
+func (p *Provider) Inject(r fault.Rule) { p.inj.Add(r) }
+
+// Faults returns the fault core's statistics (calls, injected faults).
+func (p *Provider) Faults() fault.Stats { return p.inj.Stats() }
+
 // CrashAfter lets n more mutating calls succeed, then fails every call with
 // ErrCrashed until ClearFaults, as if the operator died between two steps.
 func (p *Provider) CrashAfter(n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.crashAfter = n
-	p.crashed = false
+	p.inj.CrashAfter(n)
 }
 
 // Calls returns a copy of every recorded call.

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/portico-lb/portico/internal/fault"
 	"github.com/portico-lb/portico/providers"
 	"github.com/portico-lb/portico/providers/memory"
 	"github.com/portico-lb/portico/providers/providertest"
@@ -78,3 +79,24 @@ func TestRegisterBeforeDeregister(t *testing.T) {
 }
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// TestFaultCoreKinds: the memory backend speaks the fault core's vocabulary,
+// so one test idiom injects throttling and crashes into every backend.
+func TestFaultCoreKinds(t *testing.T) {
+	p := memory.New(memory.Options{ClusterID: "c1"})
+	ctx := t.Context()
+	desired := providertest.DefaultDesired(providers.Key{Namespace: "ns", Name: "web"}, []string{"n"}, []providers.Port{providertest.TCP(80, 30080)})
+	p.Inject(fault.Rule{Kind: fault.Throttle, Times: 2, MutatingOnly: true})
+	for n := range 2 {
+		_, err := p.Ensure(ctx, desired)
+		if _, retry := providers.IsRetryable(err); !retry {
+			t.Fatalf("ensure %d: %v, want a retryable throttle", n, err)
+		}
+	}
+	if _, err := p.Ensure(ctx, desired); err != nil {
+		t.Fatalf("ensure after the throttle: %v", err)
+	}
+	if s := p.Faults(); s.Injected[fault.Throttle] != 2 || s.Mutating == 0 {
+		t.Errorf("fault stats %+v", s)
+	}
+}
