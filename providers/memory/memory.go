@@ -94,12 +94,12 @@ type injectedError struct {
 type Provider struct {
 	opts Options
 
-	mu         sync.Mutex
-	lbs        map[string]*loadBalancer // by name
-	used       map[netip.Addr]string    // address -> lb name
-	calls      []Call
-	faults     []injectedError
-	latency    time.Duration
+	mu      sync.Mutex
+	lbs     map[string]*loadBalancer // by name
+	used    map[netip.Addr]string    // address -> lb name
+	calls   []Call
+	faults  []injectedError
+	latency time.Duration
 	// inj is the fault core shared with the cloud fakes: crashes and
 	// rules by kind (Inject); faults holds errors given verbatim.
 	inj *fault.Injector
@@ -119,11 +119,11 @@ func New(opts Options) *Provider {
 		opts.IPv6 = netip.MustParsePrefix("2001:db8:100::/120")
 	}
 	return &Provider{
-		opts:       opts,
-		lbs:        map[string]*loadBalancer{},
-		used:       map[netip.Addr]string{},
-		latency:    opts.Latency,
-		inj:        fault.New(1),
+		opts:    opts,
+		lbs:     map[string]*loadBalancer{},
+		used:    map[netip.Addr]string{},
+		latency: opts.Latency,
+		inj:     fault.New(1),
 	}
 }
 
