@@ -59,6 +59,10 @@ type instrumented struct {
 
 var _ providers.Provider = instrumented{}
 
+// Unwrap returns the backend, whose optional interfaces (OrphanScanner,
+// PodTargeter) the wrapper hides.
+func (i instrumented) Unwrap() providers.Provider { return i.Provider }
+
 func (i instrumented) observe(op string, start time.Time, err error) {
 	class := i.Class()
 	i.m.ProviderLatency.WithLabelValues(class, op).Observe(time.Since(start).Seconds())

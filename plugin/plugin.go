@@ -6,6 +6,7 @@
 //	kubectl lb cost              cost totals by namespace, class or region
 //	kubectl lb describe <svc>    one load balancer in depth
 //	kubectl lb pools             IPPool usage
+//	kubectl lb orphans           cloud resources of this cluster that no Service owns
 //
 // It follows kubectl's conventions: the k8s.io/cli-runtime connection flags
 // (--kubeconfig, --context, -n, ...), -A, and -o table|wide|json|yaml.
@@ -128,7 +129,7 @@ installed, 4 the operator is not running, 5 permission denied.`,
 	pf.StringVar(&g.operatorNS, "operator-namespace", "portico-system", "Namespace of portico-operator's leader-election Lease, used to tell whether the operator is running.")
 	pf.StringVar(&g.operatorLease, "operator-lease", "portico-operator.lb.portico.dev", "Name of portico-operator's leader-election Lease (its --leader-election-id).")
 
-	root.AddCommand(newStatusCommand(g), newCostCommand(g), newDescribeCommand(g), newPoolsCommand(g))
+	root.AddCommand(newStatusCommand(g), newCostCommand(g), newDescribeCommand(g), newPoolsCommand(g), newOrphansCommand(g))
 	return root
 }
 

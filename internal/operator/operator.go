@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -104,6 +105,11 @@ type Options struct {
 	PriceRefresh time.Duration
 	// Pricer, when set, replaces the embedded catalog (tests).
 	Pricer controllers.Pricer
+	// OrphanScanInterval is how often backends are scanned for resources
+	// with this cluster's marks and no Service; zero disables the scan.
+	OrphanScanInterval time.Duration
+	// DeleteOrphans lets the scan delete what two scans in a row found.
+	DeleteOrphans bool
 }
 
 // DefaultOptions returns the operator's defaults.
@@ -124,6 +130,7 @@ func DefaultOptions() *Options {
 		ReconcileTimeout:    10 * time.Minute,
 		PriceConfigMap:      InstallNamespace() + "/portico-prices",
 		PriceRefresh:        time.Minute,
+		OrphanScanInterval:  10 * time.Minute,
 		QPS:                 200,
 		Burst:               400,
 		Backends:            backends(),
@@ -152,6 +159,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.ReconcileTimeout, "reconcile-timeout", o.ReconcileTimeout, "Longest one Service's reconcile may take; must exceed --provider-call-timeout.")
 	fs.StringVar(&o.PriceConfigMap, "price-configmap", o.PriceConfigMap, "ConfigMap (namespace/name) whose prices override the embedded, dated price catalog (docs/cost.md); the default is portico-prices in the namespace Portico runs in ($POD_NAMESPACE); empty uses the embedded prices. Invalid price data sets the Priced condition False rather than a cost of zero.")
 	fs.DurationVar(&o.PriceRefresh, "price-refresh-interval", o.PriceRefresh, "How often the price ConfigMap is re-read.")
+	fs.DurationVar(&o.OrphanScanInterval, "orphan-scan-interval", o.OrphanScanInterval, "How often each cloud backend is scanned for resources that carry this cluster's ownership marks but belong to no Service; they are counted in portico_orphaned_resources, listed in the portico-orphans ConfigMap ('kubectl lb orphans') and reported as an Event. 0 disables the scan.")
+	fs.BoolVar(&o.DeleteOrphans, "delete-orphans", o.DeleteOrphans, "Delete orphans that two scans in a row found, after re-reading from the API server that no Service claims them, through the backend's ownership checks. Off by default: orphans are only reported.")
 	fs.Float32Var(&o.QPS, "kube-api-qps", o.QPS, "Queries per second to the Kubernetes API.")
 	fs.IntVar(&o.Burst, "kube-api-burst", o.Burst, "Burst of queries to the Kubernetes API.")
 	for _, name := range o.backendNames() {
@@ -342,6 +351,16 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 	if err := r.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.Workers, ReconciliationTimeout: o.ReconcileTimeout}); err != nil {
 		return nil, nil, fmt.Errorf("setting up Service controller: %w", err)
 	}
+	if o.OrphanScanInterval > 0 {
+		if err := mgr.Add(&controllers.OrphanScanner{
+			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("portico-operator"),
+			Providers: r.Providers, ClusterID: id.ID, Namespace: InstallNamespace(),
+			Interval: o.OrphanScanInterval, CallTimeout: o.ProviderCallTimeout, Delete: o.DeleteOrphans,
+			Gauge: sharedOrphanGauge(),
+		}); err != nil {
+			return nil, nil, err
+		}
+	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, nil, err
 	}
@@ -384,6 +403,10 @@ const legacyClusterID = "kubernetes"
 // once per process, however many managers it runs.
 var sharedMetrics = sync.OnceValue(func() *controllers.Metrics {
 	return controllers.NewMetrics(metrics.Registry)
+})
+
+var sharedOrphanGauge = sync.OnceValue(func() *prometheus.GaugeVec {
+	return controllers.NewOrphanGauge(metrics.Registry)
 })
 
 var sharedCostMetrics = sync.OnceValue(func() *pricing.Metrics {

@@ -593,3 +593,32 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+var _ providers.OrphanScanner = (*Provider)(nil)
+
+// ListOwned lists the load balancers marked for clusterID.
+func (p *Provider) ListOwned(ctx context.Context, clusterID string) ([]providers.Owned, error) {
+	if err := p.call(ctx, OpDescribe, providers.Key{ClusterID: clusterID}, false); err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []providers.Owned
+	for _, name := range sortedKeys(p.lbs) {
+		tags := p.lbs[name].tags
+		if tags[providers.TagManagedBy] != providers.ManagedByValue || tags[providers.TagCluster] != clusterID {
+			continue
+		}
+		key, ok := providers.ServiceFromMark(clusterID, tags[providers.TagService])
+		if !ok {
+			continue
+		}
+		out = append(out, providers.Owned{Kind: "loadBalancer", ID: name, Service: key})
+	}
+	return out, nil
+}
+
+// DeleteOrphan refuses: the memory backend has no per-cluster resources.
+func (p *Provider) DeleteOrphan(_ context.Context, _ string, o providers.Owned) error {
+	return fmt.Errorf("memory backend: %s %s is not a per-cluster resource", o.Kind, o.ID)
+}
