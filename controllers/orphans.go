@@ -324,4 +324,3 @@ func unwrapProvider(p providers.Provider) providers.Provider {
 		p = u.Unwrap()
 	}
 }
-
