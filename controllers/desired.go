@@ -24,6 +24,11 @@ type DesiredInput struct {
 	Class           string
 	Service         *corev1.Service
 	Nodes           []corev1.Node
+	// EligibleNodes, when not nil, replaces Nodes: the eligible nodes,
+	// already converted and sorted by name, shared read-only between
+	// Services (see nodeSet). Services with externalTrafficPolicy Cluster
+	// get this very slice.
+	EligibleNodes []providers.Node
 	Slices          []discoveryv1.EndpointSlice
 	NamespaceLabels map[string]string
 }
@@ -77,6 +82,18 @@ func Desired(in DesiredInput) (*providers.LoadBalancer, error) {
 				local[ep.NodeName] = true
 			}
 		}
+	}
+	if in.EligibleNodes != nil {
+		if d.TrafficPolicy != providers.TrafficPolicyLocal {
+			d.Nodes = in.EligibleNodes
+			return d, nil
+		}
+		for _, n := range in.EligibleNodes {
+			if local[n.Name] {
+				d.Nodes = append(d.Nodes, n)
+			}
+		}
+		return d, nil
 	}
 	for i := range in.Nodes {
 		n := &in.Nodes[i]

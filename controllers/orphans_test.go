@@ -72,6 +72,9 @@ func TestOrphanScan(t *testing.T) {
 	kept := gen.Service(ns, "kept", gen.WithClass(memoryClass), gen.ForAPI())
 	gone := gen.Service(ns, "gone", gen.WithClass(memoryClass), gen.ForAPI())
 	create(t, kept, gone)
+	// Deleted while this test's operator still runs, so no later test's
+	// operator adopts it.
+	t.Cleanup(func() { deleteAndWait(t, kept) })
 	waitReady(t, kept)
 	waitReady(t, gone)
 	// Another cluster's load balancer in the same backend.

@@ -98,6 +98,10 @@ type ServiceReconciler struct {
 	pending chan event.GenericEvent
 	slots   fairShare
 
+	// nodes is the eligible-node set shared by every Service's desired
+	// state, rebuilt after node changes.
+	nodes nodeSnapshots
+
 	mu      sync.Mutex
 	applied map[types.NamespacedName]applied
 	// reensure holds Services whose next reconcile must call the backend
@@ -225,7 +229,7 @@ func (r *ServiceReconciler) Classes() model.Classes {
 
 func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, class string, record *lbv1.LoadBalancer) (ctrl.Result, error) {
 	key := client.ObjectKeyFromObject(svc)
-	desired, err := r.desired(ctx, svc, class)
+	desired, hash, err := r.desired(ctx, svc, class)
 	if err != nil {
 		var ce *providers.ConfigError
 		if errors.As(err, &ce) {
@@ -249,7 +253,6 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 	}
 	serving, eps := servingCondition(svc.Generation, svc, desired.Endpoints)
 	r.servingEvent(svc, serving)
-	hash := hashDesired(desired)
 	if r.upToDate(key, hash) {
 		// Applied within the resync period by this process; the cache may
 		// not show our own writes yet, so trust memory. A deleted record
@@ -309,28 +312,37 @@ func (r *ServiceReconciler) ensureWithProgress(ctx context.Context, p providers.
 }
 
 // desired gathers the inputs of Desired from the cache.
-func (r *ServiceReconciler) desired(ctx context.Context, svc *corev1.Service, class string) (*providers.LoadBalancer, error) {
-	var nodes corev1.NodeList
-	if err := r.Client.List(ctx, &nodes); err != nil {
-		return nil, fmt.Errorf("listing nodes: %w", err)
+// desired computes svc's desired load balancer and its fingerprint (see
+// hashDesired).
+func (r *ServiceReconciler) desired(ctx context.Context, svc *corev1.Service, class string) (*providers.LoadBalancer, string, error) {
+	nodes, err := r.nodes.get(ctx, r.Client)
+	if err != nil {
+		return nil, "", err
 	}
 	var slices discoveryv1.EndpointSliceList
 	if err := r.Client.List(ctx, &slices, client.InNamespace(svc.Namespace),
 		client.MatchingLabels{discoveryv1.LabelServiceName: svc.Name}); err != nil {
-		return nil, fmt.Errorf("listing endpointslices: %w", err)
+		return nil, "", fmt.Errorf("listing endpointslices: %w", err)
 	}
 	var ns corev1.Namespace
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: svc.Namespace}, &ns); err != nil && !apierrors.IsNotFound(err) {
-		return nil, fmt.Errorf("reading namespace: %w", err)
+		return nil, "", fmt.Errorf("reading namespace: %w", err)
 	}
-	return Desired(DesiredInput{
+	d, err := Desired(DesiredInput{
 		ClusterID:       r.ClusterID,
 		Class:           class,
 		Service:         svc,
-		Nodes:           nodes.Items,
+		EligibleNodes:   nodes.nodes,
 		Slices:          slices.Items,
 		NamespaceLabels: ns.Labels,
 	})
+	if err != nil {
+		return nil, "", err
+	}
+	if d.TrafficPolicy == providers.TrafficPolicyLocal || nodes.nodes == nil {
+		return d, hashDesired(d, ""), nil
+	}
+	return d, hashDesired(d, nodes.hash), nil
 }
 
 // cleanup removes the load balancer of a Service that left Portico (deleted,
@@ -423,16 +435,22 @@ func (r *ServiceReconciler) ensureFinalizer(ctx context.Context, svc *corev1.Ser
 // hashDesired fingerprints what a provider acts on. Endpoints count only for
 // pod-targeting load balancers; for node-port targets their churn must not
 // reach the backend.
-func hashDesired(d *providers.LoadBalancer) string {
+//
+// nodesHash, when not empty, is the fingerprint of d.Nodes, the shared
+// nodeSet: the nodes are then not serialized again for every Service.
+func hashDesired(d *providers.LoadBalancer, nodesHash string) string {
 	c := *d
 	if !c.TargetPods {
 		c.Endpoints = nil
+	}
+	if nodesHash != "" {
+		c.Nodes = nil
 	}
 	b, err := json.Marshal(c)
 	if err != nil {
 		return ""
 	}
-	sum := sha256.Sum256(b)
+	sum := sha256.Sum256(append(b, nodesHash...))
 	return hex.EncodeToString(sum[:12])
 }
 

@@ -173,6 +173,7 @@ func (r *ServiceReconciler) nodeHandler() handler.EventHandler {
 	}
 	return handler.Funcs{
 		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			r.nodes.invalidate()
 			// The initial list of Nodes at start needs no pass: every
 			// Service is reconciled at start anyway.
 			if e.IsInInitialList {
@@ -181,12 +182,14 @@ func (r *ServiceReconciler) nodeHandler() handler.EventHandler {
 			enqueueAll(ctx, q)
 		},
 		DeleteFunc: func(ctx context.Context, _ event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			r.nodes.invalidate()
 			enqueueAll(ctx, q)
 		},
 		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			o, okO := e.ObjectOld.(*corev1.Node)
 			n, okN := e.ObjectNew.(*corev1.Node)
 			if okO && okN && model.NodeChanged(o, n) {
+				r.nodes.invalidate()
 				enqueueAll(ctx, q)
 			}
 		},

@@ -100,6 +100,8 @@ type Provider struct {
 	calls   []Call
 	faults  []injectedError
 	latency time.Duration
+	// recent are the last distinct target lists stored (see intern).
+	recent [][]string
 	// inj is the fault core shared with the cloud fakes: crashes and
 	// rules by kind (Inject); faults holds errors given verbatim.
 	inj *fault.Injector
@@ -216,11 +218,12 @@ func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*prov
 		}
 	}
 
-	targets := desiredTargets(d)
+	targets := p.intern(desiredTargets(d))
 	if !slices.Equal(targets, lb.targets) {
 		// Register new targets before deregistering old ones, as a cloud
 		// controller must, so a node change never drops traffic.
 		union := sortedUnion(lb.targets, targets)
+		union = p.intern(union)
 		if !slices.Equal(union, lb.targets) {
 			if err := p.mutate(ctx, OpRegisterTargets, d.Key, func() { lb.targets = union }); err != nil {
 				return nil, fmt.Errorf("registering targets: %w", err)
@@ -556,6 +559,25 @@ func (p *Provider) Targets(key providers.Key) []string {
 		return slices.Clone(lb.targets)
 	}
 	return nil
+}
+
+// intern returns a target list equal to targets that another load balancer
+// already holds, when one of the recently seen lists is equal: at thousands
+// of nodes, every load balancer of a cluster has the same targets, and one
+// copy serves them all. Target lists are never modified in place.
+func (p *Provider) intern(targets []string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, have := range p.recent {
+		if slices.Equal(have, targets) {
+			return have
+		}
+	}
+	p.recent = append(p.recent, targets)
+	if len(p.recent) > 4 {
+		p.recent = p.recent[1:]
+	}
+	return targets
 }
 
 func listenerKey(port providers.Port) string {
