@@ -20,15 +20,15 @@ const (
 
 // DesiredInput is everything the desired load balancer depends on.
 type DesiredInput struct {
-	ClusterID       string
-	Class           string
-	Service         *corev1.Service
-	Nodes           []corev1.Node
+	ClusterID string
+	Class     string
+	Service   *corev1.Service
+	Nodes     []corev1.Node
 	// EligibleNodes, when not nil, replaces Nodes: the eligible nodes,
 	// already converted and sorted by name, shared read-only between
 	// Services (see nodeSet). Services with externalTrafficPolicy Cluster
 	// get this very slice.
-	EligibleNodes []providers.Node
+	EligibleNodes   []providers.Node
 	Slices          []discoveryv1.EndpointSlice
 	NamespaceLabels map[string]string
 }
