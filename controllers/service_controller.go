@@ -288,7 +288,7 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 	if changed {
 		r.event(svc, corev1.EventTypeNormal, ReasonEnsured, "Ensure", "Ensured %s load balancer at %s", class, addressList(st))
 	}
-	r.remember(key, hash)
+	r.remember(key, hash, &eps)
 	return ctrl.Result{RequeueAfter: r.jitter(r.ResyncPeriod)}, nil
 }
 

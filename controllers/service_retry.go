@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
@@ -22,6 +24,9 @@ import (
 type applied struct {
 	hash string
 	at   time.Time
+	// endpoints is what this process last wrote to the record's
+	// status.endpoints: the cached record may not show it yet.
+	endpoints *lbv1.EndpointsStatus
 }
 
 // fail reports err on the Service and the record and decides the retry.
@@ -98,14 +103,31 @@ func (r *ServiceReconciler) markReensure(key types.NamespacedName) {
 	r.reensure[key] = true
 }
 
-func (r *ServiceReconciler) remember(key types.NamespacedName, hash string) {
+func (r *ServiceReconciler) remember(key types.NamespacedName, hash string, eps *lbv1.EndpointsStatus) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.applied == nil {
 		r.applied = map[types.NamespacedName]applied{}
 	}
-	r.applied[key] = applied{hash: hash, at: time.Now()}
+	r.applied[key] = applied{hash: hash, at: time.Now(), endpoints: eps}
 	delete(r.failures, key)
+}
+
+// wroteEndpoints reports whether this process last wrote eps to key's
+// record; with written set it records that it just did.
+func (r *ServiceReconciler) wroteEndpoints(key types.NamespacedName, eps *lbv1.EndpointsStatus, written bool) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a, ok := r.applied[key]
+	if !ok {
+		return false
+	}
+	if written {
+		a.endpoints = eps
+		r.applied[key] = a
+		return true
+	}
+	return a.endpoints != nil && equality.Semantic.DeepEqual(a.endpoints, eps)
 }
 
 func (r *ServiceReconciler) forgetApplied(key types.NamespacedName) {

@@ -255,8 +255,17 @@ func addressList(st *providers.Status) string {
 }
 
 // writeEndpoints updates the record's endpoint counts when they changed.
+//
+// The cached record may predate this process's own last write (the Ensure
+// that made it up to date wrote the endpoints a moment ago): what this
+// process remembers writing counts as written, so a Service costs one record
+// status write per change, not two.
 func (r *ServiceReconciler) writeEndpoints(ctx context.Context, rec *lbv1.LoadBalancer, eps lbv1.EndpointsStatus) error {
 	if rec == nil || equality.Semantic.DeepEqual(rec.Status.Endpoints, &eps) {
+		return nil
+	}
+	key := client.ObjectKeyFromObject(rec)
+	if r.wroteEndpoints(key, &eps, false) {
 		return nil
 	}
 	orig := rec.DeepCopy()
@@ -264,6 +273,7 @@ func (r *ServiceReconciler) writeEndpoints(ctx context.Context, rec *lbv1.LoadBa
 	if err := r.Client.Status().Patch(ctx, rec, client.MergeFrom(orig)); err != nil {
 		return fmt.Errorf("writing LoadBalancer endpoints: %w", err)
 	}
+	r.wroteEndpoints(key, &eps, true)
 	return nil
 }
 

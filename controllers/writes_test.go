@@ -1,0 +1,94 @@
+package controllers_test
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/portico-lb/portico/internal/gen"
+	"github.com/portico-lb/portico/providers/memory"
+)
+
+type logRT struct {
+	rt  http.RoundTripper
+	mu  *sync.Mutex
+	log *[]string
+}
+
+func (l logRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method != http.MethodGet {
+		l.mu.Lock()
+		*l.log = append(*l.log, r.Method+" "+r.URL.Path)
+		l.mu.Unlock()
+	}
+	return l.rt.RoundTrip(r)
+}
+
+// TestCreateWrites: a new Service costs one write per guarantee: the
+// finalizer, the record (naming the class before any address), the address
+// on the Service (before the record's status), the record's status once, and
+// at most two Events. The second reconcile, which the Service's own status
+// write triggers, wrote the record's endpoints again from a cache that did not
+// show them yet.
+func TestCreateWrites(t *testing.T) {
+	var mu sync.Mutex
+	var log []string
+	cfg := rest.CopyConfig(operatorConfig)
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return logRT{rt, &mu, &log} }
+	old := operatorConfig
+	operatorConfig = cfg
+	defer func() { operatorConfig = old }()
+	p := memory.New(memory.Options{ClusterID: "test"})
+	withOperator(t, p)
+	ns := namespace(t)
+	time.Sleep(2 * time.Second)
+	mu.Lock()
+	log = nil
+	mu.Unlock()
+	svc := gen.Service(ns, "w", gen.WithClass(memoryClass), gen.ForAPI())
+	create(t, svc)
+	waitReady(t, svc)
+	time.Sleep(3 * time.Second)
+	mu.Lock()
+	writes := slices.Clone(log)
+	mu.Unlock()
+	count := map[string]int{}
+	first := map[string]int{}
+	for i, w := range writes {
+		kind := w[:strings.Index(w, " ")]
+		switch path := w[len(kind)+1:]; {
+		case strings.HasSuffix(path, "/services/w"):
+			kind += " service"
+		case strings.HasSuffix(path, "/services/w/status"):
+			kind += " service status"
+		case strings.HasSuffix(path, "/loadbalancers"):
+			kind += " record"
+		case strings.HasSuffix(path, "/loadbalancers/w/status"):
+			kind += " record status"
+		case strings.HasSuffix(path, "/events"):
+			kind += " event"
+		}
+		if _, ok := first[kind]; !ok {
+			first[kind] = i
+		}
+		count[kind]++
+	}
+	want := map[string]int{"PATCH service": 1, "POST record": 1, "PATCH service status": 1, "PATCH record status": 1}
+	for k, n := range want {
+		if count[k] != n {
+			t.Errorf("%d x %s, want %d", count[k], k, n)
+		}
+	}
+	if count["POST event"] > 2 || len(writes) > 6 {
+		t.Errorf("%d writes, %d of them Events; want at most 6 and 2:\n%s", len(writes), count["POST event"], strings.Join(writes, "\n"))
+	}
+	if first["PATCH service status"] > first["PATCH record status"] {
+		t.Errorf("the record's status was written before the Service's address:\n%s", strings.Join(writes, "\n"))
+	}
+	deleteAndWait(t, svc)
+}
