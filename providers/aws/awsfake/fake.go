@@ -168,19 +168,19 @@ func New(opts Options) *Fake {
 	faults := fault.New(opts.Seed)
 	faults.SetClock(now)
 	f := &Fake{
-		opts:       opts,
-		now:        now,
-		lbs:        map[string]*LoadBalancer{},
-		groups:     map[string]*TargetGroup{},
-		listeners:  map[string]*Listener{},
-		subnets:    map[string]*Subnet{},
-		sgs:        map[string]*SecurityGroup{},
-		instances:  map[string]*Instance{},
-		eips:       map[string]string{},
-		eipTags:    map[string]map[string]string{},
-		sgHeld:     map[string]time.Time{},
-		tgHeld:     map[string]time.Time{},
-		faults:     faults,
+		opts:      opts,
+		now:       now,
+		lbs:       map[string]*LoadBalancer{},
+		groups:    map[string]*TargetGroup{},
+		listeners: map[string]*Listener{},
+		subnets:   map[string]*Subnet{},
+		sgs:       map[string]*SecurityGroup{},
+		instances: map[string]*Instance{},
+		eips:      map[string]string{},
+		eipTags:   map[string]map[string]string{},
+		sgHeld:    map[string]time.Time{},
+		tgHeld:    map[string]time.Time{},
+		faults:    faults,
 	}
 	f.server = httptest.NewServer(http.HandlerFunc(f.serve))
 	return f
