@@ -60,6 +60,10 @@ type Options struct {
 	// (every attempt, retries included). Zero means 10 per second, burst 20.
 	RateLimit rate.Limit
 	Burst     int
+	// DisableBackendSecurityGroupRules stops Portico from giving load
+	// balancers the cluster's backend security group and opening the node
+	// security groups to it (see ensureBackendRules).
+	DisableBackendSecurityGroupRules bool
 	// RetryAfter is the delay suggested to the controller after throttling
 	// or a 5xx (default 5s); dependency and eventual-consistency waits use
 	// a fifth of it.
@@ -77,6 +81,10 @@ type Provider struct {
 	// finished; any other gets one sweep for target groups an interrupted
 	// run left unattached (see sweepOrphanGroups).
 	swept map[string]bool
+	// backend caches the backend security group and node group rules.
+	backend *backendState
+	// inUse counts ResourceInUse answers per target group ARN, for backoff.
+	inUse map[string]int
 }
 
 var _ providers.Provider = (*Provider)(nil)
@@ -115,7 +123,7 @@ func New(opts Options) (*Provider, error) {
 			o.BaseEndpoint = aws.String(opts.EndpointURL)
 		}
 	})
-	return &Provider{opts: opts, elb: elbClient, ec2: ec2Client, swept: map[string]bool{}}, nil
+	return &Provider{opts: opts, elb: elbClient, ec2: ec2Client, swept: map[string]bool{}, backend: newBackendState(), inUse: map[string]int{}}, nil
 }
 
 // addRateLimit waits for the limiter before every attempt; it sits after the

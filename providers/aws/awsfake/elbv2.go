@@ -453,6 +453,10 @@ func (f *Fake) deleteLoadBalancer(form url.Values) (any, *apiError) {
 	if lb.Attributes["deletion_protection.enabled"] == "true" {
 		return nil, badRequest("OperationNotPermitted", "Load balancer '%s' cannot be deleted because deletion protection is enabled", arn)
 	}
+	// Its target groups stay "in use" for a while, as its security groups.
+	for _, tgARN := range f.groupLoadBalancersOf(arn) {
+		f.tgHeld[tgARN] = f.now().Add(f.opts.Consistency)
+	}
 	for la, l := range f.listeners {
 		if l.LoadBalancerARN == arn {
 			delete(f.listeners, la)
@@ -462,10 +466,6 @@ func (f *Fake) deleteLoadBalancer(form url.Values) (any, *apiError) {
 	// while after deletion.
 	for _, sg := range lb.SecurityGroups {
 		f.sgHeld[sg] = f.now().Add(f.opts.Consistency)
-	}
-	// Its target groups stay "in use" the same while.
-	for _, tgARN := range f.groupLoadBalancersOf(arn) {
-		f.tgHeld[tgARN] = f.now().Add(f.opts.Consistency)
 	}
 	delete(f.lbs, arn)
 	return empty(), nil
