@@ -323,13 +323,15 @@ func (r *ServiceReconciler) desired(ctx context.Context, svc *corev1.Service, cl
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: svc.Namespace}, &ns); err != nil && !apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("reading namespace: %w", err)
 	}
+	lhc, _ := r.Providers[class].(providers.LocalHealthChecker)
 	return Desired(DesiredInput{
-		ClusterID:       r.ClusterID,
-		Class:           class,
-		Service:         svc,
-		Nodes:           nodes.Items,
-		Slices:          slices.Items,
-		NamespaceLabels: ns.Labels,
+		ClusterID:        r.ClusterID,
+		Class:            class,
+		Service:          svc,
+		Nodes:            nodes.Items,
+		Slices:           slices.Items,
+		NamespaceLabels:  ns.Labels,
+		AllNodesForLocal: lhc != nil && lhc.HealthChecksLocal(),
 	})
 }
 
