@@ -31,6 +31,10 @@ type DesiredInput struct {
 	EligibleNodes   []providers.Node
 	Slices          []discoveryv1.EndpointSlice
 	NamespaceLabels map[string]string
+	// AllNodesForLocal keeps every eligible node for externalTrafficPolicy
+	// Local: the backend's health check of healthCheckNodePort picks the
+	// nodes with a ready endpoint (providers.LocalHealthChecker).
+	AllNodesForLocal bool
 }
 
 // Desired computes the load balancer a Service should have. It is a pure
@@ -76,7 +80,7 @@ func Desired(in DesiredInput) (*providers.LoadBalancer, error) {
 	}
 
 	local := map[string]bool{}
-	if d.TrafficPolicy == providers.TrafficPolicyLocal {
+	if d.TrafficPolicy == providers.TrafficPolicyLocal && !in.AllNodesForLocal {
 		for _, ep := range endpoints {
 			if ep.Ready {
 				local[ep.NodeName] = true
@@ -84,7 +88,7 @@ func Desired(in DesiredInput) (*providers.LoadBalancer, error) {
 		}
 	}
 	if in.EligibleNodes != nil {
-		if d.TrafficPolicy != providers.TrafficPolicyLocal {
+		if d.TrafficPolicy != providers.TrafficPolicyLocal || in.AllNodesForLocal {
 			d.Nodes = in.EligibleNodes
 			return d, nil
 		}
@@ -97,7 +101,7 @@ func Desired(in DesiredInput) (*providers.LoadBalancer, error) {
 	}
 	for i := range in.Nodes {
 		n := &in.Nodes[i]
-		if !model.EligibleNode(n) || (d.TrafficPolicy == providers.TrafficPolicyLocal && !local[n.Name]) {
+		if !model.EligibleNode(n) || (d.TrafficPolicy == providers.TrafficPolicyLocal && !in.AllNodesForLocal && !local[n.Name]) {
 			continue
 		}
 		d.Nodes = append(d.Nodes, model.ProviderNode(n))

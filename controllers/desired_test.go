@@ -14,6 +14,36 @@ import (
 	"github.com/portico-lb/portico/providers"
 )
 
+// TestLocalTrafficOnHealthCheckingBackends: a backend whose load balancer
+// health-checks healthCheckNodePort (AWS, like the reference controllers)
+// gets every eligible node for externalTrafficPolicy Local and lets the check
+// find the nodes with a ready endpoint, so a pod move changes no target.
+func TestLocalTrafficOnHealthCheckingBackends(t *testing.T) {
+	nodes := []corev1.Node{*gen.Node("a", "10.0.0.1"), *gen.Node("b", "10.0.0.2"), *gen.Node("c", "10.0.0.3", gen.NotReady())}
+	svc := gen.Service("ns", "web", gen.WithLocalTraffic(32000))
+	for _, tc := range []struct {
+		name string
+		all  bool
+		on   string
+		want string
+	}{
+		{"narrowed", false, "b", "[b]"},
+		{"every eligible node", true, "b", "[a b]"},
+		{"every eligible node after the pod moved", true, "a", "[a b]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			eps := []discoveryv1.EndpointSlice{*gen.EndpointSlice("ns", "web", "http", 8080, gen.Endpoint{IP: "10.1.0.1", Node: tc.on, Ready: true})}
+			d, err := controllers.Desired(controllers.DesiredInput{ClusterID: "c", Class: "lb.portico.dev/aws", Service: svc, Nodes: nodes, Slices: eps, AllNodesForLocal: tc.all})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := nodeNames(d); got != tc.want || d.HealthCheckNodePort != 32000 {
+				t.Errorf("nodes %s (hc %d), want %s", got, d.HealthCheckNodePort, tc.want)
+			}
+		})
+	}
+}
+
 // TestDesired is the table over the pure desired state: what every backend
 // receives for a Service.
 func TestDesired(t *testing.T) {

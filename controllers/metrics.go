@@ -128,6 +128,12 @@ func (i instrumented) TargetsPods() bool {
 	return ok && pt.TargetsPods()
 }
 
+// HealthChecksLocal forwards the optional capability.
+func (i instrumented) HealthChecksLocal() bool {
+	lhc, ok := i.Provider.(providers.LocalHealthChecker)
+	return ok && lhc.HealthChecksLocal()
+}
+
 func resultOf(err error) string {
 	var ce *providers.ConfigError
 	switch {

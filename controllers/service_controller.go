@@ -328,18 +328,21 @@ func (r *ServiceReconciler) desired(ctx context.Context, svc *corev1.Service, cl
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: svc.Namespace}, &ns); err != nil && !apierrors.IsNotFound(err) {
 		return nil, "", fmt.Errorf("reading namespace: %w", err)
 	}
+	lhc, _ := r.Providers[class].(providers.LocalHealthChecker)
+	allForLocal := lhc != nil && lhc.HealthChecksLocal()
 	d, err := Desired(DesiredInput{
-		ClusterID:       r.ClusterID,
-		Class:           class,
-		Service:         svc,
-		EligibleNodes:   nodes.nodes,
-		Slices:          slices.Items,
-		NamespaceLabels: ns.Labels,
+		ClusterID:        r.ClusterID,
+		Class:            class,
+		Service:          svc,
+		EligibleNodes:    nodes.nodes,
+		Slices:           slices.Items,
+		NamespaceLabels:  ns.Labels,
+		AllNodesForLocal: allForLocal,
 	})
 	if err != nil {
 		return nil, "", err
 	}
-	if d.TrafficPolicy == providers.TrafficPolicyLocal || nodes.nodes == nil {
+	if (d.TrafficPolicy == providers.TrafficPolicyLocal && !allForLocal) || nodes.nodes == nil {
 		return d, hashDesired(d, ""), nil
 	}
 	return d, hashDesired(d, nodes.hash), nil

@@ -647,3 +647,43 @@ func TestNodeHeartbeatCostsNothing(t *testing.T) {
 		t.Errorf("20 heartbeats wrote the Service (resourceVersion %s -> %s)", rv, got)
 	}
 }
+
+// unhealthyTargets reports every target registered and none healthy yet, as
+// a cloud load balancer does until its first health checks pass (an AWS
+// target is "initial" for interval x healthy threshold after registering).
+type unhealthyTargets struct{ providers.Provider }
+
+func (u unhealthyTargets) Ensure(ctx context.Context, d *providers.LoadBalancer) (*providers.Status, error) {
+	st, err := u.Provider.Ensure(ctx, d)
+	if st != nil {
+		st.Backends.Healthy = 0
+	}
+	return st, err
+}
+
+// TestRecordStatusWithoutHealthyTargets writes the LoadBalancer record on the
+// real apiserver while no target is healthy: healthy=0 must be a valid
+// status (it once failed with "status.backends.healthy: Required value").
+func TestRecordStatusWithoutHealthyTargets(t *testing.T) {
+	p := memory.New(memory.Options{ClusterID: "test"})
+	withOperator(t, unhealthyTargets{p})
+	ns := namespace(t)
+	createNode(t, gen.Node(ns+"-n1", "10.1.0.1"))
+	svc := gen.Service(ns, "web", gen.WithClass(memoryClass), gen.ForAPI())
+	create(t, svc)
+	defer deleteAndWait(t, svc)
+
+	rec := &lbv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"}}
+	eventually(t, 15*time.Second, func() error {
+		if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(rec), rec); err != nil {
+			return err
+		}
+		if rec.Status.Address == "" || rec.Status.Backends.Total != 1 {
+			return fmt.Errorf("record status address %q backends %+v", rec.Status.Address, rec.Status.Backends)
+		}
+		return nil
+	})
+	if rec.Status.Backends.Healthy != 0 || rec.Status.BackendsSummary != "0/1" {
+		t.Errorf("backends = %+v (%q), want 0 healthy of 1", rec.Status.Backends, rec.Status.BackendsSummary)
+	}
+}

@@ -53,6 +53,16 @@ type PodTargeter interface {
 	TargetsPods() bool
 }
 
+// LocalHealthChecker is implemented by providers whose load balancers
+// health-check a Service's healthCheckNodePort. For externalTrafficPolicy
+// Local such a provider receives every eligible node, not only those with a
+// ready endpoint, and the health check keeps traffic to the nodes that have
+// one, as cloud-provider-aws and the aws-load-balancer-controller do: a pod
+// moving between nodes then changes no target registration.
+type LocalHealthChecker interface {
+	HealthChecksLocal() bool
+}
+
 // Key identifies one load balancer: the Service it belongs to and the cluster
 // it runs in. Providers derive resource names and ownership tags from it.
 type Key struct {
@@ -144,7 +154,7 @@ type LoadBalancer struct {
 	Ports []Port
 	// Nodes are the eligible backends, sorted by name. With
 	// TrafficPolicyLocal they are already narrowed to nodes with a ready
-	// local endpoint.
+	// local endpoint, unless the provider is a LocalHealthChecker.
 	Nodes []Node
 	// Endpoints are the Service's ready pod endpoints, sorted by IP.
 	Endpoints []Endpoint

@@ -69,8 +69,16 @@ type EndpointsStatus struct {
 // BackendStatus counts the backends behind the load balancer.
 type BackendStatus struct {
 	// Total is how many backends (nodes or pods) the load balancer targets.
+	// Optional so that a merge patch that leaves it at 0 is valid.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
 	Total int32 `json:"total"`
-	// Healthy is how many of them the backend reports healthy.
+	// Healthy is how many of them the backend reports healthy; -1 when the
+	// backend cannot tell. Optional: a cloud load balancer's targets are all
+	// unhealthy until their first health checks pass, and a merge patch
+	// from an empty status then carries total but not healthy=0.
+	// +optional
+	// +kubebuilder:validation:Minimum=-1
 	Healthy int32 `json:"healthy"`
 }
 

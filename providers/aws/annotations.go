@@ -28,7 +28,15 @@ const (
 	AnnotationHealthCheckTimeout   = AnnotationPrefix + "healthcheck-timeout"
 	AnnotationHealthyThreshold     = AnnotationPrefix + "healthcheck-healthy-threshold"
 	AnnotationUnhealthyThreshold   = AnnotationPrefix + "healthcheck-unhealthy-threshold"
+	// AnnotationManageBackendSecurityGroupRules "false" leaves the node
+	// security groups to the user: the load balancer does not carry the
+	// cluster's backend security group.
+	AnnotationManageBackendSecurityGroupRules = AnnotationPrefix + "manage-backend-security-group-rules"
 )
+
+// ReasonRequestedIPUnsupported is the ConfigError reason for lb.portico.dev/ip
+// or spec.loadBalancerIP, which an NLB cannot honour.
+const ReasonRequestedIPUnsupported = "RequestedIPUnsupported"
 
 // Annotations are the parsed aws.lb.portico.dev/* settings of one Service.
 // Zero values mean "not set": the provider applies its defaults.
@@ -47,6 +55,9 @@ type Annotations struct {
 	ProxyProtocol bool
 	CrossZone     bool
 	HealthCheck   HealthCheckOverrides
+	// UnmanagedBackendRules is true when the Service opts out of the
+	// backend security group (AnnotationManageBackendSecurityGroupRules).
+	UnmanagedBackendRules bool
 }
 
 // HealthCheckOverrides are user settings for target group health checks.
@@ -70,7 +81,7 @@ var (
 		AnnotationSSLNegotiationPolicy: true, AnnotationProxyProtocolV2: true, AnnotationCrossZone: true,
 		AnnotationHealthCheckProtocol: true, AnnotationHealthCheckPort: true, AnnotationHealthCheckPath: true,
 		AnnotationHealthCheckInterval: true, AnnotationHealthCheckTimeout: true, AnnotationHealthyThreshold: true,
-		AnnotationUnhealthyThreshold: true,
+		AnnotationUnhealthyThreshold: true, AnnotationManageBackendSecurityGroupRules: true,
 	}
 )
 
@@ -150,6 +161,10 @@ func (a *Annotations) set(key, v string) error {
 		a.HealthCheck.Healthy, err = intInRange(key, v, 2, 10)
 	case AnnotationUnhealthyThreshold:
 		a.HealthCheck.Unhealthy, err = intInRange(key, v, 2, 10)
+	case AnnotationManageBackendSecurityGroupRules:
+		var manage bool
+		manage, err = boolValue(key, v)
+		a.UnmanagedBackendRules = !manage
 	}
 	return err
 }

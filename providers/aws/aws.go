@@ -60,6 +60,10 @@ type Options struct {
 	// (every attempt, retries included). Zero means 10 per second, burst 20.
 	RateLimit rate.Limit
 	Burst     int
+	// DisableBackendSecurityGroupRules stops Portico from giving load
+	// balancers the cluster's backend security group and opening the node
+	// security groups to it (see ensureBackendRules).
+	DisableBackendSecurityGroupRules bool
 	// RetryAfter is the delay suggested to the controller after throttling
 	// or a 5xx (default 5s); dependency and eventual-consistency waits use
 	// a fifth of it.
@@ -77,6 +81,10 @@ type Provider struct {
 	// finished; any other gets one sweep for target groups an interrupted
 	// run left unattached (see sweepOrphanGroups).
 	swept map[string]bool
+	// backend caches the backend security group and node group rules.
+	backend *backendState
+	// inUse counts ResourceInUse answers per target group ARN, for backoff.
+	inUse map[string]int
 }
 
 var _ providers.Provider = (*Provider)(nil)
@@ -115,7 +123,7 @@ func New(opts Options) (*Provider, error) {
 			o.BaseEndpoint = aws.String(opts.EndpointURL)
 		}
 	})
-	return &Provider{opts: opts, elb: elbClient, ec2: ec2Client, swept: map[string]bool{}}, nil
+	return &Provider{opts: opts, elb: elbClient, ec2: ec2Client, swept: map[string]bool{}, backend: newBackendState(), inUse: map[string]int{}}, nil
 }
 
 // addRateLimit waits for the limiter before every attempt; it sits after the
@@ -140,6 +148,14 @@ var _ providers.PodTargeter = (*Provider)(nil)
 // "ip" mode), which needs a CNI that gives pods VPC addresses.
 func (p *Provider) TargetsPods() bool { return true }
 
+var _ providers.LocalHealthChecker = (*Provider)(nil)
+
+// HealthChecksLocal implements providers.LocalHealthChecker: with
+// externalTrafficPolicy Local the target groups' HTTP health check of
+// healthCheckNodePort (kube-proxy answers 200 only on nodes with a ready
+// endpoint) decides which registered nodes get traffic.
+func (p *Provider) HealthChecksLocal() bool { return true }
+
 // Config holds the operator flags of the AWS backend.
 type Config struct {
 	Region               string
@@ -151,6 +167,9 @@ type Config struct {
 	APIQPS               float64
 	APIBurst             int
 	MaxAttempts          int
+	// ManageBackendRules gives load balancers the cluster's backend
+	// security group and opens the node security groups to it.
+	ManageBackendRules bool
 }
 
 // AddFlags registers --aws-* flags.
@@ -163,6 +182,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.AllowUntaggedEIPs, "aws-allow-untagged-eips", false, "Let Services name (aws.lb.portico.dev/eip-allocations) Elastic IPs without any kubernetes.io/cluster/<name> or portico.dev/cluster tag. By default a named allocation must be tagged for this cluster; one tagged for another cluster never is allowed.")
 	fs.Float64Var(&c.APIQPS, "aws-api-qps", 10, "Client-side limit on AWS API calls per second, retries included.")
 	fs.IntVar(&c.APIBurst, "aws-api-burst", 20, "Burst allowed above --aws-api-qps.")
+	fs.BoolVar(&c.ManageBackendRules, "aws-manage-backend-security-group-rules", true, "Give every load balancer the cluster's backend security group (portico-<cluster-id>-backend) and open the nodes' security groups to it on the node ports, kube-proxy's health port 10256 and any other target port, so health checks and traffic reach the nodes. Set false to manage node security groups yourself (a Service can opt out with aws.lb.portico.dev/manage-backend-security-group-rules: \"false\").")
 	fs.IntVar(&c.MaxAttempts, "aws-max-attempts", 5, "Attempts per AWS API call by the SDK's standard retryer before Portico requeues the Service.")
 }
 
@@ -189,15 +209,16 @@ func (c *Config) Factory() providers.Factory {
 			return nil, fmt.Errorf("loading AWS configuration: %w", err)
 		}
 		return New(Options{
-			ClusterID:            opts.ClusterID,
-			ClusterName:          c.ClusterName,
-			VPCID:                c.VPCID,
-			AllowUntaggedSubnets: c.AllowUntaggedSubnets,
-			AllowUntaggedEIPs:    c.AllowUntaggedEIPs,
-			AWS:                  cfg,
-			EndpointURL:          c.EndpointURL,
-			RateLimit:            rate.Limit(c.APIQPS),
-			Burst:                c.APIBurst,
+			ClusterID:                        opts.ClusterID,
+			ClusterName:                      c.ClusterName,
+			VPCID:                            c.VPCID,
+			AllowUntaggedSubnets:             c.AllowUntaggedSubnets,
+			AllowUntaggedEIPs:                c.AllowUntaggedEIPs,
+			DisableBackendSecurityGroupRules: !c.ManageBackendRules,
+			AWS:                              cfg,
+			EndpointURL:                      c.EndpointURL,
+			RateLimit:                        rate.Limit(c.APIQPS),
+			Burst:                            c.APIBurst,
 		})
 	}
 }

@@ -98,6 +98,7 @@ type ensureRun struct {
 
 	created   bool // the load balancer was created by this run
 	sgID      string
+	backendSG string
 	groups    map[string]elbtypes.TargetGroup // planned groups after ensure, by name
 	fresh     map[string]bool                 // groups created by this run
 	health    map[string][]elbtypes.TargetHealthDescription
@@ -105,18 +106,25 @@ type ensureRun struct {
 }
 
 func (s *ensureRun) run(ctx context.Context) (*providers.Status, error) {
-	if err := s.replaceIfImmutableChanged(ctx); err != nil {
-		return nil, err
-	}
-	vpc, mappings, err := s.network(ctx)
+	vpc, mappings, err := s.replaceIfNeeded(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if err := s.ensureSecurityGroup(ctx, vpc); err != nil {
 		return nil, err
 	}
+	if s.plan.backendRules && !s.p.opts.DisableBackendSecurityGroupRules && (s.cur.lb == nil || s.sgID != "") {
+		if err := s.ensureBackendGroup(ctx, vpc); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.ensureLoadBalancer(ctx, mappings); err != nil {
 		return nil, err
+	}
+	if s.backendSG != "" && slices.Contains(s.cur.lb.SecurityGroups, s.backendSG) {
+		if err := s.ensureBackendRules(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.ensureCrossZone(ctx); err != nil {
 		return nil, err
@@ -204,17 +212,31 @@ func (p *Provider) observe(ctx context.Context, key providers.Key, pl *plan) (*o
 	return cur, nil
 }
 
-// replaceIfImmutableChanged deletes the load balancer when a setting AWS
-// cannot change in place differs: the scheme, the IP address type, or the
-// subnets and Elastic IPs named by annotation. Ensure then builds it anew
-// under the same name (the address changes; the target groups stay).
-func (s *ensureRun) replaceIfImmutableChanged(ctx context.Context) error {
+// TagSubnets marks a load balancer whose subnets were named by
+// AnnotationSubnets, so that removing the annotation moves it back to the
+// discovered subnets.
+const (
+	TagSubnets         = "portico.dev/subnets"
+	subnetsByAnnotaton = "annotation"
+)
+
+// replaceIfNeeded returns the VPC and, when a load balancer must be
+// created, its subnet mappings. A load balancer that must be replaced (a
+// setting AWS cannot change in place differs, or AWS failed to provision it)
+// is deleted only after everything its replacement needs has been checked:
+// subnets that exist, one per zone, in the same VPC, an Elastic IP per
+// subnet. A mistake in the new settings is then a ConfigError while the old
+// load balancer keeps serving.
+func (s *ensureRun) replaceIfNeeded(ctx context.Context) (string, []elbtypes.SubnetMapping, error) {
 	lb := s.cur.lb
 	if lb == nil {
-		return nil
+		return s.network(ctx)
 	}
 	reason := ""
+	annotated := s.cur.tags[aws.ToString(lb.LoadBalancerArn)][TagSubnets] == subnetsByAnnotaton
 	switch {
+	case lb.State != nil && lb.State.Code == elbtypes.LoadBalancerStateEnumFailed:
+		reason = "failedState"
 	case lb.Scheme != s.plan.scheme:
 		reason = "scheme"
 	case lb.IpAddressType != s.plan.ipType:
@@ -223,24 +245,41 @@ func (s *ensureRun) replaceIfImmutableChanged(ctx context.Context) error {
 		reason = "subnets"
 	case !sameSet(lbAllocations(lb), s.plan.eips):
 		reason = "eipAllocations"
+	case len(s.plan.subnets) == 0 && annotated:
+		// The annotation is gone: back to the discovered subnets.
+		reason = "subnets"
 	}
 	if reason == "" {
-		return nil
+		return aws.ToString(lb.VpcId), nil, nil
 	}
-	s.log.Info("Replacing load balancer: an immutable setting changed", "setting", reason)
+	vpc, mappings, err := s.network(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	if reason == "subnets" && len(s.plan.subnets) == 0 && len(s.plan.eips) == 0 && sameSet(lbSubnets(lb), mappingSubnets(mappings)) {
+		return aws.ToString(lb.VpcId), nil, nil // the annotation named the discovered subnets
+	}
+	if vpc != aws.ToString(lb.VpcId) {
+		return "", nil, providers.Configf("InvalidAnnotation", "the new subnets are in VPC %s but load balancer %s and its target groups are in VPC %s; a Service cannot move between VPCs, delete and recreate it", vpc, s.plan.name, aws.ToString(lb.VpcId))
+	}
+	s.log.Info("Replacing load balancer: a setting AWS cannot change in place differs", "setting", reason)
 	if _, err := s.p.elb.DeleteLoadBalancer(ctx, &elbv2.DeleteLoadBalancerInput{LoadBalancerArn: lb.LoadBalancerArn}); err != nil {
-		return s.p.classify("deleting load balancer "+s.plan.name+" to change its "+reason, err)
+		return "", nil, s.p.classify("deleting load balancer "+s.plan.name+" to change its "+reason, err)
 	}
 	s.cur.lb, s.cur.listeners, s.cur.attached = nil, map[int32]elbtypes.Listener{}, nil
-	return nil
+	return vpc, mappings, nil
 }
 
-// network returns the VPC and, when the load balancer must be created, its
-// subnet mappings.
-func (s *ensureRun) network(ctx context.Context) (string, []elbtypes.SubnetMapping, error) {
-	if s.cur.lb != nil {
-		return aws.ToString(s.cur.lb.VpcId), nil, nil
+func mappingSubnets(ms []elbtypes.SubnetMapping) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, aws.ToString(m.SubnetId))
 	}
+	return out
+}
+
+// network resolves the VPC and subnet mappings of a new load balancer.
+func (s *ensureRun) network(ctx context.Context) (string, []elbtypes.SubnetMapping, error) {
 	vpc, subnets, err := s.p.resolveSubnets(ctx, s.plan)
 	if err != nil {
 		return "", nil, err
@@ -265,16 +304,23 @@ func (s *ensureRun) ensureLoadBalancer(ctx context.Context, mappings []elbtypes.
 		return nil
 	}
 	s.log.Info("Creating load balancer", "scheme", s.plan.scheme)
+	tags := elbTags(s.key)
+	if len(s.plan.subnets) > 0 {
+		tags = append(tags, elbtypes.Tag{Key: aws.String(TagSubnets), Value: aws.String(subnetsByAnnotaton)})
+	}
 	in := &elbv2.CreateLoadBalancerInput{
 		Name:           aws.String(s.plan.name),
 		Type:           elbtypes.LoadBalancerTypeEnumNetwork,
 		Scheme:         s.plan.scheme,
 		IpAddressType:  s.plan.ipType,
 		SubnetMappings: mappings,
-		Tags:           elbTags(s.key),
+		Tags:           tags,
 	}
 	if s.sgID != "" {
 		in.SecurityGroups = []string{s.sgID}
+	}
+	if s.backendSG != "" {
+		in.SecurityGroups = append(in.SecurityGroups, s.backendSG)
 	}
 	out, err := s.p.elb.CreateLoadBalancer(ctx, in)
 	if err != nil {
@@ -527,9 +573,10 @@ func (s *ensureRun) deleteStaleGroups(ctx context.Context) error {
 			continue
 		}
 		s.log.Info("Deleting target group", "targetGroup", name)
-		_, err := s.p.elb.DeleteTargetGroup(ctx, &elbv2.DeleteTargetGroupInput{TargetGroupArn: s.cur.groups[name].TargetGroupArn})
-		if err != nil {
-			return s.p.classify("deleting target group "+name, err)
+		arn := s.cur.groups[name].TargetGroupArn
+		_, err := s.p.elb.DeleteTargetGroup(ctx, &elbv2.DeleteTargetGroupInput{TargetGroupArn: arn})
+		if err := s.p.groupDeleted(aws.ToString(arn), "deleting target group "+name, err); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -563,8 +610,9 @@ func (s *ensureRun) sweepOrphanGroups(ctx context.Context) error {
 			continue
 		}
 		s.log.Info("Deleting unused target group", "targetGroup", aws.ToString(g.TargetGroupName))
-		if _, err := s.p.elb.DeleteTargetGroup(ctx, &elbv2.DeleteTargetGroupInput{TargetGroupArn: g.TargetGroupArn}); err != nil && apiCode(err) != codeTargetGroupNotFound {
-			return s.p.classify("deleting unused target group "+aws.ToString(g.TargetGroupName), err)
+		_, err := s.p.elb.DeleteTargetGroup(ctx, &elbv2.DeleteTargetGroupInput{TargetGroupArn: g.TargetGroupArn})
+		if err := s.p.groupDeleted(aws.ToString(g.TargetGroupArn), "deleting unused target group "+aws.ToString(g.TargetGroupName), err); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -102,3 +102,44 @@ func (p *Provider) classify(what string, err error) error {
 	}
 	return wrapped
 }
+
+// groupDeleted turns the answer to DeleteTargetGroup for arn into the
+// provider contract. AWS keeps a target group "in use" for a while after
+// the listener or load balancer that used it is gone; each further
+// ResourceInUse for the same group doubles the suggested delay (from a
+// fifth of RetryAfter up to 12 x RetryAfter) instead of asking again every
+// second.
+func (p *Provider) groupDeleted(arn, what string, err error) error {
+	return p.deletedOrBackOff(arn, what, err, codeTargetGroupNotFound, "ResourceInUse")
+}
+
+// groupDeleted's rule for DeleteSecurityGroup: a security group keeps a
+// dependency (DependencyViolation) while its load balancer's network
+// interfaces are released.
+func (p *Provider) securityGroupDeleted(id, what string, err error) error {
+	return p.deletedOrBackOff(id, what, err, codeGroupNotFound, "DependencyViolation")
+}
+
+func (p *Provider) deletedOrBackOff(id, what string, err error, gone, busy string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err == nil || apiCode(err) == gone {
+		delete(p.inUse, id)
+		return nil
+	}
+	if apiCode(err) != busy {
+		return p.classify(what, err)
+	}
+	arn := id
+	n := p.inUse[arn]
+	p.inUse[arn] = n + 1
+	limit := 12 * p.opts.RetryAfter
+	delay := p.opts.RetryAfter / 5
+	for range n {
+		if delay *= 2; delay >= limit {
+			delay = limit
+			break
+		}
+	}
+	return providers.Retry(fmt.Errorf("%s: %w", what, err), delay)
+}

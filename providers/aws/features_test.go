@@ -121,7 +121,7 @@ func TestListenersTargetGroupsAndHealthChecks(t *testing.T) {
 	if got := liveTargets(g); !slices.Equal(got, want) {
 		t.Errorf("targets %v, want instances on the node port %v", got, want)
 	}
-	for _, r := range e.fake.Resources() {
+	for _, r := range serviceResources(e.fake) {
 		if !providers.Owns(r.Tags, k) {
 			t.Errorf("%s %s lacks ownership tags: %v", r.Kind, r.ID, r.Tags)
 		}
@@ -133,7 +133,7 @@ func TestListenersTargetGroupsAndHealthChecks(t *testing.T) {
 		}
 	}
 
-	sgs := e.fake.SecurityGroups()
+	sgs := serviceSecurityGroups(e.fake)
 	if len(sgs) != 1 || !slices.Contains(lb.SecurityGroups, sgs[0].ID) {
 		t.Fatalf("security groups %+v, want one attached to the NLB (%v)", sgs, lb.SecurityGroups)
 	}
@@ -161,7 +161,7 @@ func TestListenersTargetGroupsAndHealthChecks(t *testing.T) {
 	if !slices.Equal(calls, []string{"RevokeSecurityGroupIngress"}) {
 		t.Errorf("narrowing source ranges made %v, want one RevokeSecurityGroupIngress", calls)
 	}
-	if n := len(e.fake.SecurityGroups()[0].Ingress); n != 4 {
+	if n := len(serviceSecurityGroups(e.fake)[0].Ingress); n != 4 {
 		t.Errorf("after narrowing, %d rules, want 4", n)
 	}
 }
@@ -294,7 +294,7 @@ func TestDeleteRidesOutDependencies(t *testing.T) {
 		t.Fatalf("first Delete while the security group is still held: got %v, want RetryError", err)
 	}
 	deleteOK(t, e, keys[0])
-	for _, r := range e.fake.Resources() {
+	for _, r := range serviceResources(e.fake) {
 		if providers.Owns(r.Tags, keys[0]) {
 			t.Errorf("Delete left %s %s", r.Kind, r.ID)
 		}

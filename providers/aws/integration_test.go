@@ -122,7 +122,7 @@ func TestOperatorOnControlPlane(t *testing.T) {
 	t.Run("delete leaves nothing", func(t *testing.T) {
 		testenv.DeleteServiceAndWait(t, c, svc)
 		testenv.Eventually(t, 30*time.Second, func() error {
-			if rs := f.Resources(); len(rs) != 0 {
+			if rs := serviceResources(f); len(rs) != 0 {
 				return fmt.Errorf("the fake still holds %+v", rs)
 			}
 			return nil
@@ -149,7 +149,7 @@ func TestOperatorOnControlPlane(t *testing.T) {
 			return fmt.Errorf("no call has failed yet")
 		})
 		op.stop(t)
-		if n := len(f.Resources()); n == 0 || n >= 6 {
+		if n := len(serviceResources(f)); n == 0 || n >= 6 {
 			t.Fatalf("after the crash the fake holds %d resources, want a partial load balancer", n)
 		}
 		f.Recover()
@@ -166,7 +166,7 @@ func TestOperatorOnControlPlane(t *testing.T) {
 			return targetsPerGroup(f, 2)
 		})
 		kinds := map[string]int{}
-		for _, r := range f.Resources() {
+		for _, r := range serviceResources(f) {
 			if !providers.Owns(r.Tags, ck) {
 				t.Errorf("%s %s is not tagged for %s", r.Kind, r.ID, ck)
 			}
@@ -178,7 +178,7 @@ func TestOperatorOnControlPlane(t *testing.T) {
 		}
 		testenv.DeleteServiceAndWait(t, c, crashed)
 		testenv.Eventually(t, 30*time.Second, func() error {
-			if rs := f.Resources(); len(rs) != 0 {
+			if rs := serviceResources(f); len(rs) != 0 {
 				return fmt.Errorf("the fake still holds %+v", rs)
 			}
 			return nil

@@ -163,8 +163,9 @@ func (p *Provider) Delete(ctx context.Context, key providers.Key) error {
 			continue
 		}
 		log.Info("Deleting target group", "targetGroup", aws.ToString(g.TargetGroupName))
-		if _, err := p.elb.DeleteTargetGroup(ctx, &elbv2.DeleteTargetGroupInput{TargetGroupArn: g.TargetGroupArn}); err != nil && apiCode(err) != codeTargetGroupNotFound {
-			return p.classify("deleting target group "+aws.ToString(g.TargetGroupName), err)
+		_, err := p.elb.DeleteTargetGroup(ctx, &elbv2.DeleteTargetGroupInput{TargetGroupArn: g.TargetGroupArn})
+		if err := p.groupDeleted(arn, "deleting target group "+aws.ToString(g.TargetGroupName), err); err != nil {
+			return err
 		}
 	}
 
@@ -174,8 +175,9 @@ func (p *Provider) Delete(ctx context.Context, key providers.Key) error {
 	}
 	for _, sg := range sgs {
 		log.Info("Deleting security group", "securityGroup", aws.ToString(sg.GroupId))
-		if _, err := p.ec2.DeleteSecurityGroup(ctx, &ec2.DeleteSecurityGroupInput{GroupId: sg.GroupId}); err != nil && apiCode(err) != codeGroupNotFound {
-			return p.classify("deleting security group "+aws.ToString(sg.GroupId), err)
+		_, err := p.ec2.DeleteSecurityGroup(ctx, &ec2.DeleteSecurityGroupInput{GroupId: sg.GroupId})
+		if err := p.securityGroupDeleted(aws.ToString(sg.GroupId), "deleting security group "+aws.ToString(sg.GroupId), err); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -133,6 +133,19 @@ func (p *Provider) resolveSubnets(ctx context.Context, pl *plan) (string, []stri
 			return "", nil, p.classify("describing subnets "+strings.Join(pl.subnets, ","), err)
 		}
 		vpc, zones := "", map[string]string{}
+		if len(out.Subnets) != len(pl.subnets) {
+			// Some emulators answer an unknown ID with nothing rather than
+			// InvalidSubnetID.NotFound; never build on a subnet not seen.
+			seen := map[string]bool{}
+			for _, sn := range out.Subnets {
+				seen[aws.ToString(sn.SubnetId)] = true
+			}
+			for _, id := range pl.subnets {
+				if !seen[id] {
+					return "", nil, providers.Configf("InvalidSubnet", "%s names subnet %s, which does not exist", AnnotationSubnets, id)
+				}
+			}
+		}
 		for _, sn := range out.Subnets {
 			if vpc != "" && aws.ToString(sn.VpcId) != vpc {
 				return "", nil, providers.Configf("InvalidAnnotation", "%s spans VPCs %s and %s; a load balancer lives in one VPC", AnnotationSubnets, vpc, aws.ToString(sn.VpcId))

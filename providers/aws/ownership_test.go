@@ -108,7 +108,7 @@ func TestTwoClustersOneAccount(t *testing.T) {
 	})
 	owned := func(id string) map[string]bool {
 		out := map[string]bool{}
-		for _, r := range f.Resources() {
+		for _, r := range serviceResources(f) {
 			if r.Tags[providers.TagCluster] == id {
 				out[r.ID] = true
 			}

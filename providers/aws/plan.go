@@ -65,6 +65,12 @@ type plan struct {
 	sourceRanges []string
 	// skipped lists nodes without an EC2 instance provider ID.
 	skipped []string
+	// instances are the nodes' EC2 instance IDs, sorted: the targets, or
+	// with pod targets the instances the pods run on.
+	instances []string
+	// backendRules asks for the cluster's backend security group on the
+	// load balancer and node security group rules admitting it.
+	backendRules bool
 }
 
 type listenerPlan struct {
@@ -141,6 +147,14 @@ func buildPlan(d *providers.LoadBalancer, a Annotations) (*plan, error) {
 	for _, r := range d.SourceRanges {
 		pl.sourceRanges = append(pl.sourceRanges, r.Masked().String())
 	}
+	if len(d.RequestedIPs) > 0 {
+		// An NLB's addresses come from its subnets, or from Elastic IPs
+		// named per subnet; it cannot take a requested address.
+		return nil, providers.Configf(ReasonRequestedIPUnsupported,
+			"the Service asks for address %v (lb.portico.dev/ip or spec.loadBalancerIP), which an AWS Network Load Balancer cannot take; remove it and name Elastic IPs with %s (one per subnet) for fixed public addresses",
+			d.RequestedIPs, AnnotationEIPAllocations)
+	}
+	pl.backendRules = !a.UnmanagedBackendRules
 	if d.Scheme == providers.SchemeInternal {
 		pl.scheme = elbtypes.LoadBalancerSchemeEnumInternal
 		if len(a.EIPAllocations) > 0 {
@@ -176,16 +190,19 @@ func buildPlan(d *providers.LoadBalancer, a Annotations) (*plan, error) {
 	}
 
 	var instances []target // node instance IDs, port filled per group
-	if !d.TargetPods {
-		for _, n := range d.Nodes {
-			id, ok := InstanceID(n.ProviderID)
-			if !ok {
-				pl.skipped = append(pl.skipped, n.Name)
-				continue
-			}
+	for _, n := range d.Nodes {
+		id, ok := InstanceID(n.ProviderID)
+		if !ok {
+			pl.skipped = append(pl.skipped, n.Name)
+			continue
+		}
+		pl.instances = append(pl.instances, id)
+		if !d.TargetPods {
 			instances = append(instances, target{id: id})
 		}
 	}
+	slices.Sort(pl.instances)
+	pl.instances = slices.Compact(pl.instances)
 
 	for _, port := range ports {
 		svcPorts := byPort[port]

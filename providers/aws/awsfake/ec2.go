@@ -24,12 +24,13 @@ type SecurityGroup struct {
 	Created                      time.Time
 }
 
-// Rule is one ingress permission: protocol ("tcp", "udp"), port range and
-// one CIDR (IPv4 or IPv6).
+// Rule is one ingress permission: protocol ("tcp", "udp", "-1" for all),
+// port range and one source, a CIDR (IPv4 or IPv6) or a security group.
 type Rule struct {
 	Protocol         string
 	FromPort, ToPort int
 	CIDR             string
+	SourceGroup      string
 }
 
 func (f *Fake) ec2(action string, form url.Values) (any, *apiError) {
@@ -46,6 +47,8 @@ func (f *Fake) ec2(action string, form url.Values) (any, *apiError) {
 		return f.deleteSecurityGroup(form)
 	case "AuthorizeSecurityGroupIngress", "RevokeSecurityGroupIngress":
 		return f.changeIngress(action, form)
+	case "DescribeInstances":
+		return f.describeInstances(form)
 	}
 	return nil, badRequest("InvalidAction", "The action %s is not valid for this web service.", action)
 }
@@ -207,6 +210,12 @@ type xPermission struct {
 	ToPort     *int         `xml:"toPort,omitempty"`
 	IPRanges   []xIPRange   `xml:"ipRanges>item"`
 	IPv6Ranges []xIPv6Range `xml:"ipv6Ranges>item"`
+	Groups     []xGroupPair `xml:"groups>item"`
+}
+
+type xGroupPair struct {
+	GroupID string `xml:"groupId"`
+	UserID  string `xml:"userId"`
 }
 
 type xSecurityGroup struct {
@@ -241,7 +250,9 @@ func (f *Fake) xSG(sg *SecurityGroup) xSecurityGroup {
 			i = len(x.IPPermissions) - 1
 			idx[k] = i
 		}
-		if strings.Contains(r.CIDR, ":") {
+		if r.SourceGroup != "" {
+			x.IPPermissions[i].Groups = append(x.IPPermissions[i].Groups, xGroupPair{GroupID: r.SourceGroup, UserID: f.opts.AccountID})
+		} else if strings.Contains(r.CIDR, ":") {
 			x.IPPermissions[i].IPv6Ranges = append(x.IPPermissions[i].IPv6Ranges, xIPv6Range{r.CIDR})
 		} else {
 			x.IPPermissions[i].IPRanges = append(x.IPPermissions[i].IPRanges, xIPRange{r.CIDR})
@@ -332,6 +343,9 @@ func (f *Fake) createSecurityGroup(form url.Values) (any, *apiError) {
 			tags[k] = v
 		}
 	}
+	if aerr := checkEC2Tags(tags); aerr != nil {
+		return nil, aerr
+	}
 	sg := &SecurityGroup{ID: "sg-" + randHex(17), Name: name, VPCID: vpc, Description: desc, Tags: tags, Created: f.now()}
 	f.sgs[sg.ID] = sg
 	return &struct {
@@ -355,6 +369,15 @@ func (f *Fake) deleteSecurityGroup(form url.Values) (any, *apiError) {
 	if until, ok := f.sgHeld[id]; ok && f.now().Before(until) {
 		return nil, badRequest("DependencyViolation", "resource %s has a dependent object", id)
 	}
+	// A group another group's rule references cannot be deleted
+	// (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DeleteSecurityGroup.html).
+	for _, other := range f.sgs {
+		for _, r := range other.Ingress {
+			if r.SourceGroup == id && other.ID != id {
+				return nil, badRequest("DependencyViolation", "resource %s has a dependent object", id)
+			}
+		}
+	}
 	delete(f.sgHeld, id)
 	delete(f.sgs, id)
 	return &struct {
@@ -375,16 +398,29 @@ func (f *Fake) changeIngress(action string, form url.Values) (any, *apiError) {
 		if proto != "tcp" && proto != "udp" {
 			return nil, badRequest("InvalidParameterValue", "the fake supports tcp and udp rules, got %q", proto)
 		}
+		for _, g := range members(form, m+".Groups") {
+			src := form.Get(g + ".GroupId")
+			other := f.sgs[src]
+			if other == nil {
+				return nil, badRequest("InvalidGroup.NotFound", "The security group '%s' does not exist", src)
+			}
+			if other.VPCID != sg.VPCID {
+				return nil, badRequest("InvalidGroup.NotFound", "You have specified two resources that belong to different networks.")
+			}
+		}
 		from, err1 := strconv.Atoi(form.Get(m + ".FromPort"))
 		to, err2 := strconv.Atoi(form.Get(m + ".ToPort"))
 		if err1 != nil || err2 != nil || from < 0 || to > 65535 || from > to {
 			return nil, badRequest("InvalidParameterValue", "invalid port range")
 		}
 		for _, r := range members(form, m+".IpRanges") {
-			rules = append(rules, Rule{proto, from, to, form.Get(r + ".CidrIp")})
+			rules = append(rules, Rule{proto, from, to, form.Get(r + ".CidrIp"), ""})
 		}
 		for _, r := range members(form, m+".Ipv6Ranges") {
-			rules = append(rules, Rule{proto, from, to, form.Get(r + ".CidrIpv6")})
+			rules = append(rules, Rule{proto, from, to, form.Get(r + ".CidrIpv6"), ""})
+		}
+		for _, g := range members(form, m+".Groups") {
+			rules = append(rules, Rule{Protocol: proto, FromPort: from, ToPort: to, SourceGroup: form.Get(g + ".GroupId")})
 		}
 	}
 	if len(rules) == 0 {
@@ -392,7 +428,7 @@ func (f *Fake) changeIngress(action string, form url.Values) (any, *apiError) {
 	}
 	for _, r := range rules {
 		p, err := netip.ParsePrefix(r.CIDR)
-		if err != nil || p.Masked() != p {
+		if r.SourceGroup == "" && (err != nil || p.Masked() != p) {
 			return nil, badRequest("InvalidParameterValue", "CIDR block %s is malformed", r.CIDR)
 		}
 		i := indexRule(sg.Ingress, r)
@@ -402,6 +438,12 @@ func (f *Fake) changeIngress(action string, form url.Values) (any, *apiError) {
 		case action == "RevokeSecurityGroupIngress" && i < 0:
 			return nil, badRequest("InvalidPermission.NotFound", "The specified rule does not exist in this security group.")
 		}
+	}
+	// Each CIDR and each referenced group is one rule; a group holds at most
+	// 60 inbound rules by default
+	// (https://docs.aws.amazon.com/vpc/latest/userguide/amazon-vpc-limits.html#vpc-limits-security-groups).
+	if action == "AuthorizeSecurityGroupIngress" && len(sg.Ingress)+len(rules) > f.opts.RulesPerSecurityGroup {
+		return nil, badRequest("RulesPerSecurityGroupLimitExceeded", "The maximum number of rules per security group has been reached.")
 	}
 	for _, r := range rules {
 		if action == "AuthorizeSecurityGroupIngress" {
@@ -424,4 +466,91 @@ func indexRule(rules []Rule, r Rule) int {
 		}
 	}
 	return -1
+}
+
+// checkEC2Tags applies the EC2 tag rules: keys of 1 to 128 characters,
+// values of at most 256, the aws: prefix reserved, at most 50 tags per
+// resource
+// (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/Using_Tags.html#tag-restrictions).
+func checkEC2Tags(tags map[string]string) *apiError {
+	if len(tags) > 50 {
+		return badRequest("TagLimitExceeded", "The maximum number of tags for a resource has been reached (%d > 50)", len(tags))
+	}
+	for k, v := range tags {
+		switch {
+		case k == "" || len([]rune(k)) > 128:
+			return badRequest("InvalidParameterValue", "Tag key '%s' must be 1 to 128 characters", k)
+		case len([]rune(v)) > 256:
+			return badRequest("InvalidParameterValue", "Tag value for key '%s' exceeds 256 characters", k)
+		case strings.HasPrefix(strings.ToLower(k), "aws:"):
+			return badRequest("InvalidParameterValue", "Tag keys starting with 'aws:' are reserved for internal use")
+		}
+	}
+	return nil
+}
+
+// describeInstances answers DescribeInstances for InstanceId.N (an unknown
+// ID fails the call with InvalidInstanceID.NotFound) or an instance-id
+// filter (unknown IDs are left out)
+// (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeInstances.html).
+func (f *Fake) describeInstances(form url.Values) (any, *apiError) {
+	type group struct {
+		GroupID   string `xml:"groupId"`
+		GroupName string `xml:"groupName"`
+	}
+	type instance struct {
+		InstanceID string `xml:"instanceId"`
+		Placement  struct {
+			AvailabilityZone string `xml:"availabilityZone"`
+		} `xml:"placement"`
+		GroupSet []group `xml:"groupSet>item"`
+		State    struct {
+			Name string `xml:"name"`
+		} `xml:"instanceState"`
+	}
+	type reservation struct {
+		ReservationID string     `xml:"reservationId"`
+		OwnerID       string     `xml:"ownerId"`
+		Instances     []instance `xml:"instancesSet>item"`
+	}
+	ids := stringList(form, "InstanceId")
+	for _, id := range ids {
+		if f.instances[id] == nil {
+			return nil, badRequest("InvalidInstanceID.NotFound", "The instance ID '%s' does not exist", id)
+		}
+	}
+	fs := filters(form)
+	var all []string
+	for id := range f.instances {
+		if len(ids) == 0 || contains(ids, id) {
+			all = append(all, id)
+		}
+	}
+	sort.Strings(all)
+	var out []reservation
+	for _, id := range all {
+		in := f.instances[id]
+		ok, aerr := match(fs, nil, map[string]string{"instance-id": id, "availability-zone": in.Zone})
+		if aerr != nil {
+			return nil, aerr
+		}
+		if !ok {
+			continue
+		}
+		x := instance{InstanceID: id}
+		x.Placement.AvailabilityZone = in.Zone
+		x.State.Name = "running"
+		for _, g := range in.SecurityGroups {
+			name := ""
+			if sg := f.sgs[g]; sg != nil {
+				name = sg.Name
+			}
+			x.GroupSet = append(x.GroupSet, group{GroupID: g, GroupName: name})
+		}
+		out = append(out, reservation{ReservationID: "r-" + id[2:], OwnerID: f.opts.AccountID, Instances: []instance{x}})
+	}
+	return &struct {
+		XMLName        xml.Name      `xml:"result"`
+		ReservationSet []reservation `xml:"reservationSet>item"`
+	}{ReservationSet: out}, nil
 }

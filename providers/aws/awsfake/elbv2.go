@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/portico-lb/portico/internal/fault"
 )
 
 // LoadBalancer is a Network Load Balancer in the fake.
@@ -20,6 +22,22 @@ type LoadBalancer struct {
 	Tags                                             map[string]string
 	Attributes                                       map[string]string
 	Created                                          time.Time
+	// ActiveAt is when provisioning ends; Failed is the operation fault it
+	// ends with (fault.None: active).
+	ActiveAt time.Time
+	Failed   fault.Kind
+}
+
+// State is the load balancer's state code at now
+// (https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_LoadBalancerState.html).
+func (lb *LoadBalancer) State(now time.Time) string {
+	switch {
+	case now.Before(lb.ActiveAt):
+		return "provisioning"
+	case lb.Failed != fault.None:
+		return "failed"
+	}
+	return "active"
 }
 
 // Zone is one subnet mapping of a load balancer.
@@ -45,11 +63,12 @@ type HealthCheck struct {
 }
 
 // Target is one registered target; Drained is set when it was deregistered
-// and is draining until then.
+// and is draining until then. Registered is when health checks started.
 type Target struct {
-	ID      string
-	Port    int
-	Drained time.Time
+	ID         string
+	Port       int
+	Drained    time.Time
+	Registered time.Time
 }
 
 // Listener is a listener in the fake.
@@ -180,7 +199,7 @@ func (f *Fake) xLB(lb *LoadBalancer) xLoadBalancer {
 		LoadBalancerName: lb.Name, Scheme: lb.Scheme, VpcId: lb.VPCID, Type: "network",
 		SecurityGroups: lb.SecurityGroups, IpAddressType: lb.IPAddressType,
 	}
-	x.State.Code = "active"
+	x.State.Code = lb.State(f.now())
 	for _, z := range lb.Zones {
 		xz := xZone{ZoneName: z.Zone, SubnetId: z.SubnetID}
 		if z.AllocationID != "" {
@@ -285,6 +304,9 @@ func (f *Fake) newLoadBalancer(name, scheme, ipType, vpc string, tags map[string
 
 func (f *Fake) createLoadBalancer(form url.Values) (any, *apiError) {
 	name := form.Get("Name")
+	// At most 32 characters, alphanumerics and hyphens, not starting or
+	// ending with a hyphen, not starting with "internal-"
+	// (https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_CreateLoadBalancer.html).
 	if !elbNameRE.MatchString(name) || strings.HasPrefix(name, "internal-") {
 		return nil, badRequest("ValidationError", "Load balancer name '%s' is not valid: at most 32 alphanumeric characters or hyphens, not starting or ending with a hyphen", name)
 	}
@@ -306,6 +328,9 @@ func (f *Fake) createLoadBalancer(form url.Values) (any, *apiError) {
 		return nil, badRequest("ValidationError", "invalid IpAddressType %q", ipType)
 	}
 	tags := tagList(form, "Tags")
+	if aerr := checkELBTags(tags); aerr != nil {
+		return nil, aerr
+	}
 
 	var zones []Zone
 	for _, s := range stringList(form, "Subnets") {
@@ -319,6 +344,9 @@ func (f *Fake) createLoadBalancer(form url.Values) (any, *apiError) {
 	}
 	vpc := ""
 	seenZone := map[string]bool{}
+	// Every subnet must exist (SubnetNotFound), all in one VPC, at most one
+	// per Availability Zone (InvalidConfigurationRequest)
+	// (https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_CreateLoadBalancer.html).
 	for i := range zones {
 		z := &zones[i]
 		sn := f.subnets[z.SubnetID]
@@ -366,6 +394,11 @@ func (f *Fake) createLoadBalancer(form url.Values) (any, *apiError) {
 	lb := f.newLoadBalancer(name, scheme, ipType, vpc, tags)
 	lb.Zones = zones
 	lb.SecurityGroups = sgs
+	// A new load balancer is "provisioning" until AWS has set it up, then
+	// "active", or "failed" when the operation fails
+	// (https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_LoadBalancerState.html).
+	op := f.faults.StartOperation(fault.Request{Service: "elbv2", Op: "CreateLoadBalancer", Mutating: true})
+	lb.ActiveAt, lb.Failed = op.Due.Add(f.seconds(provisioningSeconds)), op.Fail
 	return f.lbResult(lb), nil
 }
 
@@ -419,6 +452,10 @@ func (f *Fake) deleteLoadBalancer(form url.Values) (any, *apiError) {
 	}
 	if lb.Attributes["deletion_protection.enabled"] == "true" {
 		return nil, badRequest("OperationNotPermitted", "Load balancer '%s' cannot be deleted because deletion protection is enabled", arn)
+	}
+	// Its target groups stay "in use" for a while, as its security groups.
+	for _, tgARN := range f.groupLoadBalancersOf(arn) {
+		f.tgHeld[tgARN] = f.now().Add(f.opts.Consistency)
 	}
 	for la, l := range f.listeners {
 		if l.LoadBalancerARN == arn {
@@ -638,6 +675,9 @@ func validPort(s string) bool {
 
 func (f *Fake) createTargetGroup(form url.Values) (any, *apiError) {
 	name := form.Get("Name")
+	// At most 32 characters, alphanumerics and hyphens, not starting or
+	// ending with a hyphen
+	// (https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_CreateTargetGroup.html).
 	if !elbNameRE.MatchString(name) {
 		return nil, badRequest("ValidationError", "Target group name '%s' is not valid: at most 32 alphanumeric characters or hyphens", name)
 	}
@@ -668,6 +708,9 @@ func (f *Fake) createTargetGroup(form url.Values) (any, *apiError) {
 		return nil, aerr
 	}
 	tags := tagList(form, "Tags")
+	if aerr := checkELBTags(tags); aerr != nil {
+		return nil, aerr
+	}
 	if tg := f.tgByName(name); tg != nil {
 		if tg.Protocol == proto && tg.Port == port && tg.VPCID == vpc && tg.TargetType == tt && sameTags(tg.Tags, tags) {
 			return f.tgResult(tg), nil
@@ -709,9 +752,16 @@ func (f *Fake) deleteTargetGroup(form url.Values) (any, *apiError) {
 	if f.groups[arn] == nil {
 		return empty(), nil
 	}
+	// A target group a listener uses cannot be deleted, nor one whose load
+	// balancer was deleted a moment ago
+	// (https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_DeleteTargetGroup.html).
 	if lbs := f.groupLoadBalancers(arn); len(lbs) > 0 {
 		return nil, badRequest("ResourceInUse", "Target group '%s' is currently in use by a listener or a rule", arn)
 	}
+	if until, ok := f.tgHeld[arn]; ok && f.now().Before(until) {
+		return nil, badRequest("ResourceInUse", "Target group '%s' is currently in use by a listener or a rule", arn)
+	}
+	delete(f.tgHeld, arn)
 	delete(f.groups, arn)
 	return empty(), nil
 }
@@ -771,11 +821,21 @@ func (f *Fake) describeTargetHealth(form url.Values) (any, *apiError) {
 		if d.HealthCheckPort == "traffic-port" {
 			d.HealthCheckPort = strconv.Itoa(t.Port)
 		}
+		// Target states and reasons:
+		// https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_TargetHealth.html
+		// A target is "initial" until the load balancer has sent it the
+		// healthy-threshold count of checks, one per interval
+		// (https://docs.aws.amazon.com/elasticloadbalancing/latest/network/target-group-health-checks.html).
+		lbs := f.groupLoadBalancers(tg.ARN)
 		switch {
 		case !t.Drained.IsZero():
 			d.TargetHealth.State, d.TargetHealth.Reason = "draining", "Target.DeregistrationInProgress"
-		case len(f.groupLoadBalancers(tg.ARN)) == 0:
+		case len(lbs) == 0:
 			d.TargetHealth.State, d.TargetHealth.Reason = "unused", "Target.NotInUse"
+		case now.Sub(t.Registered) < f.seconds(tg.HealthCheck.Interval*tg.HealthCheck.HealthyCount):
+			d.TargetHealth.State, d.TargetHealth.Reason = "initial", "Elb.InitialHealthChecking"
+		case !f.reachable(tg, t, lbs):
+			d.TargetHealth.State, d.TargetHealth.Reason = "unhealthy", "Target.Timeout"
 		default:
 			d.TargetHealth.State = "healthy"
 		}
@@ -795,7 +855,7 @@ func (f *Fake) changeTargets(action string, form url.Values) (any, *apiError) {
 	}
 	var targets []Target
 	for _, m := range members(form, "Targets") {
-		t := Target{ID: form.Get(m + ".Id"), Port: tg.Port}
+		t := Target{ID: form.Get(m + ".Id"), Port: tg.Port, Registered: f.now()}
 		if p := form.Get(m + ".Port"); p != "" {
 			if !validPort(p) {
 				return nil, badRequest("ValidationError", "target port %q is not valid", p)
@@ -803,7 +863,7 @@ func (f *Fake) changeTargets(action string, form url.Values) (any, *apiError) {
 			t.Port, _ = strconv.Atoi(p)
 		}
 		if action == "RegisterTargets" {
-			if tg.TargetType == "instance" && (!instanceIDRE.MatchString(t.ID) || !f.instances[t.ID]) {
+			if tg.TargetType == "instance" && (!instanceIDRE.MatchString(t.ID) || f.instances[t.ID] == nil) {
 				return nil, badRequest("InvalidTarget", "The following targets are not valid instances: '%s'", t.ID)
 			}
 			if tg.TargetType == "ip" {
@@ -817,13 +877,21 @@ func (f *Fake) changeTargets(action string, form url.Values) (any, *apiError) {
 	if len(targets) == 0 {
 		return nil, badRequest("ValidationError", "at least one target must be given")
 	}
+	if action == "RegisterTargets" {
+		if aerr := f.checkTargetQuotas(tg, targets); aerr != nil {
+			return nil, aerr
+		}
+	}
 	for _, t := range targets {
 		i := findTarget(tg.Targets, t)
 		switch {
 		case action == "RegisterTargets" && i < 0:
 			tg.Targets = append(tg.Targets, t)
 		case action == "RegisterTargets":
-			tg.Targets[i].Drained = time.Time{} // re-registering a draining target revives it
+			if !tg.Targets[i].Drained.IsZero() {
+				tg.Targets[i].Drained = time.Time{} // re-registering a draining target revives it
+				tg.Targets[i].Registered = t.Registered
+			}
 		case i >= 0 && f.opts.Consistency > 0:
 			if tg.Targets[i].Drained.IsZero() {
 				tg.Targets[i].Drained = f.now().Add(f.opts.Consistency)
@@ -933,6 +1001,10 @@ func (f *Fake) listenerFrom(form url.Values, l *Listener) *apiError {
 			return badRequest("TargetGroupAssociationLimit", "The following target groups cannot be associated with more than one load balancer: %s", tg.ARN)
 		}
 	}
+	// Attaching a group brings its targets into the load balancer's zones.
+	if !contains(f.groupLoadBalancersOf(l.LoadBalancerARN), tg.ARN) {
+		return f.checkZoneQuota([]string{l.LoadBalancerARN}, tg.ARN, nil)
+	}
 	return nil
 }
 
@@ -942,6 +1014,9 @@ func (f *Fake) createListener(form url.Values) (any, *apiError) {
 		return nil, badRequest("LoadBalancerNotFound", "Load balancer '%s' not found", form.Get("LoadBalancerArn"))
 	}
 	l := &Listener{LoadBalancerARN: lb.ARN, Tags: tagList(form, "Tags")}
+	if aerr := checkELBTags(l.Tags); aerr != nil {
+		return nil, aerr
+	}
 	if aerr := f.listenerFrom(form, l); aerr != nil {
 		return nil, aerr
 	}
@@ -998,4 +1073,146 @@ func (f *Fake) deleteListener(form url.Values) (any, *apiError) {
 	}
 	delete(f.listeners, arn)
 	return empty(), nil
+}
+
+// seconds is n AWS seconds in fake time.
+func (f *Fake) seconds(n int) time.Duration {
+	if f.opts.Second < 0 {
+		return 0
+	}
+	return time.Duration(n) * f.opts.Second
+}
+
+// groupLoadBalancersOf lists the target groups lbARN's listeners use.
+func (f *Fake) groupLoadBalancersOf(lbARN string) []string {
+	var out []string
+	for _, l := range f.listeners {
+		if l.LoadBalancerARN == lbARN && !contains(out, l.TargetGroupARN) {
+			out = append(out, l.TargetGroupARN)
+		}
+	}
+	return out
+}
+
+// elbTagRE is the ELBv2 tag key and value pattern
+// (https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_Tag.html).
+var elbTagRE = regexp.MustCompile(`^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$`)
+
+// checkELBTags applies the ELBv2 tag rules: keys of 1 to 128 characters,
+// values of at most 256, both of letters, digits, spaces and _.:/=+-@; the
+// aws: prefix is reserved; at most 50 tags per resource
+// (https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_Tag.html,
+// https://docs.aws.amazon.com/elasticloadbalancing/latest/network/load-balancer-tags.html).
+func checkELBTags(tags map[string]string) *apiError {
+	if len(tags) > 50 {
+		return badRequest("TooManyTags", "You've reached the limit on the number of tags for this resource (%d > 50)", len(tags))
+	}
+	for k, v := range tags {
+		switch {
+		case k == "" || len([]rune(k)) > 128 || !elbTagRE.MatchString(k):
+			return badRequest("ValidationError", "Tag key '%s' is not valid: 1 to 128 letters, digits, spaces and _.:/=+-@", k)
+		case len([]rune(v)) > 256 || !elbTagRE.MatchString(v):
+			return badRequest("ValidationError", "Tag value '%s' is not valid: at most 256 letters, digits, spaces and _.:/=+-@", v)
+		case strings.HasPrefix(strings.ToLower(k), "aws:"):
+			return badRequest("ValidationError", "Tag keys starting with 'aws:' are reserved for AWS use")
+		}
+	}
+	return nil
+}
+
+// checkTargetQuotas refuses a registration that would exceed the targets
+// per target group or, for a group a load balancer uses, the targets per
+// Availability Zone per load balancer; a target registered with N groups
+// counts N times
+// (https://docs.aws.amazon.com/elasticloadbalancing/latest/network/load-balancer-limits.html).
+func (f *Fake) checkTargetQuotas(tg *TargetGroup, add []Target) *apiError {
+	var fresh []Target
+	for _, t := range add {
+		if findTarget(tg.Targets, t) < 0 {
+			fresh = append(fresh, t)
+		}
+	}
+	if len(tg.Targets)+len(fresh) > f.opts.TargetsPerGroup {
+		return badRequest("TooManyTargets", "You've reached the limit on the number of targets per target group (%d)", f.opts.TargetsPerGroup)
+	}
+	return f.checkZoneQuota(f.groupLoadBalancers(tg.ARN), tg.ARN, fresh)
+}
+
+// checkZoneQuota counts, for each load balancer in lbARNs, its targets per
+// zone with extra added to group tgARN.
+func (f *Fake) checkZoneQuota(lbARNs []string, tgARN string, extra []Target) *apiError {
+	for _, lbARN := range lbARNs {
+		perZone := map[string]int{}
+		groups := f.groupLoadBalancersOf(lbARN)
+		if !contains(groups, tgARN) {
+			groups = append(groups, tgARN)
+		}
+		for _, g := range groups {
+			if tg := f.groups[g]; tg != nil {
+				for _, t := range tg.Targets {
+					perZone[f.targetZone(t)]++
+				}
+			}
+		}
+		for _, t := range extra {
+			perZone[f.targetZone(t)]++
+		}
+		for z, n := range perZone {
+			if n > f.opts.TargetsPerZone {
+				return badRequest("TooManyTargets", "You've reached the limit on the number of targets per Availability Zone (%s: %d > %d) for load balancer '%s'", z, n, f.opts.TargetsPerZone, lbARN)
+			}
+		}
+	}
+	return nil
+}
+
+func (f *Fake) targetZone(t Target) string {
+	if in := f.instances[t.ID]; in != nil {
+		return in.Zone
+	}
+	return ""
+}
+
+// lbPrivateIP stands for the private addresses a load balancer's network
+// interfaces send health checks from: inside every VPC the fake seeds
+// (10.0.0.0/16).
+var lbPrivateIP = netip.MustParseAddr("10.0.200.10")
+
+// reachable reports whether t's health checks get through: for an instance
+// with security groups, one of them must admit TCP on the health-check port
+// from a security group of one of lbs or from a CIDR holding the load
+// balancer's private address
+// (https://docs.aws.amazon.com/elasticloadbalancing/latest/network/target-group-register-targets.html#target-security-groups).
+func (f *Fake) reachable(tg *TargetGroup, t Target, lbs []string) bool {
+	in := f.instances[t.ID]
+	if tg.TargetType != "instance" || in == nil || len(in.SecurityGroups) == 0 {
+		return true
+	}
+	port := t.Port
+	if tg.HealthCheck.Port != "traffic-port" {
+		port, _ = strconv.Atoi(tg.HealthCheck.Port)
+	}
+	for _, id := range in.SecurityGroups {
+		sg := f.sgs[id]
+		if sg == nil {
+			continue
+		}
+		for _, r := range sg.Ingress {
+			if r.Protocol != "tcp" && r.Protocol != "-1" || port < r.FromPort || port > r.ToPort {
+				continue
+			}
+			if r.SourceGroup != "" {
+				for _, lbARN := range lbs {
+					if lb := f.lbs[lbARN]; lb != nil && contains(lb.SecurityGroups, r.SourceGroup) {
+						return true
+					}
+				}
+				continue
+			}
+			if p, err := netip.ParsePrefix(r.CIDR); err == nil && p.Contains(lbPrivateIP) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -10,8 +10,18 @@
 // ResourceInUse while a target group is referenced, DependencyViolation while
 // a security group is still attached to a load balancer's network interfaces,
 // eventually consistent list and name describes, Marker / NextToken
-// pagination, and tag filters. It can inject Throttling, 5xx responses,
-// slow responses (client timeouts) and a crash after n mutating calls.
+// pagination, and tag filters. It models time where it hides bugs: a new
+// load balancer is "provisioning" before "active", a registered target is
+// "initial" until its health checks pass (interval x healthy threshold,
+// scaled by Options.Second) and then "healthy" only when the instance's
+// security groups admit the load balancer.
+//
+// Faults come from the shared core in internal/fault (Faults): request
+// faults by Kind, crash after n mutating calls, failed operations, the call
+// log. The fake keeps only the wire mapping: Throttle is ELBv2 Throttling
+// 400 or EC2 RequestLimitExceeded 503, ServerError InternalFailure /
+// InternalError 500, Unavailable ServiceUnavailable / Unavailable 503, Slow
+// a late 504, Crash InjectedCrash.
 package awsfake
 
 import (
@@ -21,7 +31,6 @@ import (
 	"encoding/xml"
 	"fmt"
 	"math"
-	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -30,6 +39,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/portico-lb/portico/internal/fault"
 )
 
 // API versions the fake answers; the SDK sends them in the Version field.
@@ -52,9 +63,27 @@ type Options struct {
 	// MaxPageSize caps every describe page (default 400 for ELBv2, 1000 for
 	// EC2, the real maximums); small values exercise pagination.
 	MaxPageSize int
-	// Seed seeds random fault injection (SetThrottleRate).
+	// Seed seeds random fault injection (SetThrottleRate, fault.Rule.Rate).
 	Seed uint64
+	// Clock replaces time.Now, for tests that move time by hand.
+	Clock func() time.Time
+	// Second is how long one AWS second lasts in the fake, for health
+	// checks and provisioning (default 1ms: a target with a 10 s interval
+	// and a healthy threshold of 2 turns healthy after 20ms). Negative makes
+	// both immediate.
+	Second time.Duration
+	// RulesPerSecurityGroup caps inbound rules per security group (default
+	// 60, the VPC default quota).
+	RulesPerSecurityGroup int
+	// TargetsPerZone caps targets per Availability Zone per load balancer
+	// (default 500) and TargetsPerGroup targets per target group (default
+	// 1000), the default NLB quotas.
+	TargetsPerZone, TargetsPerGroup int
 }
+
+// provisioningSeconds is how long a new Network Load Balancer stays
+// "provisioning" (in fake seconds, see Options.Second).
+const provisioningSeconds = 30
 
 // Call is one request the fake received.
 type Call struct {
@@ -93,20 +122,23 @@ type Fake struct {
 	listeners map[string]*Listener     // by ARN
 	subnets   map[string]*Subnet       // by ID
 	sgs       map[string]*SecurityGroup
-	instances map[string]bool
+	instances map[string]*Instance
 	eips      map[string]string // allocation ID -> public IP
 	eipTags   map[string]map[string]string
 	sgHeld    map[string]time.Time
+	tgHeld    map[string]time.Time
+	nodeSG    *SecurityGroup
 
-	calls         []Call
-	throttleNext  int
-	serverErrNext int
-	slowNext      int
-	slowBy        time.Duration
-	throttleRate  float64
-	rng           *mrand.Rand
-	crashAfter    int // mutating calls left before a crash; <0 disabled
-	crashed       bool
+	calls  []Call
+	faults *fault.Injector
+}
+
+// Instance is an EC2 instance that can be a target: its zone counts toward
+// the per-zone target quota and its security groups decide whether health
+// checks reach it (none recorded: they always do).
+type Instance struct {
+	ID, Zone       string
+	SecurityGroups []string
 }
 
 // New starts a fake endpoint.
@@ -117,20 +149,38 @@ func New(opts Options) *Fake {
 	if opts.AccountID == "" {
 		opts.AccountID = "123456789012"
 	}
+	if opts.Second == 0 {
+		opts.Second = time.Millisecond
+	}
+	if opts.RulesPerSecurityGroup == 0 {
+		opts.RulesPerSecurityGroup = 60
+	}
+	if opts.TargetsPerZone == 0 {
+		opts.TargetsPerZone = 500
+	}
+	if opts.TargetsPerGroup == 0 {
+		opts.TargetsPerGroup = 1000
+	}
+	now := opts.Clock
+	if now == nil {
+		now = time.Now
+	}
+	faults := fault.New(opts.Seed)
+	faults.SetClock(now)
 	f := &Fake{
-		opts:       opts,
-		now:        time.Now,
-		lbs:        map[string]*LoadBalancer{},
-		groups:     map[string]*TargetGroup{},
-		listeners:  map[string]*Listener{},
-		subnets:    map[string]*Subnet{},
-		sgs:        map[string]*SecurityGroup{},
-		instances:  map[string]bool{},
-		eips:       map[string]string{},
-		eipTags:    map[string]map[string]string{},
-		sgHeld:     map[string]time.Time{},
-		rng:        mrand.New(mrand.NewPCG(opts.Seed, opts.Seed^0x5eed)),
-		crashAfter: -1,
+		opts:      opts,
+		now:       now,
+		lbs:       map[string]*LoadBalancer{},
+		groups:    map[string]*TargetGroup{},
+		listeners: map[string]*Listener{},
+		subnets:   map[string]*Subnet{},
+		sgs:       map[string]*SecurityGroup{},
+		instances: map[string]*Instance{},
+		eips:      map[string]string{},
+		eipTags:   map[string]map[string]string{},
+		sgHeld:    map[string]time.Time{},
+		tgHeld:    map[string]time.Time{},
+		faults:    faults,
 	}
 	f.server = httptest.NewServer(http.HandlerFunc(f.serve))
 	return f
@@ -158,7 +208,17 @@ func (f *Fake) AddSubnet(id, vpcID, zone string, tags map[string]string) {
 func (f *Fake) AddInstance(id string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.instances[id] = true
+	if f.instances[id] == nil {
+		f.instances[id] = &Instance{ID: id}
+	}
+}
+
+// PutInstance adds or replaces an instance with its zone and security groups.
+func (f *Fake) PutInstance(in Instance) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	in.SecurityGroups = append([]string(nil), in.SecurityGroups...)
+	f.instances[in.ID] = &in
 }
 
 // AddElasticIP adds an Elastic IP allocation with tags (none when omitted).
@@ -173,39 +233,33 @@ func (f *Fake) AddElasticIP(allocationID, publicIP string, tags ...map[string]st
 
 // ---- fault injection ----
 
+// Faults is the fake's fault and operations core: add request rules, crash
+// after n mutating calls, fail asynchronous operations (a new load balancer
+// ends "failed"), read the shared call log and counters.
+func (f *Fake) Faults() *fault.Injector { return f.faults }
+
 // InjectThrottle makes the next n requests fail with the service's
 // throttling error (ELBv2 Throttling 400, EC2 RequestLimitExceeded 503).
-func (f *Fake) InjectThrottle(n int) { f.mu.Lock(); f.throttleNext += n; f.mu.Unlock() }
+func (f *Fake) InjectThrottle(n int) { f.faults.Add(fault.Rule{Kind: fault.Throttle, Times: n}) }
 
 // InjectServerError makes the next n requests fail with a 500.
-func (f *Fake) InjectServerError(n int) { f.mu.Lock(); f.serverErrNext += n; f.mu.Unlock() }
+func (f *Fake) InjectServerError(n int) { f.faults.Add(fault.Rule{Kind: fault.ServerError, Times: n}) }
 
 // InjectSlow delays the next n responses by d, so clients with a shorter
 // timeout see a timeout; the request is not applied.
 func (f *Fake) InjectSlow(n int, d time.Duration) {
-	f.mu.Lock()
-	f.slowNext, f.slowBy = n, d
-	f.mu.Unlock()
+	f.faults.Add(fault.Rule{Kind: fault.Slow, Times: n, Delay: d})
 }
 
 // SetThrottleRate throttles each request with probability p.
-func (f *Fake) SetThrottleRate(p float64) { f.mu.Lock(); f.throttleRate = p; f.mu.Unlock() }
+func (f *Fake) SetThrottleRate(p float64) { f.faults.Add(fault.Rule{Kind: fault.Throttle, Rate: p}) }
 
 // CrashAfter lets n more mutating requests succeed and fails every later
 // request until Recover, as if the caller died between two steps.
-func (f *Fake) CrashAfter(n int) {
-	f.mu.Lock()
-	f.crashAfter, f.crashed = n, false
-	f.mu.Unlock()
-}
+func (f *Fake) CrashAfter(n int) { f.faults.CrashAfter(n) }
 
-// Recover clears every injected fault.
-func (f *Fake) Recover() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.throttleNext, f.serverErrNext, f.slowNext, f.throttleRate = 0, 0, 0, 0
-	f.crashAfter, f.crashed = -1, false
-}
+// Recover clears every injected request fault and ends a crash.
+func (f *Fake) Recover() { f.faults.Recover() }
 
 // ---- inspection ----
 
@@ -217,15 +271,7 @@ func (f *Fake) Calls() []Call {
 }
 
 // MutatingCalls counts mutating requests received so far, failed ones too.
-func (f *Fake) MutatingCalls() int {
-	n := 0
-	for _, c := range f.Calls() {
-		if c.Mutating {
-			n++
-		}
-	}
-	return n
-}
+func (f *Fake) MutatingCalls() int { return f.faults.MutatingCalls() }
 
 // Resource is one object in the fake, for assertions.
 type Resource struct {
@@ -250,7 +296,9 @@ func (f *Fake) Resources() []Resource {
 		out = append(out, Resource{Kind: "listener", ID: l.ARN, Tags: cloneTags(l.Tags)})
 	}
 	for _, sg := range f.sgs {
-		out = append(out, Resource{Kind: "securityGroup", ID: sg.ID, Tags: cloneTags(sg.Tags)})
+		if sg != f.nodeSG {
+			out = append(out, Resource{Kind: "securityGroup", ID: sg.ID, Tags: cloneTags(sg.Tags)})
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Kind+out[i].ID < out[j].Kind+out[j].ID })
 	return out
@@ -296,18 +344,35 @@ func (f *Fake) Listeners() []Listener {
 	return out
 }
 
-// SecurityGroups returns copies of every security group, sorted by ID.
+// SecurityGroups returns copies of every security group but the seeded
+// node security group (NodeSecurityGroup, SecurityGroup), sorted by ID.
 func (f *Fake) SecurityGroups() []SecurityGroup {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []SecurityGroup
 	for _, sg := range f.sgs {
+		if sg == f.nodeSG {
+			continue
+		}
 		c := *sg
 		c.Ingress = append([]Rule(nil), sg.Ingress...)
 		out = append(out, c)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// SecurityGroup returns a copy of the security group id.
+func (f *Fake) SecurityGroup(id string) (SecurityGroup, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sg := f.sgs[id]
+	if sg == nil {
+		return SecurityGroup{}, false
+	}
+	c := *sg
+	c.Ingress = append([]Rule(nil), sg.Ingress...)
+	return c, true
 }
 
 // PlantLoadBalancer creates a load balancer that another tool owns.
@@ -380,26 +445,24 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	reqID := randUUID()
 	if !strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 Credential=") {
-		f.record(Call{Service: service, Action: action, Code: "MissingAuthenticationToken"})
+		f.record(Call{Service: service, Action: action, Code: "MissingAuthenticationToken"}, fault.Request{Service: service, Op: action}, "MissingAuthenticationToken")
 		writeError(w, service, reqID, errf(http.StatusForbidden, "MissingAuthenticationToken", "Request is missing Authentication Token"))
 		return
 	}
 	mutating := isMutating(action)
 	call := Call{Service: service, Action: action, Mutating: mutating, AccessKeyID: accessKeyID(r.Header.Get("Authorization")), Params: form}
+	req := fault.Request{Service: service, Op: action, Mutating: mutating, Caller: call.AccessKeyID}
 
-	if d := f.takeSlow(); d > 0 {
+	d := f.faults.Decide(req)
+	if d.Kind == fault.Slow {
 		select {
-		case <-time.After(d):
+		case <-time.After(d.Delay):
 		case <-r.Context().Done():
 		}
-		call.Code = "Timeout"
-		f.record(call)
-		writeError(w, service, reqID, errf(http.StatusGatewayTimeout, "RequestTimeout", "injected slow response"))
-		return
 	}
-	if aerr := f.takeFault(service, mutating); aerr != nil {
+	if aerr := faultError(service, d.Kind); aerr != nil {
 		call.Code = aerr.code
-		f.record(call)
+		f.record(call, req, string(d.Kind))
 		writeError(w, service, reqID, aerr)
 		return
 	}
@@ -413,12 +476,10 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 		result, aerr = f.ec2(action, form)
 	}
 	f.mu.Unlock()
-	code := ""
 	if aerr != nil {
-		code = aerr.code
+		call.Code = aerr.code
 	}
-	call.Code = code
-	f.record(call)
+	f.record(call, req, call.Code)
 	if aerr != nil {
 		writeError(w, service, reqID, aerr)
 		return
@@ -426,47 +487,37 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 	writeResult(w, service, action, reqID, result)
 }
 
-func (f *Fake) record(c Call) {
+// record logs a call in the fake's wire-level log and the shared call log.
+func (f *Fake) record(c Call, req fault.Request, outcome string) {
+	f.faults.Record(req, outcome)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, c)
 }
 
-func (f *Fake) takeSlow() time.Duration {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.slowNext > 0 {
-		f.slowNext--
-		return f.slowBy
-	}
-	return 0
-}
-
-func (f *Fake) takeFault(service string, mutating bool) *apiError {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	switch {
-	case f.crashed:
-		return badRequest("InjectedCrash", "the caller crashed (injected)")
-	case mutating && f.crashAfter == 0:
-		f.crashed = true
-		return badRequest("InjectedCrash", "the caller crashed (injected)")
-	case f.throttleNext > 0:
-		f.throttleNext--
+// faultError maps a fault Kind to the error the service answers with
+// (https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/CommonErrors.html,
+// https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html).
+func faultError(service string, k fault.Kind) *apiError {
+	switch k {
+	case fault.None:
+		return nil
+	case fault.Throttle:
 		return throttle(service)
-	case f.serverErrNext > 0:
-		f.serverErrNext--
+	case fault.ServerError:
 		if service == "ec2" {
 			return errf(http.StatusInternalServerError, "InternalError", "An internal error has occurred")
 		}
 		return errf(http.StatusInternalServerError, "InternalFailure", "The request processing has failed because of an unknown error")
-	case f.throttleRate > 0 && f.rng.Float64() < f.throttleRate:
-		return throttle(service)
+	case fault.Unavailable:
+		if service == "ec2" {
+			return errf(http.StatusServiceUnavailable, "Unavailable", "The server is overloaded and can't handle the request")
+		}
+		return errf(http.StatusServiceUnavailable, "ServiceUnavailable", "The request has failed due to a temporary failure of the server")
+	case fault.Slow:
+		return errf(http.StatusGatewayTimeout, "RequestTimeout", "injected slow response")
 	}
-	if mutating && f.crashAfter > 0 {
-		f.crashAfter--
-	}
-	return nil
+	return badRequest("InjectedCrash", "the caller crashed (injected)")
 }
 
 func throttle(service string) *apiError {

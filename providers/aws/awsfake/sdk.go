@@ -85,14 +85,43 @@ func (f *Fake) SeedNetwork(cluster string) (public, private []string) {
 		private = append(private, id)
 	}
 	f.AddSubnet("subnet-0ff00000000000001", TestVPC, zone("a"), map[string]string{"kubernetes.io/role/elb": "1", "kubernetes.io/cluster/someone-else": "owned"})
+	// The node security group of an EKS cluster: tagged for the cluster,
+	// admitting only its own members, so a load balancer's health checks
+	// reach the nodes only once someone allows them.
+	f.mu.Lock()
+	f.nodeSG = &SecurityGroup{ID: "sg-0e0de00000000000" + "1", Name: "eks-cluster-sg-" + cluster, VPCID: TestVPC,
+		Description: "EKS created security group", Tags: map[string]string{"kubernetes.io/cluster/" + cluster: "owned"}}
+	f.nodeSG.Ingress = []Rule{{Protocol: "-1", FromPort: 0, ToPort: 65535, SourceGroup: f.nodeSG.ID}}
+	f.sgs[f.nodeSG.ID] = f.nodeSG
+	f.mu.Unlock()
 	return public, private
 }
 
+// NodeSecurityGroup is the ID of the node security group SeedNetwork made,
+// or "" before it ran.
+func (f *Fake) NodeSecurityGroup() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.nodeSG == nil {
+		return ""
+	}
+	return f.nodeSG.ID
+}
+
 // InstanceID returns a deterministic EC2 instance ID for a node name and
-// registers it with the fake so it is a valid target.
+// registers it with the fake so it is a valid target: in zone a, in the node
+// security group when SeedNetwork made one.
 func (f *Fake) InstanceID(node string) string {
 	sum := sha256.Sum256([]byte(node))
 	id := "i-" + hex.EncodeToString(sum[:])[:17]
-	f.AddInstance(id)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.instances[id] == nil {
+		in := &Instance{ID: id, Zone: f.opts.Region + "a"}
+		if f.nodeSG != nil {
+			in.SecurityGroups = []string{f.nodeSG.ID}
+		}
+		f.instances[id] = in
+	}
 	return id
 }
