@@ -18,15 +18,17 @@
 //     current fingerprint (400 when missing, 412 conditionNotMet when stale);
 //   - pagination of listInstances and collection lists (maxResults capped at
 //     Options.MaxPageSize, pageToken);
-//   - injected faults (403 rateLimitExceeded / quotaExceeded, 429, 5xx) and
-//     crashes (every call fails after n more mutating calls).
+//   - faults from the shared core, internal/fault (Faults): request faults by
+//     kind, crashes after n mutating calls, the call log, and operations that
+//     take time and may end DONE with an error (quota, resource in use,
+//     resource not ready, internal error), which the fake renders in the
+//     shapes the Compute API uses; the fake keeps only that wire mapping.
 package gcpfake
 
 import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -36,6 +38,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/portico-lb/portico/internal/fault"
 )
 
 // Options configure the fake.
@@ -58,7 +62,11 @@ type Options struct {
 	RequireAuth bool
 }
 
-// Fault is an injected error.
+// Fault is an injected error in the Compute API's terms. Inject turns the
+// shapes the shared fault vocabulary has a kind for (403 rateLimitExceeded and
+// 429: fault.Throttle; 500: fault.ServerError; 502-504: fault.Unavailable)
+// into fault.Rules; other answers (403 quotaExceeded, 403 forbidden, ...) are
+// wire-specific refusals the fake gives as they are.
 type Fault struct {
 	// Code is the HTTP status (403, 429, 500, 503).
 	Code int
@@ -103,10 +111,12 @@ type entry struct {
 }
 
 type operation struct {
-	obj   Object
-	due   time.Time
-	apply func() *apiError
-	done  bool
+	obj        Object
+	due        time.Time
+	apply      func() *apiError
+	fail       *opError // set when the fault core fails the operation
+	coll, name string   // the target
+	done       bool
 }
 
 type apiError struct {
@@ -115,25 +125,30 @@ type apiError struct {
 	message string
 }
 
+// opError is an operation failure: an apiError and its errorDetails entry.
+type opError struct {
+	*apiError
+	details map[string]any
+}
+
 // Server is the fake. Create it with New and Close it when done.
 type Server struct {
 	opts Options
 	srv  *httptest.Server
 
-	mu         sync.Mutex
-	colls      map[string]map[string]*entry // "regions/r/addresses" -> name -> entry
-	members    map[string]map[string]bool   // IG rel link -> instance rel links
-	instances  map[string]bool              // instance rel links
-	ops        map[string]*operation        // op name -> op
-	pending    []*operation
-	nextID     uint64
-	faults     []Fault
-	calls      []Call
-	crashAfter int
-	crashed    bool
-	rnd        *rand.Rand
-	tokens     map[string]bool
-	health     map[string]string // instance rel link -> health state
+	mu        sync.Mutex
+	colls     map[string]map[string]*entry // "regions/r/addresses" -> name -> entry
+	members   map[string]map[string]bool   // IG rel link -> instance rel links
+	instances map[string]bool              // instance rel links
+	ops       map[string]*operation        // op name -> op
+	pending   []*operation
+	nextID    uint64
+	inj       *fault.Injector
+	refusals  []Fault // wire-specific answers without a fault.Kind
+	throttles int     // throttles answered, to alternate 403 and 429
+	calls     []Call
+	tokens    map[string]bool
+	health    map[string]string // instance rel link -> health state
 }
 
 // New starts a fake Compute API on a local httptest server.
@@ -154,17 +169,17 @@ func New(opts Options) *Server {
 		opts.InternalPool = netip.MustParsePrefix("10.128.0.0/20")
 	}
 	s := &Server{
-		opts:       opts,
-		colls:      map[string]map[string]*entry{},
-		members:    map[string]map[string]bool{},
-		instances:  map[string]bool{},
-		ops:        map[string]*operation{},
-		nextID:     1000,
-		crashAfter: -1,
-		rnd:        rand.New(rand.NewSource(opts.Seed)),
-		tokens:     map[string]bool{},
-		health:     map[string]string{},
+		opts:      opts,
+		colls:     map[string]map[string]*entry{},
+		members:   map[string]map[string]bool{},
+		instances: map[string]bool{},
+		ops:       map[string]*operation{},
+		nextID:    1000,
+		inj:       fault.New(uint64(opts.Seed)),
+		tokens:    map[string]bool{},
+		health:    map[string]string{},
 	}
+	s.inj.SetOperationDelay(opts.OpDelay)
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
 }
@@ -201,38 +216,46 @@ func (s *Server) SetHealth(zone, name, state string) {
 	s.health[s.rel("zones/"+zone+"/instances/"+name)] = state
 }
 
-// Inject adds a fault.
+// Faults is the fake's fault and operations core: request rules by kind,
+// CrashAfter, operation delay and failures, the call log and Stats.
+func (s *Server) Faults() *fault.Injector { return s.inj }
+
+// Inject adds a fault (see Fault).
 func (s *Server) Inject(f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = append(s.faults, f)
+	kind := fault.None
+	switch {
+	case f.Code == http.StatusTooManyRequests, f.Code == http.StatusForbidden && (f.Reason == "rateLimitExceeded" || f.Reason == "userRateLimitExceeded"):
+		kind = fault.Throttle
+	case f.Code == http.StatusInternalServerError:
+		kind = fault.ServerError
+	case f.Code >= 502 && f.Code <= 504:
+		kind = fault.Unavailable
+	}
+	if kind == fault.None {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.refusals = append(s.refusals, f)
+		return
+	}
+	s.inj.Add(fault.Rule{Kind: kind, Times: f.Times, Rate: f.Rate, MutatingOnly: f.MutatingOnly})
 }
 
-// CrashAfter lets n more mutating calls succeed and fails every later call
+// CrashAfter lets n more mutating calls through and fails every later call
 // with 503 until ClearFaults, as if the caller died mid-way. Operations
 // already started still complete.
-func (s *Server) CrashAfter(n int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.crashAfter = n
-	s.crashed = false
-}
+func (s *Server) CrashAfter(n int) { s.inj.CrashAfter(n) }
 
-// ClearFaults removes injected faults and crashes.
+// ClearFaults removes injected request faults and crashes; operation rules
+// stay (Faults().ClearOperations removes them).
 func (s *Server) ClearFaults() {
+	s.inj.Recover()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.faults = nil
-	s.crashAfter = -1
-	s.crashed = false
+	s.refusals = nil
 }
 
 // SetOpDelay changes how long operations started from now on run.
-func (s *Server) SetOpDelay(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.opts.OpDelay = d
-}
+func (s *Server) SetOpDelay(d time.Duration) { s.inj.SetOperationDelay(d) }
 
 // Settle completes every pending operation now.
 func (s *Server) Settle() {
@@ -252,15 +275,7 @@ func (s *Server) Calls() []Call {
 }
 
 // MutatingCalls counts mutating requests received, failed ones included.
-func (s *Server) MutatingCalls() int {
-	n := 0
-	for _, c := range s.Calls() {
-		if c.Mutating {
-			n++
-		}
-	}
-	return n
-}
+func (s *Server) MutatingCalls() int { return s.inj.MutatingCalls() }
 
 // Resource is one stored object, for listings in tests.
 type Resource struct {
@@ -370,12 +385,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.opts.RequireAuth && !s.tokens[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")] {
-		s.reply(w, r, false, nil, &apiError{401, "required", "Request is missing required authentication credential."})
+		s.reply(w, r, fault.Request{Service: "compute", Op: r.Method}, nil, &apiError{401, "required", "Request is missing required authentication credential."})
 		return
 	}
 	prefix := "/compute/v1/projects/" + s.opts.Project + "/"
 	if !strings.HasPrefix(r.URL.Path, prefix) {
-		s.reply(w, r, false, nil, &apiError{404, "notFound", "unknown project or path " + r.URL.Path})
+		s.reply(w, r, fault.Request{Service: "compute", Op: r.Method}, nil, &apiError{404, "notFound", "unknown project or path " + r.URL.Path})
 		return
 	}
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, prefix), "/")
@@ -387,11 +402,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case len(parts) >= 2 && parts[0] == "global":
 		scope, parts = "global", parts[1:]
 	default:
-		s.reply(w, r, false, nil, &apiError{404, "notFound", "unknown path " + r.URL.Path})
+		s.reply(w, r, fault.Request{Service: "compute", Op: r.Method}, nil, &apiError{404, "notFound", "unknown path " + r.URL.Path})
 		return
 	}
 	if strings.HasPrefix(scope, "regions/") && scope != "regions/"+s.opts.Region {
-		s.reply(w, r, false, nil, &apiError{400, "invalid", "region not served by the fake: " + scope})
+		s.reply(w, r, fault.Request{Service: "compute", Op: r.Method}, nil, &apiError{400, "invalid", "region not served by the fake: " + scope})
 		return
 	}
 	kind := parts[0]
@@ -404,9 +419,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		verb = parts[2]
 	}
 	mutating := r.Method != http.MethodGet && kind != "operations" && verb != "listInstances" && verb != "getHealth"
-
-	if err := s.fault(mutating); err != nil {
-		s.reply(w, r, mutating, nil, err)
+	op := r.Method + " " + kind
+	if verb != "" {
+		op += "/" + verb
+	}
+	req := fault.Request{Service: "compute", Op: op, Mutating: mutating, Caller: r.UserAgent()}
+	if err := s.fault(req); err != nil {
+		s.reply(w, r, req, nil, err)
 		return
 	}
 	var body Object
@@ -414,7 +433,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		raw, _ := io.ReadAll(r.Body)
 		if len(raw) > 0 {
 			if err := json.Unmarshal(raw, &body); err != nil {
-				s.reply(w, r, mutating, nil, &apiError{400, "parseError", "malformed JSON body: " + err.Error()})
+				s.reply(w, r, req, nil, &apiError{400, "parseError", "malformed JSON body: " + err.Error()})
 				return
 			}
 		}
@@ -446,10 +465,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		aerr = &apiError{400, "invalid", fmt.Sprintf("unsupported call %s %s", r.Method, r.URL.Path)}
 	}
-	if aerr == nil && mutating && s.crashAfter > 0 {
-		s.crashAfter--
-	}
-	s.reply(w, r, mutating, out, aerr)
+	s.reply(w, r, req, out, aerr)
 }
 
 func (s *Server) grantToken(w http.ResponseWriter, r *http.Request) {
@@ -469,21 +485,39 @@ func (s *Server) grantToken(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": 3600})
 }
 
-// fault returns an injected error for this call, or the crash error.
-func (s *Server) fault(mutating bool) *apiError {
-	if s.crashed {
-		return &apiError{503, "backendError", "injected crash: the caller is gone"}
-	}
-	if mutating && s.crashAfter == 0 {
-		s.crashed = true
-		return &apiError{503, "backendError", "injected crash: the caller is gone"}
-	}
-	for i := range s.faults {
-		f := &s.faults[i]
-		if f.Times == 0 || (f.MutatingOnly && !mutating) {
-			continue
+// fault asks the fault core what happens to req and renders the answer as
+// the Compute API does: throttling as 403 rateLimitExceeded or 429 (both
+// occur, https://cloud.google.com/compute/api-quota#rate_limit_errors; the
+// fake alternates them), server errors as 500/503 backendError
+// (https://cloud.google.com/compute/docs/api/how-tos/api-errors). s.mu is
+// held; a Slow answer releases it while it waits.
+func (s *Server) fault(req fault.Request) *apiError {
+	d := s.inj.Decide(req)
+	switch d.Kind {
+	case fault.None:
+	case fault.Throttle:
+		s.throttles++
+		if s.throttles%2 == 0 {
+			return &apiError{http.StatusTooManyRequests, "rateLimitExceeded", "injected fault: Too Many Requests"}
 		}
-		if f.Rate > 0 && f.Rate < 1 && s.rnd.Float64() >= f.Rate {
+		return &apiError{http.StatusForbidden, "rateLimitExceeded", "injected fault: Rate Limit Exceeded"}
+	case fault.ServerError:
+		return &apiError{http.StatusInternalServerError, "backendError", "injected fault: Internal Error"}
+	case fault.Unavailable:
+		return &apiError{http.StatusServiceUnavailable, "backendError", "injected fault: Service Unavailable"}
+	case fault.Crash:
+		return &apiError{http.StatusServiceUnavailable, "backendError", "injected crash: the caller is gone"}
+	case fault.Slow:
+		s.mu.Unlock()
+		time.Sleep(d.Delay)
+		s.mu.Lock()
+		return &apiError{http.StatusGatewayTimeout, "backendError", "injected fault: Deadline Exceeded"}
+	default:
+		return &apiError{http.StatusServiceUnavailable, "backendError", "injected fault: " + string(d.Kind)}
+	}
+	for i := range s.refusals {
+		f := &s.refusals[i]
+		if f.Times == 0 || (f.MutatingOnly && !req.Mutating) {
 			continue
 		}
 		if f.Times > 0 {
@@ -494,12 +528,13 @@ func (s *Server) fault(mutating bool) *apiError {
 	return nil
 }
 
-func (s *Server) reply(w http.ResponseWriter, r *http.Request, mutating bool, out Object, aerr *apiError) {
-	code := http.StatusOK
+func (s *Server) reply(w http.ResponseWriter, r *http.Request, req fault.Request, out Object, aerr *apiError) {
+	code, outcome := http.StatusOK, ""
 	if aerr != nil {
-		code = aerr.code
+		code, outcome = aerr.code, strconv.Itoa(aerr.code)+" "+aerr.reason
 	}
-	s.calls = append(s.calls, Call{Method: r.Method, Path: r.URL.Path, Mutating: mutating, Code: code, UserAgent: r.UserAgent()})
+	s.inj.Record(req, outcome)
+	s.calls = append(s.calls, Call{Method: r.Method, Path: r.URL.Path, Mutating: req.Mutating, Code: code, UserAgent: r.UserAgent()})
 	w.Header().Set("Content-Type", "application/json")
 	if aerr != nil {
 		w.WriteHeader(aerr.code)
@@ -513,7 +548,12 @@ func (s *Server) reply(w http.ResponseWriter, r *http.Request, mutating bool, ou
 	_ = json.NewEncoder(w).Encode(out)
 }
 
-// advance completes operations that are due; s.mu is held.
+// advance completes operations that are due; s.mu is held. An operation the
+// fault core failed ends DONE with error.errors[] and httpErrorStatusCode, as
+// a real Operation does
+// (https://cloud.google.com/compute/docs/reference/rest/v1/regionOperations#Operation);
+// its change is not applied (an insert leaves nothing, a delete leaves the
+// resource as it was).
 func (s *Server) advance() {
 	now := time.Now()
 	rest := s.pending[:0]
@@ -526,16 +566,95 @@ func (s *Server) advance() {
 		op.obj["status"] = "DONE"
 		op.obj["progress"] = 100
 		op.obj["endTime"] = now.UTC().Format(time.RFC3339)
-		if err := op.apply(); err != nil {
+		var err *apiError
+		var details map[string]any
+		if op.fail == nil {
+			err = op.apply()
+		} else {
+			s.undo(op)
+			err, details = op.fail.apiError, op.fail.details
+		}
+		if err != nil {
 			op.obj["httpErrorStatusCode"] = err.code
-			op.obj["httpErrorMessage"] = err.reason
-			op.obj["error"] = map[string]any{"errors": []any{map[string]any{"code": err.reason, "message": err.message}}}
+			op.obj["httpErrorMessage"] = strings.ToUpper(http.StatusText(err.code))
+			e := map[string]any{"code": err.reason, "message": err.message}
+			if details != nil {
+				e["errorDetails"] = []any{details}
+			}
+			op.obj["error"] = map[string]any{"errors": []any{e}}
 		}
 	}
 	s.pending = rest
 }
 
-// startOp records a running operation whose apply runs when it completes.
+// undo takes back what starting a failed operation reserved.
+func (s *Server) undo(op *operation) {
+	e, ok := s.coll(op.coll)[op.name]
+	if !ok {
+		return
+	}
+	switch op.obj["operationType"] {
+	case "insert":
+		if e.pendingCreate {
+			delete(s.coll(op.coll), op.name)
+		}
+	case "delete":
+		e.pendingDelete = false
+	}
+}
+
+// quotaMetrics names the Compute Engine quota each collection counts against
+// (https://cloud.google.com/compute/resource-usage#quotas).
+var quotaMetrics = map[string]string{
+	"addresses":       "STATIC_ADDRESSES",
+	"forwardingRules": "FORWARDING_RULES",
+	"backendServices": "REGION_BACKEND_SERVICES",
+	"healthChecks":    "HEALTH_CHECKS",
+	"firewalls":       "FIREWALLS",
+	"instanceGroups":  "INSTANCE_GROUPS",
+}
+
+// operationError renders an operation failure of the fault core the way
+// Compute Engine reports it in Operation.error.errors[]: a code such as
+// QUOTA_EXCEEDED (with errorDetails[].quotaInfo), RESOURCE_IN_USE_BY_ANOTHER_RESOURCE,
+// RESOURCE_NOT_READY or INTERNAL_ERROR
+// (https://cloud.google.com/compute/docs/reference/rest/v1/regionOperations#Operation,
+// https://cloud.google.com/compute/docs/troubleshooting/troubleshooting-resource-availability#quota).
+func (s *Server) operationError(kind fault.Kind, scope, coll, target string) *opError {
+	switch kind {
+	case fault.OpQuota:
+		coll = coll[strings.LastIndex(coll, "/")+1:]
+		metric := quotaMetrics[coll]
+		if metric == "" {
+			metric = strings.ToUpper(coll)
+		}
+		where := "region " + s.opts.Region
+		dims := map[string]any{"region": s.opts.Region}
+		if scope == "global" {
+			where, dims = "project "+s.opts.Project, map[string]any{}
+		}
+		return &opError{&apiError{http.StatusForbidden, "QUOTA_EXCEEDED",
+			fmt.Sprintf("Quota '%s' exceeded.  Limit: 8.0 in %s.", metric, where)},
+			map[string]any{"quotaInfo": map[string]any{
+				"metricName": "compute.googleapis.com/" + strings.ToLower(metric),
+				"limitName":  metric + "-per-project",
+				"dimensions": dims,
+				"limit":      8,
+			}}}
+	case fault.OpConflict:
+		return &opError{apiError: &apiError{http.StatusBadRequest, "RESOURCE_IN_USE_BY_ANOTHER_RESOURCE",
+			fmt.Sprintf("The resource '%s' is already being used by another resource.", target)}}
+	case fault.OpSuperseded:
+		return &opError{apiError: &apiError{http.StatusBadRequest, "RESOURCE_NOT_READY",
+			fmt.Sprintf("The resource '%s' is not ready", target)}}
+	default:
+		return &opError{apiError: &apiError{http.StatusInternalServerError, "INTERNAL_ERROR",
+			"Internal error. Please try again or contact Google Support."}}
+	}
+}
+
+// startOp records a running operation whose apply runs when it completes;
+// the fault core decides when that is and whether it fails instead.
 func (s *Server) startOp(scope, opType, target string, apply func() *apiError) Object {
 	s.nextID++
 	name := fmt.Sprintf("operation-%d", s.nextID)
@@ -556,7 +675,12 @@ func (s *Server) startOp(scope, opType, target string, apply func() *apiError) O
 	case strings.HasPrefix(scope, "zones/"):
 		obj["zone"] = s.selfLink(scope)
 	}
-	op := &operation{obj: obj, due: time.Now().Add(s.opts.OpDelay), apply: apply}
+	coll, rname := target[:strings.LastIndex(target, "/")], target[strings.LastIndex(target, "/")+1:]
+	fate := s.inj.StartOperation(fault.Request{Service: "compute", Op: opType + " " + coll[strings.LastIndex(coll, "/")+1:], Mutating: true})
+	op := &operation{obj: obj, due: fate.Due, apply: apply, coll: coll, name: rname}
+	if fate.Fail != fault.None {
+		op.fail = s.operationError(fate.Fail, scope, coll, s.rel(target))
+	}
 	s.ops[name] = op
 	s.pending = append(s.pending, op)
 	return clone(obj)
