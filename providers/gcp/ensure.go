@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	compute "cloud.google.com/go/compute/apiv1"
 	"cloud.google.com/go/compute/apiv1/computepb"
@@ -251,17 +252,39 @@ func get[T any](ctx context.Context, p *Provider, what string, fn func(context.C
 }
 
 // do runs a mutating call and waits for its Operation. Throttled calls and
-// polls are retried; a 404 on a delete means done.
+// polls are retried; so is the whole call when its Operation fails in a way a
+// new attempt may not (INTERNAL_ERROR, RESOURCE_NOT_READY,
+// RESOURCE_IN_USE_BY_ANOTHER_RESOURCE: a failed operation changes nothing,
+// https://cloud.google.com/compute/docs/api/how-tos/api-errors). What is left
+// is classified by wrap: quota, configuration, retryable.
 func (p *Provider) do(ctx context.Context, what string, fn func(context.Context) (*compute.Operation, error)) error {
-	var op *compute.Operation
-	if err := p.call(ctx, what, func(ctx context.Context) error {
-		var e error
-		op, e = fn(ctx)
-		return e
-	}); err != nil {
-		return err
+	var err error
+	for attempt := range p.opts.Backoff.Attempts {
+		var op *compute.Operation
+		if err := p.call(ctx, what, func(ctx context.Context) error {
+			var e error
+			op, e = fn(ctx)
+			return e
+		}); err != nil {
+			return err
+		}
+		err = p.call(ctx, what+" (waiting for operation)", func(ctx context.Context) error {
+			werr := op.Wait(ctx)
+			if oe := operationError(op.Proto()); oe != nil {
+				return oe
+			}
+			return werr
+		})
+		if classify(err) != kindOpRetry || attempt == p.opts.Backoff.Attempts-1 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", what, ctx.Err())
+		case <-time.After(p.opts.Backoff.delay(attempt)):
+		}
 	}
-	return p.call(ctx, what+" (waiting for operation)", func(ctx context.Context) error { return op.Wait(ctx) })
+	return err
 }
 
 // created tolerates 409: an earlier attempt (retried, or cut short by a

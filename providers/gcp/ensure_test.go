@@ -546,10 +546,10 @@ func TestCloudErrorsMapToTheContract(t *testing.T) {
 		fault gcpfake.Fault
 		check func(t *testing.T, err error)
 	}{
-		{"quota exceeded is retried later", gcpfake.Fault{Code: 403, Reason: "quotaExceeded", Times: -1, MutatingOnly: true}, func(t *testing.T, err error) {
-			after, ok := providers.IsRetryable(err)
-			if !ok || after != time.Minute {
-				t.Errorf("got %v, want RetryError after 1m", err)
+		{"quota exceeded is a condition the user must act on", gcpfake.Fault{Code: 403, Reason: "quotaExceeded", Times: -1, MutatingOnly: true}, func(t *testing.T, err error) {
+			var ce *providers.ConfigError
+			if !errors.As(err, &ce) || ce.Reason != gcp.ReasonQuotaExceeded {
+				t.Errorf("got %v, want ConfigError QuotaExceeded", err)
 			}
 		}},
 		{"throttling beyond the retry budget is retryable", gcpfake.Fault{Code: 429, Reason: "rateLimitExceeded", Times: -1}, func(t *testing.T, err error) {

@@ -63,9 +63,8 @@ type Options struct {
 	ClusterHealthCheckPort int32
 	// Backoff is the in-call retry policy for throttling and 5xx.
 	Backoff Backoff
-	// RetryAfter is suggested to the controller after throttling, and
-	// QuotaRetryAfter after a resource quota error.
-	RetryAfter, QuotaRetryAfter time.Duration
+	// RetryAfter is suggested to the controller after throttling.
+	RetryAfter time.Duration
 	// QPS and Burst limit API calls client-side; QPS 0 disables the limit.
 	QPS   float64
 	Burst int
@@ -111,9 +110,6 @@ func New(api *Clients, opts Options) (*Provider, error) {
 	}
 	if opts.RetryAfter <= 0 {
 		opts.RetryAfter = 5 * time.Second
-	}
-	if opts.QuotaRetryAfter <= 0 {
-		opts.QuotaRetryAfter = time.Minute
 	}
 	p := &Provider{opts: opts, api: api}
 	if opts.QPS > 0 {
