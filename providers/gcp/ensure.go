@@ -354,7 +354,7 @@ func (p *Provider) ensureAddress(ctx context.Context, log logr.Logger, pl *plan,
 		// Service is deleted, also after a switch to ephemeral: demoting it
 		// would change the IP.
 		pl.ephemeral = false
-		return own.GetAddress(), own, nil
+		return own.GetAddress(), own, p.setAddressLabels(ctx, log, pl.key, own)
 	}
 	if pl.ephemeral {
 		for _, proto := range allProtocols {
@@ -364,10 +364,11 @@ func (p *Provider) ensureAddress(ctx context.Context, log logr.Logger, pl *plan,
 		}
 		return "", nil, nil
 	}
+	// Labels sent at insert are ignored by the API; setAddressLabels adds
+	// them once the address exists.
 	want := &computepb.Address{
 		Name:        proto.String(base),
 		Description: proto.String(description(pl.key, nil)),
-		Labels:      labels(pl.key),
 	}
 	switch {
 	case pl.internal:
@@ -403,7 +404,22 @@ func (p *Provider) ensureAddress(ctx context.Context, log logr.Logger, pl *plan,
 	if own == nil || !ownedBy(own.GetDescription(), pl.key) {
 		return "", nil, providers.Retry(fmt.Errorf("address %s not readable after creation", base), p.opts.RetryAfter/5)
 	}
-	return own.GetAddress(), own, nil
+	return own.GetAddress(), own, p.setAddressLabels(ctx, log, pl.key, own)
+}
+
+// setAddressLabels gives Portico's address its labels, which addresses take
+// only through setLabels with the current labelFingerprint
+// (https://cloud.google.com/compute/docs/reference/rest/v1/addresses/setLabels).
+func (p *Provider) setAddressLabels(ctx context.Context, log logr.Logger, key providers.Key, a *computepb.Address) error {
+	want := labels(key)
+	if maps.Equal(a.GetLabels(), want) {
+		return nil
+	}
+	log.Info("Labelling address", "address", a.GetName())
+	return p.do(ctx, "labelling address "+a.GetName(), func(ctx context.Context) (*compute.Operation, error) {
+		return p.api.Addresses.SetLabels(ctx, &computepb.SetLabelsAddressRequest{Project: p.opts.Project, Region: p.opts.Region, Resource: a.GetName(),
+			RegionSetLabelsRequestResource: &computepb.RegionSetLabelsRequest{Labels: want, LabelFingerprint: a.LabelFingerprint}})
+	})
 }
 
 func addressMatches(a *computepb.Address, pl *plan) bool {
@@ -688,11 +704,15 @@ func (p *Provider) ensureRules(ctx context.Context, log logr.Logger, pl *plan, i
 				return "", providers.Retry(fmt.Errorf("forwarding rule %s not readable after creation", name), p.opts.RetryAfter/5)
 			}
 			have = r
-		} else if !maps.Equal(have.GetLabels(), want.GetLabels()) {
+		}
+		// Labels sent at insert are ignored by the API: they are set here,
+		// with the rule's current labelFingerprint
+		// (https://cloud.google.com/compute/docs/reference/rest/v1/forwardingRules/setLabels).
+		if wantLabels := labels(pl.key); !maps.Equal(have.GetLabels(), wantLabels) {
 			log.Info("Labelling forwarding rule", "forwardingRule", name)
 			if err := p.do(ctx, "labelling forwarding rule "+name, func(ctx context.Context) (*compute.Operation, error) {
 				return p.api.ForwardingRules.SetLabels(ctx, &computepb.SetLabelsForwardingRuleRequest{Project: p.opts.Project, Region: p.opts.Region, Resource: name,
-					RegionSetLabelsRequestResource: &computepb.RegionSetLabelsRequest{Labels: want.GetLabels(), LabelFingerprint: have.LabelFingerprint}})
+					RegionSetLabelsRequestResource: &computepb.RegionSetLabelsRequest{Labels: wantLabels, LabelFingerprint: have.LabelFingerprint}})
 			}); err != nil {
 				return "", err
 			}
@@ -712,7 +732,6 @@ func (p *Provider) rule(pl *plan, protocol providers.Protocol, ip, bs string) *c
 		Description:    proto.String(description(pl.key, map[string]string{descPortsKey: strings.Join(portList(ports), ",")})),
 		IPProtocol:     proto.String(string(protocol)),
 		BackendService: proto.String(bs),
-		Labels:         labels(pl.key),
 		Ports:          list,
 	}
 	if portRange != "" {

@@ -304,8 +304,8 @@ func TestEphemeralAddressPromotion(t *testing.T) {
 	if addr["address"] != ip.String() || st.Ingress[0].IP != ip {
 		t.Errorf("promotion moved the IP: was %s, address %v, status %v", ip, addr["address"], st.Ingress)
 	}
-	if n := e.fake.MutatingCalls() - before; n != 1 {
-		t.Errorf("promotion made %d mutating calls, want 1 (reserve the address in use)", n)
+	if n := e.fake.MutatingCalls() - before; n != 2 {
+		t.Errorf("promotion made %d mutating calls, want 2 (reserve the address in use, then label it)", n)
 	}
 	// Back to ephemeral, with a port change that replaces the rule: the
 	// reserved address stays, and so does the IP.
@@ -708,5 +708,31 @@ func TestClusterIDsNeedNoCare(t *testing.T) {
 		if _, err := gcp.New(nil, gcp.Options{ClusterID: cluster, Project: testProject, Region: testRegion, Network: "default"}); err == nil {
 			t.Errorf("cluster %q: accepted", cluster)
 		}
+	}
+}
+
+// TestLabelsAreSetAfterInsert: addresses and forwarding rules ignore labels
+// sent at insert (the fake does as the API does), so Portico sets them with
+// setLabels once the resource exists, and an unchanged resync sets nothing.
+func TestLabelsAreSetAfterInsert(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	k := key("labels")
+	d := desired(k, []string{"node-a"}, append(ports(80), providers.Port{Name: "dns", Protocol: providers.UDP, Port: 53}))
+	if _, err := e.p.Ensure(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	base := gcp.BaseName(k)
+	for _, id := range []string{regional("addresses", base), regional("forwardingRules", base+"-tcp"), regional("forwardingRules", base+"-udp")} {
+		l, _ := e.object(t, id)["labels"].(map[string]any)
+		if l["portico-managed-by"] != "portico" || l["portico-cluster"] != testCluster || l["portico-service"] == nil {
+			t.Errorf("%s labels = %v", id, l)
+		}
+	}
+	before := e.fake.MutatingCalls()
+	if _, err := e.p.Ensure(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.fake.MutatingCalls() - before; n != 0 {
+		t.Errorf("an unchanged resync made %d mutating calls", n)
 	}
 }

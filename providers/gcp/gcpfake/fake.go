@@ -759,13 +759,33 @@ func (s *Server) page(keys []string, r *http.Request) ([]string, string) {
 }
 
 var (
-	nameRE       = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`)
-	labelKeyRE   = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
-	labelValueRE = regexp.MustCompile(`^[a-z0-9_-]{0,63}$`)
+	// Resource names: RFC 1035, 1-63 characters
+	// (https://cloud.google.com/compute/docs/naming-resources#resource-name-format).
+	nameRE = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	// Label keys start with a lowercase letter; keys and values hold
+	// lowercase letters, digits, '_' and '-' (international lowercase
+	// letters too), at most 63 characters; values may be empty
+	// (https://cloud.google.com/compute/docs/labeling-resources#requirements).
+	labelKeyRE   = regexp.MustCompile(`^[\p{Ll}\p{Lo}][\p{Ll}\p{Lo}\p{N}_-]{0,62}$`)
+	labelValueRE = regexp.MustCompile(`^[\p{Ll}\p{Lo}\p{N}_-]{0,63}$`)
+)
+
+const (
+	// maxLabels per resource
+	// (https://cloud.google.com/compute/docs/labeling-resources#requirements).
+	maxLabels = 64
+	// maxDescription is the length the API accepts in a resource's
+	// description. The REST reference does not state it
+	// (https://cloud.google.com/compute/docs/reference/rest/v1/forwardingRules);
+	// 2048 is the limit issue 15's review of the API recorded.
+	maxDescription = 2048
 )
 
 func validateLabels(v any) *apiError {
 	m, _ := v.(map[string]any)
+	if len(m) > maxLabels {
+		return &apiError{400, "invalid", fmt.Sprintf("Invalid value for field 'labels': %d labels, at most %d are allowed", len(m), maxLabels)}
+	}
 	for k, val := range m {
 		sv, _ := val.(string)
 		if !labelKeyRE.MatchString(k) || !labelValueRE.MatchString(sv) {
@@ -774,6 +794,13 @@ func validateLabels(v any) *apiError {
 	}
 	return nil
 }
+
+// labelsAtInsert says whether an insert of kind keeps the labels it is
+// given. Addresses and forwarding rules ignore them: "Labels for this
+// resource. These can only be added or modified by the setLabels method"
+// (https://cloud.google.com/compute/docs/reference/rest/v1/addresses,
+// https://cloud.google.com/compute/docs/reference/rest/v1/forwardingRules).
+func labelsAtInsert(kind string) bool { return kind != "addresses" && kind != "forwardingRules" }
 
 func (s *Server) insert(scope, coll, kind string, body Object) (Object, *apiError) {
 	name, _ := body["name"].(string)
@@ -786,10 +813,16 @@ func (s *Server) insert(scope, coll, kind string, body Object) (Object, *apiErro
 	if err := validateLabels(body["labels"]); err != nil {
 		return nil, err
 	}
+	if d, _ := body["description"].(string); len(d) > maxDescription {
+		return nil, &apiError{400, "invalid", fmt.Sprintf("Invalid value for field 'resource.description': longer than %d characters", maxDescription)}
+	}
 	if _, exists := s.coll(coll)[name]; exists {
 		return nil, &apiError{409, "alreadyExists", fmt.Sprintf("The resource '%s/%s' already exists", s.rel(coll), name)}
 	}
 	obj := clone(body)
+	if !labelsAtInsert(kind) {
+		delete(obj, "labels")
+	}
 	s.stamp(coll, name, obj)
 	var err *apiError
 	switch kind {
@@ -1121,6 +1154,9 @@ func (s *Server) update(scope, coll, kind, name string, body Object, patch bool)
 			continue
 		}
 		next[k] = v
+	}
+	if d, _ := next["description"].(string); len(d) > maxDescription {
+		return nil, &apiError{400, "invalid", fmt.Sprintf("Invalid value for field 'resource.description': longer than %d characters", maxDescription)}
 	}
 	var err *apiError
 	switch kind {
