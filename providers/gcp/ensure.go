@@ -610,6 +610,21 @@ func (p *Provider) ensureBackendService(ctx context.Context, log logr.Logger, pl
 	}
 	found := have != nil
 	var err error
+	if found && have.GetLoadBalancingScheme() == scheme && have.GetProtocol() != protocol {
+		// The protocol cannot change while a forwarding rule references the
+		// backend service: delete the rules first (ensureRules recreates
+		// them; a reserved address keeps the IP), as cloud-provider-gcp's
+		// ensureInternalLoadBalancer does (providers/gce/gce_loadbalancer_internal.go).
+		log.Info("Deleting forwarding rules before a backend service protocol change", "backendService", name, "from", have.GetProtocol(), "to", protocol)
+		for _, proto := range allProtocols {
+			if rules[proto] != nil {
+				if err := p.deleteRule(ctx, log, pl.key, proto); err != nil {
+					return "", err
+				}
+				delete(rules, proto)
+			}
+		}
+	}
 	if found && have.GetLoadBalancingScheme() != scheme {
 		// The scheme is immutable: rebuild the rules and the backend service.
 		log.Info("Replacing backend service after a scheme change", "backendService", name)

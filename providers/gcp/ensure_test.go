@@ -736,3 +736,37 @@ func TestLabelsAreSetAfterInsert(t *testing.T) {
 		t.Errorf("an unchanged resync made %d mutating calls", n)
 	}
 }
+
+// TestProtocolChangeOrder: the backend service's protocol cannot change while
+// a forwarding rule references it, so a Service whose protocols change must
+// have its rules deleted before the backend service is patched (as
+// cloud-provider-gcp does), not be stuck retrying the patch.
+func TestProtocolChangeOrder(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	k := key("proto")
+	udp := providers.Port{Name: "dns", Protocol: providers.UDP, Port: 53}
+	steps := []struct {
+		name  string
+		ports []providers.Port
+		bs    string
+	}{
+		{"tcp", ports(80), "TCP"},
+		{"tcp and udp", append(ports(80), udp), "UNSPECIFIED"},
+		{"udp", []providers.Port{udp}, "UDP"},
+		{"tcp again", ports(80), "TCP"},
+	}
+	var ip string
+	for _, step := range steps {
+		st, err := e.p.Ensure(t.Context(), desired(k, []string{"node-a"}, step.ports))
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if got := e.object(t, regional("backendServices", gcp.BaseName(k)))["protocol"]; got != step.bs {
+			t.Errorf("%s: backend service protocol %v, want %s", step.name, got, step.bs)
+		}
+		if ip != "" && st.Ingress[0].IP.String() != ip {
+			t.Errorf("%s: the IP moved from %s to %s", step.name, ip, st.Ingress[0].IP)
+		}
+		ip = st.Ingress[0].IP.String()
+	}
+}

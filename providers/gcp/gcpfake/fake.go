@@ -1164,6 +1164,21 @@ func (s *Server) update(scope, coll, kind, name string, body Object, patch bool)
 		if next["loadBalancingScheme"] != e.obj["loadBalancingScheme"] {
 			return nil, &apiError{400, "invalid", "loadBalancingScheme cannot be changed"}
 		}
+		// A backend service's protocol cannot change while a forwarding
+		// rule references it: the rule would keep the old protocol.
+		// cloud-provider-gcp deletes the rule first for this reason
+		// (providers/gce/gce_loadbalancer_internal.go, ensureInternalLoadBalancer:
+		// "changing protocol of backend service without first deleting
+		// forwarding rule will throw an error");
+		// https://cloud.google.com/load-balancing/docs/internal#forwarding_rule_protocols.
+		if next["protocol"] != e.obj["protocol"] {
+			self := relOf(str(e.obj["selfLink"]))
+			for _, fr := range s.coll(s.regional("forwardingRules")) {
+				if relOf(str(fr.obj["backendService"])) == self {
+					return nil, &apiError{400, "resourceInUseByAnotherResource", fmt.Sprintf("The backend service resource '%s' is already being used by '%s': its protocol cannot change while a forwarding rule uses it", self, str(fr.obj["name"]))}
+				}
+			}
+		}
 		err = s.validateBackendService(next, name)
 		next["fingerprint"] = s.fingerprint()
 	case "firewalls":
