@@ -30,6 +30,7 @@ const (
 	descPortsKey        = "portico.dev/ports"
 	healthCheckPath     = "/healthz"
 	balancingConnection = "CONNECTION"
+	purposeSharedVIP    = "SHARED_LOADBALANCER_VIP"
 )
 
 var allProtocols = []providers.Protocol{providers.TCP, providers.UDP}
@@ -330,6 +331,10 @@ func (p *Provider) ensureAddress(ctx context.Context, log logr.Logger, pl *plan,
 		if (user.GetAddressType() == "INTERNAL") != pl.internal {
 			return "", nil, providers.Configf("AddressTypeMismatch", "address %q is %s but the load balancer is %s", pl.addressName, user.GetAddressType(), map[bool]string{true: "internal", false: "external"}[pl.internal])
 		}
+		if pl.internal && len(pl.protocols) > 1 && user.GetPurpose() != purposeSharedVIP {
+			return "", nil, providers.Configf("AddressNotShared", "address %q serves TCP and UDP through two internal forwarding rules, which needs purpose %s (it has %q); reserve one with --purpose=%s",
+				pl.addressName, purposeSharedVIP, user.GetPurpose(), purposeSharedVIP)
+		}
 		return user.GetAddress(), own, nil
 	}
 	if own != nil && !addressMatches(own, pl) {
@@ -374,6 +379,12 @@ func (p *Provider) ensureAddress(ctx context.Context, log logr.Logger, pl *plan,
 	case pl.internal:
 		want.AddressType = proto.String("INTERNAL")
 		want.Subnetwork = proto.String(pl.subnet)
+		// Two internal forwarding rules (TCP and UDP) share one address only
+		// when its purpose is SHARED_LOADBALANCER_VIP
+		// (https://cloud.google.com/load-balancing/docs/internal/multiple-forwarding-rules-same-ip).
+		// Every internal address gets it, so adding a protocol later keeps
+		// the IP.
+		want.Purpose = proto.String(purposeSharedVIP)
 	default:
 		want.AddressType = proto.String("EXTERNAL")
 		want.NetworkTier = proto.String(pl.tier)
@@ -424,7 +435,8 @@ func (p *Provider) setAddressLabels(ctx context.Context, log logr.Logger, key pr
 
 func addressMatches(a *computepb.Address, pl *plan) bool {
 	if pl.internal {
-		return a.GetAddressType() == "INTERNAL" && relLink(a.GetSubnetwork()) == relLink(pl.subnet)
+		return a.GetAddressType() == "INTERNAL" && relLink(a.GetSubnetwork()) == relLink(pl.subnet) &&
+			(len(pl.protocols) < 2 || a.GetPurpose() == purposeSharedVIP)
 	}
 	return a.GetAddressType() != "INTERNAL" && a.GetNetworkTier() == pl.tier &&
 		(pl.requestedIP == "" || a.GetAddress() == pl.requestedIP)

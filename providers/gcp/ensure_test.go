@@ -770,3 +770,26 @@ func TestProtocolChangeOrder(t *testing.T) {
 		ip = st.Ingress[0].IP.String()
 	}
 }
+
+// TestInternalTCPAndUDPShareAnAddress: an internal Service with TCP and UDP
+// ports gets two forwarding rules on one address, which the API allows only
+// for an address reserved with purpose SHARED_LOADBALANCER_VIP.
+func TestInternalTCPAndUDPShareAnAddress(t *testing.T) {
+	e := newEnv(t, envOptions{subnet: "backend-subnet"})
+	k := key("internal-mixed")
+	d := desired(k, []string{"node-a", "node-b"}, append(ports(80), providers.Port{Name: "dns", Protocol: providers.UDP, Port: 53}))
+	d.Scheme = providers.SchemeInternal
+	st, err := e.p.Ensure(t.Context(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := gcp.BaseName(k)
+	if p := e.object(t, regional("addresses", base))["purpose"]; p != "SHARED_LOADBALANCER_VIP" {
+		t.Errorf("internal address purpose %v, want SHARED_LOADBALANCER_VIP", p)
+	}
+	for _, proto := range []string{"tcp", "udp"} {
+		if r := e.object(t, regional("forwardingRules", base+"-"+proto)); r["IPAddress"] != st.Ingress[0].IP.String() {
+			t.Errorf("%s rule on %v, want %s", proto, r["IPAddress"], st.Ingress[0].IP)
+		}
+	}
+}

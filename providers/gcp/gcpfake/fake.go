@@ -855,6 +855,11 @@ func (s *Server) insert(scope, coll, kind string, body Object) (Object, *apiErro
 
 func (s *Server) validateAddress(obj Object) *apiError {
 	internal := obj["addressType"] == "INTERNAL"
+	// SHARED_LOADBALANCER_VIP is a purpose of internal addresses only
+	// (https://cloud.google.com/compute/docs/reference/rest/v1/addresses#Address.FIELDS.purpose).
+	if obj["purpose"] == "SHARED_LOADBALANCER_VIP" && !internal {
+		return &apiError{400, "invalid", "Invalid value for field 'resource.purpose': 'SHARED_LOADBALANCER_VIP'. The purpose applies to internal addresses only"}
+	}
 	if ip, ok := obj["address"].(string); ok && ip != "" {
 		a, err := netip.ParseAddr(ip)
 		if err != nil {
@@ -973,10 +978,24 @@ func (s *Server) validateForwardingRule(obj Object) *apiError {
 		if (addr["addressType"] == "INTERNAL") != internal {
 			return &apiError{400, "invalid", "address type does not match the load balancing scheme"}
 		}
+		sharing := 0
 		for _, e := range s.coll(s.regional("forwardingRules")) {
-			if e.obj["IPAddress"] == ip && e.obj["IPProtocol"] == proto {
+			if e.obj["IPAddress"] != ip {
+				continue
+			}
+			sharing++
+			if e.obj["IPProtocol"] == proto {
 				return &apiError{400, "invalid", "another forwarding rule already uses " + ip + " for " + proto}
 			}
+		}
+		// Internal forwarding rules share an IP address only when the
+		// address has purpose SHARED_LOADBALANCER_VIP, and at most ten do
+		// (https://cloud.google.com/load-balancing/docs/internal/multiple-forwarding-rules-same-ip).
+		if internal && sharing > 0 && addr["purpose"] != "SHARED_LOADBALANCER_VIP" {
+			return &apiError{400, "invalid", "Invalid value for field 'resource.IPAddress': '" + ip + "'. IP address is already in use by another forwarding rule; internal forwarding rules share an address only when its purpose is SHARED_LOADBALANCER_VIP"}
+		}
+		if internal && sharing >= 10 {
+			return &apiError{400, "invalid", "Invalid value for field 'resource.IPAddress': '" + ip + "'. At most 10 forwarding rules may share an address"}
 		}
 	} else {
 		obj["IPAddress"] = s.allocate(internal).String()
