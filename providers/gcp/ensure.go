@@ -320,6 +320,9 @@ func (p *Provider) getRule(ctx context.Context, key providers.Key, proto provide
 // not assigned yet) and Portico's own address, if one exists.
 func (p *Provider) ensureAddress(ctx context.Context, log logr.Logger, pl *plan, own *computepb.Address, rules map[providers.Protocol]*computepb.ForwardingRule) (string, *computepb.Address, error) {
 	base := BaseName(pl.key)
+	if err := p.resolveRequestedIP(ctx, pl, own, rules); err != nil {
+		return "", nil, err
+	}
 	if pl.addressName != "" {
 		user, err := p.getAddress(ctx, pl.addressName)
 		if err != nil {
@@ -431,6 +434,60 @@ func (p *Provider) setAddressLabels(ctx context.Context, log logr.Logger, key pr
 		return p.api.Addresses.SetLabels(ctx, &computepb.SetLabelsAddressRequest{Project: p.opts.Project, Region: p.opts.Region, Resource: a.GetName(),
 			RegionSetLabelsRequestResource: &computepb.RegionSetLabelsRequest{Labels: want, LabelFingerprint: a.LabelFingerprint}})
 	})
+}
+
+// resolveRequestedIP handles lb.portico.dev/ip on an external load balancer.
+// Compute Engine picks external IPs: one is reserved by number only to
+// promote the ephemeral IP a resource already uses
+// (https://cloud.google.com/vpc/docs/reserve-static-external-ip-address#promote_ephemeral_ip).
+// So the IP must be Portico's own address, the ephemeral IP of one of the
+// Service's rules (promoted), or an address already reserved in the region
+// by the user, which is then used as gcp.lb.portico.dev/address-name is:
+// never changed or released. Anything else is a ConfigError.
+func (p *Provider) resolveRequestedIP(ctx context.Context, pl *plan, own *computepb.Address, rules map[providers.Protocol]*computepb.ForwardingRule) error {
+	if pl.requestedIP == "" || pl.internal || pl.addressName != "" {
+		return nil
+	}
+	if own != nil && own.GetAddress() == pl.requestedIP {
+		return nil
+	}
+	for _, r := range rules {
+		if r.GetIPAddress() == pl.requestedIP && ownedBy(r.GetDescription(), pl.key) {
+			return nil // promotion
+		}
+	}
+	var found *computepb.Address
+	err := p.call(ctx, "looking up the address of "+pl.requestedIP, func(ctx context.Context) error {
+		found = nil
+		it := p.api.Addresses.List(ctx, &computepb.ListAddressesRequest{Project: p.opts.Project, Region: p.opts.Region,
+			Filter: proto.String(fmt.Sprintf("address = %q", pl.requestedIP))})
+		for {
+			a, err := it.Next()
+			if errors.Is(err, iterator.Done) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if a.GetAddress() == pl.requestedIP {
+				found = a
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return err
+	case found == nil:
+		return providers.Configf("AddressNotReserved", "lb.portico.dev/ip %s: Compute Engine chooses external IPs itself and reserves one by number only to promote an ephemeral IP in use; "+
+			"reserve an address in region %s (gcloud compute addresses create NAME --region %s) and give its IP here or its name in %s",
+			pl.requestedIP, p.opts.Region, p.opts.Region, AnnotationAddressName)
+	case Marks(found.GetDescription())[providers.TagManagedBy] == providers.ManagedByValue && !ownedBy(found.GetDescription(), pl.key):
+		return providers.Configf(providers.ReasonResourceNotAllowed, "lb.portico.dev/ip %s belongs to address %s, which Portico reserved for another Service", pl.requestedIP, found.GetName())
+	case found.GetName() == BaseName(pl.key):
+		return nil
+	}
+	pl.addressName = found.GetName()
+	return nil
 }
 
 func addressMatches(a *computepb.Address, pl *plan) bool {

@@ -793,3 +793,37 @@ func TestInternalTCPAndUDPShareAnAddress(t *testing.T) {
 		}
 	}
 }
+
+// TestExternalAddressByNumber: Compute Engine picks external IPs; one can be
+// reserved by number only to promote an ephemeral IP in use. lb.portico.dev/ip
+// on an external Service therefore uses an address already reserved in the
+// region (the user's, never changed or released) or is a clear ConfigError.
+func TestExternalAddressByNumber(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.fake.Put("regions/"+testRegion+"/addresses", gcpfake.Object{"name": "users-static", "addressType": "EXTERNAL", "networkTier": "PREMIUM", "address": "203.0.113.77"})
+
+	free := desired(key("free-ip"), []string{"node-a"}, ports(80))
+	free.RequestedIPs = []netip.Addr{netip.MustParseAddr("203.0.113.50")}
+	_, err := e.p.Ensure(t.Context(), free)
+	var ce *providers.ConfigError
+	if !errors.As(err, &ce) || ce.Reason != "AddressNotReserved" {
+		t.Fatalf("an unreserved external IP: got %v, want ConfigError AddressNotReserved", err)
+	}
+
+	k := key("reserved-ip")
+	d := desired(k, []string{"node-a"}, ports(80))
+	d.RequestedIPs = []netip.Addr{netip.MustParseAddr("203.0.113.77")}
+	st, err := e.p.Ensure(t.Context(), d)
+	if err != nil {
+		t.Fatalf("the user's reserved IP: %v", err)
+	}
+	if st.Ingress[0].IP.String() != "203.0.113.77" || e.has(regional("addresses", gcp.BaseName(k))) {
+		t.Errorf("status %v; Portico must use the user's address, not reserve its own", st.Ingress)
+	}
+	if err := e.p.Delete(t.Context(), k); err != nil {
+		t.Fatal(err)
+	}
+	if !e.has(regional("addresses", "users-static")) {
+		t.Error("Delete released the user's address")
+	}
+}

@@ -714,9 +714,13 @@ func notFound(coll, name string) *apiError {
 }
 
 func (s *Server) list(coll string, r *http.Request) (Object, *apiError) {
+	match, aerr := parseFilter(r.URL.Query().Get("filter"))
+	if aerr != nil {
+		return nil, aerr
+	}
 	var names []string
 	for n, e := range s.coll(coll) {
-		if !e.pendingCreate {
+		if !e.pendingCreate && match(e.obj) {
 			names = append(names, n)
 		}
 	}
@@ -878,12 +882,17 @@ func (s *Server) validateAddress(obj Object) *apiError {
 				inUse = true
 			}
 		}
-		pool := s.opts.ExternalPool
-		if internal {
-			pool = s.opts.InternalPool
+		// An external address is reserved with a given IP only to promote
+		// the ephemeral IP a resource already uses
+		// (https://cloud.google.com/vpc/docs/reserve-static-external-ip-address#promote_ephemeral_ip);
+		// Google picks every other external IP. An internal one may name
+		// any free IP of its subnet
+		// (https://cloud.google.com/vpc/docs/reserve-static-internal-ip-address).
+		if !internal && !inUse {
+			return &apiError{400, "invalid", "Invalid value for field 'resource.address': '" + ip + "'. Specified IP address is not available: an external address can be reserved by IP only by promoting an ephemeral address in use"}
 		}
-		if !inUse && !pool.Contains(a) {
-			return &apiError{400, "invalid", "IP address " + ip + " is not available in this region"}
+		if internal && !inUse && !s.opts.InternalPool.Contains(a) {
+			return &apiError{400, "invalid", "IP address " + ip + " is not in the subnetwork's range"}
 		}
 	} else {
 		obj["address"] = s.allocate(internal).String()
@@ -1356,3 +1365,28 @@ func list(v any) []map[string]any {
 }
 
 func anySlice(v any) []any { s, _ := v.([]any); return s }
+
+// parseFilter understands the two list filter forms Portico sends
+// (https://cloud.google.com/compute/docs/reference/rest/v1/addresses/list#query-parameters):
+// `<field> = "<value>"` and `<field> eq <RE2 regular expression>` (which
+// must match the whole value).
+func parseFilter(f string) (func(Object) bool, *apiError) {
+	f = strings.TrimSpace(f)
+	if f == "" {
+		return func(Object) bool { return true }, nil
+	}
+	if field, val, ok := strings.Cut(f, " = "); ok {
+		val = strings.Trim(strings.TrimSpace(val), `"`)
+		field = strings.TrimSpace(field)
+		return func(o Object) bool { return fmt.Sprint(o[field]) == val }, nil
+	}
+	if field, expr, ok := strings.Cut(f, " eq "); ok {
+		re, err := regexp.Compile("^(?:" + strings.Trim(strings.TrimSpace(expr), `"'`) + ")$")
+		if err != nil {
+			return nil, &apiError{400, "invalid", "Invalid list filter expression: " + f}
+		}
+		field = strings.TrimSpace(field)
+		return func(o Object) bool { return re.MatchString(fmt.Sprint(o[field])) }, nil
+	}
+	return nil, &apiError{400, "invalid", "Invalid list filter expression: " + f}
+}
