@@ -53,6 +53,7 @@ type HealthChecksAPI interface {
 // InstanceGroupsAPI is the subset of the zonal (unmanaged) InstanceGroups API used.
 type InstanceGroupsAPI interface {
 	Get(ctx context.Context, req *computepb.GetInstanceGroupRequest, opts ...gax.CallOption) (*computepb.InstanceGroup, error)
+	List(ctx context.Context, req *computepb.ListInstanceGroupsRequest, opts ...gax.CallOption) *compute.InstanceGroupIterator
 	Insert(ctx context.Context, req *computepb.InsertInstanceGroupRequest, opts ...gax.CallOption) (*compute.Operation, error)
 	Delete(ctx context.Context, req *computepb.DeleteInstanceGroupRequest, opts ...gax.CallOption) (*compute.Operation, error)
 	ListInstances(ctx context.Context, req *computepb.ListInstancesInstanceGroupsRequest, opts ...gax.CallOption) *compute.InstanceWithNamedPortsIterator

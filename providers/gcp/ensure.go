@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -542,8 +543,10 @@ func (p *Provider) ensureHealthCheck(ctx context.Context, log logr.Logger, pl *p
 }
 
 // ensureInstanceGroups makes the cluster's instance group in every zone of
-// the plan hold the plan's nodes and returns the groups' links by zone and
-// the number of backend instances.
+// the plan hold the plan's nodes that no reused external group (GKE's
+// k8s-ig--, see externalGroups) already holds, and returns the links of every
+// group the backend service must use (keyed by link) and the number of
+// backend instances.
 func (p *Provider) ensureInstanceGroups(ctx context.Context, log logr.Logger, pl *plan) (map[string]string, int, error) {
 	name := InstanceGroupName(pl.key.ClusterID)
 	links := map[string]string{}
@@ -555,12 +558,29 @@ func (p *Provider) ensureInstanceGroups(ctx context.Context, log logr.Logger, pl
 	sort.Strings(zones)
 	for _, zone := range zones {
 		link := "projects/" + p.opts.Project + "/zones/" + zone + "/instanceGroups/" + name
+		external, covered, err := p.externalGroups(ctx, log, pl, zone)
+		if err != nil {
+			return nil, 0, err
+		}
+		for _, l := range external {
+			links[l] = l
+		}
+		var own []string
+		for _, inst := range pl.zones[zone] {
+			if !covered[inst] {
+				own = append(own, inst)
+			}
+		}
+		total += len(pl.zones[zone])
 		ig, err := p.getInstanceGroup(ctx, zone, name)
 		if err != nil {
 			return nil, 0, err
 		}
 		if ig != nil && !ownedByCluster(ig.GetDescription(), pl.key.ClusterID) {
 			return nil, 0, &providers.NotOwnedError{Kind: kindInstanceGroup, ID: link}
+		}
+		if ig == nil && len(own) == 0 {
+			continue // external groups serve every node of this zone
 		}
 		if ig == nil {
 			log.Info("Creating instance group", "instanceGroup", name, "zone", zone)
@@ -580,16 +600,16 @@ func (p *Provider) ensureInstanceGroups(ctx context.Context, log logr.Logger, pl
 			return nil, 0, err
 		}
 		var add, remove []*computepb.InstanceReference
-		for _, inst := range pl.zones[zone] {
+		for _, inst := range own {
 			if !have[inst] {
 				add = append(add, &computepb.InstanceReference{Instance: proto.String(inst)})
 			}
 		}
-		if pl.exactMembers {
-			for _, inst := range sortedKeys(have) {
-				if !slices.Contains(pl.zones[zone], inst) {
-					remove = append(remove, &computepb.InstanceReference{Instance: proto.String(inst)})
-				}
+		for _, inst := range sortedKeys(have) {
+			// An instance may be in one load-balanced group only: those an
+			// external group holds leave ours, whatever the traffic policy.
+			if covered[inst] || pl.exactMembers && !slices.Contains(own, inst) {
+				remove = append(remove, &computepb.InstanceReference{Instance: proto.String(inst)})
 			}
 		}
 		// Add before removing, so a node swap never empties the group.
@@ -611,10 +631,81 @@ func (p *Provider) ensureInstanceGroups(ctx context.Context, log logr.Logger, pl
 				return nil, 0, err
 			}
 		}
-		links[zone] = link
-		total += len(pl.zones[zone])
+		links[link] = link
 	}
 	return links, total, nil
+}
+
+// externalGroups finds, in zone, instance groups named with
+// --gcp-external-instance-groups-prefix (GKE's k8s-ig--<cluster-uid>, which
+// GKE's instance-group load balancers and Ingress keep holding every node)
+// that hold the plan's nodes. An instance may be in only one load-balanced
+// instance group, so Portico uses such a group as a backend, never changes
+// it, and keeps those nodes out of its own group — what cloud-provider-gcp
+// does with its external-instance-groups-prefix
+// (providers/gce/gce_instancegroup_external.go, filterNodesWithExistingExternalInstanceGroups).
+// With externalTrafficPolicy Cluster a group is reused only when every
+// instance in it is an eligible node (else traffic would reach instances the
+// Service excludes): otherwise the Service gets ConfigError
+// InstanceGroupConflict naming the group.
+func (p *Provider) externalGroups(ctx context.Context, log logr.Logger, pl *plan, zone string) ([]string, map[string]bool, error) {
+	covered := map[string]bool{}
+	if p.opts.ExternalInstanceGroupsPrefix == "" {
+		return nil, covered, nil
+	}
+	var candidates []string
+	err := p.call(ctx, "listing instance groups in "+zone, func(ctx context.Context) error {
+		candidates = candidates[:0]
+		it := p.api.InstanceGroups.List(ctx, &computepb.ListInstanceGroupsRequest{Project: p.opts.Project, Zone: zone,
+			Filter: proto.String("name eq " + regexp.QuoteMeta(p.opts.ExternalInstanceGroupsPrefix) + ".*")})
+		for {
+			ig, err := it.Next()
+			if errors.Is(err, iterator.Done) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if strings.HasPrefix(ig.GetName(), p.opts.ExternalInstanceGroupsPrefix) && ig.GetName() != InstanceGroupName(pl.key.ClusterID) {
+				candidates = append(candidates, ig.GetName())
+			}
+		}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	sort.Strings(candidates)
+	var links []string
+	for _, name := range candidates {
+		m, err := p.members(ctx, zone, name)
+		if err != nil {
+			return nil, nil, err
+		}
+		var mine, foreign []string
+		for inst := range m {
+			if slices.Contains(pl.zones[zone], inst) {
+				mine = append(mine, inst)
+			} else {
+				foreign = append(foreign, inst)
+			}
+		}
+		if len(mine) == 0 {
+			continue
+		}
+		link := "projects/" + p.opts.Project + "/zones/" + zone + "/instanceGroups/" + name
+		if pl.exactMembers && len(foreign) > 0 {
+			slices.Sort(foreign)
+			return nil, nil, providers.Configf(ReasonInstanceGroupConflict,
+				"nodes of this Service are in instance group %s, which also holds instances the Service does not balance to (%s); an instance may be in only one load-balanced instance group, so Portico can neither use that group nor its own: use externalTrafficPolicy Local, or make the group hold only eligible nodes",
+				link, strings.Join(foreign, ", "))
+		}
+		log.V(1).Info("Using an existing instance group", "instanceGroup", name, "zone", zone, "instances", len(mine))
+		links = append(links, link)
+		for _, inst := range mine {
+			covered[inst] = true
+		}
+	}
+	return links, covered, nil
 }
 
 func (p *Provider) getInstanceGroup(ctx context.Context, zone, name string) (*computepb.InstanceGroup, error) {

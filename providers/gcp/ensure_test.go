@@ -827,3 +827,65 @@ func TestExternalAddressByNumber(t *testing.T) {
 		t.Error("Delete released the user's address")
 	}
 }
+
+// plantGKEGroup makes the world of a GKE cluster that runs instance-group
+// load balancers or Ingress: a k8s-ig--<uid> group in zone a holding every
+// node of that zone, used by one of GKE's backend services.
+func plantGKEGroup(e *env, nodes ...string) string {
+	zone := testRegion + "-a"
+	e.fake.Put("zones/"+zone+"/instanceGroups", gcpfake.Object{"name": "k8s-ig--0123456789abcdef", "description": "created by GKE"})
+	e.fake.PutMembers(zone, "k8s-ig--0123456789abcdef", nodes...)
+	link := "projects/" + testProject + "/zones/" + zone + "/instanceGroups/k8s-ig--0123456789abcdef"
+	e.fake.Put("regions/"+testRegion+"/backendServices", gcpfake.Object{"name": "k8s-be-30001--0123456789abcdef", "loadBalancingScheme": "EXTERNAL", "protocol": "TCP",
+		"backends": []any{map[string]any{"group": link}}})
+	return link
+}
+
+// TestGKEInstanceGroupsAreReused: an instance may be in only one
+// load-balanced instance group, and GKE keeps every node in its k8s-ig--
+// group. Portico uses that group as a backend (unchanged) and keeps those
+// nodes out of its own, as cloud-provider-gcp does with its external
+// instance groups.
+func TestGKEInstanceGroupsAreReused(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	gke := plantGKEGroup(e, "node-a", "node-c")
+	k := key("on-gke")
+	d := desired(k, []string{"node-a", "node-b", "node-c"}, ports(80))
+	st, err := e.p.Ensure(t.Context(), d)
+	if err != nil {
+		t.Fatalf("Ensure on nodes in GKE's instance group: %v", err)
+	}
+	var backends []string
+	for _, b := range e.object(t, regional("backendServices", gcp.BaseName(k)))["backends"].([]any) {
+		backends = append(backends, b.(map[string]any)["group"].(string))
+	}
+	own := "projects/" + testProject + "/zones/" + testRegion + "-b/instanceGroups/" + gcp.InstanceGroupName(testCluster)
+	if len(backends) != 2 || !slices.ContainsFunc(backends, func(b string) bool { return strings.HasSuffix(b, gke) }) ||
+		!slices.ContainsFunc(backends, func(b string) bool { return strings.HasSuffix(b, own) }) {
+		t.Errorf("backends %v, want GKE's group in zone a and Portico's in zone b", backends)
+	}
+	if e.has("zones/" + testRegion + "-a/instanceGroups/" + gcp.InstanceGroupName(testCluster)) {
+		t.Error("Portico created its own group in a zone GKE's group covers")
+	}
+	if got := e.fake.Members(testRegion+"-a", "k8s-ig--0123456789abcdef"); !slices.Equal(got, []string{"node-a", "node-c"}) {
+		t.Errorf("GKE's group changed: %v", got)
+	}
+	if st.Backends.Total != 3 {
+		t.Errorf("backends total %d, want 3", st.Backends.Total)
+	}
+	if err := e.p.Delete(t.Context(), k); err != nil {
+		t.Fatal(err)
+	}
+	if !e.has("zones/"+testRegion+"-a/instanceGroups/k8s-ig--0123456789abcdef") || len(e.fake.Members(testRegion+"-a", "k8s-ig--0123456789abcdef")) != 2 {
+		t.Error("Delete touched GKE's group")
+	}
+
+	// GKE's group holds a node this Service excludes: with policy Cluster
+	// that is a clear condition, not a Compute Engine error.
+	d2 := desired(key("excluding"), []string{"node-a"}, ports(80))
+	_, err = e.p.Ensure(t.Context(), d2)
+	var ce *providers.ConfigError
+	if !errors.As(err, &ce) || ce.Reason != gcp.ReasonInstanceGroupConflict || !strings.Contains(ce.Message, "k8s-ig--0123456789abcdef") {
+		t.Errorf("got %v, want ConfigError InstanceGroupConflict naming GKE's group", err)
+	}
+}

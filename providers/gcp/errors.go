@@ -39,6 +39,10 @@ const (
 // stops a change; the message names the quota.
 const ReasonQuotaExceeded = "QuotaExceeded"
 
+// ReasonInstanceGroupConflict is the condition reason when the Service's
+// nodes are in another load-balanced instance group Portico cannot use.
+const ReasonInstanceGroupConflict = "InstanceGroupConflict"
+
 // OperationError is a mutation Compute Engine accepted and then failed: the
 // Operation ended DONE with error.errors[]. Code is the first error's code
 // (QUOTA_EXCEEDED, RESOURCE_IN_USE_BY_ANOTHER_RESOURCE, ...), Quota the quota

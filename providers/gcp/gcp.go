@@ -41,6 +41,10 @@ var (
 	ExternalHealthCheckRanges = []string{"209.85.152.0/22", "209.85.204.0/22"}
 )
 
+// DefaultExternalInstanceGroupsPrefix is the prefix of GKE's per-zone
+// instance groups, k8s-ig--<cluster-uid>.
+const DefaultExternalInstanceGroupsPrefix = "k8s-ig--"
+
 // Options configure the provider.
 type Options struct {
 	ClusterID string
@@ -58,6 +62,10 @@ type Options struct {
 	// NodeTags, when set, narrow Portico's firewall rules to instances with
 	// these network tags; otherwise the rules match by destination address.
 	NodeTags []string
+	// ExternalInstanceGroupsPrefix names instance groups made by others
+	// (GKE's k8s-ig--) that Portico uses as backends for the nodes they
+	// hold instead of putting those nodes in its own group; "" disables.
+	ExternalInstanceGroupsPrefix string
 	// ClusterHealthCheckPort is probed for externalTrafficPolicy Cluster
 	// (kube-proxy's healthz port).
 	ClusterHealthCheckPort int32
@@ -129,6 +137,7 @@ type Config struct {
 	AllowedProjects                      []string
 	Endpoint                             string
 	ClusterHealthCheckPort               int32
+	ExternalInstanceGroupsPrefix         string
 	QPS                                  float64
 	Burst                                int
 	Attempts                             int
@@ -144,6 +153,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&c.AllowedProjects, "gcp-allowed-projects", nil, "Projects besides --gcp-project whose subnetworks Services may name in gcp.lb.portico.dev/subnet (e.g. a Shared VPC host project). Anything else is refused (ResourceNotAllowed).")
 	fs.StringSliceVar(&c.NodeTags, "gcp-node-tags", nil, "Network tags of the cluster's nodes; when set, Portico's firewall rules target only those instances.")
 	fs.StringVar(&c.Endpoint, "gcp-endpoint", "", "Compute API endpoint, e.g. a private endpoint or an emulator (passed to option.WithEndpoint). Default: the library's, https://compute.googleapis.com.")
+	fs.StringVar(&c.ExternalInstanceGroupsPrefix, "gcp-external-instance-groups-prefix", DefaultExternalInstanceGroupsPrefix, "Instance groups whose names start with this prefix (GKE's own k8s-ig--<uid>) and hold the Service's nodes are used as backends, unchanged, instead of Portico's group: an instance may be in only one load-balanced instance group. Empty disables.")
 	fs.Int32Var(&c.ClusterHealthCheckPort, "gcp-cluster-health-check-port", 10256, "Node port probed for Services with externalTrafficPolicy Cluster (kube-proxy's healthz).")
 	fs.Float64Var(&c.QPS, "gcp-api-qps", 10, "Client-side limit on Compute API calls per second, retries and operation polls included.")
 	fs.IntVar(&c.Burst, "gcp-api-burst", 20, "Burst allowed above --gcp-api-qps.")
@@ -157,8 +167,9 @@ func (c *Config) Factory() providers.Factory {
 		o := Options{
 			ClusterID: opts.ClusterID, Project: c.Project, Region: c.Region, Network: c.Network,
 			Subnetwork: c.Subnetwork, NetworkTier: strings.ToUpper(c.NetworkTier), NodeTags: c.NodeTags,
-			AllowedProjects:        c.AllowedProjects,
-			ClusterHealthCheckPort: c.ClusterHealthCheckPort, QPS: c.QPS, Burst: c.Burst,
+			AllowedProjects:              c.AllowedProjects,
+			ExternalInstanceGroupsPrefix: c.ExternalInstanceGroupsPrefix,
+			ClusterHealthCheckPort:       c.ClusterHealthCheckPort, QPS: c.QPS, Burst: c.Burst,
 			Backoff: Backoff{Attempts: c.Attempts},
 		}
 		if o.NetworkTier != "PREMIUM" && o.NetworkTier != "STANDARD" {

@@ -326,6 +326,20 @@ func (s *Server) Members(zone, group string) []string {
 	return out
 }
 
+// PutMembers makes instances (names in zone) members of a zonal instance
+// group, bypassing operations, as another tool would have.
+func (s *Server) PutMembers(zone, group string, instances ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.rel("zones/" + zone + "/instanceGroups/" + group)
+	if s.members[g] == nil {
+		s.members[g] = map[string]bool{}
+	}
+	for _, i := range instances {
+		s.members[g][s.rel("zones/"+zone+"/instances/"+i)] = true
+	}
+}
+
 // Put stores an object directly, bypassing operations, as a user or another
 // tool would have created it. coll is e.g. "regions/us-central1/addresses".
 func (s *Server) Put(coll string, obj Object) {
@@ -1317,6 +1331,18 @@ func (s *Server) changeMembers(scope, coll, name string, body Object, add bool) 
 		if !add && !s.members[group][l] {
 			return nil, &apiError{400, "invalid", "instance " + l + " is not a member of " + name}
 		}
+		// An instance may belong to at most one load-balanced instance
+		// group: adding it to a group a backend service uses while another
+		// used group holds it is refused
+		// (https://cloud.google.com/compute/docs/instance-groups/creating-groups-of-unmanaged-instances,
+		// "an instance can belong to only one load-balanced unmanaged instance group").
+		if add && s.loadBalanced(group) {
+			for other, m := range s.members {
+				if other != group && m[l] && s.loadBalanced(other) {
+					return nil, &apiError{400, "instanceInMultipleLoadBalancedIgs", "Validation failed for instance '" + l + "': instance may belong to at most one load-balanced instance group."}
+				}
+			}
+		}
 		links = append(links, l)
 	}
 	verb := map[bool]string{true: "addInstances", false: "removeInstances"}[add]
@@ -1333,6 +1359,18 @@ func (s *Server) changeMembers(scope, coll, name string, body Object, add bool) 
 		}
 		return nil
 	}), nil
+}
+
+// loadBalanced reports whether a backend service uses the group (a rel link).
+func (s *Server) loadBalanced(group string) bool {
+	for _, e := range s.coll(s.regional("backendServices")) {
+		for _, b := range list(e.obj["backends"]) {
+			if relOf(str(b["group"])) == group {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func clone(o Object) Object {
