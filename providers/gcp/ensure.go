@@ -161,13 +161,13 @@ func (p *Provider) readOwned(ctx context.Context, key providers.Key) (*existing,
 	}
 	for _, name := range firewallNames(key) {
 		fw, found, err := get(ctx, p, "reading firewall "+name, func(ctx context.Context) (*computepb.Firewall, error) {
-			return p.api.Firewalls.Get(ctx, &computepb.GetFirewallRequest{Project: p.opts.Project, Firewall: name})
+			return p.api.Firewalls.Get(ctx, &computepb.GetFirewallRequest{Project: p.networkProject(), Firewall: name})
 		})
 		if err != nil {
 			return nil, err
 		}
 		if found {
-			id := "projects/" + p.opts.Project + "/global/firewalls/" + name
+			id := "projects/" + p.networkProject() + "/global/firewalls/" + name
 			if err := notOwned(kindFirewall, id, fw.GetDescription()); err != nil {
 				return nil, err
 			}
@@ -228,10 +228,21 @@ func (p *Provider) status(pl *plan, ip string, ownAddr bool, total, healthy int)
 	st.Resources = append(st.Resources,
 		providers.Resource{Kind: kindBackendService, ID: p.regional("backendServices", base)},
 		providers.Resource{Kind: kindHealthCheck, ID: p.regional("healthChecks", base)},
-		providers.Resource{Kind: kindFirewall, ID: "projects/" + p.opts.Project + "/global/firewalls/" + base},
-		providers.Resource{Kind: kindFirewall, ID: "projects/" + p.opts.Project + "/global/firewalls/" + HealthCheckFirewallName(pl.key)},
+		providers.Resource{Kind: kindFirewall, ID: "projects/" + p.networkProject() + "/global/firewalls/" + base},
+		providers.Resource{Kind: kindFirewall, ID: "projects/" + p.networkProject() + "/global/firewalls/" + HealthCheckFirewallName(pl.key)},
 	)
 	return st
+}
+
+// networkProject is the project that owns the VPC network and therefore
+// its firewall rules: --gcp-network-project in a Shared VPC (the host
+// project, https://cloud.google.com/vpc/docs/shared-vpc#firewall_rules),
+// else --gcp-project.
+func (p *Provider) networkProject() string {
+	if p.opts.NetworkProject != "" {
+		return p.opts.NetworkProject
+	}
+	return p.opts.Project
 }
 
 func (p *Provider) regional(coll, name string) string {
@@ -988,7 +999,7 @@ func (p *Provider) ensureFirewalls(ctx context.Context, log logr.Logger, pl *pla
 	if fw := have[DenyFirewallName(pl.key)]; fw != nil && !pl.restricted {
 		log.Info("Deleting firewall rule", "firewall", fw.GetName())
 		return deleted(p.do(ctx, "deleting firewall "+fw.GetName(), func(ctx context.Context) (*compute.Operation, error) {
-			return p.api.Firewalls.Delete(ctx, &computepb.DeleteFirewallRequest{Project: p.opts.Project, Firewall: fw.GetName()})
+			return p.api.Firewalls.Delete(ctx, &computepb.DeleteFirewallRequest{Project: p.networkProject(), Firewall: fw.GetName()})
 		}))
 	}
 	return nil
@@ -1022,12 +1033,12 @@ func (p *Provider) ensureFirewall(ctx context.Context, log logr.Logger, want, ha
 	case have == nil:
 		log.Info("Creating firewall rule", "firewall", name)
 		return created(p.do(ctx, "creating firewall "+name, func(ctx context.Context) (*compute.Operation, error) {
-			return p.api.Firewalls.Insert(ctx, &computepb.InsertFirewallRequest{Project: p.opts.Project, FirewallResource: want})
+			return p.api.Firewalls.Insert(ctx, &computepb.InsertFirewallRequest{Project: p.networkProject(), FirewallResource: want})
 		}))
 	case !firewallMatches(have, want):
 		log.Info("Updating firewall rule", "firewall", name)
 		return p.do(ctx, "updating firewall "+name, func(ctx context.Context) (*compute.Operation, error) {
-			return p.api.Firewalls.Update(ctx, &computepb.UpdateFirewallRequest{Project: p.opts.Project, Firewall: name, FirewallResource: want})
+			return p.api.Firewalls.Update(ctx, &computepb.UpdateFirewallRequest{Project: p.networkProject(), Firewall: name, FirewallResource: want})
 		})
 	}
 	return nil
@@ -1151,7 +1162,7 @@ func (p *Provider) Delete(ctx context.Context, key providers.Key) error {
 	}
 	for _, name := range firewallNames(key) {
 		fw, found, err := get(ctx, p, "reading firewall "+name, func(ctx context.Context) (*computepb.Firewall, error) {
-			return p.api.Firewalls.Get(ctx, &computepb.GetFirewallRequest{Project: p.opts.Project, Firewall: name})
+			return p.api.Firewalls.Get(ctx, &computepb.GetFirewallRequest{Project: p.networkProject(), Firewall: name})
 		})
 		if err != nil {
 			return err
@@ -1159,7 +1170,7 @@ func (p *Provider) Delete(ctx context.Context, key providers.Key) error {
 		if found && ownedBy(fw.GetDescription(), key) && p.firewallInRegion(fw) {
 			log.Info("Deleting firewall rule", "firewall", name)
 			if err := deleted(p.do(ctx, "deleting firewall "+name, func(ctx context.Context) (*compute.Operation, error) {
-				return p.api.Firewalls.Delete(ctx, &computepb.DeleteFirewallRequest{Project: p.opts.Project, Firewall: name})
+				return p.api.Firewalls.Delete(ctx, &computepb.DeleteFirewallRequest{Project: p.networkProject(), Firewall: name})
 			})); err != nil {
 				return err
 			}

@@ -52,6 +52,9 @@ type Options struct {
 	Region    string
 	// Network is the VPC network name or partial URL (projects/p/global/networks/n).
 	Network string
+	// NetworkProject owns Network (a Shared VPC host project); firewall
+	// rules go there. Empty: Project.
+	NetworkProject string
 	// Subnetwork is the default subnet of internal load balancers.
 	Subnetwork string
 	// NetworkTier is the default tier of external addresses and rules.
@@ -95,11 +98,19 @@ func New(api *Clients, opts Options) (*Provider, error) {
 	if err := providers.ValidateClusterID(opts.ClusterID); err != nil {
 		return nil, fmt.Errorf("gcp provider: %w", err)
 	}
+	if opts.NetworkProject == "" && strings.HasPrefix(opts.Network, "projects/") {
+		// A network named by link tells its project (a Shared VPC host).
+		opts.NetworkProject = strings.Split(opts.Network, "/")[1]
+	}
+	netProject := opts.Project
+	if opts.NetworkProject != "" {
+		netProject = opts.NetworkProject
+	}
 	if !strings.Contains(opts.Network, "/") {
-		opts.Network = "projects/" + opts.Project + "/global/networks/" + opts.Network
+		opts.Network = "projects/" + netProject + "/global/networks/" + opts.Network
 	}
 	if opts.Subnetwork != "" && !strings.Contains(opts.Subnetwork, "/") {
-		opts.Subnetwork = "projects/" + opts.Project + "/regions/" + opts.Region + "/subnetworks/" + opts.Subnetwork
+		opts.Subnetwork = "projects/" + netProject + "/regions/" + opts.Region + "/subnetworks/" + opts.Subnetwork
 	}
 	if opts.NetworkTier == "" {
 		opts.NetworkTier = "PREMIUM"
@@ -132,6 +143,7 @@ func (p *Provider) Class() string { return providers.Class(Name) }
 // Config holds the operator flags of the GCP backend.
 type Config struct {
 	Project, Region, Network, Subnetwork string
+	NetworkProject                       string
 	NetworkTier                          string
 	NodeTags                             []string
 	AllowedProjects                      []string
@@ -148,6 +160,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Project, "gcp-project", "", "Google Cloud project of the load balancers. Default: the project of the node the operator runs on, from the metadata server.")
 	fs.StringVar(&c.Region, "gcp-region", "", "Region of the load balancers. Default: the region of the node's zone, from the metadata server.")
 	fs.StringVar(&c.Network, "gcp-network", "", "VPC network of the nodes (name or projects/<p>/global/networks/<n>). Default: the network of the node's first interface, from the metadata server.")
+	fs.StringVar(&c.NetworkProject, "gcp-network-project", "", "Project that owns --gcp-network: the Shared VPC host project when the cluster runs in a service project. Portico's firewall rules are created there (service projects cannot create firewall rules for a shared network), and bare network and subnetwork names resolve there. Default: --gcp-project.")
 	fs.StringVar(&c.Subnetwork, "gcp-subnetwork", "", "Default subnetwork of internal load balancers (name or projects/<p>/regions/<r>/subnetworks/<n>); the gcp.lb.portico.dev/subnet annotation overrides it. Without either, internal Services report SubnetRequired.")
 	fs.StringVar(&c.NetworkTier, "gcp-network-tier", "PREMIUM", "Default network tier of external load balancers: PREMIUM or STANDARD.")
 	fs.StringSliceVar(&c.AllowedProjects, "gcp-allowed-projects", nil, "Projects besides --gcp-project whose subnetworks Services may name in gcp.lb.portico.dev/subnet (e.g. a Shared VPC host project). Anything else is refused (ResourceNotAllowed).")
@@ -165,7 +178,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 func (c *Config) Factory() providers.Factory {
 	return func(ctx context.Context, opts providers.Options) (providers.Provider, error) {
 		o := Options{
-			ClusterID: opts.ClusterID, Project: c.Project, Region: c.Region, Network: c.Network,
+			ClusterID: opts.ClusterID, Project: c.Project, Region: c.Region, Network: c.Network, NetworkProject: c.NetworkProject,
 			Subnetwork: c.Subnetwork, NetworkTier: strings.ToUpper(c.NetworkTier), NodeTags: c.NodeTags,
 			AllowedProjects:              c.AllowedProjects,
 			ExternalInstanceGroupsPrefix: c.ExternalInstanceGroupsPrefix,

@@ -93,7 +93,7 @@ func (p *Provider) newPlan(d *providers.LoadBalancer) (*plan, error) {
 		if ann.Subnet != "" {
 			pl.subnet = ann.Subnet
 			if !strings.Contains(pl.subnet, "/") {
-				pl.subnet = "projects/" + p.opts.Project + "/regions/" + p.opts.Region + "/subnetworks/" + pl.subnet
+				pl.subnet = "projects/" + p.networkProject() + "/regions/" + p.opts.Region + "/subnetworks/" + pl.subnet
 			}
 			if err := p.allowProject(pl.subnet); err != nil {
 				return nil, err
@@ -241,7 +241,7 @@ func parseAddr(s string) netip.Addr {
 // in --gcp-allowed-projects (a Shared VPC host project, for instance).
 func (p *Provider) allowProject(subnet string) error {
 	project, _, _ := strings.Cut(strings.TrimPrefix(subnet, "projects/"), "/")
-	if project == p.opts.Project || slices.Contains(p.opts.AllowedProjects, project) {
+	if project == p.opts.Project || project == p.opts.NetworkProject || slices.Contains(p.opts.AllowedProjects, project) {
 		return nil
 	}
 	return providers.Configf(providers.ReasonResourceNotAllowed,

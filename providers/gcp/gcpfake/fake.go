@@ -56,6 +56,10 @@ type Options struct {
 	InternalPool netip.Prefix
 	// Seed seeds probabilistic fault injection.
 	Seed int64
+	// HostProject, when set, is a Shared VPC host project that owns the
+	// network: the fake also serves that project's firewall rules, and
+	// refuses firewall rules for the network created anywhere else.
+	HostProject string
 	// RequireAuth answers 401 to requests without a bearer token that the
 	// fake's OAuth token endpoint (TokenURL) issued, as the real API does;
 	// tests using option.WithoutAuthentication leave it off.
@@ -356,7 +360,12 @@ func (s *Server) Put(coll string, obj Object) {
 	s.coll(coll)[name] = &entry{obj: obj}
 }
 
+// rel makes a path below the served project absolute; a path already naming
+// a project (the host project's collections) stays as it is.
 func (s *Server) rel(path string) string {
+	if strings.HasPrefix(path, "projects/") {
+		return path
+	}
 	return "projects/" + s.opts.Project + "/" + path
 }
 
@@ -402,12 +411,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.reply(w, r, fault.Request{Service: "compute", Op: r.Method}, nil, &apiError{401, "required", "Request is missing required authentication credential."})
 		return
 	}
-	prefix := "/compute/v1/projects/" + s.opts.Project + "/"
-	if !strings.HasPrefix(r.URL.Path, prefix) {
+	project, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/compute/v1/projects/"), "/")
+	if !strings.HasPrefix(r.URL.Path, "/compute/v1/projects/") || project != s.opts.Project && (s.opts.HostProject == "" || project != s.opts.HostProject) {
 		s.reply(w, r, fault.Request{Service: "compute", Op: r.Method}, nil, &apiError{404, "notFound", "unknown project or path " + r.URL.Path})
 		return
 	}
-	parts := strings.Split(strings.TrimPrefix(r.URL.Path, prefix), "/")
+	parts := strings.Split(rest, "/")
 	// scope: regions/<r> | zones/<z> | global
 	var scope string
 	switch {
@@ -422,6 +431,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(scope, "regions/") && scope != "regions/"+s.opts.Region {
 		s.reply(w, r, fault.Request{Service: "compute", Op: r.Method}, nil, &apiError{400, "invalid", "region not served by the fake: " + scope})
 		return
+	}
+	if project != s.opts.Project {
+		// The Shared VPC host project: the fake serves its firewall rules
+		// (and their operations) only.
+		if scope != "global" || parts[0] != "firewalls" && parts[0] != "operations" {
+			s.reply(w, r, fault.Request{Service: "compute", Op: r.Method}, nil, &apiError{404, "notFound", "the fake serves only firewalls of host project " + project})
+			return
+		}
+		scope = "projects/" + project + "/global"
 	}
 	kind := parts[0]
 	coll := scope + "/" + kind
@@ -853,7 +871,10 @@ func (s *Server) insert(scope, coll, kind string, body Object) (Object, *apiErro
 		obj["fingerprint"] = s.fingerprint()
 	case "healthChecks", "instanceGroups":
 	case "firewalls":
-		err = validateFirewall(obj)
+		err = s.validateFirewallProject(coll, obj)
+		if err == nil {
+			err = validateFirewall(obj)
+		}
 	default:
 		err = &apiError{400, "invalid", "the fake does not serve " + kind}
 	}
@@ -1067,6 +1088,35 @@ func (s *Server) validateBackendService(obj Object, name string) *apiError {
 		}
 	}
 	obj["region"] = s.selfLink("regions/" + s.opts.Region)
+	return nil
+}
+
+// validateFirewallProject refuses a firewall rule created in a project that
+// does not own its network: in a Shared VPC the rules of the shared network
+// live in the host project and service projects cannot create them
+// (https://cloud.google.com/vpc/docs/shared-vpc#firewall_rules); a resource
+// cannot reference another project's network
+// ("Cross project referencing is not allowed for this resource").
+func (s *Server) validateFirewallProject(coll string, obj Object) *apiError {
+	fwProject := s.opts.Project
+	if strings.HasPrefix(coll, "projects/") {
+		fwProject = strings.Split(coll, "/")[1]
+	}
+	network := relOf(str(obj["network"]))
+	if network == "" {
+		network = "projects/" + fwProject + "/global/networks/default"
+	}
+	netProject := strings.Split(strings.TrimPrefix(network, "projects/"), "/")[0]
+	owner := s.opts.Project
+	if s.opts.HostProject != "" {
+		owner = s.opts.HostProject
+	}
+	switch {
+	case netProject != owner:
+		return &apiError{404, "notFound", "The resource '" + network + "' was not found"}
+	case fwProject != netProject:
+		return &apiError{400, "invalid", "Invalid value for field 'resource.network': '" + network + "'. Cross project referencing is not allowed for this resource."}
+	}
 	return nil
 }
 
