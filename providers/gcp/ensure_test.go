@@ -889,3 +889,34 @@ func TestGKEInstanceGroupsAreReused(t *testing.T) {
 		t.Errorf("got %v, want ConfigError InstanceGroupConflict naming GKE's group", err)
 	}
 }
+
+// TestUnsupportedNeutralAnnotations: what the gcp backend cannot honour is a
+// clear condition before any API call, never silently ignored.
+func TestUnsupportedNeutralAnnotations(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(d *providers.LoadBalancer)
+		reason string
+	}{
+		{"an IPv6 next to the IPv4", func(d *providers.LoadBalancer) {
+			d.RequestedIPs = []netip.Addr{netip.MustParseAddr("10.128.0.9"), netip.MustParseAddr("fd00::9")}
+			d.Scheme = providers.SchemeInternal
+		}, "IPv6Unsupported"},
+		{"allow-shared-ip", func(d *providers.LoadBalancer) { d.SharingKey = "team-a" }, "SharingUnsupported"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{subnet: "backend-subnet"})
+			d := desired(key("unsupported"), []string{"node-a"}, ports(80))
+			tc.mutate(d)
+			_, err := e.p.Ensure(t.Context(), d)
+			var ce *providers.ConfigError
+			if !errors.As(err, &ce) || ce.Reason != tc.reason {
+				t.Fatalf("got %v, want ConfigError %s", err, tc.reason)
+			}
+			if n := e.fake.MutatingCalls(); n != 0 {
+				t.Errorf("%d mutating calls before refusing", n)
+			}
+		})
+	}
+}

@@ -70,13 +70,14 @@ func (p *Provider) newPlan(d *providers.LoadBalancer) (*plan, error) {
 		return nil, providers.Configf("IPv6Unsupported", "the gcp backend builds IPv4 load balancers; this Service is IPv6 single-stack")
 	}
 	for _, ip := range d.RequestedIPs {
-		if ip.Is4() {
-			pl.requestedIP = ip.String()
-			break
+		if !ip.Is4() {
+			// Never drop half of the request silently.
+			return nil, providers.Configf("IPv6Unsupported", "lb.portico.dev/ip asks for %s; the gcp backend builds IPv4 load balancers and cannot give a Service an IPv6 address", ip)
 		}
+		pl.requestedIP = ip.String()
 	}
-	if len(d.RequestedIPs) > 0 && pl.requestedIP == "" {
-		return nil, providers.Configf("IPv6Unsupported", "lb.portico.dev/ip asks only for IPv6 addresses; the gcp backend builds IPv4 load balancers")
+	if d.SharingKey != "" {
+		return nil, providers.Configf("SharingUnsupported", "lb.portico.dev/allow-shared-ip is not supported by the gcp backend: every Service gets its own address (share one by reserving it and naming it in %s on one Service only)", AnnotationAddressName)
 	}
 	if pl.requestedIP != "" && (pl.addressName != "" || pl.ephemeral) {
 		return nil, providers.Configf("InvalidAnnotation", "lb.portico.dev/ip cannot be combined with %s or %s=%s", AnnotationAddressName, AnnotationAddressType, AddressEphemeral)
