@@ -54,6 +54,7 @@ type HealthChecksAPI interface {
 type InstanceGroupsAPI interface {
 	Get(ctx context.Context, req *computepb.GetInstanceGroupRequest, opts ...gax.CallOption) (*computepb.InstanceGroup, error)
 	List(ctx context.Context, req *computepb.ListInstanceGroupsRequest, opts ...gax.CallOption) *compute.InstanceGroupIterator
+	AggregatedList(ctx context.Context, req *computepb.AggregatedListInstanceGroupsRequest, opts ...gax.CallOption) *compute.InstanceGroupsScopedListPairIterator
 	Insert(ctx context.Context, req *computepb.InsertInstanceGroupRequest, opts ...gax.CallOption) (*compute.Operation, error)
 	Delete(ctx context.Context, req *computepb.DeleteInstanceGroupRequest, opts ...gax.CallOption) (*compute.Operation, error)
 	ListInstances(ctx context.Context, req *computepb.ListInstancesInstanceGroupsRequest, opts ...gax.CallOption) *compute.InstanceWithNamedPortsIterator

@@ -1190,6 +1190,14 @@ func (p *Provider) Delete(ctx context.Context, key providers.Key) error {
 		if err := p.deleteBackendService(ctx, log, key); err != nil {
 			return err
 		}
+	} else if !found {
+		// The backend service is gone, perhaps deleted by an earlier Delete
+		// that died before collecting the groups it used: find the
+		// cluster's groups in every zone of the region instead, so none
+		// leaks.
+		if groups, err = p.clusterGroups(ctx, key.ClusterID); err != nil {
+			return err
+		}
 	}
 	hc, found, err := get(ctx, p, "reading health check "+BaseName(key), func(ctx context.Context) (*computepb.HealthCheck, error) {
 		return p.api.HealthChecks.Get(ctx, &computepb.GetRegionHealthCheckRequest{Project: p.opts.Project, Region: p.opts.Region, HealthCheck: BaseName(key)})
@@ -1220,6 +1228,37 @@ func (p *Provider) Delete(ctx context.Context, key providers.Key) error {
 		}
 	}
 	return nil
+}
+
+// clusterGroups lists the links of the cluster's instance groups in every
+// zone of the region (one aggregatedList call).
+func (p *Provider) clusterGroups(ctx context.Context, clusterID string) ([]string, error) {
+	var out []string
+	err := p.call(ctx, "listing the cluster's instance groups", func(ctx context.Context) error {
+		out = out[:0]
+		it := p.api.InstanceGroups.AggregatedList(ctx, &computepb.AggregatedListInstanceGroupsRequest{Project: p.opts.Project,
+			Filter: proto.String("name eq " + InstanceGroupName(clusterID))})
+		for {
+			pair, err := it.Next()
+			if errors.Is(err, iterator.Done) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			zone := strings.TrimPrefix(pair.Key, "zones/")
+			if RegionOf(zone) != p.opts.Region {
+				continue
+			}
+			for _, ig := range pair.Value.GetInstanceGroups() {
+				if ig.GetName() == InstanceGroupName(clusterID) {
+					out = append(out, "projects/"+p.opts.Project+"/zones/"+zone+"/instanceGroups/"+ig.GetName())
+				}
+			}
+		}
+	})
+	sort.Strings(out)
+	return out, err
 }
 
 // collectInstanceGroup deletes a cluster instance group that no backend

@@ -920,3 +920,42 @@ func TestUnsupportedNeutralAnnotations(t *testing.T) {
 		})
 	}
 }
+
+// TestInterruptedDeleteLeavesNothing: Delete dies after every possible number
+// of mutating calls and is retried: the retry leaves no forwarding rule,
+// firewall, backend service, health check, address or instance group behind.
+func TestInterruptedDeleteLeavesNothing(t *testing.T) {
+	nodes := []string{"node-a", "node-b"}
+	d := desired(key("interrupted"), nodes, append(ports(80), providers.Port{Name: "dns", Protocol: providers.UDP, Port: 53}))
+	d.SourceRanges = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")} // the deny firewall too
+	clean := newEnv(t, envOptions{})
+	if _, err := clean.p.Ensure(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	before := clean.fake.MutatingCalls()
+	if err := clean.p.Delete(t.Context(), d.Key); err != nil {
+		t.Fatal(err)
+	}
+	steps := clean.fake.MutatingCalls() - before
+	if steps < 10 {
+		t.Fatalf("a full delete took %d mutating calls; expected rules, firewalls, backend service, health check, address and groups", steps)
+	}
+	for n := range steps {
+		e := newEnv(t, envOptions{})
+		if _, err := e.p.Ensure(t.Context(), d); err != nil {
+			t.Fatal(err)
+		}
+		e.fake.CrashAfter(n)
+		if err := e.p.Delete(t.Context(), d.Key); err == nil {
+			t.Fatalf("crash after %d of %d delete steps: Delete succeeded", n, steps)
+		}
+		e.fake.ClearFaults()
+		if err := e.p.Delete(t.Context(), d.Key); err != nil {
+			t.Fatalf("crash after %d delete steps: retried Delete: %v", n, err)
+		}
+		e.fake.Settle()
+		if ids := e.ids(); len(ids) != 0 {
+			t.Errorf("crash after %d of %d delete steps: left %v", n, steps, ids)
+		}
+	}
+}

@@ -29,10 +29,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -417,6 +419,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	parts := strings.Split(rest, "/")
+	if len(parts) == 2 && parts[0] == "aggregated" && r.Method == http.MethodGet && project == s.opts.Project {
+		req := fault.Request{Service: "compute", Op: "GET aggregated/" + parts[1]}
+		if err := s.fault(req); err != nil {
+			s.reply(w, r, req, nil, err)
+			return
+		}
+		out, aerr := s.aggregatedList(parts[1], r)
+		s.reply(w, r, req, out, aerr)
+		return
+	}
 	// scope: regions/<r> | zones/<z> | global
 	var scope string
 	switch {
@@ -767,6 +779,33 @@ func (s *Server) list(coll string, r *http.Request) (Object, *apiError) {
 		out["nextPageToken"] = next
 	}
 	return out, nil
+}
+
+// aggregatedList lists kind in every zone and region, keyed by scope
+// (https://cloud.google.com/compute/docs/reference/rest/v1/instanceGroups/aggregatedList);
+// pagination is not modelled (the fake holds few).
+func (s *Server) aggregatedList(kind string, r *http.Request) (Object, *apiError) {
+	match, aerr := parseFilter(r.URL.Query().Get("filter"))
+	if aerr != nil {
+		return nil, aerr
+	}
+	items := Object{}
+	for coll, m := range s.colls {
+		scope, k, ok := strings.Cut(coll, "/"+kind)
+		if !ok || k != "" || strings.HasPrefix(coll, "projects/") {
+			continue
+		}
+		var objs []any
+		for _, n := range slices.Sorted(maps.Keys(m)) {
+			if e := m[n]; !e.pendingCreate && match(e.obj) {
+				objs = append(objs, clone(e.obj))
+			}
+		}
+		if len(objs) > 0 {
+			items[scope] = map[string]any{kind: objs}
+		}
+	}
+	return Object{"kind": "compute#aggregatedList", "items": items}, nil
 }
 
 // page cuts sorted keys by maxResults (capped) and pageToken (the last key
