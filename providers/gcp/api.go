@@ -21,6 +21,8 @@ type AddressesAPI interface {
 	Get(ctx context.Context, req *computepb.GetAddressRequest, opts ...gax.CallOption) (*computepb.Address, error)
 	Insert(ctx context.Context, req *computepb.InsertAddressRequest, opts ...gax.CallOption) (*compute.Operation, error)
 	Delete(ctx context.Context, req *computepb.DeleteAddressRequest, opts ...gax.CallOption) (*compute.Operation, error)
+	SetLabels(ctx context.Context, req *computepb.SetLabelsAddressRequest, opts ...gax.CallOption) (*compute.Operation, error)
+	List(ctx context.Context, req *computepb.ListAddressesRequest, opts ...gax.CallOption) *compute.AddressIterator
 }
 
 // ForwardingRulesAPI is the subset of the regional ForwardingRules API used.
@@ -51,6 +53,8 @@ type HealthChecksAPI interface {
 // InstanceGroupsAPI is the subset of the zonal (unmanaged) InstanceGroups API used.
 type InstanceGroupsAPI interface {
 	Get(ctx context.Context, req *computepb.GetInstanceGroupRequest, opts ...gax.CallOption) (*computepb.InstanceGroup, error)
+	List(ctx context.Context, req *computepb.ListInstanceGroupsRequest, opts ...gax.CallOption) *compute.InstanceGroupIterator
+	AggregatedList(ctx context.Context, req *computepb.AggregatedListInstanceGroupsRequest, opts ...gax.CallOption) *compute.InstanceGroupsScopedListPairIterator
 	Insert(ctx context.Context, req *computepb.InsertInstanceGroupRequest, opts ...gax.CallOption) (*compute.Operation, error)
 	Delete(ctx context.Context, req *computepb.DeleteInstanceGroupRequest, opts ...gax.CallOption) (*compute.Operation, error)
 	ListInstances(ctx context.Context, req *computepb.ListInstancesInstanceGroupsRequest, opts ...gax.CallOption) *compute.InstanceWithNamedPortsIterator

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portico-lb/portico/internal/fault"
 	"github.com/portico-lb/portico/providers"
 	"github.com/portico-lb/portico/providers/gcp"
 	"github.com/portico-lb/portico/providers/gcp/gcpfake"
@@ -20,6 +21,11 @@ import (
 //	     resync_mutating=<mutating calls when all 100 are ensured again unchanged>
 //	     node_change_calls=<mutating calls for all 100 after a node joins>
 //	     throttled_failures=<Ensure calls that returned an error under throttling>
+//	     op_failures_survived=<operations that ended DONE with an error (INTERNAL_ERROR,
+//	                           RESOURCE_NOT_READY, RESOURCE_IN_USE_BY_ANOTHER_RESOURCE) and were retried>
+//
+// Besides the 30% of calls refused, 5% of the operations the fake accepts
+// fail (as Compute Engine reports failures: DONE with error.errors[]).
 func TestBenchGCP(t *testing.T) {
 	out := os.Getenv("PORTICO_GCP_BENCH_OUT")
 	if out == "" {
@@ -30,7 +36,8 @@ func TestBenchGCP(t *testing.T) {
 	// The production retry budget (8 attempts), with shorter delays so the
 	// benchmark runs in seconds.
 	p, err := gcp.New(e.api, gcp.Options{ClusterID: testCluster, Project: testProject, Region: testRegion, Network: "default",
-		Backoff: gcp.Backoff{Attempts: 8, Initial: 5 * time.Millisecond, Max: 200 * time.Millisecond}})
+		ExternalInstanceGroupsPrefix: gcp.DefaultExternalInstanceGroupsPrefix,
+		Backoff:                      gcp.Backoff{Attempts: 8, Initial: 5 * time.Millisecond, Max: 200 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,6 +55,11 @@ func TestBenchGCP(t *testing.T) {
 	e.fake.Inject(gcpfake.Fault{Code: 403, Reason: "rateLimitExceeded", Times: -1, Rate: 0.1})
 	e.fake.Inject(gcpfake.Fault{Code: 429, Reason: "rateLimitExceeded", Times: -1, Rate: 0.1 / 0.9})
 	e.fake.Inject(gcpfake.Fault{Code: 503, Reason: "backendError", Times: -1, Rate: 0.1 / 0.8})
+	// 5% of accepted operations fail: 2% internal errors, 2% not ready,
+	// 1% in use.
+	e.fake.Faults().FailOperations(fault.OpRule{Kind: fault.OpInternal, Times: -1, Rate: 0.02})
+	e.fake.Faults().FailOperations(fault.OpRule{Kind: fault.OpSuperseded, Times: -1, Rate: 0.02 / 0.98})
+	e.fake.Faults().FailOperations(fault.OpRule{Kind: fault.OpConflict, Times: -1, Rate: 0.01 / 0.96})
 	start := time.Now()
 	throttledFailures := 0
 	for i := range services {
@@ -72,7 +84,12 @@ func TestBenchGCP(t *testing.T) {
 		}
 	}
 	t.Logf("created %d Services in %s with %d of %d calls throttled", services, time.Since(start).Round(time.Millisecond), injected, len(e.fake.Calls()))
+	opFailures := e.fake.Faults().Stats().OperationsFailed
+	if opFailures == 0 {
+		t.Error("no operation failed; the injection did not fire")
+	}
 	e.fake.ClearFaults()
+	e.fake.Faults().ClearOperations()
 
 	before := e.fake.MutatingCalls()
 	for i := range services {
@@ -104,7 +121,8 @@ func TestBenchGCP(t *testing.T) {
 	}
 	create := e.fake.MutatingCalls() - before
 
-	line := fmt.Sprintf("gcp: create_calls=%d resync_mutating=%d node_change_calls=%d throttled_failures=%d\n", create, resync, nodeChange, throttledFailures)
+	line := fmt.Sprintf("gcp: create_calls=%d resync_mutating=%d node_change_calls=%d throttled_failures=%d op_failures_survived=%d\n",
+		create, resync, nodeChange, throttledFailures, opFailures)
 	if err := os.WriteFile(out, []byte(line), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	compute "cloud.google.com/go/compute/apiv1"
 	"cloud.google.com/go/compute/apiv1/computepb"
@@ -29,6 +31,7 @@ const (
 	descPortsKey        = "portico.dev/ports"
 	healthCheckPath     = "/healthz"
 	balancingConnection = "CONNECTION"
+	purposeSharedVIP    = "SHARED_LOADBALANCER_VIP"
 )
 
 var allProtocols = []providers.Protocol{providers.TCP, providers.UDP}
@@ -158,13 +161,13 @@ func (p *Provider) readOwned(ctx context.Context, key providers.Key) (*existing,
 	}
 	for _, name := range firewallNames(key) {
 		fw, found, err := get(ctx, p, "reading firewall "+name, func(ctx context.Context) (*computepb.Firewall, error) {
-			return p.api.Firewalls.Get(ctx, &computepb.GetFirewallRequest{Project: p.opts.Project, Firewall: name})
+			return p.api.Firewalls.Get(ctx, &computepb.GetFirewallRequest{Project: p.networkProject(), Firewall: name})
 		})
 		if err != nil {
 			return nil, err
 		}
 		if found {
-			id := "projects/" + p.opts.Project + "/global/firewalls/" + name
+			id := "projects/" + p.networkProject() + "/global/firewalls/" + name
 			if err := notOwned(kindFirewall, id, fw.GetDescription()); err != nil {
 				return nil, err
 			}
@@ -225,10 +228,21 @@ func (p *Provider) status(pl *plan, ip string, ownAddr bool, total, healthy int)
 	st.Resources = append(st.Resources,
 		providers.Resource{Kind: kindBackendService, ID: p.regional("backendServices", base)},
 		providers.Resource{Kind: kindHealthCheck, ID: p.regional("healthChecks", base)},
-		providers.Resource{Kind: kindFirewall, ID: "projects/" + p.opts.Project + "/global/firewalls/" + base},
-		providers.Resource{Kind: kindFirewall, ID: "projects/" + p.opts.Project + "/global/firewalls/" + HealthCheckFirewallName(pl.key)},
+		providers.Resource{Kind: kindFirewall, ID: "projects/" + p.networkProject() + "/global/firewalls/" + base},
+		providers.Resource{Kind: kindFirewall, ID: "projects/" + p.networkProject() + "/global/firewalls/" + HealthCheckFirewallName(pl.key)},
 	)
 	return st
+}
+
+// networkProject is the project that owns the VPC network and therefore
+// its firewall rules: --gcp-network-project in a Shared VPC (the host
+// project, https://cloud.google.com/vpc/docs/shared-vpc#firewall_rules),
+// else --gcp-project.
+func (p *Provider) networkProject() string {
+	if p.opts.NetworkProject != "" {
+		return p.opts.NetworkProject
+	}
+	return p.opts.Project
 }
 
 func (p *Provider) regional(coll, name string) string {
@@ -251,17 +265,39 @@ func get[T any](ctx context.Context, p *Provider, what string, fn func(context.C
 }
 
 // do runs a mutating call and waits for its Operation. Throttled calls and
-// polls are retried; a 404 on a delete means done.
+// polls are retried; so is the whole call when its Operation fails in a way a
+// new attempt may not (INTERNAL_ERROR, RESOURCE_NOT_READY,
+// RESOURCE_IN_USE_BY_ANOTHER_RESOURCE: a failed operation changes nothing,
+// https://cloud.google.com/compute/docs/api/how-tos/api-errors). What is left
+// is classified by wrap: quota, configuration, retryable.
 func (p *Provider) do(ctx context.Context, what string, fn func(context.Context) (*compute.Operation, error)) error {
-	var op *compute.Operation
-	if err := p.call(ctx, what, func(ctx context.Context) error {
-		var e error
-		op, e = fn(ctx)
-		return e
-	}); err != nil {
-		return err
+	var err error
+	for attempt := range p.opts.Backoff.Attempts {
+		var op *compute.Operation
+		if err := p.call(ctx, what, func(ctx context.Context) error {
+			var e error
+			op, e = fn(ctx)
+			return e
+		}); err != nil {
+			return err
+		}
+		err = p.call(ctx, what+" (waiting for operation)", func(ctx context.Context) error {
+			werr := op.Wait(ctx)
+			if oe := operationError(op.Proto()); oe != nil {
+				return oe
+			}
+			return werr
+		})
+		if classify(err) != kindOpRetry || attempt == p.opts.Backoff.Attempts-1 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", what, ctx.Err())
+		case <-time.After(p.opts.Backoff.delay(attempt)):
+		}
 	}
-	return p.call(ctx, what+" (waiting for operation)", func(ctx context.Context) error { return op.Wait(ctx) })
+	return err
 }
 
 // created tolerates 409: an earlier attempt (retried, or cut short by a
@@ -296,6 +332,9 @@ func (p *Provider) getRule(ctx context.Context, key providers.Key, proto provide
 // not assigned yet) and Portico's own address, if one exists.
 func (p *Provider) ensureAddress(ctx context.Context, log logr.Logger, pl *plan, own *computepb.Address, rules map[providers.Protocol]*computepb.ForwardingRule) (string, *computepb.Address, error) {
 	base := BaseName(pl.key)
+	if err := p.resolveRequestedIP(ctx, pl, own, rules); err != nil {
+		return "", nil, err
+	}
 	if pl.addressName != "" {
 		user, err := p.getAddress(ctx, pl.addressName)
 		if err != nil {
@@ -306,6 +345,10 @@ func (p *Provider) ensureAddress(ctx context.Context, log logr.Logger, pl *plan,
 		}
 		if (user.GetAddressType() == "INTERNAL") != pl.internal {
 			return "", nil, providers.Configf("AddressTypeMismatch", "address %q is %s but the load balancer is %s", pl.addressName, user.GetAddressType(), map[bool]string{true: "internal", false: "external"}[pl.internal])
+		}
+		if pl.internal && len(pl.protocols) > 1 && user.GetPurpose() != purposeSharedVIP {
+			return "", nil, providers.Configf("AddressNotShared", "address %q serves TCP and UDP through two internal forwarding rules, which needs purpose %s (it has %q); reserve one with --purpose=%s",
+				pl.addressName, purposeSharedVIP, user.GetPurpose(), purposeSharedVIP)
 		}
 		return user.GetAddress(), own, nil
 	}
@@ -331,7 +374,7 @@ func (p *Provider) ensureAddress(ctx context.Context, log logr.Logger, pl *plan,
 		// Service is deleted, also after a switch to ephemeral: demoting it
 		// would change the IP.
 		pl.ephemeral = false
-		return own.GetAddress(), own, nil
+		return own.GetAddress(), own, p.setAddressLabels(ctx, log, pl.key, own)
 	}
 	if pl.ephemeral {
 		for _, proto := range allProtocols {
@@ -341,15 +384,22 @@ func (p *Provider) ensureAddress(ctx context.Context, log logr.Logger, pl *plan,
 		}
 		return "", nil, nil
 	}
+	// Labels sent at insert are ignored by the API; setAddressLabels adds
+	// them once the address exists.
 	want := &computepb.Address{
 		Name:        proto.String(base),
 		Description: proto.String(description(pl.key, nil)),
-		Labels:      labels(pl.key),
 	}
 	switch {
 	case pl.internal:
 		want.AddressType = proto.String("INTERNAL")
 		want.Subnetwork = proto.String(pl.subnet)
+		// Two internal forwarding rules (TCP and UDP) share one address only
+		// when its purpose is SHARED_LOADBALANCER_VIP
+		// (https://cloud.google.com/load-balancing/docs/internal/multiple-forwarding-rules-same-ip).
+		// Every internal address gets it, so adding a protocol later keeps
+		// the IP.
+		want.Purpose = proto.String(purposeSharedVIP)
 	default:
 		want.AddressType = proto.String("EXTERNAL")
 		want.NetworkTier = proto.String(pl.tier)
@@ -380,12 +430,82 @@ func (p *Provider) ensureAddress(ctx context.Context, log logr.Logger, pl *plan,
 	if own == nil || !ownedBy(own.GetDescription(), pl.key) {
 		return "", nil, providers.Retry(fmt.Errorf("address %s not readable after creation", base), p.opts.RetryAfter/5)
 	}
-	return own.GetAddress(), own, nil
+	return own.GetAddress(), own, p.setAddressLabels(ctx, log, pl.key, own)
+}
+
+// setAddressLabels gives Portico's address its labels, which addresses take
+// only through setLabels with the current labelFingerprint
+// (https://cloud.google.com/compute/docs/reference/rest/v1/addresses/setLabels).
+func (p *Provider) setAddressLabels(ctx context.Context, log logr.Logger, key providers.Key, a *computepb.Address) error {
+	want := labels(key)
+	if maps.Equal(a.GetLabels(), want) {
+		return nil
+	}
+	log.Info("Labelling address", "address", a.GetName())
+	return p.do(ctx, "labelling address "+a.GetName(), func(ctx context.Context) (*compute.Operation, error) {
+		return p.api.Addresses.SetLabels(ctx, &computepb.SetLabelsAddressRequest{Project: p.opts.Project, Region: p.opts.Region, Resource: a.GetName(),
+			RegionSetLabelsRequestResource: &computepb.RegionSetLabelsRequest{Labels: want, LabelFingerprint: a.LabelFingerprint}})
+	})
+}
+
+// resolveRequestedIP handles lb.portico.dev/ip on an external load balancer.
+// Compute Engine picks external IPs: one is reserved by number only to
+// promote the ephemeral IP a resource already uses
+// (https://cloud.google.com/vpc/docs/reserve-static-external-ip-address#promote_ephemeral_ip).
+// So the IP must be Portico's own address, the ephemeral IP of one of the
+// Service's rules (promoted), or an address already reserved in the region
+// by the user, which is then used as gcp.lb.portico.dev/address-name is:
+// never changed or released. Anything else is a ConfigError.
+func (p *Provider) resolveRequestedIP(ctx context.Context, pl *plan, own *computepb.Address, rules map[providers.Protocol]*computepb.ForwardingRule) error {
+	if pl.requestedIP == "" || pl.internal || pl.addressName != "" {
+		return nil
+	}
+	if own != nil && own.GetAddress() == pl.requestedIP {
+		return nil
+	}
+	for _, r := range rules {
+		if r.GetIPAddress() == pl.requestedIP && ownedBy(r.GetDescription(), pl.key) {
+			return nil // promotion
+		}
+	}
+	var found *computepb.Address
+	err := p.call(ctx, "looking up the address of "+pl.requestedIP, func(ctx context.Context) error {
+		found = nil
+		it := p.api.Addresses.List(ctx, &computepb.ListAddressesRequest{Project: p.opts.Project, Region: p.opts.Region,
+			Filter: proto.String(fmt.Sprintf("address = %q", pl.requestedIP))})
+		for {
+			a, err := it.Next()
+			if errors.Is(err, iterator.Done) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if a.GetAddress() == pl.requestedIP {
+				found = a
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return err
+	case found == nil:
+		return providers.Configf("AddressNotReserved", "lb.portico.dev/ip %s: Compute Engine chooses external IPs itself and reserves one by number only to promote an ephemeral IP in use; "+
+			"reserve an address in region %s (gcloud compute addresses create NAME --region %s) and give its IP here or its name in %s",
+			pl.requestedIP, p.opts.Region, p.opts.Region, AnnotationAddressName)
+	case Marks(found.GetDescription())[providers.TagManagedBy] == providers.ManagedByValue && !ownedBy(found.GetDescription(), pl.key):
+		return providers.Configf(providers.ReasonResourceNotAllowed, "lb.portico.dev/ip %s belongs to address %s, which Portico reserved for another Service", pl.requestedIP, found.GetName())
+	case found.GetName() == BaseName(pl.key):
+		return nil
+	}
+	pl.addressName = found.GetName()
+	return nil
 }
 
 func addressMatches(a *computepb.Address, pl *plan) bool {
 	if pl.internal {
-		return a.GetAddressType() == "INTERNAL" && relLink(a.GetSubnetwork()) == relLink(pl.subnet)
+		return a.GetAddressType() == "INTERNAL" && relLink(a.GetSubnetwork()) == relLink(pl.subnet) &&
+			(len(pl.protocols) < 2 || a.GetPurpose() == purposeSharedVIP)
 	}
 	return a.GetAddressType() != "INTERNAL" && a.GetNetworkTier() == pl.tier &&
 		(pl.requestedIP == "" || a.GetAddress() == pl.requestedIP)
@@ -434,8 +554,10 @@ func (p *Provider) ensureHealthCheck(ctx context.Context, log logr.Logger, pl *p
 }
 
 // ensureInstanceGroups makes the cluster's instance group in every zone of
-// the plan hold the plan's nodes and returns the groups' links by zone and
-// the number of backend instances.
+// the plan hold the plan's nodes that no reused external group (GKE's
+// k8s-ig--, see externalGroups) already holds, and returns the links of every
+// group the backend service must use (keyed by link) and the number of
+// backend instances.
 func (p *Provider) ensureInstanceGroups(ctx context.Context, log logr.Logger, pl *plan) (map[string]string, int, error) {
 	name := InstanceGroupName(pl.key.ClusterID)
 	links := map[string]string{}
@@ -447,12 +569,29 @@ func (p *Provider) ensureInstanceGroups(ctx context.Context, log logr.Logger, pl
 	sort.Strings(zones)
 	for _, zone := range zones {
 		link := "projects/" + p.opts.Project + "/zones/" + zone + "/instanceGroups/" + name
+		external, covered, err := p.externalGroups(ctx, log, pl, zone)
+		if err != nil {
+			return nil, 0, err
+		}
+		for _, l := range external {
+			links[l] = l
+		}
+		var own []string
+		for _, inst := range pl.zones[zone] {
+			if !covered[inst] {
+				own = append(own, inst)
+			}
+		}
+		total += len(pl.zones[zone])
 		ig, err := p.getInstanceGroup(ctx, zone, name)
 		if err != nil {
 			return nil, 0, err
 		}
 		if ig != nil && !ownedByCluster(ig.GetDescription(), pl.key.ClusterID) {
 			return nil, 0, &providers.NotOwnedError{Kind: kindInstanceGroup, ID: link}
+		}
+		if ig == nil && len(own) == 0 {
+			continue // external groups serve every node of this zone
 		}
 		if ig == nil {
 			log.Info("Creating instance group", "instanceGroup", name, "zone", zone)
@@ -472,16 +611,16 @@ func (p *Provider) ensureInstanceGroups(ctx context.Context, log logr.Logger, pl
 			return nil, 0, err
 		}
 		var add, remove []*computepb.InstanceReference
-		for _, inst := range pl.zones[zone] {
+		for _, inst := range own {
 			if !have[inst] {
 				add = append(add, &computepb.InstanceReference{Instance: proto.String(inst)})
 			}
 		}
-		if pl.exactMembers {
-			for _, inst := range sortedKeys(have) {
-				if !slices.Contains(pl.zones[zone], inst) {
-					remove = append(remove, &computepb.InstanceReference{Instance: proto.String(inst)})
-				}
+		for _, inst := range sortedKeys(have) {
+			// An instance may be in one load-balanced group only: those an
+			// external group holds leave ours, whatever the traffic policy.
+			if covered[inst] || pl.exactMembers && !slices.Contains(own, inst) {
+				remove = append(remove, &computepb.InstanceReference{Instance: proto.String(inst)})
 			}
 		}
 		// Add before removing, so a node swap never empties the group.
@@ -503,10 +642,81 @@ func (p *Provider) ensureInstanceGroups(ctx context.Context, log logr.Logger, pl
 				return nil, 0, err
 			}
 		}
-		links[zone] = link
-		total += len(pl.zones[zone])
+		links[link] = link
 	}
 	return links, total, nil
+}
+
+// externalGroups finds, in zone, instance groups named with
+// --gcp-external-instance-groups-prefix (GKE's k8s-ig--<cluster-uid>, which
+// GKE's instance-group load balancers and Ingress keep holding every node)
+// that hold the plan's nodes. An instance may be in only one load-balanced
+// instance group, so Portico uses such a group as a backend, never changes
+// it, and keeps those nodes out of its own group — what cloud-provider-gcp
+// does with its external-instance-groups-prefix
+// (providers/gce/gce_instancegroup_external.go, filterNodesWithExistingExternalInstanceGroups).
+// With externalTrafficPolicy Cluster a group is reused only when every
+// instance in it is an eligible node (else traffic would reach instances the
+// Service excludes): otherwise the Service gets ConfigError
+// InstanceGroupConflict naming the group.
+func (p *Provider) externalGroups(ctx context.Context, log logr.Logger, pl *plan, zone string) ([]string, map[string]bool, error) {
+	covered := map[string]bool{}
+	if p.opts.ExternalInstanceGroupsPrefix == "" {
+		return nil, covered, nil
+	}
+	var candidates []string
+	err := p.call(ctx, "listing instance groups in "+zone, func(ctx context.Context) error {
+		candidates = candidates[:0]
+		it := p.api.InstanceGroups.List(ctx, &computepb.ListInstanceGroupsRequest{Project: p.opts.Project, Zone: zone,
+			Filter: proto.String("name eq " + regexp.QuoteMeta(p.opts.ExternalInstanceGroupsPrefix) + ".*")})
+		for {
+			ig, err := it.Next()
+			if errors.Is(err, iterator.Done) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if strings.HasPrefix(ig.GetName(), p.opts.ExternalInstanceGroupsPrefix) && ig.GetName() != InstanceGroupName(pl.key.ClusterID) {
+				candidates = append(candidates, ig.GetName())
+			}
+		}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	sort.Strings(candidates)
+	var links []string
+	for _, name := range candidates {
+		m, err := p.members(ctx, zone, name)
+		if err != nil {
+			return nil, nil, err
+		}
+		var mine, foreign []string
+		for inst := range m {
+			if slices.Contains(pl.zones[zone], inst) {
+				mine = append(mine, inst)
+			} else {
+				foreign = append(foreign, inst)
+			}
+		}
+		if len(mine) == 0 {
+			continue
+		}
+		link := "projects/" + p.opts.Project + "/zones/" + zone + "/instanceGroups/" + name
+		if pl.exactMembers && len(foreign) > 0 {
+			slices.Sort(foreign)
+			return nil, nil, providers.Configf(ReasonInstanceGroupConflict,
+				"nodes of this Service are in instance group %s, which also holds instances the Service does not balance to (%s); an instance may be in only one load-balanced instance group, so Portico can neither use that group nor its own: use externalTrafficPolicy Local, or make the group hold only eligible nodes",
+				link, strings.Join(foreign, ", "))
+		}
+		log.V(1).Info("Using an existing instance group", "instanceGroup", name, "zone", zone, "instances", len(mine))
+		links = append(links, link)
+		for _, inst := range mine {
+			covered[inst] = true
+		}
+	}
+	return links, covered, nil
 }
 
 func (p *Provider) getInstanceGroup(ctx context.Context, zone, name string) (*computepb.InstanceGroup, error) {
@@ -571,6 +781,21 @@ func (p *Provider) ensureBackendService(ctx context.Context, log logr.Logger, pl
 	}
 	found := have != nil
 	var err error
+	if found && have.GetLoadBalancingScheme() == scheme && have.GetProtocol() != protocol {
+		// The protocol cannot change while a forwarding rule references the
+		// backend service: delete the rules first (ensureRules recreates
+		// them; a reserved address keeps the IP), as cloud-provider-gcp's
+		// ensureInternalLoadBalancer does (providers/gce/gce_loadbalancer_internal.go).
+		log.Info("Deleting forwarding rules before a backend service protocol change", "backendService", name, "from", have.GetProtocol(), "to", protocol)
+		for _, proto := range allProtocols {
+			if rules[proto] != nil {
+				if err := p.deleteRule(ctx, log, pl.key, proto); err != nil {
+					return "", err
+				}
+				delete(rules, proto)
+			}
+		}
+	}
 	if found && have.GetLoadBalancingScheme() != scheme {
 		// The scheme is immutable: rebuild the rules and the backend service.
 		log.Info("Replacing backend service after a scheme change", "backendService", name)
@@ -665,11 +890,15 @@ func (p *Provider) ensureRules(ctx context.Context, log logr.Logger, pl *plan, i
 				return "", providers.Retry(fmt.Errorf("forwarding rule %s not readable after creation", name), p.opts.RetryAfter/5)
 			}
 			have = r
-		} else if !maps.Equal(have.GetLabels(), want.GetLabels()) {
+		}
+		// Labels sent at insert are ignored by the API: they are set here,
+		// with the rule's current labelFingerprint
+		// (https://cloud.google.com/compute/docs/reference/rest/v1/forwardingRules/setLabels).
+		if wantLabels := labels(pl.key); !maps.Equal(have.GetLabels(), wantLabels) {
 			log.Info("Labelling forwarding rule", "forwardingRule", name)
 			if err := p.do(ctx, "labelling forwarding rule "+name, func(ctx context.Context) (*compute.Operation, error) {
 				return p.api.ForwardingRules.SetLabels(ctx, &computepb.SetLabelsForwardingRuleRequest{Project: p.opts.Project, Region: p.opts.Region, Resource: name,
-					RegionSetLabelsRequestResource: &computepb.RegionSetLabelsRequest{Labels: want.GetLabels(), LabelFingerprint: have.LabelFingerprint}})
+					RegionSetLabelsRequestResource: &computepb.RegionSetLabelsRequest{Labels: wantLabels, LabelFingerprint: have.LabelFingerprint}})
 			}); err != nil {
 				return "", err
 			}
@@ -689,7 +918,6 @@ func (p *Provider) rule(pl *plan, protocol providers.Protocol, ip, bs string) *c
 		Description:    proto.String(description(pl.key, map[string]string{descPortsKey: strings.Join(portList(ports), ",")})),
 		IPProtocol:     proto.String(string(protocol)),
 		BackendService: proto.String(bs),
-		Labels:         labels(pl.key),
 		Ports:          list,
 	}
 	if portRange != "" {
@@ -771,7 +999,7 @@ func (p *Provider) ensureFirewalls(ctx context.Context, log logr.Logger, pl *pla
 	if fw := have[DenyFirewallName(pl.key)]; fw != nil && !pl.restricted {
 		log.Info("Deleting firewall rule", "firewall", fw.GetName())
 		return deleted(p.do(ctx, "deleting firewall "+fw.GetName(), func(ctx context.Context) (*compute.Operation, error) {
-			return p.api.Firewalls.Delete(ctx, &computepb.DeleteFirewallRequest{Project: p.opts.Project, Firewall: fw.GetName()})
+			return p.api.Firewalls.Delete(ctx, &computepb.DeleteFirewallRequest{Project: p.networkProject(), Firewall: fw.GetName()})
 		}))
 	}
 	return nil
@@ -805,12 +1033,12 @@ func (p *Provider) ensureFirewall(ctx context.Context, log logr.Logger, want, ha
 	case have == nil:
 		log.Info("Creating firewall rule", "firewall", name)
 		return created(p.do(ctx, "creating firewall "+name, func(ctx context.Context) (*compute.Operation, error) {
-			return p.api.Firewalls.Insert(ctx, &computepb.InsertFirewallRequest{Project: p.opts.Project, FirewallResource: want})
+			return p.api.Firewalls.Insert(ctx, &computepb.InsertFirewallRequest{Project: p.networkProject(), FirewallResource: want})
 		}))
 	case !firewallMatches(have, want):
 		log.Info("Updating firewall rule", "firewall", name)
 		return p.do(ctx, "updating firewall "+name, func(ctx context.Context) (*compute.Operation, error) {
-			return p.api.Firewalls.Update(ctx, &computepb.UpdateFirewallRequest{Project: p.opts.Project, Firewall: name, FirewallResource: want})
+			return p.api.Firewalls.Update(ctx, &computepb.UpdateFirewallRequest{Project: p.networkProject(), Firewall: name, FirewallResource: want})
 		})
 	}
 	return nil
@@ -934,7 +1162,7 @@ func (p *Provider) Delete(ctx context.Context, key providers.Key) error {
 	}
 	for _, name := range firewallNames(key) {
 		fw, found, err := get(ctx, p, "reading firewall "+name, func(ctx context.Context) (*computepb.Firewall, error) {
-			return p.api.Firewalls.Get(ctx, &computepb.GetFirewallRequest{Project: p.opts.Project, Firewall: name})
+			return p.api.Firewalls.Get(ctx, &computepb.GetFirewallRequest{Project: p.networkProject(), Firewall: name})
 		})
 		if err != nil {
 			return err
@@ -942,7 +1170,7 @@ func (p *Provider) Delete(ctx context.Context, key providers.Key) error {
 		if found && ownedBy(fw.GetDescription(), key) && p.firewallInRegion(fw) {
 			log.Info("Deleting firewall rule", "firewall", name)
 			if err := deleted(p.do(ctx, "deleting firewall "+name, func(ctx context.Context) (*compute.Operation, error) {
-				return p.api.Firewalls.Delete(ctx, &computepb.DeleteFirewallRequest{Project: p.opts.Project, Firewall: name})
+				return p.api.Firewalls.Delete(ctx, &computepb.DeleteFirewallRequest{Project: p.networkProject(), Firewall: name})
 			})); err != nil {
 				return err
 			}
@@ -960,6 +1188,14 @@ func (p *Provider) Delete(ctx context.Context, key providers.Key) error {
 			groups = append(groups, b.GetGroup())
 		}
 		if err := p.deleteBackendService(ctx, log, key); err != nil {
+			return err
+		}
+	} else if !found {
+		// The backend service is gone, perhaps deleted by an earlier Delete
+		// that died before collecting the groups it used: find the
+		// cluster's groups in every zone of the region instead, so none
+		// leaks.
+		if groups, err = p.clusterGroups(ctx, key.ClusterID); err != nil {
 			return err
 		}
 	}
@@ -992,6 +1228,37 @@ func (p *Provider) Delete(ctx context.Context, key providers.Key) error {
 		}
 	}
 	return nil
+}
+
+// clusterGroups lists the links of the cluster's instance groups in every
+// zone of the region (one aggregatedList call).
+func (p *Provider) clusterGroups(ctx context.Context, clusterID string) ([]string, error) {
+	var out []string
+	err := p.call(ctx, "listing the cluster's instance groups", func(ctx context.Context) error {
+		out = out[:0]
+		it := p.api.InstanceGroups.AggregatedList(ctx, &computepb.AggregatedListInstanceGroupsRequest{Project: p.opts.Project,
+			Filter: proto.String("name eq " + InstanceGroupName(clusterID))})
+		for {
+			pair, err := it.Next()
+			if errors.Is(err, iterator.Done) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			zone := strings.TrimPrefix(pair.Key, "zones/")
+			if RegionOf(zone) != p.opts.Region {
+				continue
+			}
+			for _, ig := range pair.Value.GetInstanceGroups() {
+				if ig.GetName() == InstanceGroupName(clusterID) {
+					out = append(out, "projects/"+p.opts.Project+"/zones/"+zone+"/instanceGroups/"+ig.GetName())
+				}
+			}
+		}
+	})
+	sort.Strings(out)
+	return out, err
 }
 
 // collectInstanceGroup deletes a cluster instance group that no backend

@@ -304,8 +304,8 @@ func TestEphemeralAddressPromotion(t *testing.T) {
 	if addr["address"] != ip.String() || st.Ingress[0].IP != ip {
 		t.Errorf("promotion moved the IP: was %s, address %v, status %v", ip, addr["address"], st.Ingress)
 	}
-	if n := e.fake.MutatingCalls() - before; n != 1 {
-		t.Errorf("promotion made %d mutating calls, want 1 (reserve the address in use)", n)
+	if n := e.fake.MutatingCalls() - before; n != 2 {
+		t.Errorf("promotion made %d mutating calls, want 2 (reserve the address in use, then label it)", n)
 	}
 	// Back to ephemeral, with a port change that replaces the rule: the
 	// reserved address stays, and so does the IP.
@@ -546,10 +546,10 @@ func TestCloudErrorsMapToTheContract(t *testing.T) {
 		fault gcpfake.Fault
 		check func(t *testing.T, err error)
 	}{
-		{"quota exceeded is retried later", gcpfake.Fault{Code: 403, Reason: "quotaExceeded", Times: -1, MutatingOnly: true}, func(t *testing.T, err error) {
-			after, ok := providers.IsRetryable(err)
-			if !ok || after != time.Minute {
-				t.Errorf("got %v, want RetryError after 1m", err)
+		{"quota exceeded is a condition the user must act on", gcpfake.Fault{Code: 403, Reason: "quotaExceeded", Times: -1, MutatingOnly: true}, func(t *testing.T, err error) {
+			var ce *providers.ConfigError
+			if !errors.As(err, &ce) || ce.Reason != gcp.ReasonQuotaExceeded {
+				t.Errorf("got %v, want ConfigError QuotaExceeded", err)
 			}
 		}},
 		{"throttling beyond the retry budget is retryable", gcpfake.Fault{Code: 429, Reason: "rateLimitExceeded", Times: -1}, func(t *testing.T, err error) {
@@ -707,6 +707,255 @@ func TestClusterIDsNeedNoCare(t *testing.T) {
 	for _, cluster := range []string{"", "Prod/EU West 1", strings.Repeat("x", 64), "ünïcode"} {
 		if _, err := gcp.New(nil, gcp.Options{ClusterID: cluster, Project: testProject, Region: testRegion, Network: "default"}); err == nil {
 			t.Errorf("cluster %q: accepted", cluster)
+		}
+	}
+}
+
+// TestLabelsAreSetAfterInsert: addresses and forwarding rules ignore labels
+// sent at insert (the fake does as the API does), so Portico sets them with
+// setLabels once the resource exists, and an unchanged resync sets nothing.
+func TestLabelsAreSetAfterInsert(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	k := key("labels")
+	d := desired(k, []string{"node-a"}, append(ports(80), providers.Port{Name: "dns", Protocol: providers.UDP, Port: 53}))
+	if _, err := e.p.Ensure(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	base := gcp.BaseName(k)
+	for _, id := range []string{regional("addresses", base), regional("forwardingRules", base+"-tcp"), regional("forwardingRules", base+"-udp")} {
+		l, _ := e.object(t, id)["labels"].(map[string]any)
+		if l["portico-managed-by"] != "portico" || l["portico-cluster"] != testCluster || l["portico-service"] == nil {
+			t.Errorf("%s labels = %v", id, l)
+		}
+	}
+	before := e.fake.MutatingCalls()
+	if _, err := e.p.Ensure(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.fake.MutatingCalls() - before; n != 0 {
+		t.Errorf("an unchanged resync made %d mutating calls", n)
+	}
+}
+
+// TestProtocolChangeOrder: the backend service's protocol cannot change while
+// a forwarding rule references it, so a Service whose protocols change must
+// have its rules deleted before the backend service is patched (as
+// cloud-provider-gcp does), not be stuck retrying the patch.
+func TestProtocolChangeOrder(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	k := key("proto")
+	udp := providers.Port{Name: "dns", Protocol: providers.UDP, Port: 53}
+	steps := []struct {
+		name  string
+		ports []providers.Port
+		bs    string
+	}{
+		{"tcp", ports(80), "TCP"},
+		{"tcp and udp", append(ports(80), udp), "UNSPECIFIED"},
+		{"udp", []providers.Port{udp}, "UDP"},
+		{"tcp again", ports(80), "TCP"},
+	}
+	var ip string
+	for _, step := range steps {
+		st, err := e.p.Ensure(t.Context(), desired(k, []string{"node-a"}, step.ports))
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if got := e.object(t, regional("backendServices", gcp.BaseName(k)))["protocol"]; got != step.bs {
+			t.Errorf("%s: backend service protocol %v, want %s", step.name, got, step.bs)
+		}
+		if ip != "" && st.Ingress[0].IP.String() != ip {
+			t.Errorf("%s: the IP moved from %s to %s", step.name, ip, st.Ingress[0].IP)
+		}
+		ip = st.Ingress[0].IP.String()
+	}
+}
+
+// TestInternalTCPAndUDPShareAnAddress: an internal Service with TCP and UDP
+// ports gets two forwarding rules on one address, which the API allows only
+// for an address reserved with purpose SHARED_LOADBALANCER_VIP.
+func TestInternalTCPAndUDPShareAnAddress(t *testing.T) {
+	e := newEnv(t, envOptions{subnet: "backend-subnet"})
+	k := key("internal-mixed")
+	d := desired(k, []string{"node-a", "node-b"}, append(ports(80), providers.Port{Name: "dns", Protocol: providers.UDP, Port: 53}))
+	d.Scheme = providers.SchemeInternal
+	st, err := e.p.Ensure(t.Context(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := gcp.BaseName(k)
+	if p := e.object(t, regional("addresses", base))["purpose"]; p != "SHARED_LOADBALANCER_VIP" {
+		t.Errorf("internal address purpose %v, want SHARED_LOADBALANCER_VIP", p)
+	}
+	for _, proto := range []string{"tcp", "udp"} {
+		if r := e.object(t, regional("forwardingRules", base+"-"+proto)); r["IPAddress"] != st.Ingress[0].IP.String() {
+			t.Errorf("%s rule on %v, want %s", proto, r["IPAddress"], st.Ingress[0].IP)
+		}
+	}
+}
+
+// TestExternalAddressByNumber: Compute Engine picks external IPs; one can be
+// reserved by number only to promote an ephemeral IP in use. lb.portico.dev/ip
+// on an external Service therefore uses an address already reserved in the
+// region (the user's, never changed or released) or is a clear ConfigError.
+func TestExternalAddressByNumber(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.fake.Put("regions/"+testRegion+"/addresses", gcpfake.Object{"name": "users-static", "addressType": "EXTERNAL", "networkTier": "PREMIUM", "address": "203.0.113.77"})
+
+	free := desired(key("free-ip"), []string{"node-a"}, ports(80))
+	free.RequestedIPs = []netip.Addr{netip.MustParseAddr("203.0.113.50")}
+	_, err := e.p.Ensure(t.Context(), free)
+	var ce *providers.ConfigError
+	if !errors.As(err, &ce) || ce.Reason != "AddressNotReserved" {
+		t.Fatalf("an unreserved external IP: got %v, want ConfigError AddressNotReserved", err)
+	}
+
+	k := key("reserved-ip")
+	d := desired(k, []string{"node-a"}, ports(80))
+	d.RequestedIPs = []netip.Addr{netip.MustParseAddr("203.0.113.77")}
+	st, err := e.p.Ensure(t.Context(), d)
+	if err != nil {
+		t.Fatalf("the user's reserved IP: %v", err)
+	}
+	if st.Ingress[0].IP.String() != "203.0.113.77" || e.has(regional("addresses", gcp.BaseName(k))) {
+		t.Errorf("status %v; Portico must use the user's address, not reserve its own", st.Ingress)
+	}
+	if err := e.p.Delete(t.Context(), k); err != nil {
+		t.Fatal(err)
+	}
+	if !e.has(regional("addresses", "users-static")) {
+		t.Error("Delete released the user's address")
+	}
+}
+
+// plantGKEGroup makes the world of a GKE cluster that runs instance-group
+// load balancers or Ingress: a k8s-ig--<uid> group in zone a holding every
+// node of that zone, used by one of GKE's backend services.
+func plantGKEGroup(e *env, nodes ...string) string {
+	zone := testRegion + "-a"
+	e.fake.Put("zones/"+zone+"/instanceGroups", gcpfake.Object{"name": "k8s-ig--0123456789abcdef", "description": "created by GKE"})
+	e.fake.PutMembers(zone, "k8s-ig--0123456789abcdef", nodes...)
+	link := "projects/" + testProject + "/zones/" + zone + "/instanceGroups/k8s-ig--0123456789abcdef"
+	e.fake.Put("regions/"+testRegion+"/backendServices", gcpfake.Object{"name": "k8s-be-30001--0123456789abcdef", "loadBalancingScheme": "EXTERNAL", "protocol": "TCP",
+		"backends": []any{map[string]any{"group": link}}})
+	return link
+}
+
+// TestGKEInstanceGroupsAreReused: an instance may be in only one
+// load-balanced instance group, and GKE keeps every node in its k8s-ig--
+// group. Portico uses that group as a backend (unchanged) and keeps those
+// nodes out of its own, as cloud-provider-gcp does with its external
+// instance groups.
+func TestGKEInstanceGroupsAreReused(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	gke := plantGKEGroup(e, "node-a", "node-c")
+	k := key("on-gke")
+	d := desired(k, []string{"node-a", "node-b", "node-c"}, ports(80))
+	st, err := e.p.Ensure(t.Context(), d)
+	if err != nil {
+		t.Fatalf("Ensure on nodes in GKE's instance group: %v", err)
+	}
+	var backends []string
+	for _, b := range e.object(t, regional("backendServices", gcp.BaseName(k)))["backends"].([]any) {
+		backends = append(backends, b.(map[string]any)["group"].(string))
+	}
+	own := "projects/" + testProject + "/zones/" + testRegion + "-b/instanceGroups/" + gcp.InstanceGroupName(testCluster)
+	if len(backends) != 2 || !slices.ContainsFunc(backends, func(b string) bool { return strings.HasSuffix(b, gke) }) ||
+		!slices.ContainsFunc(backends, func(b string) bool { return strings.HasSuffix(b, own) }) {
+		t.Errorf("backends %v, want GKE's group in zone a and Portico's in zone b", backends)
+	}
+	if e.has("zones/" + testRegion + "-a/instanceGroups/" + gcp.InstanceGroupName(testCluster)) {
+		t.Error("Portico created its own group in a zone GKE's group covers")
+	}
+	if got := e.fake.Members(testRegion+"-a", "k8s-ig--0123456789abcdef"); !slices.Equal(got, []string{"node-a", "node-c"}) {
+		t.Errorf("GKE's group changed: %v", got)
+	}
+	if st.Backends.Total != 3 {
+		t.Errorf("backends total %d, want 3", st.Backends.Total)
+	}
+	if err := e.p.Delete(t.Context(), k); err != nil {
+		t.Fatal(err)
+	}
+	if !e.has("zones/"+testRegion+"-a/instanceGroups/k8s-ig--0123456789abcdef") || len(e.fake.Members(testRegion+"-a", "k8s-ig--0123456789abcdef")) != 2 {
+		t.Error("Delete touched GKE's group")
+	}
+
+	// GKE's group holds a node this Service excludes: with policy Cluster
+	// that is a clear condition, not a Compute Engine error.
+	d2 := desired(key("excluding"), []string{"node-a"}, ports(80))
+	_, err = e.p.Ensure(t.Context(), d2)
+	var ce *providers.ConfigError
+	if !errors.As(err, &ce) || ce.Reason != gcp.ReasonInstanceGroupConflict || !strings.Contains(ce.Message, "k8s-ig--0123456789abcdef") {
+		t.Errorf("got %v, want ConfigError InstanceGroupConflict naming GKE's group", err)
+	}
+}
+
+// TestUnsupportedNeutralAnnotations: what the gcp backend cannot honour is a
+// clear condition before any API call, never silently ignored.
+func TestUnsupportedNeutralAnnotations(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(d *providers.LoadBalancer)
+		reason string
+	}{
+		{"an IPv6 next to the IPv4", func(d *providers.LoadBalancer) {
+			d.RequestedIPs = []netip.Addr{netip.MustParseAddr("10.128.0.9"), netip.MustParseAddr("fd00::9")}
+			d.Scheme = providers.SchemeInternal
+		}, "IPv6Unsupported"},
+		{"allow-shared-ip", func(d *providers.LoadBalancer) { d.SharingKey = "team-a" }, "SharingUnsupported"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{subnet: "backend-subnet"})
+			d := desired(key("unsupported"), []string{"node-a"}, ports(80))
+			tc.mutate(d)
+			_, err := e.p.Ensure(t.Context(), d)
+			var ce *providers.ConfigError
+			if !errors.As(err, &ce) || ce.Reason != tc.reason {
+				t.Fatalf("got %v, want ConfigError %s", err, tc.reason)
+			}
+			if n := e.fake.MutatingCalls(); n != 0 {
+				t.Errorf("%d mutating calls before refusing", n)
+			}
+		})
+	}
+}
+
+// TestInterruptedDeleteLeavesNothing: Delete dies after every possible number
+// of mutating calls and is retried: the retry leaves no forwarding rule,
+// firewall, backend service, health check, address or instance group behind.
+func TestInterruptedDeleteLeavesNothing(t *testing.T) {
+	nodes := []string{"node-a", "node-b"}
+	d := desired(key("interrupted"), nodes, append(ports(80), providers.Port{Name: "dns", Protocol: providers.UDP, Port: 53}))
+	d.SourceRanges = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")} // the deny firewall too
+	clean := newEnv(t, envOptions{})
+	if _, err := clean.p.Ensure(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	before := clean.fake.MutatingCalls()
+	if err := clean.p.Delete(t.Context(), d.Key); err != nil {
+		t.Fatal(err)
+	}
+	steps := clean.fake.MutatingCalls() - before
+	if steps < 10 {
+		t.Fatalf("a full delete took %d mutating calls; expected rules, firewalls, backend service, health check, address and groups", steps)
+	}
+	for n := range steps {
+		e := newEnv(t, envOptions{})
+		if _, err := e.p.Ensure(t.Context(), d); err != nil {
+			t.Fatal(err)
+		}
+		e.fake.CrashAfter(n)
+		if err := e.p.Delete(t.Context(), d.Key); err == nil {
+			t.Fatalf("crash after %d of %d delete steps: Delete succeeded", n, steps)
+		}
+		e.fake.ClearFaults()
+		if err := e.p.Delete(t.Context(), d.Key); err != nil {
+			t.Fatalf("crash after %d delete steps: retried Delete: %v", n, err)
+		}
+		e.fake.Settle()
+		if ids := e.ids(); len(ids) != 0 {
+			t.Errorf("crash after %d of %d delete steps: left %v", n, steps, ids)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"cloud.google.com/go/compute/apiv1/computepb"
 	"github.com/googleapis/gax-go/v2/apierror"
 	"google.golang.org/api/googleapi"
 
@@ -24,6 +25,60 @@ const (
 	reasonMemberExists  = "memberAlreadyExists"
 )
 
+// Operation error codes (Operation.error.errors[].code) the provider acts on
+// (https://cloud.google.com/compute/docs/reference/rest/v1/regionOperations#Operation).
+const (
+	opQuotaExceeded = "QUOTA_EXCEEDED"
+	opInUse         = "RESOURCE_IN_USE_BY_ANOTHER_RESOURCE"
+	opNotReady      = "RESOURCE_NOT_READY"
+	opInternal      = "INTERNAL_ERROR"
+	opOperationLost = "OPERATION_CANCELED"
+)
+
+// ReasonQuotaExceeded is the condition reason when a Compute Engine quota
+// stops a change; the message names the quota.
+const ReasonQuotaExceeded = "QuotaExceeded"
+
+// ReasonInstanceGroupConflict is the condition reason when the Service's
+// nodes are in another load-balanced instance group Portico cannot use.
+const ReasonInstanceGroupConflict = "InstanceGroupConflict"
+
+// OperationError is a mutation Compute Engine accepted and then failed: the
+// Operation ended DONE with error.errors[]. Code is the first error's code
+// (QUOTA_EXCEEDED, RESOURCE_IN_USE_BY_ANOTHER_RESOURCE, ...), Quota the quota
+// metric named in its quotaInfo, if any.
+type OperationError struct {
+	HTTPCode int
+	Code     string
+	Message  string
+	Quota    string
+}
+
+func (e *OperationError) Error() string {
+	return fmt.Sprintf("operation failed: %s: %s", e.Code, e.Message)
+}
+
+// operationError reads a finished Operation's error, nil when it succeeded.
+func operationError(op *computepb.Operation) *OperationError {
+	errs := op.GetError().GetErrors()
+	if op.GetStatus() != computepb.Operation_DONE || (len(errs) == 0 && op.GetHttpErrorStatusCode() < 300) {
+		return nil
+	}
+	oe := &OperationError{HTTPCode: int(op.GetHttpErrorStatusCode()), Message: op.GetHttpErrorMessage()}
+	if len(errs) > 0 {
+		oe.Code, oe.Message = errs[0].GetCode(), errs[0].GetMessage()
+		for _, d := range errs[0].GetErrorDetails() {
+			if q := d.GetQuotaInfo(); q != nil {
+				oe.Quota = q.GetMetricName()
+				if l := q.GetLimitName(); l != "" {
+					oe.Quota += " (limit " + l + ")"
+				}
+			}
+		}
+	}
+	return oe
+}
+
 // kind is how the provider treats an API error.
 type kind int
 
@@ -37,6 +92,7 @@ const (
 	kindInUse          // 400 resourceInUseByAnotherResource or resourceNotReady
 	kindDenied         // 401/403 otherwise: IAM
 	kindInvalid        // other 400s: the request is wrong for this project
+	kindOpRetry        // an operation failed in a way a new attempt may not (internal, not ready, in use)
 )
 
 // classify reads the HTTP status and reason of a Compute API error, which the
@@ -49,7 +105,18 @@ func classify(err error) kind {
 	code, reasons := 0, map[string]bool{}
 	var ge *googleapi.Error
 	var ae *apierror.APIError
+	var oe *OperationError
 	switch {
+	case errors.As(err, &oe):
+		switch {
+		case oe.Code == opQuotaExceeded:
+			return kindQuota
+		case oe.Code == opInternal, oe.Code == opNotReady, oe.Code == opInUse, oe.Code == opOperationLost, oe.HTTPCode >= 500:
+			return kindOpRetry
+		case oe.HTTPCode == http.StatusForbidden || oe.HTTPCode == http.StatusUnauthorized:
+			return kindDenied
+		}
+		return kindInvalid
 	case errors.As(err, &ge):
 		code = ge.Code
 		for _, e := range ge.Errors {
@@ -147,9 +214,11 @@ func (p *Provider) wrap(what string, err error) error {
 		return providers.Retry(wrapped, p.opts.RetryAfter)
 	case kindQuota:
 		// A resource quota frees up only when something is deleted or the
-		// quota raised; retry, slowly.
-		return providers.Retry(wrapped, p.opts.QuotaRetryAfter)
-	case kindStale, kindInUse:
+		// quota raised: the user must act, and the condition says which.
+		return &providers.ConfigError{Reason: ReasonQuotaExceeded, Message: fmt.Sprintf(
+			"%s: a Compute Engine quota is exhausted%s; raise it (https://cloud.google.com/docs/quotas/view-manage) or free resources: %v",
+			what, quotaName(err), err)}
+	case kindStale, kindInUse, kindOpRetry:
 		return providers.Retry(wrapped, p.opts.RetryAfter/5)
 	case kindDenied:
 		return providers.Configf("AccessDenied", "%s: the operator's Google service account lacks a permission (see docs/providers/gcp.md for the role): %v", what, err)
@@ -157,4 +226,13 @@ func (p *Provider) wrap(what string, err error) error {
 		return providers.Configf("InvalidConfiguration", "%s: %v", what, err)
 	}
 	return wrapped
+}
+
+// quotaName names the exhausted quota an error carries, as " (<name>)".
+func quotaName(err error) string {
+	var oe *OperationError
+	if errors.As(err, &oe) && oe.Quota != "" {
+		return " (" + oe.Quota + ")"
+	}
+	return ""
 }

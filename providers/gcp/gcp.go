@@ -41,6 +41,10 @@ var (
 	ExternalHealthCheckRanges = []string{"209.85.152.0/22", "209.85.204.0/22"}
 )
 
+// DefaultExternalInstanceGroupsPrefix is the prefix of GKE's per-zone
+// instance groups, k8s-ig--<cluster-uid>.
+const DefaultExternalInstanceGroupsPrefix = "k8s-ig--"
+
 // Options configure the provider.
 type Options struct {
 	ClusterID string
@@ -48,6 +52,9 @@ type Options struct {
 	Region    string
 	// Network is the VPC network name or partial URL (projects/p/global/networks/n).
 	Network string
+	// NetworkProject owns Network (a Shared VPC host project); firewall
+	// rules go there. Empty: Project.
+	NetworkProject string
 	// Subnetwork is the default subnet of internal load balancers.
 	Subnetwork string
 	// NetworkTier is the default tier of external addresses and rules.
@@ -58,14 +65,17 @@ type Options struct {
 	// NodeTags, when set, narrow Portico's firewall rules to instances with
 	// these network tags; otherwise the rules match by destination address.
 	NodeTags []string
+	// ExternalInstanceGroupsPrefix names instance groups made by others
+	// (GKE's k8s-ig--) that Portico uses as backends for the nodes they
+	// hold instead of putting those nodes in its own group; "" disables.
+	ExternalInstanceGroupsPrefix string
 	// ClusterHealthCheckPort is probed for externalTrafficPolicy Cluster
 	// (kube-proxy's healthz port).
 	ClusterHealthCheckPort int32
 	// Backoff is the in-call retry policy for throttling and 5xx.
 	Backoff Backoff
-	// RetryAfter is suggested to the controller after throttling, and
-	// QuotaRetryAfter after a resource quota error.
-	RetryAfter, QuotaRetryAfter time.Duration
+	// RetryAfter is suggested to the controller after throttling.
+	RetryAfter time.Duration
 	// QPS and Burst limit API calls client-side; QPS 0 disables the limit.
 	QPS   float64
 	Burst int
@@ -88,11 +98,19 @@ func New(api *Clients, opts Options) (*Provider, error) {
 	if err := providers.ValidateClusterID(opts.ClusterID); err != nil {
 		return nil, fmt.Errorf("gcp provider: %w", err)
 	}
+	if opts.NetworkProject == "" && strings.HasPrefix(opts.Network, "projects/") {
+		// A network named by link tells its project (a Shared VPC host).
+		opts.NetworkProject = strings.Split(opts.Network, "/")[1]
+	}
+	netProject := opts.Project
+	if opts.NetworkProject != "" {
+		netProject = opts.NetworkProject
+	}
 	if !strings.Contains(opts.Network, "/") {
-		opts.Network = "projects/" + opts.Project + "/global/networks/" + opts.Network
+		opts.Network = "projects/" + netProject + "/global/networks/" + opts.Network
 	}
 	if opts.Subnetwork != "" && !strings.Contains(opts.Subnetwork, "/") {
-		opts.Subnetwork = "projects/" + opts.Project + "/regions/" + opts.Region + "/subnetworks/" + opts.Subnetwork
+		opts.Subnetwork = "projects/" + netProject + "/regions/" + opts.Region + "/subnetworks/" + opts.Subnetwork
 	}
 	if opts.NetworkTier == "" {
 		opts.NetworkTier = "PREMIUM"
@@ -112,9 +130,6 @@ func New(api *Clients, opts Options) (*Provider, error) {
 	if opts.RetryAfter <= 0 {
 		opts.RetryAfter = 5 * time.Second
 	}
-	if opts.QuotaRetryAfter <= 0 {
-		opts.QuotaRetryAfter = time.Minute
-	}
 	p := &Provider{opts: opts, api: api}
 	if opts.QPS > 0 {
 		p.limiter = rate.NewLimiter(rate.Limit(opts.QPS), max(opts.Burst, 1))
@@ -128,11 +143,13 @@ func (p *Provider) Class() string { return providers.Class(Name) }
 // Config holds the operator flags of the GCP backend.
 type Config struct {
 	Project, Region, Network, Subnetwork string
+	NetworkProject                       string
 	NetworkTier                          string
 	NodeTags                             []string
 	AllowedProjects                      []string
 	Endpoint                             string
 	ClusterHealthCheckPort               int32
+	ExternalInstanceGroupsPrefix         string
 	QPS                                  float64
 	Burst                                int
 	Attempts                             int
@@ -143,11 +160,13 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Project, "gcp-project", "", "Google Cloud project of the load balancers. Default: the project of the node the operator runs on, from the metadata server.")
 	fs.StringVar(&c.Region, "gcp-region", "", "Region of the load balancers. Default: the region of the node's zone, from the metadata server.")
 	fs.StringVar(&c.Network, "gcp-network", "", "VPC network of the nodes (name or projects/<p>/global/networks/<n>). Default: the network of the node's first interface, from the metadata server.")
+	fs.StringVar(&c.NetworkProject, "gcp-network-project", "", "Project that owns --gcp-network: the Shared VPC host project when the cluster runs in a service project. Portico's firewall rules are created there (service projects cannot create firewall rules for a shared network), and bare network and subnetwork names resolve there. Default: --gcp-project.")
 	fs.StringVar(&c.Subnetwork, "gcp-subnetwork", "", "Default subnetwork of internal load balancers (name or projects/<p>/regions/<r>/subnetworks/<n>); the gcp.lb.portico.dev/subnet annotation overrides it. Without either, internal Services report SubnetRequired.")
 	fs.StringVar(&c.NetworkTier, "gcp-network-tier", "PREMIUM", "Default network tier of external load balancers: PREMIUM or STANDARD.")
 	fs.StringSliceVar(&c.AllowedProjects, "gcp-allowed-projects", nil, "Projects besides --gcp-project whose subnetworks Services may name in gcp.lb.portico.dev/subnet (e.g. a Shared VPC host project). Anything else is refused (ResourceNotAllowed).")
 	fs.StringSliceVar(&c.NodeTags, "gcp-node-tags", nil, "Network tags of the cluster's nodes; when set, Portico's firewall rules target only those instances.")
 	fs.StringVar(&c.Endpoint, "gcp-endpoint", "", "Compute API endpoint, e.g. a private endpoint or an emulator (passed to option.WithEndpoint). Default: the library's, https://compute.googleapis.com.")
+	fs.StringVar(&c.ExternalInstanceGroupsPrefix, "gcp-external-instance-groups-prefix", DefaultExternalInstanceGroupsPrefix, "Instance groups whose names start with this prefix (GKE's own k8s-ig--<uid>) and hold the Service's nodes are used as backends, unchanged, instead of Portico's group: an instance may be in only one load-balanced instance group. Empty disables.")
 	fs.Int32Var(&c.ClusterHealthCheckPort, "gcp-cluster-health-check-port", 10256, "Node port probed for Services with externalTrafficPolicy Cluster (kube-proxy's healthz).")
 	fs.Float64Var(&c.QPS, "gcp-api-qps", 10, "Client-side limit on Compute API calls per second, retries and operation polls included.")
 	fs.IntVar(&c.Burst, "gcp-api-burst", 20, "Burst allowed above --gcp-api-qps.")
@@ -159,10 +178,11 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 func (c *Config) Factory() providers.Factory {
 	return func(ctx context.Context, opts providers.Options) (providers.Provider, error) {
 		o := Options{
-			ClusterID: opts.ClusterID, Project: c.Project, Region: c.Region, Network: c.Network,
+			ClusterID: opts.ClusterID, Project: c.Project, Region: c.Region, Network: c.Network, NetworkProject: c.NetworkProject,
 			Subnetwork: c.Subnetwork, NetworkTier: strings.ToUpper(c.NetworkTier), NodeTags: c.NodeTags,
-			AllowedProjects:        c.AllowedProjects,
-			ClusterHealthCheckPort: c.ClusterHealthCheckPort, QPS: c.QPS, Burst: c.Burst,
+			AllowedProjects:              c.AllowedProjects,
+			ExternalInstanceGroupsPrefix: c.ExternalInstanceGroupsPrefix,
+			ClusterHealthCheckPort:       c.ClusterHealthCheckPort, QPS: c.QPS, Burst: c.Burst,
 			Backoff: Backoff{Attempts: c.Attempts},
 		}
 		if o.NetworkTier != "PREMIUM" && o.NetworkTier != "STANDARD" {

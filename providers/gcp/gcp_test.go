@@ -62,7 +62,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	}
 	p, err := gcp.New(api, gcp.Options{
 		ClusterID: o.cluster, Project: testProject, Region: testRegion, Network: "default",
-		Subnetwork: o.subnet, NodeTags: o.tags,
+		Subnetwork: o.subnet, NodeTags: o.tags, ExternalInstanceGroupsPrefix: gcp.DefaultExternalInstanceGroupsPrefix,
 		Backoff: gcp.Backoff{Attempts: 8, Initial: time.Millisecond, Max: 10 * time.Millisecond},
 	})
 	if err != nil {

@@ -70,13 +70,14 @@ func (p *Provider) newPlan(d *providers.LoadBalancer) (*plan, error) {
 		return nil, providers.Configf("IPv6Unsupported", "the gcp backend builds IPv4 load balancers; this Service is IPv6 single-stack")
 	}
 	for _, ip := range d.RequestedIPs {
-		if ip.Is4() {
-			pl.requestedIP = ip.String()
-			break
+		if !ip.Is4() {
+			// Never drop half of the request silently.
+			return nil, providers.Configf("IPv6Unsupported", "lb.portico.dev/ip asks for %s; the gcp backend builds IPv4 load balancers and cannot give a Service an IPv6 address", ip)
 		}
+		pl.requestedIP = ip.String()
 	}
-	if len(d.RequestedIPs) > 0 && pl.requestedIP == "" {
-		return nil, providers.Configf("IPv6Unsupported", "lb.portico.dev/ip asks only for IPv6 addresses; the gcp backend builds IPv4 load balancers")
+	if d.SharingKey != "" {
+		return nil, providers.Configf("SharingUnsupported", "lb.portico.dev/allow-shared-ip is not supported by the gcp backend: every Service gets its own address (share one by reserving it and naming it in %s on one Service only)", AnnotationAddressName)
 	}
 	if pl.requestedIP != "" && (pl.addressName != "" || pl.ephemeral) {
 		return nil, providers.Configf("InvalidAnnotation", "lb.portico.dev/ip cannot be combined with %s or %s=%s", AnnotationAddressName, AnnotationAddressType, AddressEphemeral)
@@ -93,7 +94,7 @@ func (p *Provider) newPlan(d *providers.LoadBalancer) (*plan, error) {
 		if ann.Subnet != "" {
 			pl.subnet = ann.Subnet
 			if !strings.Contains(pl.subnet, "/") {
-				pl.subnet = "projects/" + p.opts.Project + "/regions/" + p.opts.Region + "/subnetworks/" + pl.subnet
+				pl.subnet = "projects/" + p.networkProject() + "/regions/" + p.opts.Region + "/subnetworks/" + pl.subnet
 			}
 			if err := p.allowProject(pl.subnet); err != nil {
 				return nil, err
@@ -241,7 +242,7 @@ func parseAddr(s string) netip.Addr {
 // in --gcp-allowed-projects (a Shared VPC host project, for instance).
 func (p *Provider) allowProject(subnet string) error {
 	project, _, _ := strings.Cut(strings.TrimPrefix(subnet, "projects/"), "/")
-	if project == p.opts.Project || slices.Contains(p.opts.AllowedProjects, project) {
+	if project == p.opts.Project || project == p.opts.NetworkProject || slices.Contains(p.opts.AllowedProjects, project) {
 		return nil
 	}
 	return providers.Configf(providers.ReasonResourceNotAllowed,

@@ -18,24 +18,30 @@
 //     current fingerprint (400 when missing, 412 conditionNotMet when stale);
 //   - pagination of listInstances and collection lists (maxResults capped at
 //     Options.MaxPageSize, pageToken);
-//   - injected faults (403 rateLimitExceeded / quotaExceeded, 429, 5xx) and
-//     crashes (every call fails after n more mutating calls).
+//   - faults from the shared core, internal/fault (Faults): request faults by
+//     kind, crashes after n mutating calls, the call log, and operations that
+//     take time and may end DONE with an error (quota, resource in use,
+//     resource not ready, internal error), which the fake renders in the
+//     shapes the Compute API uses; the fake keeps only that wire mapping.
 package gcpfake
 
 import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/portico-lb/portico/internal/fault"
 )
 
 // Options configure the fake.
@@ -52,13 +58,21 @@ type Options struct {
 	InternalPool netip.Prefix
 	// Seed seeds probabilistic fault injection.
 	Seed int64
+	// HostProject, when set, is a Shared VPC host project that owns the
+	// network: the fake also serves that project's firewall rules, and
+	// refuses firewall rules for the network created anywhere else.
+	HostProject string
 	// RequireAuth answers 401 to requests without a bearer token that the
 	// fake's OAuth token endpoint (TokenURL) issued, as the real API does;
 	// tests using option.WithoutAuthentication leave it off.
 	RequireAuth bool
 }
 
-// Fault is an injected error.
+// Fault is an injected error in the Compute API's terms. Inject turns the
+// shapes the shared fault vocabulary has a kind for (403 rateLimitExceeded and
+// 429: fault.Throttle; 500: fault.ServerError; 502-504: fault.Unavailable)
+// into fault.Rules; other answers (403 quotaExceeded, 403 forbidden, ...) are
+// wire-specific refusals the fake gives as they are.
 type Fault struct {
 	// Code is the HTTP status (403, 429, 500, 503).
 	Code int
@@ -103,10 +117,12 @@ type entry struct {
 }
 
 type operation struct {
-	obj   Object
-	due   time.Time
-	apply func() *apiError
-	done  bool
+	obj        Object
+	due        time.Time
+	apply      func() *apiError
+	fail       *opError // set when the fault core fails the operation
+	coll, name string   // the target
+	done       bool
 }
 
 type apiError struct {
@@ -115,25 +131,30 @@ type apiError struct {
 	message string
 }
 
+// opError is an operation failure: an apiError and its errorDetails entry.
+type opError struct {
+	*apiError
+	details map[string]any
+}
+
 // Server is the fake. Create it with New and Close it when done.
 type Server struct {
 	opts Options
 	srv  *httptest.Server
 
-	mu         sync.Mutex
-	colls      map[string]map[string]*entry // "regions/r/addresses" -> name -> entry
-	members    map[string]map[string]bool   // IG rel link -> instance rel links
-	instances  map[string]bool              // instance rel links
-	ops        map[string]*operation        // op name -> op
-	pending    []*operation
-	nextID     uint64
-	faults     []Fault
-	calls      []Call
-	crashAfter int
-	crashed    bool
-	rnd        *rand.Rand
-	tokens     map[string]bool
-	health     map[string]string // instance rel link -> health state
+	mu        sync.Mutex
+	colls     map[string]map[string]*entry // "regions/r/addresses" -> name -> entry
+	members   map[string]map[string]bool   // IG rel link -> instance rel links
+	instances map[string]bool              // instance rel links
+	ops       map[string]*operation        // op name -> op
+	pending   []*operation
+	nextID    uint64
+	inj       *fault.Injector
+	refusals  []Fault // wire-specific answers without a fault.Kind
+	throttles int     // throttles answered, to alternate 403 and 429
+	calls     []Call
+	tokens    map[string]bool
+	health    map[string]string // instance rel link -> health state
 }
 
 // New starts a fake Compute API on a local httptest server.
@@ -154,17 +175,17 @@ func New(opts Options) *Server {
 		opts.InternalPool = netip.MustParsePrefix("10.128.0.0/20")
 	}
 	s := &Server{
-		opts:       opts,
-		colls:      map[string]map[string]*entry{},
-		members:    map[string]map[string]bool{},
-		instances:  map[string]bool{},
-		ops:        map[string]*operation{},
-		nextID:     1000,
-		crashAfter: -1,
-		rnd:        rand.New(rand.NewSource(opts.Seed)),
-		tokens:     map[string]bool{},
-		health:     map[string]string{},
+		opts:      opts,
+		colls:     map[string]map[string]*entry{},
+		members:   map[string]map[string]bool{},
+		instances: map[string]bool{},
+		ops:       map[string]*operation{},
+		nextID:    1000,
+		inj:       fault.New(uint64(opts.Seed)),
+		tokens:    map[string]bool{},
+		health:    map[string]string{},
 	}
+	s.inj.SetOperationDelay(opts.OpDelay)
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
 }
@@ -201,38 +222,46 @@ func (s *Server) SetHealth(zone, name, state string) {
 	s.health[s.rel("zones/"+zone+"/instances/"+name)] = state
 }
 
-// Inject adds a fault.
+// Faults is the fake's fault and operations core: request rules by kind,
+// CrashAfter, operation delay and failures, the call log and Stats.
+func (s *Server) Faults() *fault.Injector { return s.inj }
+
+// Inject adds a fault (see Fault).
 func (s *Server) Inject(f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = append(s.faults, f)
+	kind := fault.None
+	switch {
+	case f.Code == http.StatusTooManyRequests, f.Code == http.StatusForbidden && (f.Reason == "rateLimitExceeded" || f.Reason == "userRateLimitExceeded"):
+		kind = fault.Throttle
+	case f.Code == http.StatusInternalServerError:
+		kind = fault.ServerError
+	case f.Code >= 502 && f.Code <= 504:
+		kind = fault.Unavailable
+	}
+	if kind == fault.None {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.refusals = append(s.refusals, f)
+		return
+	}
+	s.inj.Add(fault.Rule{Kind: kind, Times: f.Times, Rate: f.Rate, MutatingOnly: f.MutatingOnly})
 }
 
-// CrashAfter lets n more mutating calls succeed and fails every later call
+// CrashAfter lets n more mutating calls through and fails every later call
 // with 503 until ClearFaults, as if the caller died mid-way. Operations
 // already started still complete.
-func (s *Server) CrashAfter(n int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.crashAfter = n
-	s.crashed = false
-}
+func (s *Server) CrashAfter(n int) { s.inj.CrashAfter(n) }
 
-// ClearFaults removes injected faults and crashes.
+// ClearFaults removes injected request faults and crashes; operation rules
+// stay (Faults().ClearOperations removes them).
 func (s *Server) ClearFaults() {
+	s.inj.Recover()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.faults = nil
-	s.crashAfter = -1
-	s.crashed = false
+	s.refusals = nil
 }
 
 // SetOpDelay changes how long operations started from now on run.
-func (s *Server) SetOpDelay(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.opts.OpDelay = d
-}
+func (s *Server) SetOpDelay(d time.Duration) { s.inj.SetOperationDelay(d) }
 
 // Settle completes every pending operation now.
 func (s *Server) Settle() {
@@ -252,15 +281,7 @@ func (s *Server) Calls() []Call {
 }
 
 // MutatingCalls counts mutating requests received, failed ones included.
-func (s *Server) MutatingCalls() int {
-	n := 0
-	for _, c := range s.Calls() {
-		if c.Mutating {
-			n++
-		}
-	}
-	return n
-}
+func (s *Server) MutatingCalls() int { return s.inj.MutatingCalls() }
 
 // Resource is one stored object, for listings in tests.
 type Resource struct {
@@ -311,6 +332,20 @@ func (s *Server) Members(zone, group string) []string {
 	return out
 }
 
+// PutMembers makes instances (names in zone) members of a zonal instance
+// group, bypassing operations, as another tool would have.
+func (s *Server) PutMembers(zone, group string, instances ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.rel("zones/" + zone + "/instanceGroups/" + group)
+	if s.members[g] == nil {
+		s.members[g] = map[string]bool{}
+	}
+	for _, i := range instances {
+		s.members[g][s.rel("zones/"+zone+"/instances/"+i)] = true
+	}
+}
+
 // Put stores an object directly, bypassing operations, as a user or another
 // tool would have created it. coll is e.g. "regions/us-central1/addresses".
 func (s *Server) Put(coll string, obj Object) {
@@ -327,7 +362,12 @@ func (s *Server) Put(coll string, obj Object) {
 	s.coll(coll)[name] = &entry{obj: obj}
 }
 
+// rel makes a path below the served project absolute; a path already naming
+// a project (the host project's collections) stays as it is.
 func (s *Server) rel(path string) string {
+	if strings.HasPrefix(path, "projects/") {
+		return path
+	}
 	return "projects/" + s.opts.Project + "/" + path
 }
 
@@ -370,15 +410,25 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.opts.RequireAuth && !s.tokens[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")] {
-		s.reply(w, r, false, nil, &apiError{401, "required", "Request is missing required authentication credential."})
+		s.reply(w, r, fault.Request{Service: "compute", Op: r.Method}, nil, &apiError{401, "required", "Request is missing required authentication credential."})
 		return
 	}
-	prefix := "/compute/v1/projects/" + s.opts.Project + "/"
-	if !strings.HasPrefix(r.URL.Path, prefix) {
-		s.reply(w, r, false, nil, &apiError{404, "notFound", "unknown project or path " + r.URL.Path})
+	project, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/compute/v1/projects/"), "/")
+	if !strings.HasPrefix(r.URL.Path, "/compute/v1/projects/") || project != s.opts.Project && (s.opts.HostProject == "" || project != s.opts.HostProject) {
+		s.reply(w, r, fault.Request{Service: "compute", Op: r.Method}, nil, &apiError{404, "notFound", "unknown project or path " + r.URL.Path})
 		return
 	}
-	parts := strings.Split(strings.TrimPrefix(r.URL.Path, prefix), "/")
+	parts := strings.Split(rest, "/")
+	if len(parts) == 2 && parts[0] == "aggregated" && r.Method == http.MethodGet && project == s.opts.Project {
+		req := fault.Request{Service: "compute", Op: "GET aggregated/" + parts[1]}
+		if err := s.fault(req); err != nil {
+			s.reply(w, r, req, nil, err)
+			return
+		}
+		out, aerr := s.aggregatedList(parts[1], r)
+		s.reply(w, r, req, out, aerr)
+		return
+	}
 	// scope: regions/<r> | zones/<z> | global
 	var scope string
 	switch {
@@ -387,12 +437,21 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case len(parts) >= 2 && parts[0] == "global":
 		scope, parts = "global", parts[1:]
 	default:
-		s.reply(w, r, false, nil, &apiError{404, "notFound", "unknown path " + r.URL.Path})
+		s.reply(w, r, fault.Request{Service: "compute", Op: r.Method}, nil, &apiError{404, "notFound", "unknown path " + r.URL.Path})
 		return
 	}
 	if strings.HasPrefix(scope, "regions/") && scope != "regions/"+s.opts.Region {
-		s.reply(w, r, false, nil, &apiError{400, "invalid", "region not served by the fake: " + scope})
+		s.reply(w, r, fault.Request{Service: "compute", Op: r.Method}, nil, &apiError{400, "invalid", "region not served by the fake: " + scope})
 		return
+	}
+	if project != s.opts.Project {
+		// The Shared VPC host project: the fake serves its firewall rules
+		// (and their operations) only.
+		if scope != "global" || parts[0] != "firewalls" && parts[0] != "operations" {
+			s.reply(w, r, fault.Request{Service: "compute", Op: r.Method}, nil, &apiError{404, "notFound", "the fake serves only firewalls of host project " + project})
+			return
+		}
+		scope = "projects/" + project + "/global"
 	}
 	kind := parts[0]
 	coll := scope + "/" + kind
@@ -404,9 +463,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		verb = parts[2]
 	}
 	mutating := r.Method != http.MethodGet && kind != "operations" && verb != "listInstances" && verb != "getHealth"
-
-	if err := s.fault(mutating); err != nil {
-		s.reply(w, r, mutating, nil, err)
+	op := r.Method + " " + kind
+	if verb != "" {
+		op += "/" + verb
+	}
+	req := fault.Request{Service: "compute", Op: op, Mutating: mutating, Caller: r.UserAgent()}
+	if err := s.fault(req); err != nil {
+		s.reply(w, r, req, nil, err)
 		return
 	}
 	var body Object
@@ -414,7 +477,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		raw, _ := io.ReadAll(r.Body)
 		if len(raw) > 0 {
 			if err := json.Unmarshal(raw, &body); err != nil {
-				s.reply(w, r, mutating, nil, &apiError{400, "parseError", "malformed JSON body: " + err.Error()})
+				s.reply(w, r, req, nil, &apiError{400, "parseError", "malformed JSON body: " + err.Error()})
 				return
 			}
 		}
@@ -446,10 +509,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		aerr = &apiError{400, "invalid", fmt.Sprintf("unsupported call %s %s", r.Method, r.URL.Path)}
 	}
-	if aerr == nil && mutating && s.crashAfter > 0 {
-		s.crashAfter--
-	}
-	s.reply(w, r, mutating, out, aerr)
+	s.reply(w, r, req, out, aerr)
 }
 
 func (s *Server) grantToken(w http.ResponseWriter, r *http.Request) {
@@ -469,21 +529,39 @@ func (s *Server) grantToken(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": 3600})
 }
 
-// fault returns an injected error for this call, or the crash error.
-func (s *Server) fault(mutating bool) *apiError {
-	if s.crashed {
-		return &apiError{503, "backendError", "injected crash: the caller is gone"}
-	}
-	if mutating && s.crashAfter == 0 {
-		s.crashed = true
-		return &apiError{503, "backendError", "injected crash: the caller is gone"}
-	}
-	for i := range s.faults {
-		f := &s.faults[i]
-		if f.Times == 0 || (f.MutatingOnly && !mutating) {
-			continue
+// fault asks the fault core what happens to req and renders the answer as
+// the Compute API does: throttling as 403 rateLimitExceeded or 429 (both
+// occur, https://cloud.google.com/compute/api-quota#rate_limit_errors; the
+// fake alternates them), server errors as 500/503 backendError
+// (https://cloud.google.com/compute/docs/api/how-tos/api-errors). s.mu is
+// held; a Slow answer releases it while it waits.
+func (s *Server) fault(req fault.Request) *apiError {
+	d := s.inj.Decide(req)
+	switch d.Kind {
+	case fault.None:
+	case fault.Throttle:
+		s.throttles++
+		if s.throttles%2 == 0 {
+			return &apiError{http.StatusTooManyRequests, "rateLimitExceeded", "injected fault: Too Many Requests"}
 		}
-		if f.Rate > 0 && f.Rate < 1 && s.rnd.Float64() >= f.Rate {
+		return &apiError{http.StatusForbidden, "rateLimitExceeded", "injected fault: Rate Limit Exceeded"}
+	case fault.ServerError:
+		return &apiError{http.StatusInternalServerError, "backendError", "injected fault: Internal Error"}
+	case fault.Unavailable:
+		return &apiError{http.StatusServiceUnavailable, "backendError", "injected fault: Service Unavailable"}
+	case fault.Crash:
+		return &apiError{http.StatusServiceUnavailable, "backendError", "injected crash: the caller is gone"}
+	case fault.Slow:
+		s.mu.Unlock()
+		time.Sleep(d.Delay)
+		s.mu.Lock()
+		return &apiError{http.StatusGatewayTimeout, "backendError", "injected fault: Deadline Exceeded"}
+	default:
+		return &apiError{http.StatusServiceUnavailable, "backendError", "injected fault: " + string(d.Kind)}
+	}
+	for i := range s.refusals {
+		f := &s.refusals[i]
+		if f.Times == 0 || (f.MutatingOnly && !req.Mutating) {
 			continue
 		}
 		if f.Times > 0 {
@@ -494,12 +572,13 @@ func (s *Server) fault(mutating bool) *apiError {
 	return nil
 }
 
-func (s *Server) reply(w http.ResponseWriter, r *http.Request, mutating bool, out Object, aerr *apiError) {
-	code := http.StatusOK
+func (s *Server) reply(w http.ResponseWriter, r *http.Request, req fault.Request, out Object, aerr *apiError) {
+	code, outcome := http.StatusOK, ""
 	if aerr != nil {
-		code = aerr.code
+		code, outcome = aerr.code, strconv.Itoa(aerr.code)+" "+aerr.reason
 	}
-	s.calls = append(s.calls, Call{Method: r.Method, Path: r.URL.Path, Mutating: mutating, Code: code, UserAgent: r.UserAgent()})
+	s.inj.Record(req, outcome)
+	s.calls = append(s.calls, Call{Method: r.Method, Path: r.URL.Path, Mutating: req.Mutating, Code: code, UserAgent: r.UserAgent()})
 	w.Header().Set("Content-Type", "application/json")
 	if aerr != nil {
 		w.WriteHeader(aerr.code)
@@ -513,7 +592,12 @@ func (s *Server) reply(w http.ResponseWriter, r *http.Request, mutating bool, ou
 	_ = json.NewEncoder(w).Encode(out)
 }
 
-// advance completes operations that are due; s.mu is held.
+// advance completes operations that are due; s.mu is held. An operation the
+// fault core failed ends DONE with error.errors[] and httpErrorStatusCode, as
+// a real Operation does
+// (https://cloud.google.com/compute/docs/reference/rest/v1/regionOperations#Operation);
+// its change is not applied (an insert leaves nothing, a delete leaves the
+// resource as it was).
 func (s *Server) advance() {
 	now := time.Now()
 	rest := s.pending[:0]
@@ -526,16 +610,95 @@ func (s *Server) advance() {
 		op.obj["status"] = "DONE"
 		op.obj["progress"] = 100
 		op.obj["endTime"] = now.UTC().Format(time.RFC3339)
-		if err := op.apply(); err != nil {
+		var err *apiError
+		var details map[string]any
+		if op.fail == nil {
+			err = op.apply()
+		} else {
+			s.undo(op)
+			err, details = op.fail.apiError, op.fail.details
+		}
+		if err != nil {
 			op.obj["httpErrorStatusCode"] = err.code
-			op.obj["httpErrorMessage"] = err.reason
-			op.obj["error"] = map[string]any{"errors": []any{map[string]any{"code": err.reason, "message": err.message}}}
+			op.obj["httpErrorMessage"] = strings.ToUpper(http.StatusText(err.code))
+			e := map[string]any{"code": err.reason, "message": err.message}
+			if details != nil {
+				e["errorDetails"] = []any{details}
+			}
+			op.obj["error"] = map[string]any{"errors": []any{e}}
 		}
 	}
 	s.pending = rest
 }
 
-// startOp records a running operation whose apply runs when it completes.
+// undo takes back what starting a failed operation reserved.
+func (s *Server) undo(op *operation) {
+	e, ok := s.coll(op.coll)[op.name]
+	if !ok {
+		return
+	}
+	switch op.obj["operationType"] {
+	case "insert":
+		if e.pendingCreate {
+			delete(s.coll(op.coll), op.name)
+		}
+	case "delete":
+		e.pendingDelete = false
+	}
+}
+
+// quotaMetrics names the Compute Engine quota each collection counts against
+// (https://cloud.google.com/compute/resource-usage#quotas).
+var quotaMetrics = map[string]string{
+	"addresses":       "STATIC_ADDRESSES",
+	"forwardingRules": "FORWARDING_RULES",
+	"backendServices": "REGION_BACKEND_SERVICES",
+	"healthChecks":    "HEALTH_CHECKS",
+	"firewalls":       "FIREWALLS",
+	"instanceGroups":  "INSTANCE_GROUPS",
+}
+
+// operationError renders an operation failure of the fault core the way
+// Compute Engine reports it in Operation.error.errors[]: a code such as
+// QUOTA_EXCEEDED (with errorDetails[].quotaInfo), RESOURCE_IN_USE_BY_ANOTHER_RESOURCE,
+// RESOURCE_NOT_READY or INTERNAL_ERROR
+// (https://cloud.google.com/compute/docs/reference/rest/v1/regionOperations#Operation,
+// https://cloud.google.com/compute/docs/troubleshooting/troubleshooting-resource-availability#quota).
+func (s *Server) operationError(kind fault.Kind, scope, coll, target string) *opError {
+	switch kind {
+	case fault.OpQuota:
+		coll = coll[strings.LastIndex(coll, "/")+1:]
+		metric := quotaMetrics[coll]
+		if metric == "" {
+			metric = strings.ToUpper(coll)
+		}
+		where := "region " + s.opts.Region
+		dims := map[string]any{"region": s.opts.Region}
+		if scope == "global" {
+			where, dims = "project "+s.opts.Project, map[string]any{}
+		}
+		return &opError{&apiError{http.StatusForbidden, "QUOTA_EXCEEDED",
+			fmt.Sprintf("Quota '%s' exceeded.  Limit: 8.0 in %s.", metric, where)},
+			map[string]any{"quotaInfo": map[string]any{
+				"metricName": "compute.googleapis.com/" + strings.ToLower(metric),
+				"limitName":  metric + "-per-project",
+				"dimensions": dims,
+				"limit":      8,
+			}}}
+	case fault.OpConflict:
+		return &opError{apiError: &apiError{http.StatusBadRequest, "RESOURCE_IN_USE_BY_ANOTHER_RESOURCE",
+			fmt.Sprintf("The resource '%s' is already being used by another resource.", target)}}
+	case fault.OpSuperseded:
+		return &opError{apiError: &apiError{http.StatusBadRequest, "RESOURCE_NOT_READY",
+			fmt.Sprintf("The resource '%s' is not ready", target)}}
+	default:
+		return &opError{apiError: &apiError{http.StatusInternalServerError, "INTERNAL_ERROR",
+			"Internal error. Please try again or contact Google Support."}}
+	}
+}
+
+// startOp records a running operation whose apply runs when it completes;
+// the fault core decides when that is and whether it fails instead.
 func (s *Server) startOp(scope, opType, target string, apply func() *apiError) Object {
 	s.nextID++
 	name := fmt.Sprintf("operation-%d", s.nextID)
@@ -556,7 +719,12 @@ func (s *Server) startOp(scope, opType, target string, apply func() *apiError) O
 	case strings.HasPrefix(scope, "zones/"):
 		obj["zone"] = s.selfLink(scope)
 	}
-	op := &operation{obj: obj, due: time.Now().Add(s.opts.OpDelay), apply: apply}
+	coll, rname := target[:strings.LastIndex(target, "/")], target[strings.LastIndex(target, "/")+1:]
+	fate := s.inj.StartOperation(fault.Request{Service: "compute", Op: opType + " " + coll[strings.LastIndex(coll, "/")+1:], Mutating: true})
+	op := &operation{obj: obj, due: fate.Due, apply: apply, coll: coll, name: rname}
+	if fate.Fail != fault.None {
+		op.fail = s.operationError(fate.Fail, scope, coll, s.rel(target))
+	}
 	s.ops[name] = op
 	s.pending = append(s.pending, op)
 	return clone(obj)
@@ -590,9 +758,13 @@ func notFound(coll, name string) *apiError {
 }
 
 func (s *Server) list(coll string, r *http.Request) (Object, *apiError) {
+	match, aerr := parseFilter(r.URL.Query().Get("filter"))
+	if aerr != nil {
+		return nil, aerr
+	}
 	var names []string
 	for n, e := range s.coll(coll) {
-		if !e.pendingCreate {
+		if !e.pendingCreate && match(e.obj) {
 			names = append(names, n)
 		}
 	}
@@ -607,6 +779,33 @@ func (s *Server) list(coll string, r *http.Request) (Object, *apiError) {
 		out["nextPageToken"] = next
 	}
 	return out, nil
+}
+
+// aggregatedList lists kind in every zone and region, keyed by scope
+// (https://cloud.google.com/compute/docs/reference/rest/v1/instanceGroups/aggregatedList);
+// pagination is not modelled (the fake holds few).
+func (s *Server) aggregatedList(kind string, r *http.Request) (Object, *apiError) {
+	match, aerr := parseFilter(r.URL.Query().Get("filter"))
+	if aerr != nil {
+		return nil, aerr
+	}
+	items := Object{}
+	for coll, m := range s.colls {
+		scope, k, ok := strings.Cut(coll, "/"+kind)
+		if !ok || k != "" || strings.HasPrefix(coll, "projects/") {
+			continue
+		}
+		var objs []any
+		for _, n := range slices.Sorted(maps.Keys(m)) {
+			if e := m[n]; !e.pendingCreate && match(e.obj) {
+				objs = append(objs, clone(e.obj))
+			}
+		}
+		if len(objs) > 0 {
+			items[scope] = map[string]any{kind: objs}
+		}
+	}
+	return Object{"kind": "compute#aggregatedList", "items": items}, nil
 }
 
 // page cuts sorted keys by maxResults (capped) and pageToken (the last key
@@ -635,13 +834,33 @@ func (s *Server) page(keys []string, r *http.Request) ([]string, string) {
 }
 
 var (
-	nameRE       = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`)
-	labelKeyRE   = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
-	labelValueRE = regexp.MustCompile(`^[a-z0-9_-]{0,63}$`)
+	// Resource names: RFC 1035, 1-63 characters
+	// (https://cloud.google.com/compute/docs/naming-resources#resource-name-format).
+	nameRE = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	// Label keys start with a lowercase letter; keys and values hold
+	// lowercase letters, digits, '_' and '-' (international lowercase
+	// letters too), at most 63 characters; values may be empty
+	// (https://cloud.google.com/compute/docs/labeling-resources#requirements).
+	labelKeyRE   = regexp.MustCompile(`^[\p{Ll}\p{Lo}][\p{Ll}\p{Lo}\p{N}_-]{0,62}$`)
+	labelValueRE = regexp.MustCompile(`^[\p{Ll}\p{Lo}\p{N}_-]{0,63}$`)
+)
+
+const (
+	// maxLabels per resource
+	// (https://cloud.google.com/compute/docs/labeling-resources#requirements).
+	maxLabels = 64
+	// maxDescription is the length the API accepts in a resource's
+	// description. The REST reference does not state it
+	// (https://cloud.google.com/compute/docs/reference/rest/v1/forwardingRules);
+	// 2048 is the limit issue 15's review of the API recorded.
+	maxDescription = 2048
 )
 
 func validateLabels(v any) *apiError {
 	m, _ := v.(map[string]any)
+	if len(m) > maxLabels {
+		return &apiError{400, "invalid", fmt.Sprintf("Invalid value for field 'labels': %d labels, at most %d are allowed", len(m), maxLabels)}
+	}
 	for k, val := range m {
 		sv, _ := val.(string)
 		if !labelKeyRE.MatchString(k) || !labelValueRE.MatchString(sv) {
@@ -650,6 +869,13 @@ func validateLabels(v any) *apiError {
 	}
 	return nil
 }
+
+// labelsAtInsert says whether an insert of kind keeps the labels it is
+// given. Addresses and forwarding rules ignore them: "Labels for this
+// resource. These can only be added or modified by the setLabels method"
+// (https://cloud.google.com/compute/docs/reference/rest/v1/addresses,
+// https://cloud.google.com/compute/docs/reference/rest/v1/forwardingRules).
+func labelsAtInsert(kind string) bool { return kind != "addresses" && kind != "forwardingRules" }
 
 func (s *Server) insert(scope, coll, kind string, body Object) (Object, *apiError) {
 	name, _ := body["name"].(string)
@@ -662,10 +888,16 @@ func (s *Server) insert(scope, coll, kind string, body Object) (Object, *apiErro
 	if err := validateLabels(body["labels"]); err != nil {
 		return nil, err
 	}
+	if d, _ := body["description"].(string); len(d) > maxDescription {
+		return nil, &apiError{400, "invalid", fmt.Sprintf("Invalid value for field 'resource.description': longer than %d characters", maxDescription)}
+	}
 	if _, exists := s.coll(coll)[name]; exists {
 		return nil, &apiError{409, "alreadyExists", fmt.Sprintf("The resource '%s/%s' already exists", s.rel(coll), name)}
 	}
 	obj := clone(body)
+	if !labelsAtInsert(kind) {
+		delete(obj, "labels")
+	}
 	s.stamp(coll, name, obj)
 	var err *apiError
 	switch kind {
@@ -678,7 +910,10 @@ func (s *Server) insert(scope, coll, kind string, body Object) (Object, *apiErro
 		obj["fingerprint"] = s.fingerprint()
 	case "healthChecks", "instanceGroups":
 	case "firewalls":
-		err = validateFirewall(obj)
+		err = s.validateFirewallProject(coll, obj)
+		if err == nil {
+			err = validateFirewall(obj)
+		}
 	default:
 		err = &apiError{400, "invalid", "the fake does not serve " + kind}
 	}
@@ -698,6 +933,11 @@ func (s *Server) insert(scope, coll, kind string, body Object) (Object, *apiErro
 
 func (s *Server) validateAddress(obj Object) *apiError {
 	internal := obj["addressType"] == "INTERNAL"
+	// SHARED_LOADBALANCER_VIP is a purpose of internal addresses only
+	// (https://cloud.google.com/compute/docs/reference/rest/v1/addresses#Address.FIELDS.purpose).
+	if obj["purpose"] == "SHARED_LOADBALANCER_VIP" && !internal {
+		return &apiError{400, "invalid", "Invalid value for field 'resource.purpose': 'SHARED_LOADBALANCER_VIP'. The purpose applies to internal addresses only"}
+	}
 	if ip, ok := obj["address"].(string); ok && ip != "" {
 		a, err := netip.ParseAddr(ip)
 		if err != nil {
@@ -716,12 +956,17 @@ func (s *Server) validateAddress(obj Object) *apiError {
 				inUse = true
 			}
 		}
-		pool := s.opts.ExternalPool
-		if internal {
-			pool = s.opts.InternalPool
+		// An external address is reserved with a given IP only to promote
+		// the ephemeral IP a resource already uses
+		// (https://cloud.google.com/vpc/docs/reserve-static-external-ip-address#promote_ephemeral_ip);
+		// Google picks every other external IP. An internal one may name
+		// any free IP of its subnet
+		// (https://cloud.google.com/vpc/docs/reserve-static-internal-ip-address).
+		if !internal && !inUse {
+			return &apiError{400, "invalid", "Invalid value for field 'resource.address': '" + ip + "'. Specified IP address is not available: an external address can be reserved by IP only by promoting an ephemeral address in use"}
 		}
-		if !inUse && !pool.Contains(a) {
-			return &apiError{400, "invalid", "IP address " + ip + " is not available in this region"}
+		if internal && !inUse && !s.opts.InternalPool.Contains(a) {
+			return &apiError{400, "invalid", "IP address " + ip + " is not in the subnetwork's range"}
 		}
 	} else {
 		obj["address"] = s.allocate(internal).String()
@@ -816,10 +1061,24 @@ func (s *Server) validateForwardingRule(obj Object) *apiError {
 		if (addr["addressType"] == "INTERNAL") != internal {
 			return &apiError{400, "invalid", "address type does not match the load balancing scheme"}
 		}
+		sharing := 0
 		for _, e := range s.coll(s.regional("forwardingRules")) {
-			if e.obj["IPAddress"] == ip && e.obj["IPProtocol"] == proto {
+			if e.obj["IPAddress"] != ip {
+				continue
+			}
+			sharing++
+			if e.obj["IPProtocol"] == proto {
 				return &apiError{400, "invalid", "another forwarding rule already uses " + ip + " for " + proto}
 			}
+		}
+		// Internal forwarding rules share an IP address only when the
+		// address has purpose SHARED_LOADBALANCER_VIP, and at most ten do
+		// (https://cloud.google.com/load-balancing/docs/internal/multiple-forwarding-rules-same-ip).
+		if internal && sharing > 0 && addr["purpose"] != "SHARED_LOADBALANCER_VIP" {
+			return &apiError{400, "invalid", "Invalid value for field 'resource.IPAddress': '" + ip + "'. IP address is already in use by another forwarding rule; internal forwarding rules share an address only when its purpose is SHARED_LOADBALANCER_VIP"}
+		}
+		if internal && sharing >= 10 {
+			return &apiError{400, "invalid", "Invalid value for field 'resource.IPAddress': '" + ip + "'. At most 10 forwarding rules may share an address"}
 		}
 	} else {
 		obj["IPAddress"] = s.allocate(internal).String()
@@ -868,6 +1127,35 @@ func (s *Server) validateBackendService(obj Object, name string) *apiError {
 		}
 	}
 	obj["region"] = s.selfLink("regions/" + s.opts.Region)
+	return nil
+}
+
+// validateFirewallProject refuses a firewall rule created in a project that
+// does not own its network: in a Shared VPC the rules of the shared network
+// live in the host project and service projects cannot create them
+// (https://cloud.google.com/vpc/docs/shared-vpc#firewall_rules); a resource
+// cannot reference another project's network
+// ("Cross project referencing is not allowed for this resource").
+func (s *Server) validateFirewallProject(coll string, obj Object) *apiError {
+	fwProject := s.opts.Project
+	if strings.HasPrefix(coll, "projects/") {
+		fwProject = strings.Split(coll, "/")[1]
+	}
+	network := relOf(str(obj["network"]))
+	if network == "" {
+		network = "projects/" + fwProject + "/global/networks/default"
+	}
+	netProject := strings.Split(strings.TrimPrefix(network, "projects/"), "/")[0]
+	owner := s.opts.Project
+	if s.opts.HostProject != "" {
+		owner = s.opts.HostProject
+	}
+	switch {
+	case netProject != owner:
+		return &apiError{404, "notFound", "The resource '" + network + "' was not found"}
+	case fwProject != netProject:
+		return &apiError{400, "invalid", "Invalid value for field 'resource.network': '" + network + "'. Cross project referencing is not allowed for this resource."}
+	}
 	return nil
 }
 
@@ -998,11 +1286,29 @@ func (s *Server) update(scope, coll, kind, name string, body Object, patch bool)
 		}
 		next[k] = v
 	}
+	if d, _ := next["description"].(string); len(d) > maxDescription {
+		return nil, &apiError{400, "invalid", fmt.Sprintf("Invalid value for field 'resource.description': longer than %d characters", maxDescription)}
+	}
 	var err *apiError
 	switch kind {
 	case "backendServices":
 		if next["loadBalancingScheme"] != e.obj["loadBalancingScheme"] {
 			return nil, &apiError{400, "invalid", "loadBalancingScheme cannot be changed"}
+		}
+		// A backend service's protocol cannot change while a forwarding
+		// rule references it: the rule would keep the old protocol.
+		// cloud-provider-gcp deletes the rule first for this reason
+		// (providers/gce/gce_loadbalancer_internal.go, ensureInternalLoadBalancer:
+		// "changing protocol of backend service without first deleting
+		// forwarding rule will throw an error");
+		// https://cloud.google.com/load-balancing/docs/internal#forwarding_rule_protocols.
+		if next["protocol"] != e.obj["protocol"] {
+			self := relOf(str(e.obj["selfLink"]))
+			for _, fr := range s.coll(s.regional("forwardingRules")) {
+				if relOf(str(fr.obj["backendService"])) == self {
+					return nil, &apiError{400, "resourceInUseByAnotherResource", fmt.Sprintf("The backend service resource '%s' is already being used by '%s': its protocol cannot change while a forwarding rule uses it", self, str(fr.obj["name"]))}
+				}
+			}
 		}
 		err = s.validateBackendService(next, name)
 		next["fingerprint"] = s.fingerprint()
@@ -1114,6 +1420,18 @@ func (s *Server) changeMembers(scope, coll, name string, body Object, add bool) 
 		if !add && !s.members[group][l] {
 			return nil, &apiError{400, "invalid", "instance " + l + " is not a member of " + name}
 		}
+		// An instance may belong to at most one load-balanced instance
+		// group: adding it to a group a backend service uses while another
+		// used group holds it is refused
+		// (https://cloud.google.com/compute/docs/instance-groups/creating-groups-of-unmanaged-instances,
+		// "an instance can belong to only one load-balanced unmanaged instance group").
+		if add && s.loadBalanced(group) {
+			for other, m := range s.members {
+				if other != group && m[l] && s.loadBalanced(other) {
+					return nil, &apiError{400, "instanceInMultipleLoadBalancedIgs", "Validation failed for instance '" + l + "': instance may belong to at most one load-balanced instance group."}
+				}
+			}
+		}
 		links = append(links, l)
 	}
 	verb := map[bool]string{true: "addInstances", false: "removeInstances"}[add]
@@ -1130,6 +1448,18 @@ func (s *Server) changeMembers(scope, coll, name string, body Object, add bool) 
 		}
 		return nil
 	}), nil
+}
+
+// loadBalanced reports whether a backend service uses the group (a rel link).
+func (s *Server) loadBalanced(group string) bool {
+	for _, e := range s.coll(s.regional("backendServices")) {
+		for _, b := range list(e.obj["backends"]) {
+			if relOf(str(b["group"])) == group {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func clone(o Object) Object {
@@ -1162,3 +1492,28 @@ func list(v any) []map[string]any {
 }
 
 func anySlice(v any) []any { s, _ := v.([]any); return s }
+
+// parseFilter understands the two list filter forms Portico sends
+// (https://cloud.google.com/compute/docs/reference/rest/v1/addresses/list#query-parameters):
+// `<field> = "<value>"` and `<field> eq <RE2 regular expression>` (which
+// must match the whole value).
+func parseFilter(f string) (func(Object) bool, *apiError) {
+	f = strings.TrimSpace(f)
+	if f == "" {
+		return func(Object) bool { return true }, nil
+	}
+	if field, val, ok := strings.Cut(f, " = "); ok {
+		val = strings.Trim(strings.TrimSpace(val), `"`)
+		field = strings.TrimSpace(field)
+		return func(o Object) bool { return fmt.Sprint(o[field]) == val }, nil
+	}
+	if field, expr, ok := strings.Cut(f, " eq "); ok {
+		re, err := regexp.Compile("^(?:" + strings.Trim(strings.TrimSpace(expr), `"'`) + ")$")
+		if err != nil {
+			return nil, &apiError{400, "invalid", "Invalid list filter expression: " + f}
+		}
+		field = strings.TrimSpace(field)
+		return func(o Object) bool { return re.MatchString(fmt.Sprint(o[field])) }, nil
+	}
+	return nil, &apiError{400, "invalid", "Invalid list filter expression: " + f}
+}

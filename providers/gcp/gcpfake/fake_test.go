@@ -9,11 +9,13 @@ import (
 
 	compute "cloud.google.com/go/compute/apiv1"
 	"cloud.google.com/go/compute/apiv1/computepb"
+	"github.com/googleapis/gax-go/v2/apierror"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/portico-lb/portico/internal/fault"
 	"github.com/portico-lb/portico/providers/gcp/gcpfake"
 )
 
@@ -167,14 +169,15 @@ func TestInjectedFaultsAndCrash(t *testing.T) {
 		_, err := hcs.Get(ctx, &computepb.GetRegionHealthCheckRequest{Project: project, Region: region, HealthCheck: "x"})
 		return err
 	}
+	// Throttling takes both shapes the API uses, in turn.
 	f.Inject(gcpfake.Fault{Code: 429, Reason: "rateLimitExceeded", Times: 1})
 	f.Inject(gcpfake.Throttle(1))
-	if c := code(get()); c != 429 {
-		t.Errorf("first call: %d, want 429", c)
-	}
 	var ge *googleapi.Error
 	if err := get(); !errors.As(err, &ge) || ge.Code != 403 || ge.Errors[0].Reason != "rateLimitExceeded" {
-		t.Errorf("second call: %v, want 403 rateLimitExceeded", err)
+		t.Errorf("first call: %v, want 403 rateLimitExceeded", err)
+	}
+	if c := code(get()); c != 429 {
+		t.Errorf("second call: %d, want 429", c)
 	}
 	if c := code(get()); c != 404 {
 		t.Errorf("third call: %d, want the real answer 404", c)
@@ -190,5 +193,56 @@ func TestInjectedFaultsAndCrash(t *testing.T) {
 	f.ClearFaults()
 	if c := code(get()); c != 404 {
 		t.Errorf("after recovery: %d, want 404 (the crashed insert never happened)", c)
+	}
+}
+
+// TestOperationFailures: an operation the fault core fails is accepted (the
+// insert call succeeds), ends DONE with error.errors[] in the API's shape, and
+// leaves nothing behind.
+func TestOperationFailures(t *testing.T) {
+	f := gcpfake.New(gcpfake.Options{Project: project, Region: region})
+	defer f.Close()
+	hcs, _, _ := clients(t, f)
+	ctx := t.Context()
+	tests := []struct {
+		kind     fault.Kind
+		code     string
+		httpCode int
+	}{
+		{fault.OpQuota, "QUOTA_EXCEEDED", 403},
+		{fault.OpConflict, "RESOURCE_IN_USE_BY_ANOTHER_RESOURCE", 400},
+		{fault.OpSuperseded, "RESOURCE_NOT_READY", 400},
+		{fault.OpInternal, "INTERNAL_ERROR", 500},
+	}
+	for _, tc := range tests {
+		t.Run(string(tc.kind), func(t *testing.T) {
+			f.Faults().FailOperations(fault.OpRule{Kind: tc.kind, Times: 1, Op: "insert healthChecks"})
+			op, err := hcs.Insert(ctx, &computepb.InsertRegionHealthCheckRequest{Project: project, Region: region,
+				HealthCheckResource: &computepb.HealthCheck{Name: proto.String("hc"), Type: proto.String("TCP")}})
+			if err != nil {
+				t.Fatalf("the insert call itself must succeed: %v", err)
+			}
+			werr := op.Wait(ctx)
+			var ae *apierror.APIError
+			if !errors.As(werr, &ae) || ae.HTTPCode() != tc.httpCode {
+				t.Fatalf("Wait: %v, want HTTP %d", werr, tc.httpCode)
+			}
+			errs := op.Proto().GetError().GetErrors()
+			if op.Proto().GetStatus() != computepb.Operation_DONE || len(errs) != 1 || errs[0].GetCode() != tc.code {
+				t.Fatalf("operation %v, want DONE with %s", op.Proto(), tc.code)
+			}
+			if tc.kind == fault.OpQuota {
+				q := errs[0].GetErrorDetails()[0].GetQuotaInfo()
+				if q.GetMetricName() != "compute.googleapis.com/health_checks" || q.GetLimit() != 8 || q.GetDimensions()["region"] != region {
+					t.Errorf("quota info %v", q)
+				}
+			}
+			if _, err := hcs.Get(ctx, &computepb.GetRegionHealthCheckRequest{Project: project, Region: region, HealthCheck: "hc"}); code(err) != 404 {
+				t.Errorf("a failed insert left the resource: %v", err)
+			}
+		})
+	}
+	if s := f.Faults().Stats(); s.OperationsFailed != len(tests) {
+		t.Errorf("stats count %d failed operations, want %d", s.OperationsFailed, len(tests))
 	}
 }

@@ -29,7 +29,13 @@ func (s *Server) EvaluateIngress(pkt Packet) (bool, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	best, bestPrio, allow := "", int64(math.MaxInt64), false
-	for name, e := range s.colls["global/firewalls"] {
+	rules := map[string]*entry{}
+	for _, c := range []string{"global/firewalls", "projects/" + s.opts.HostProject + "/global/firewalls"} {
+		for name, e := range s.colls[c] {
+			rules[name] = e
+		}
+	}
+	for name, e := range rules {
 		if e.pendingCreate || !firewallApplies(e.obj, pkt) {
 			continue
 		}
