@@ -170,8 +170,21 @@ func New(opts Options) (*Provider, error) {
 // Class implements providers.Provider.
 func (p *Provider) Class() string { return providers.Class(Name) }
 
-// ReasonPodTargetsNeedVNet: pod targets without --azure-vnet-name.
-const ReasonPodTargetsNeedVNet = "PodTargetsNeedVNet"
+// Reasons of the azure backend's ConfigErrors.
+const (
+	// ReasonPodTargetsNeedVNet: pod targets without --azure-vnet-name.
+	ReasonPodTargetsNeedVNet = "PodTargetsNeedVNet"
+	// ReasonNoVirtualNetwork: backend pools are IP-based, and IP-based
+	// backend addresses name their virtual network; there is none
+	// configured (--azure-vnet-name).
+	ReasonNoVirtualNetwork = "NoVirtualNetwork"
+	// ReasonUnsupportedAnnotation: a cloud-neutral annotation the azure
+	// backend cannot honour.
+	ReasonUnsupportedAnnotation = "UnsupportedAnnotation"
+	// ReasonQuotaExceeded: Azure refused a change because a quota or limit
+	// is reached; the message names it.
+	ReasonQuotaExceeded = "QuotaExceeded"
+)
 
 var _ providers.PodTargeter = (*Provider)(nil)
 
@@ -216,24 +229,15 @@ func armID(sub, rg, typ, name string) string {
 	return fmt.Sprintf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Network/%s/%s", sub, rg, typ, name)
 }
 
-// clusterTags mark the shared load balancers: Portico's, this cluster's,
-// and no single Service's.
-func (p *Provider) clusterTags() map[string]*string {
-	return map[string]*string{
-		providers.TagCluster:   ptr(p.opts.ClusterID),
-		providers.TagManagedBy: ptr(providers.ManagedByValue),
-	}
-}
-
 func (p *Provider) ownsLoadBalancer(lb *armnetwork.LoadBalancer) bool {
-	return deref(lb.Tags[providers.TagManagedBy]) == providers.ManagedByValue &&
-		deref(lb.Tags[providers.TagCluster]) == p.opts.ClusterID
+	return deref(lb.Tags[TagManagedBy]) == providers.ManagedByValue &&
+		deref(lb.Tags[TagCluster]) == p.opts.ClusterID
 }
 
 func (p *Provider) newLoadBalancer(name string) *armnetwork.LoadBalancer {
 	return &armnetwork.LoadBalancer{
 		Location: ptr(p.opts.Location),
-		Tags:     p.clusterTags(),
+		Tags:     clusterTags(p.opts.ClusterID),
 		SKU: &armnetwork.LoadBalancerSKU{
 			Name: ptr(armnetwork.LoadBalancerSKUNameStandard),
 			Tier: ptr(armnetwork.LoadBalancerSKUTierRegional),
@@ -468,7 +472,7 @@ func (p *Provider) taggedPublicIPs(ctx context.Context, key providers.Key) ([]st
 			return nil, classify("listing public IPs", err)
 		}
 		for _, pip := range page.Value {
-			if pip != nil && providers.Owns(fromPtrMap(pip.Tags), key) {
+			if pip != nil && owns(tagMarks(pip.Tags), key) {
 				out = append(out, deref(pip.Name))
 			}
 		}
@@ -540,9 +544,9 @@ func (p *Provider) ensurePublicIP(ctx context.Context, key providers.Key, s Sett
 	switch {
 	case err == nil:
 		pip := &resp.PublicIPAddress
-		tags := fromPtrMap(pip.Tags)
-		if !providers.Owns(tags, key) {
-			if s.PublicIPName == "" || tags[providers.TagManagedBy] == providers.ManagedByValue {
+		marks := tagMarks(pip.Tags)
+		if !owns(marks, key) {
+			if s.PublicIPName == "" || marks[providers.TagManagedBy] == providers.ManagedByValue {
 				// Portico's default name taken by someone else, or another
 				// Service's Portico-made address: never adopt it.
 				return nil, &providers.NotOwnedError{Kind: "publicIPAddress", ID: p.publicIPID(name)}
@@ -561,7 +565,7 @@ func (p *Provider) ensurePublicIP(ctx context.Context, key providers.Key, s Sett
 	log.Info("Creating public IP")
 	want := armnetwork.PublicIPAddress{
 		Location: ptr(p.opts.Location),
-		Tags:     toPtrMap(providers.OwnershipTags(key)),
+		Tags:     ownershipTags(key),
 		SKU: &armnetwork.PublicIPAddressSKU{
 			Name: ptr(armnetwork.PublicIPAddressSKUNameStandard),
 			Tier: ptr(armnetwork.PublicIPAddressSKUTierRegional),
@@ -658,7 +662,7 @@ func (p *Provider) deletePublicIP(ctx context.Context, key providers.Key, name s
 	if err != nil {
 		return classify("reading public IP "+name, err)
 	}
-	if !providers.Owns(fromPtrMap(resp.Tags), key) {
+	if !owns(tagMarks(resp.Tags), key) {
 		return nil
 	}
 	logr.FromContextOrDiscard(ctx).Info("Deleting public IP", "publicIPAddress", name)

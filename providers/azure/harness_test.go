@@ -37,6 +37,8 @@ type envOptions struct {
 	noNSG       bool
 	noVNet      bool
 	pageSize    int
+	// outboundSNAT lets public rules provide outbound SNAT.
+	outboundSNAT bool
 }
 
 // env is a fake ARM endpoint and a provider whose real SDK clients talk to
@@ -104,6 +106,9 @@ func (e *env) resources() []providertest.Resource {
 			if rule := e.srv.SecurityRule(r.ID); rule != nil && rule.Properties != nil {
 				r.Tags = descriptionMarks(deref(rule.Properties.Description))
 			}
+		default:
+			// The conformance suite speaks the logical marks.
+			r.Tags = tagMarks(toPtrMap(r.Tags))
 		}
 		out = append(out, providertest.Resource{Kind: r.Kind, ID: r.ID, Tags: r.Tags})
 	}
@@ -123,7 +128,7 @@ func owned(r providertest.Resource, key providers.Key) bool {
 		return r.Tags[providers.TagManagedBy] == providers.ManagedByValue && r.Tags[providers.TagCluster] == key.ClusterID &&
 			ownsChild(ResourceName(key), name)
 	}
-	return providers.Owns(r.Tags, key)
+	return owns(r.Tags, key)
 }
 
 func (e *env) harness() *providertest.Harness {

@@ -121,10 +121,10 @@ type object struct {
 type operation struct {
 	id       string
 	doneAt   time.Time
-	finalize func()       // on success
-	undo     func()       // on failure: the resource as it was, provisioningState Failed
-	fail     fault.Kind   // fault.None for success
-	typ      string       // resource type, for the error's wording
+	finalize func()     // on success
+	undo     func()     // on failure: the resource as it was, provisioningState Failed
+	fail     fault.Kind // fault.None for success
+	typ      string     // resource type, for the error's wording
 	done     bool
 }
 
