@@ -17,4 +17,4 @@ bench-azure:
 fuzz-azure:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseAnnotations$$' -fuzztime 20s ./providers/azure/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseFileConfig$$' -fuzztime 20s ./providers/azure/
-	$(GO) test -run '^$$$$' -fuzz '^FuzzDescriptionMarks$$$$' -fuzztime 20s ./providers/azure/
+	$(GO) test -run '^$$' -fuzz '^FuzzDescriptionMarks$$' -fuzztime 20s ./providers/azure/
