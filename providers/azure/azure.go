@@ -29,6 +29,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v6"
 	"github.com/go-logr/logr"
 
+	"github.com/portico-lb/portico/model"
 	"github.com/portico-lb/portico/providers"
 )
 
@@ -63,6 +64,14 @@ type Options struct {
 	// LoadBalancerName is the shared public load balancer; the internal one
 	// is LoadBalancerName + "-internal". Default portico-<cluster-id>.
 	LoadBalancerName string
+
+	// OutboundSNAT lets the public load balancer's rules provide the
+	// backends' outbound SNAT (disableOutboundSnat false). By default they
+	// do not: the nodes already reach the internet through the cluster's
+	// own outbound path (AKS's load balancer outbound rule, a NAT gateway,
+	// a firewall route), which a second public load balancer must not
+	// take over (see docs/providers/azure.md, "Outbound SNAT").
+	OutboundSNAT bool
 
 	// BatchWindow is how long writes to a shared load balancer are
 	// collected before one PUT carries them all.
@@ -279,9 +288,14 @@ func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*prov
 	if d.TargetPods && p.opts.VNetName == "" {
 		return nil, providers.Configf(ReasonPodTargetsNeedVNet, "allocateLoadBalancerNodePorts is false: pod IPs go into an IP-based backend pool, which needs the cluster's virtual network (--azure-vnet-name)")
 	}
+	if p.opts.VNetName == "" {
+		// https://learn.microsoft.com/azure/load-balancer/backend-pool-management#configure-backend-pool-by-ip-address-and-virtual-network
+		return nil, providers.Configf(ReasonNoVirtualNetwork, "the azure backend puts the nodes' IPs into IP-based backend pools, and Azure needs the virtual network of each address: set --azure-vnet-name (or vnetName in the cloud config); nothing is created or changed")
+	}
 	// Build the parts once before any call, so that input Azure cannot carry
 	// fails before anything is created.
-	in := partsInput{LoadBalancerID: p.loadBalancerID(lbName), VNetID: p.vnetID(), Desired: d, Settings: settings}
+	in := partsInput{LoadBalancerID: p.loadBalancerID(lbName), VNetID: p.vnetID(), Desired: d, Settings: settings,
+		DisableOutboundSNAT: d.Scheme != providers.SchemeInternal && !p.opts.OutboundSNAT}
 	if _, err := buildParts(in); err != nil {
 		return nil, err
 	}
@@ -366,8 +380,12 @@ func (p *Provider) settle(key providers.Key, lbName string) {
 	p.settled[ResourceName(key)] = lbName
 }
 
-// validateDesired rejects what an Azure Standard load balancer cannot build.
+// validateDesired rejects what an Azure Standard load balancer cannot build,
+// and cloud-neutral annotations the backend cannot honour.
 func validateDesired(d *providers.LoadBalancer, s Settings) error {
+	if d.SharingKey != "" {
+		return providers.Configf(ReasonUnsupportedAnnotation, "%s: the azure backend gives every Service its own frontend and address and cannot share one between Services; remove the annotation, or put the ports into one Service (one Azure frontend carries TCP and UDP ports together)", model.AnnotationAllowSharedIP)
+	}
 	if d.DualStack || (len(d.IPFamilies) > 0 && d.IPFamilies[0] != "IPv4") {
 		return providers.Configf("UnsupportedIPFamily", "the azure provider builds IPv4 load balancers only; set ipFamilies: [IPv4]")
 	}

@@ -73,6 +73,7 @@ func (e *env) provider(t testing.TB, o envOptions) *Provider {
 		VNetName:       "aks-vnet",
 		SubnetName:     "aks-subnet",
 		BatchWindow:    o.batchWindow,
+		OutboundSNAT:   o.outboundSNAT,
 		PollInterval:   time.Millisecond,
 		Credential:     fakeCredential{},
 		ClientOptions: &arm.ClientOptions{ClientOptions: policy.ClientOptions{
