@@ -63,7 +63,8 @@ const (
 
 // Options configure the fake.
 type Options struct {
-	// OperationLatency is how long a PUT or DELETE stays in progress.
+	// OperationLatency is how long a PUT or DELETE stays in progress at
+	// least; the fault core's operation delay can make it longer.
 	OperationLatency time.Duration
 	// PageSize bounds list responses; the rest follows through nextLink.
 	// Zero means 2, so that pagination is always exercised.
@@ -181,9 +182,6 @@ func New(opts Options) *Server {
 	}
 	if opts.Faults == nil {
 		opts.Faults = fault.New(1)
-	}
-	if opts.OperationLatency > 0 {
-		opts.Faults.SetOperationDelay(opts.OperationLatency)
 	}
 	s := &Server{
 		opts:     opts,
@@ -922,7 +920,11 @@ func (s *Server) retryAfter(w http.ResponseWriter) {
 // fails: finalize applies success, undo failure.
 func (s *Server) startOperation(opName, typ string, finalize, undo func()) *operation {
 	fop := s.inj.StartOperation(fault.Request{Service: "Microsoft.Network", Op: opName, Mutating: true})
-	op := &operation{id: newID(), doneAt: fop.Due, finalize: finalize, undo: undo, fail: fop.Fail, typ: typ}
+	due := fop.Due
+	if d := time.Now().Add(s.opts.OperationLatency); d.After(due) {
+		due = d
+	}
+	op := &operation{id: newID(), doneAt: due, finalize: finalize, undo: undo, fail: fop.Fail, typ: typ}
 	s.ops[op.id] = op
 	return op
 }
