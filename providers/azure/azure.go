@@ -722,11 +722,3 @@ func toPtrMap(m map[string]string) map[string]*string {
 	}
 	return out
 }
-
-func fromPtrMap(m map[string]*string) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = deref(v)
-	}
-	return out
-}
