@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v6"
-
 	"github.com/portico-lb/portico/internal/fault"
 	"github.com/portico-lb/portico/providers"
 	"github.com/portico-lb/portico/providers/azure/azurefake"
@@ -172,6 +170,29 @@ func TestQuotaFailureIsAConditionNamingTheQuota(t *testing.T) {
 	}
 }
 
+// A load balancer limit (here frontends per load balancer, lowered from
+// Azure's 600 so the test reaches it) is a QuotaExceeded condition naming
+// it, for the Service that does not fit only.
+func TestLoadBalancerLimitIsAQuotaCondition(t *testing.T) {
+	e := newEnv(t, envOptions{batchWindow: 50 * time.Millisecond, noNSG: true, limits: azurefake.Limits{FrontendsPerLoadBalancer: 2}})
+	ensure(t, e.p, desired("a"))
+	errs := ensureAll(e.p, desired("b"), desired("c"))
+	failed := 0
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		failed++
+		var ce *providers.ConfigError
+		if !errors.As(err, &ce) || ce.Reason != ReasonQuotaExceeded || !strings.Contains(ce.Message, "LoadBalancerFrontendIPConfigurationCountLimitReached") {
+			t.Errorf("got %v, want ConfigError %s naming the limit", err, ReasonQuotaExceeded)
+		}
+	}
+	if failed != 1 || len(frontendNames(e.publicLB())) != 2 {
+		t.Errorf("%d Services failed and %d frontends exist, want 1 and 2", failed, len(frontendNames(e.publicLB())))
+	}
+}
+
 // Conflicts and superseded operations are retryable.
 func TestConflictingOperationsAreRetryable(t *testing.T) {
 	for _, k := range []fault.Kind{fault.OpConflict, fault.OpSuperseded} {
@@ -214,5 +235,3 @@ func ensureAll(p *Provider, ds ...*providers.LoadBalancer) []error {
 	wg.Wait()
 	return errs
 }
-
-var _ = armnetwork.ProvisioningStateFailed

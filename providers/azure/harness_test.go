@@ -39,6 +39,8 @@ type envOptions struct {
 	pageSize    int
 	// outboundSNAT lets public rules provide outbound SNAT.
 	outboundSNAT bool
+	// limits lowers the fake's Azure limits.
+	limits azurefake.Limits
 }
 
 // env is a fake ARM endpoint and a provider whose real SDK clients talk to
@@ -50,7 +52,7 @@ type env struct {
 
 func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
-	srv := azurefake.New(azurefake.Options{OperationLatency: o.latency, PageSize: o.pageSize})
+	srv := azurefake.New(azurefake.Options{OperationLatency: o.latency, PageSize: o.pageSize, Limits: o.limits})
 	t.Cleanup(srv.Close)
 	srv.AddSecurityGroup(testSub, testRG, testNSG)
 	e := &env{srv: srv}

@@ -75,6 +75,17 @@ type Options struct {
 	// Faults is the fault core the fake asks about every request and
 	// operation; nil means a new one (seed 1).
 	Faults *fault.Injector
+	// Limits lowers Azure's documented limits for tests that must reach
+	// them cheaply; zero fields keep Azure's values (see rules.go).
+	Limits Limits
+}
+
+// Limits are the per-resource limits the fake enforces.
+type Limits struct {
+	FrontendsPerLoadBalancer int
+	RulesPerLoadBalancer     int
+	AddressesPerPool         int
+	RulesPerSecurityGroup    int
 }
 
 // Resource is one object in the fake, for assertions.
@@ -183,6 +194,7 @@ func New(opts Options) *Server {
 	if opts.Faults == nil {
 		opts.Faults = fault.New(1)
 	}
+	opts.Limits = opts.Limits.withDefaults()
 	s := &Server{
 		opts:     opts,
 		inj:      opts.Faults,
@@ -672,7 +684,7 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, p path, id, kind st
 			armError(w, http.StatusBadRequest, "InvalidRequestContent", decodeErr.Error())
 			return
 		}
-		err = firstErr(validateName("loadBalancers", name), validateLoadBalancerRules(&lb))
+		err = firstErr(validateName("loadBalancers", name), validateLoadBalancerRules(&lb, s.opts.Limits))
 		if err == nil {
 			err = s.stampLoadBalancer(id, name, &lb, old)
 		}
@@ -716,8 +728,8 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, p path, id, kind st
 			return
 		}
 		err = firstErr(validateSecurityRuleFields(name, &rule), s.validateSecurityRule(id, &rule))
-		if prefix := strings.ToLower(id[:strings.LastIndex(strings.ToLower(id), "/securityrules/")]) + "/securityrules/"; err == nil && old == nil && s.securityRuleCount(prefix) >= maxSecurityRules {
-			err = badRequest("SecurityRuleCountLimitReached", "Network security group %s already has %d security rules; the limit is %d.", p.name, maxSecurityRules, maxSecurityRules)
+		if prefix := strings.ToLower(id[:strings.LastIndex(strings.ToLower(id), "/securityrules/")]) + "/securityrules/"; err == nil && old == nil && s.securityRuleCount(prefix) >= s.opts.Limits.RulesPerSecurityGroup {
+			err = badRequest("SecurityRuleCountLimitReached", "Network security group %s already has %d security rules; the limit is %d.", p.name, s.opts.Limits.RulesPerSecurityGroup, s.opts.Limits.RulesPerSecurityGroup)
 		}
 		rule.ID, rule.Name, rule.Type = &id, &name, ptr("Microsoft.Network/networkSecurityGroups/securityRules")
 		value, location = &rule, deref(parent.value.(*armnetwork.SecurityGroup).Location)

@@ -81,9 +81,22 @@ const (
 	maxRuleDescription = 140
 )
 
+func (l Limits) withDefaults() Limits {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&l.FrontendsPerLoadBalancer, maxFrontends)
+	def(&l.RulesPerLoadBalancer, maxRules)
+	def(&l.AddressesPerPool, maxBackendsPerPool)
+	def(&l.RulesPerSecurityGroup, maxSecurityRules)
+	return l
+}
+
 // validateLoadBalancerRules checks what stampLoadBalancer does not: names,
 // limits, and backend addresses.
-func validateLoadBalancerRules(lb *armnetwork.LoadBalancer) *armErr {
+func validateLoadBalancerRules(lb *armnetwork.LoadBalancer, lim Limits) *armErr {
 	if err := validateTags(lb.Tags); err != nil {
 		return err
 	}
@@ -91,11 +104,11 @@ func validateLoadBalancerRules(lb *armnetwork.LoadBalancer) *armErr {
 	if props == nil {
 		return nil
 	}
-	if n := len(props.FrontendIPConfigurations); n > maxFrontends {
-		return badRequest("LoadBalancerFrontendIPConfigurationCountLimitReached", "Load balancer has %d frontend IP configurations; the limit is %d.", n, maxFrontends)
+	if n := len(props.FrontendIPConfigurations); n > lim.FrontendsPerLoadBalancer {
+		return badRequest("LoadBalancerFrontendIPConfigurationCountLimitReached", "Load balancer has %d frontend IP configurations; the limit is %d.", n, lim.FrontendsPerLoadBalancer)
 	}
-	if n := len(props.LoadBalancingRules) + len(props.InboundNatRules); n > maxRules {
-		return badRequest("LoadBalancerRuleCountLimitReached", "Load balancer has %d rules; the limit is %d.", n, maxRules)
+	if n := len(props.LoadBalancingRules) + len(props.InboundNatRules); n > lim.RulesPerLoadBalancer {
+		return badRequest("LoadBalancerRuleCountLimitReached", "Load balancer has %d rules; the limit is %d.", n, lim.RulesPerLoadBalancer)
 	}
 	for _, fe := range props.FrontendIPConfigurations {
 		if err := validateName("frontendIPConfigurations", deref(fe.Name)); err != nil {
@@ -119,8 +132,8 @@ func validateLoadBalancerRules(lb *armnetwork.LoadBalancer) *armErr {
 		if bp.Properties == nil {
 			continue
 		}
-		if n := len(bp.Properties.LoadBalancerBackendAddresses); n > maxBackendsPerPool {
-			return badRequest("LoadBalancerBackendAddressPoolSizeLimitReached", "Backend pool %s has %d addresses; the limit is %d.", deref(bp.Name), n, maxBackendsPerPool)
+		if n := len(bp.Properties.LoadBalancerBackendAddresses); n > lim.AddressesPerPool {
+			return badRequest("LoadBalancerBackendAddressPoolSizeLimitReached", "Backend pool %s has %d addresses; the limit is %d.", deref(bp.Name), n, lim.AddressesPerPool)
 		}
 		// An IP-based backend address is an IP address in a virtual
 		// network: "configure the pool by IP address and virtual network

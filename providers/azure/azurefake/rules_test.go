@@ -297,3 +297,28 @@ func TestFaultCoreVocabulary(t *testing.T) {
 		t.Errorf("Calls: %+v", got)
 	}
 }
+
+// Load balancer and NSG limits (lowered here so the test reaches them).
+func TestLimits(t *testing.T) {
+	srv, f := clients(t, azurefake.Options{Limits: azurefake.Limits{FrontendsPerLoadBalancer: 1, RulesPerSecurityGroup: 1}})
+	ctx := context.Background()
+	a, b := publicIP(t, f, "a"), publicIP(t, f, "b")
+	lb := lbWithFrontend(*a.ID)
+	lb.Properties.FrontendIPConfigurations = append(lb.Properties.FrontendIPConfigurations, &armnetwork.FrontendIPConfiguration{
+		Name: to("fe2"), Properties: &armnetwork.FrontendIPConfigurationPropertiesFormat{PublicIPAddress: &armnetwork.PublicIPAddress{ID: b.ID}},
+	})
+	if _, err := f.NewLoadBalancersClient().BeginCreateOrUpdate(ctx, rg, "lb", lb, nil); status(err) != http.StatusBadRequest || code(err) != "LoadBalancerFrontendIPConfigurationCountLimitReached" {
+		t.Errorf("two frontends over a limit of one: %v", err)
+	}
+	srv.AddSecurityGroup(sub, rg, "nsg")
+	p, err := f.NewSecurityRulesClient().BeginCreateOrUpdate(ctx, rg, "nsg", "one", rule(100), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.PollUntilDone(ctx, poll); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.NewSecurityRulesClient().BeginCreateOrUpdate(ctx, rg, "nsg", "two", rule(101), nil); code(err) != "SecurityRuleCountLimitReached" {
+		t.Errorf("a second rule over a limit of one: %v", err)
+	}
+}
