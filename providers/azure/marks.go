@@ -130,3 +130,17 @@ func owns(marks map[string]string, key providers.Key) bool {
 		marks[providers.TagCluster] == key.ClusterID &&
 		marks[providers.TagService] == hashedServicePrefix+serviceHash(key)
 }
+
+// ClusterOwned reports whether Azure tags mark a resource as Portico's in
+// cluster id, for any Service (leftover checks).
+func ClusterOwned(tags map[string]*string, id string) bool {
+	m := tagMarks(tags)
+	return m[providers.TagManagedBy] == providers.ManagedByValue && m[providers.TagCluster] == id
+}
+
+// RuleClusterOwned reports whether an NSG rule description marks the rule
+// as Portico's in cluster id, for any Service.
+func RuleClusterOwned(description, id string) bool {
+	m := descriptionMarks(description)
+	return m[providers.TagManagedBy] == providers.ManagedByValue && m[providers.TagCluster] == id
+}

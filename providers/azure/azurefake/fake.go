@@ -475,6 +475,9 @@ func (s *Server) serve(rw http.ResponseWriter, r *http.Request) {
 		s.serveTopLevel(w, r, p, KindPublicIP)
 	case eq(p.typ, "networkSecurityGroups") && p.name != "" && p.childTyp == "":
 		s.serveTopLevel(w, r, p, KindSecurityGroup)
+	case eq(p.typ, "loadBalancers") && p.name == "" && r.Method == http.MethodGet:
+		prefix := strings.ToLower(resourceID(p.sub, p.rg, "loadBalancers", ""))
+		s.list(w, r, func(k string, o *object) bool { return o.kind == KindLoadBalancer && strings.HasPrefix(k, prefix) })
 	case eq(p.typ, "publicIPAddresses") && p.name == "" && r.Method == http.MethodGet:
 		prefix := strings.ToLower(resourceID(p.sub, p.rg, "publicIPAddresses", ""))
 		s.list(w, r, func(k string, o *object) bool { return o.kind == KindPublicIP && strings.HasPrefix(k, prefix) })
