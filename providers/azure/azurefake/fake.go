@@ -5,9 +5,11 @@
 // azure-sdk-for-go clients talk to it through cloud.Configuration:
 //
 //   - PUT and DELETE are long-running operations. PUT answers 201/200 with an
-//     Azure-AsyncOperation header; DELETE answers 202 with a Location header.
-//     An operation stays InProgress for Options.OperationLatency and completes
-//     whether or not anyone polls, as in Azure.
+//     Azure-AsyncOperation header; DELETE answers 202 with Azure-AsyncOperation
+//     and Location headers, as Microsoft.Network does. An operation stays
+//     InProgress for Options.OperationLatency (or the fault core's operation
+//     delay, whichever is longer) and completes whether or not anyone polls,
+//     as in Azure.
 //   - Every resource carries an ETag; If-Match with a stale ETag and
 //     If-None-Match: * on an existing resource fail with 412.
 //   - A write to a resource with an operation in progress fails with 409
