@@ -452,7 +452,13 @@ func (s *Server) serve(rw http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer func() {
-		s.inj.Record(req, w.code)
+		// The call log's outcome: the injected fault's kind, else the ARM
+		// error code the fake answered ("" for success).
+		outcome := w.code
+		if d.Kind != fault.None {
+			outcome = string(d.Kind)
+		}
+		s.inj.Record(req, outcome)
 		s.paths = append(s.paths, r.URL.Path)
 	}()
 	s.advance()

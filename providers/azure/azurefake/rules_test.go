@@ -290,8 +290,11 @@ func TestFaultCoreVocabulary(t *testing.T) {
 		t.Errorf("injected Unavailable: %v", err)
 	}
 	calls := srv.Faults().Calls()
-	if len(calls) != 2 || calls[1].Op != azurefake.OpLoadBalancerRead || calls[1].Outcome != "ServiceUnavailable" {
+	if len(calls) != 2 || calls[1].Op != azurefake.OpLoadBalancerRead || calls[1].Outcome != string(fault.Unavailable) {
 		t.Errorf("call log: %+v", calls)
+	}
+	if calls[0].Outcome != "ResourceNotFound" {
+		t.Errorf("the fake's own answer is not in the call log: %+v", calls[0])
 	}
 	if got := srv.Calls(); len(got) != 2 || got[1].Method != http.MethodGet || !strings.Contains(got[1].Path, "/loadBalancers/x") {
 		t.Errorf("Calls: %+v", got)
