@@ -1,6 +1,6 @@
 # Azure provider (providers/azure). Included by the main Makefile.
 
-.PHONY: test-azure bench-azure fuzz-azure
+.PHONY: test-azure bench-azure fuzz-azure e2e-azure
 
 ## test-azure: unit, conformance and wire-fake tests of the azure provider
 test-azure:
@@ -17,3 +17,8 @@ bench-azure:
 fuzz-azure:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseAnnotations$$' -fuzztime 20s ./providers/azure/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseFileConfig$$' -fuzztime 20s ./providers/azure/
+	$(GO) test -run '^$$' -fuzz '^FuzzDescriptionMarks$$' -fuzztime 20s ./providers/azure/
+
+## e2e-azure: a short scenario against a real Azure account (PORTICO_E2E_AZURE_* settings, see docs/providers/azure.md); skipped with a message without them
+e2e-azure:
+	$(GO) test -count=1 -v -timeout 30m -run '^TestAzureRealAccount$$' ./providers/azure/e2e/

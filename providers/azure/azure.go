@@ -29,6 +29,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v6"
 	"github.com/go-logr/logr"
 
+	"github.com/portico-lb/portico/model"
 	"github.com/portico-lb/portico/providers"
 )
 
@@ -63,6 +64,14 @@ type Options struct {
 	// LoadBalancerName is the shared public load balancer; the internal one
 	// is LoadBalancerName + "-internal". Default portico-<cluster-id>.
 	LoadBalancerName string
+
+	// OutboundSNAT lets the public load balancer's rules provide the
+	// backends' outbound SNAT (disableOutboundSnat false). By default they
+	// do not: the nodes already reach the internet through the cluster's
+	// own outbound path (AKS's load balancer outbound rule, a NAT gateway,
+	// a firewall route), which a second public load balancer must not
+	// take over (see docs/providers/azure.md, "Outbound SNAT").
+	OutboundSNAT bool
 
 	// BatchWindow is how long writes to a shared load balancer are
 	// collected before one PUT carries them all.
@@ -170,8 +179,21 @@ func New(opts Options) (*Provider, error) {
 // Class implements providers.Provider.
 func (p *Provider) Class() string { return providers.Class(Name) }
 
-// ReasonPodTargetsNeedVNet: pod targets without --azure-vnet-name.
-const ReasonPodTargetsNeedVNet = "PodTargetsNeedVNet"
+// Reasons of the azure backend's ConfigErrors.
+const (
+	// ReasonPodTargetsNeedVNet: pod targets without --azure-vnet-name.
+	ReasonPodTargetsNeedVNet = "PodTargetsNeedVNet"
+	// ReasonNoVirtualNetwork: backend pools are IP-based, and IP-based
+	// backend addresses name their virtual network; there is none
+	// configured (--azure-vnet-name).
+	ReasonNoVirtualNetwork = "NoVirtualNetwork"
+	// ReasonUnsupportedAnnotation: a cloud-neutral annotation the azure
+	// backend cannot honour.
+	ReasonUnsupportedAnnotation = "UnsupportedAnnotation"
+	// ReasonQuotaExceeded: Azure refused a change because a quota or limit
+	// is reached; the message names it.
+	ReasonQuotaExceeded = "QuotaExceeded"
+)
 
 var _ providers.PodTargeter = (*Provider)(nil)
 
@@ -216,24 +238,15 @@ func armID(sub, rg, typ, name string) string {
 	return fmt.Sprintf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Network/%s/%s", sub, rg, typ, name)
 }
 
-// clusterTags mark the shared load balancers: Portico's, this cluster's,
-// and no single Service's.
-func (p *Provider) clusterTags() map[string]*string {
-	return map[string]*string{
-		providers.TagCluster:   ptr(p.opts.ClusterID),
-		providers.TagManagedBy: ptr(providers.ManagedByValue),
-	}
-}
-
 func (p *Provider) ownsLoadBalancer(lb *armnetwork.LoadBalancer) bool {
-	return deref(lb.Tags[providers.TagManagedBy]) == providers.ManagedByValue &&
-		deref(lb.Tags[providers.TagCluster]) == p.opts.ClusterID
+	return deref(lb.Tags[TagManagedBy]) == providers.ManagedByValue &&
+		deref(lb.Tags[TagCluster]) == p.opts.ClusterID
 }
 
 func (p *Provider) newLoadBalancer(name string) *armnetwork.LoadBalancer {
 	return &armnetwork.LoadBalancer{
 		Location: ptr(p.opts.Location),
-		Tags:     p.clusterTags(),
+		Tags:     clusterTags(p.opts.ClusterID),
 		SKU: &armnetwork.LoadBalancerSKU{
 			Name: ptr(armnetwork.LoadBalancerSKUNameStandard),
 			Tier: ptr(armnetwork.LoadBalancerSKUTierRegional),
@@ -275,9 +288,14 @@ func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*prov
 	if d.TargetPods && p.opts.VNetName == "" {
 		return nil, providers.Configf(ReasonPodTargetsNeedVNet, "allocateLoadBalancerNodePorts is false: pod IPs go into an IP-based backend pool, which needs the cluster's virtual network (--azure-vnet-name)")
 	}
+	if p.opts.VNetName == "" {
+		// https://learn.microsoft.com/azure/load-balancer/backend-pool-management#configure-backend-pool-by-ip-address-and-virtual-network
+		return nil, providers.Configf(ReasonNoVirtualNetwork, "the azure backend puts the nodes' IPs into IP-based backend pools, and Azure needs the virtual network of each address: set --azure-vnet-name (or vnetName in the cloud config); nothing is created or changed")
+	}
 	// Build the parts once before any call, so that input Azure cannot carry
 	// fails before anything is created.
-	in := partsInput{LoadBalancerID: p.loadBalancerID(lbName), VNetID: p.vnetID(), Desired: d, Settings: settings}
+	in := partsInput{LoadBalancerID: p.loadBalancerID(lbName), VNetID: p.vnetID(), Desired: d, Settings: settings,
+		DisableOutboundSNAT: d.Scheme != providers.SchemeInternal && !p.opts.OutboundSNAT}
 	if _, err := buildParts(in); err != nil {
 		return nil, err
 	}
@@ -362,8 +380,12 @@ func (p *Provider) settle(key providers.Key, lbName string) {
 	p.settled[ResourceName(key)] = lbName
 }
 
-// validateDesired rejects what an Azure Standard load balancer cannot build.
+// validateDesired rejects what an Azure Standard load balancer cannot build,
+// and cloud-neutral annotations the backend cannot honour.
 func validateDesired(d *providers.LoadBalancer, s Settings) error {
+	if d.SharingKey != "" {
+		return providers.Configf(ReasonUnsupportedAnnotation, "%s: the azure backend gives every Service its own frontend and address and cannot share one between Services; remove the annotation, or put the ports into one Service (one Azure frontend carries TCP and UDP ports together)", model.AnnotationAllowSharedIP)
+	}
 	if d.DualStack || (len(d.IPFamilies) > 0 && d.IPFamilies[0] != "IPv4") {
 		return providers.Configf("UnsupportedIPFamily", "the azure provider builds IPv4 load balancers only; set ipFamilies: [IPv4]")
 	}
@@ -468,7 +490,7 @@ func (p *Provider) taggedPublicIPs(ctx context.Context, key providers.Key) ([]st
 			return nil, classify("listing public IPs", err)
 		}
 		for _, pip := range page.Value {
-			if pip != nil && providers.Owns(fromPtrMap(pip.Tags), key) {
+			if pip != nil && owns(tagMarks(pip.Tags), key) {
 				out = append(out, deref(pip.Name))
 			}
 		}
@@ -540,9 +562,9 @@ func (p *Provider) ensurePublicIP(ctx context.Context, key providers.Key, s Sett
 	switch {
 	case err == nil:
 		pip := &resp.PublicIPAddress
-		tags := fromPtrMap(pip.Tags)
-		if !providers.Owns(tags, key) {
-			if s.PublicIPName == "" || tags[providers.TagManagedBy] == providers.ManagedByValue {
+		marks := tagMarks(pip.Tags)
+		if !owns(marks, key) {
+			if s.PublicIPName == "" || marks[providers.TagManagedBy] == providers.ManagedByValue {
 				// Portico's default name taken by someone else, or another
 				// Service's Portico-made address: never adopt it.
 				return nil, &providers.NotOwnedError{Kind: "publicIPAddress", ID: p.publicIPID(name)}
@@ -561,7 +583,7 @@ func (p *Provider) ensurePublicIP(ctx context.Context, key providers.Key, s Sett
 	log.Info("Creating public IP")
 	want := armnetwork.PublicIPAddress{
 		Location: ptr(p.opts.Location),
-		Tags:     toPtrMap(providers.OwnershipTags(key)),
+		Tags:     ownershipTags(key),
 		SKU: &armnetwork.PublicIPAddressSKU{
 			Name: ptr(armnetwork.PublicIPAddressSKUNameStandard),
 			Tier: ptr(armnetwork.PublicIPAddressSKUTierRegional),
@@ -658,7 +680,7 @@ func (p *Provider) deletePublicIP(ctx context.Context, key providers.Key, name s
 	if err != nil {
 		return classify("reading public IP "+name, err)
 	}
-	if !providers.Owns(fromPtrMap(resp.Tags), key) {
+	if !owns(tagMarks(resp.Tags), key) {
 		return nil
 	}
 	logr.FromContextOrDiscard(ctx).Info("Deleting public IP", "publicIPAddress", name)
@@ -697,14 +719,6 @@ func toPtrMap(m map[string]string) map[string]*string {
 	out := make(map[string]*string, len(m))
 	for k, v := range m {
 		out[k] = ptr(v)
-	}
-	return out
-}
-
-func fromPtrMap(m map[string]*string) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = deref(v)
 	}
 	return out
 }

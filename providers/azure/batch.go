@@ -24,8 +24,11 @@ import (
 // read-modify-write: GET (with the ETag), apply every change, PUT with
 // If-Match. A 412 (someone else wrote in between) repeats the cycle on the
 // fresh state, so no writer ever overwrites another. A PUT that Azure rejects
-// as invalid is retried change by change, so one broken Service cannot block
-// the others in its batch.
+// as invalid, or whose operation fails for a reason that is not transient
+// (a quota, a conflict of its content), is retried change by change, so one
+// broken Service cannot block the others in its batch. An operation that
+// fails transiently (InternalServerError, superseded) is a RetryError for
+// every change in the batch: they are all requeued, none is failed.
 
 // maxETagAttempts bounds the read-modify-write cycles of one batch.
 const maxETagAttempts = 5
@@ -189,7 +192,10 @@ func (w *writer) write(ctx context.Context, name string, changes []*change) (*ar
 		case isPreconditionFailed(err) && attempt < maxETagAttempts:
 			log.V(1).Info("Load balancer changed under us, reading it again", "attempt", attempt)
 			continue
-		case isBadRequest(err) && len(changes) > 1:
+		case isPermanent(err) && len(changes) > 1:
+			// Invalid, or its operation failed for a reason of its content
+			// or a quota: one change may be the cause, so each is written
+			// on its own and only the failing ones fail.
 			log.V(1).Info("Azure rejected a batch, writing its changes one by one", "changes", len(changes))
 			return w.isolate(ctx, name, changes)
 		}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portico-lb/portico/internal/fault"
 	"github.com/portico-lb/portico/providers"
 	"github.com/portico-lb/portico/providers/azure/azurefake"
 	"github.com/portico-lb/portico/providers/providertest"
@@ -36,6 +37,13 @@ const (
 //	                   requests were throttled (429, Retry-After 1s scaled to
 //	                   1ms); each requeue waits the error's Retry-After
 //	services_per_lb_write  Service changes per load balancer write during create
+//	op_failures_survived   operations (load balancer, public IP and NSG rule
+//	                   writes and deletes) that Azure accepted and then
+//	                   ended Failed or Canceled (20% InternalServerError, 10%
+//	                   CanceledAndSupersededDueToAnotherOperation, 5%
+//	                   AnotherOperationInProgress) while 100 Services
+//	                   changed ports and a node left, with every Service
+//	                   converging anyway (the benchmark fails otherwise)
 func BenchmarkAzure(b *testing.B) {
 	for range b.N {
 		e := newEnv(b, envOptions{latency: benchOpLatency, batchWindow: 200 * time.Millisecond, pageSize: 100})
@@ -82,6 +90,23 @@ func BenchmarkAzure(b *testing.B) {
 		b.Logf("throttled phase: %s", time.Since(start))
 		e.srv.Recover()
 
+		// Operations fail inside Azure after they were accepted.
+		inj := e.srv.Faults()
+		opsBefore := e.srv.Stats().OperationsFailed
+		inj.FailOperations(fault.OpRule{Kind: fault.OpInternal, Rate: 0.20})
+		inj.FailOperations(fault.OpRule{Kind: fault.OpSuperseded, Rate: 0.10})
+		inj.FailOperations(fault.OpRule{Kind: fault.OpConflict, Rate: 0.05})
+		moved := all(benchServices, nodes)
+		for _, d := range moved {
+			d.Ports = append(d.Ports, providertest.TCP(8443, 31443))
+		}
+		if failed := convergeLog(b, e.p, moved); failed > 0 {
+			b.Fatalf("operation failures: %d Services did not converge", failed)
+		}
+		opFailures := e.srv.Stats().OperationsFailed - opsBefore
+		inj.ClearOperations()
+		b.Logf("operation failure phase: %s, %d operations failed", time.Since(start), opFailures)
+
 		// Everything must be there, then everything must go.
 		if n := countKind(e.srv.Resources(), azurefake.KindFrontend); n != 2*benchServices {
 			b.Fatalf("%d frontends after the run, want %d", n, 2*benchServices)
@@ -109,8 +134,8 @@ func BenchmarkAzure(b *testing.B) {
 		b.ReportMetric(perWrite, "services/lbwrite")
 		b.Logf("throttled requests during the throttling phase: %d", throttled)
 		if i := b.N; i == 1 {
-			fmt.Printf("azure: create_calls=%d resync_mutating=%d node_change_calls=%d throttled_failures=%d services_per_lb_write=%.1f\n",
-				createCalls, resync, nodeChange, throttledFailures, perWrite)
+			fmt.Printf("azure: create_calls=%d resync_mutating=%d node_change_calls=%d throttled_failures=%d services_per_lb_write=%.1f op_failures_survived=%d\n",
+				createCalls, resync, nodeChange, throttledFailures, perWrite, opFailures)
 		}
 	}
 }

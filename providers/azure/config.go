@@ -36,6 +36,7 @@ type Config struct {
 	SecurityGroupResourceGroup string
 	LoadBalancerName           string
 	AllowedResourceGroups      []string
+	OutboundSNAT               bool
 
 	BatchWindow  time.Duration
 	PollInterval time.Duration
@@ -56,6 +57,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.SecurityGroupResourceGroup, "azure-security-group-resource-group", "", "Resource group of the network security group (default: --azure-resource-group).")
 	fs.StringVar(&c.LoadBalancerName, "azure-load-balancer-name", "", "Name of the cluster's shared public Standard load balancer; the internal one gets the suffix -internal (default portico-<cluster-id>).")
 	fs.StringSliceVar(&c.AllowedResourceGroups, "azure-allowed-resource-groups", nil, "Resource groups besides --azure-resource-group whose public IP prefixes Services may name (azure.lb.portico.dev/public-ip-prefix): names in --azure-subscription-id or /subscriptions/<id>/resourceGroups/<name>. Anything else is refused (ResourceNotAllowed).")
+	fs.BoolVar(&c.OutboundSNAT, "azure-outbound-snat", false, "Let the rules of Portico's public load balancer provide the nodes' outbound SNAT. Off by default: the nodes already reach the internet through the cluster's own outbound path (AKS's load balancer outbound rule, a NAT gateway), so Portico's rules set disableOutboundSnat. Turn on only for nodes with no other outbound path.")
 	fs.DurationVar(&c.BatchWindow, "azure-batch-window", 500*time.Millisecond, "How long writes to a shared load balancer are collected before one PUT carries them all.")
 	fs.DurationVar(&c.PollInterval, "azure-poll-interval", 5*time.Second, "Polling interval of long-running ARM operations when Azure sends no Retry-After (minimum 1s).")
 }
@@ -178,6 +180,7 @@ func (c *Config) options() Options {
 		SecurityGroupResourceGroup: c.SecurityGroupResourceGroup,
 		LoadBalancerName:           c.LoadBalancerName,
 		AllowedResourceGroups:      c.AllowedResourceGroups,
+		OutboundSNAT:               c.OutboundSNAT,
 		BatchWindow:                c.BatchWindow,
 		PollInterval:               c.PollInterval,
 	}

@@ -2,13 +2,16 @@ package azure
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 
 	"github.com/portico-lb/portico/providers"
 )
@@ -19,10 +22,22 @@ const (
 	transientWait = 5 * time.Second
 )
 
-// classify turns an SDK error into the provider contract's error types:
-// throttling (429) and transient failures become *providers.RetryError with
-// Azure's Retry-After, requests Azure rejects as invalid become
-// *providers.ConfigError. what says what was being done.
+// classify turns an SDK error into the provider contract's error types.
+// what says what was being done. An error comes either from the request
+// itself (its HTTP status and ARM error code) or from the long-running
+// operation it started, which ended Failed or Canceled: then the poll
+// answered 200 and only the error code in the operation's status tells what
+// happened (https://learn.microsoft.com/azure/azure-resource-manager/management/async-operations).
+// Three classes:
+//
+//   - retryable (*providers.RetryError with Azure's Retry-After):
+//     throttling, 5xx, conflicts with another operation, stale ETags,
+//     operations that failed inside Azure or were superseded;
+//   - quota (*providers.ConfigError, reason QuotaExceeded, naming the
+//     quota): a subscription quota or a resource limit is reached, which
+//     only a quota increase or fewer resources fixes;
+//   - configuration (*providers.ConfigError): requests Azure rejects as
+//     invalid, and permissions.
 func classify(what string, err error) error {
 	if err == nil {
 		return nil
@@ -36,7 +51,14 @@ func classify(what string, err error) error {
 		// Transport errors: connection reset, TLS, DNS.
 		return providers.Retry(wrapped, transientWait)
 	}
+	code := re.ErrorCode
 	switch {
+	case isQuotaCode(code):
+		return &providers.ConfigError{Reason: ReasonQuotaExceeded, Message: fmt.Sprintf(
+			"Azure quota or limit %s reached while %s: %s (raise the quota of the subscription, or free resources; see https://learn.microsoft.com/azure/azure-resource-manager/management/azure-subscription-service-limits)",
+			code, what, errorMessage(re))}
+	case retryableCodes[code]:
+		return providers.Retry(wrapped, retryAfter(re.RawResponse, transientWait))
 	case re.StatusCode == http.StatusTooManyRequests:
 		return providers.Retry(wrapped, retryAfter(re.RawResponse, throttleDelay))
 	case re.StatusCode >= 500, re.StatusCode == http.StatusConflict,
@@ -47,15 +69,62 @@ func classify(what string, err error) error {
 	case re.StatusCode == http.StatusNotFound:
 		return providers.Configf("AzureNotFound", "%v", wrapped)
 	}
-	switch re.ErrorCode {
+	switch code {
 	case "PrivateIPAddressInUse", "PublicIPReferencedByMultipleIPConfigs":
 		return providers.Configf("AddressInUse", "%v", wrapped)
 	case "PrivateIPAddressNotInSubnet":
 		return providers.Configf("AddressNotInSubnet", "%v", wrapped)
-	case "SecurityRuleConflict", "RetryableError", "AnotherOperationInProgress":
-		return providers.Retry(wrapped, retryAfter(re.RawResponse, transientWait))
 	}
 	return providers.Configf("AzureRejected", "%v", wrapped)
+}
+
+// retryableCodes are ARM error codes that a later attempt can get past,
+// whatever the HTTP status (a failed operation polls as 200).
+var retryableCodes = map[string]bool{
+	"AnotherOperationInProgress":                 true,
+	"CanceledAndSupersededDueToAnotherOperation": true,
+	"Canceled":                         true,
+	"Conflict":                         true,
+	"InternalServerError":              true,
+	"ServiceUnavailable":               true,
+	"GatewayTimeout":                   true,
+	"RetryableError":                   true,
+	"OperationPreempted":               true,
+	"ReferencedResourceNotProvisioned": true,
+	"SecurityRuleConflict":             true, // two writers picked one priority
+	"PreconditionFailed":               true,
+	"SubscriptionRequestsThrottled":    true,
+	"TooManyRequests":                  true,
+}
+
+// isQuotaCode reports ARM error codes of exhausted quotas and limits:
+// QuotaExceeded and the *LimitReached / *LimitExceeded family
+// (PublicIPCountLimitReached, ...)
+// (https://learn.microsoft.com/azure/networking/check-usage-against-limits).
+func isQuotaCode(code string) bool {
+	return code == "QuotaExceeded" || strings.HasSuffix(code, "QuotaExceeded") ||
+		strings.HasSuffix(code, "LimitReached") || strings.HasSuffix(code, "LimitExceeded")
+}
+
+// errorMessage is the ARM error's message, read from the response body.
+func errorMessage(re *azcore.ResponseError) string {
+	if re.RawResponse == nil || re.RawResponse.Body == nil {
+		return re.ErrorCode
+	}
+	// Payload returns the body the SDK already read and kept.
+	b, err := runtime.Payload(re.RawResponse)
+	if err != nil || len(b) == 0 {
+		return re.ErrorCode
+	}
+	var body struct {
+		Error struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(b, &body) != nil || body.Error.Message == "" {
+		return re.ErrorCode
+	}
+	return body.Error.Message
 }
 
 // retryAfter reads Retry-After (seconds or HTTP date) or retry-after-ms.
@@ -92,8 +161,14 @@ func isPreconditionFailed(err error) bool {
 	return errors.As(err, &re) && re.StatusCode == http.StatusPreconditionFailed
 }
 
-// isBadRequest reports a 400 from ARM, a request Azure will keep rejecting.
-func isBadRequest(err error) bool {
+// isPermanent reports an error a retry of the same request cannot get
+// past: a request Azure rejects as invalid, or an operation that failed for
+// a reason of its content or a quota.
+func isPermanent(err error) bool {
 	var re *azcore.ResponseError
-	return errors.As(err, &re) && re.StatusCode == http.StatusBadRequest
+	if !errors.As(err, &re) {
+		return false
+	}
+	var ce *providers.ConfigError
+	return errors.As(classify("", err), &ce)
 }

@@ -37,6 +37,10 @@ type envOptions struct {
 	noNSG       bool
 	noVNet      bool
 	pageSize    int
+	// outboundSNAT lets public rules provide outbound SNAT.
+	outboundSNAT bool
+	// limits lowers the fake's Azure limits.
+	limits azurefake.Limits
 }
 
 // env is a fake ARM endpoint and a provider whose real SDK clients talk to
@@ -48,7 +52,7 @@ type env struct {
 
 func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
-	srv := azurefake.New(azurefake.Options{OperationLatency: o.latency, PageSize: o.pageSize})
+	srv := azurefake.New(azurefake.Options{OperationLatency: o.latency, PageSize: o.pageSize, Limits: o.limits})
 	t.Cleanup(srv.Close)
 	srv.AddSecurityGroup(testSub, testRG, testNSG)
 	e := &env{srv: srv}
@@ -71,6 +75,7 @@ func (e *env) provider(t testing.TB, o envOptions) *Provider {
 		VNetName:       "aks-vnet",
 		SubnetName:     "aks-subnet",
 		BatchWindow:    o.batchWindow,
+		OutboundSNAT:   o.outboundSNAT,
 		PollInterval:   time.Millisecond,
 		Credential:     fakeCredential{},
 		ClientOptions: &arm.ClientOptions{ClientOptions: policy.ClientOptions{
@@ -104,6 +109,9 @@ func (e *env) resources() []providertest.Resource {
 			if rule := e.srv.SecurityRule(r.ID); rule != nil && rule.Properties != nil {
 				r.Tags = descriptionMarks(deref(rule.Properties.Description))
 			}
+		default:
+			// The conformance suite speaks the logical marks.
+			r.Tags = tagMarks(toPtrMap(r.Tags))
 		}
 		out = append(out, providertest.Resource{Kind: r.Kind, ID: r.ID, Tags: r.Tags})
 	}
@@ -123,7 +131,7 @@ func owned(r providertest.Resource, key providers.Key) bool {
 		return r.Tags[providers.TagManagedBy] == providers.ManagedByValue && r.Tags[providers.TagCluster] == key.ClusterID &&
 			ownsChild(ResourceName(key), name)
 	}
-	return providers.Owns(r.Tags, key)
+	return owns(r.Tags, key)
 }
 
 func (e *env) harness() *providertest.Harness {

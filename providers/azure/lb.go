@@ -41,6 +41,9 @@ type partsInput struct {
 	Desired        *providers.LoadBalancer
 	Settings       Settings
 	Frontend       frontendSpec
+	// DisableOutboundSNAT sets disableOutboundSnat on the rules: a public
+	// load balancer whose backends have outbound connectivity already.
+	DisableOutboundSNAT bool
 }
 
 // kubeProxyHealthPort is kube-proxy's healthz port, probed for
@@ -137,6 +140,9 @@ func buildParts(in partsInput) (parts, error) {
 		}
 		if proto == armnetwork.TransportProtocolTCP {
 			rp.EnableTCPReset = ptr(tcpReset)
+		}
+		if in.DisableOutboundSNAT {
+			rp.DisableOutboundSnat = ptr(true)
 		}
 		p.rules = append(p.rules, &armnetwork.LoadBalancingRule{Name: ptr(ruleName(base, port)), Properties: rp})
 	}
@@ -384,6 +390,7 @@ func ruleEqual(have, want *armnetwork.LoadBalancingRule) bool {
 		deref(h.EnableFloatingIP) == deref(w.EnableFloatingIP) &&
 		deref(h.EnableTCPReset) == deref(w.EnableTCPReset) &&
 		deref(h.IdleTimeoutInMinutes) == deref(w.IdleTimeoutInMinutes) &&
+		deref(h.DisableOutboundSnat) == deref(w.DisableOutboundSnat) &&
 		cmp.Or(deref(h.LoadDistribution), armnetwork.LoadDistributionDefault) == deref(w.LoadDistribution)
 }
 

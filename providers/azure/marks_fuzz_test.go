@@ -10,23 +10,35 @@ import (
 )
 
 // FuzzDescriptionMarks: the NSG rule description parser that decides
-// ownership never panics, reads back what ruleDescription wrote for any key
-// Kubernetes and the cluster-ID rules allow, and a
-// description never claims a Service it does not name.
+// ownership never panics; a description claims a Service only when it names
+// it or carries its hash; what ruleDescription writes for any key
+// Kubernetes and the cluster-ID rules allow fits Azure's 140 characters,
+// reads back as owned by that key, and by no key of another Service.
 func FuzzDescriptionMarks(f *testing.F) {
-	f.Add("portico.dev/managed-by=portico;portico.dev/cluster=c;portico.dev/service=ns/a", "c", "ns", "a")
+	f.Add("managed-by=portico;cluster=c;service=ns/a", "c", "ns", "a")
+	f.Add("managed-by=portico;cluster=c;service-sha256=00", "c", "ns", "a")
 	f.Add(";;==;", "c", "ns", "a")
 	f.Add("", "", "", "")
+	f.Add("", "k8s-0123456789abcdef0123456789abcdef0123456789abcdef0123456789a", strings.Repeat("s", 63), strings.Repeat("n", 63))
 	f.Fuzz(func(t *testing.T, desc, cluster, ns, name string) {
 		key := providers.Key{ClusterID: cluster, Namespace: ns, Name: name}
-		if providers.Owns(descriptionMarks(desc), key) && !strings.Contains(desc, ns+"/"+name) {
+		if owns(descriptionMarks(desc), key) && !strings.Contains(desc, ns+"/"+name) && !strings.Contains(desc, serviceHash(key)) {
 			t.Fatalf("%q claims %v without naming it", desc, key)
 		}
 		if !validKey(key) {
 			return
 		}
-		if !providers.Owns(descriptionMarks(ruleDescription(key)), key) {
+		written := ruleDescription(key)
+		if len(written) > maxDescription {
+			t.Fatalf("the description written for %+v has %d characters, Azure allows %d", key, len(written), maxDescription)
+		}
+		if !owns(descriptionMarks(written), key) {
 			t.Fatalf("the description written for %+v does not read back as owned", key)
+		}
+		other := key
+		other.Name = name + "x"
+		if len(validation.IsDNS1123Label(other.Name)) == 0 && owns(descriptionMarks(written), other) {
+			t.Fatalf("the description written for %+v also claims %+v", key, other)
 		}
 	})
 }

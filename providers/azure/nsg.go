@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v6"
@@ -13,10 +12,9 @@ import (
 	"github.com/portico-lb/portico/providers"
 )
 
-// Security rules cannot carry tags, so Portico writes its ownership marks
-// into the rule's description as "key=value" pairs separated by ";", the same
-// three marks as its tags. A rule under Portico's name whose description lacks
-// them is someone else's and is never modified or deleted.
+// Security rules cannot carry tags: Portico writes its ownership marks into
+// the rule's description (see marks.go). A rule under Portico's name whose
+// description lacks them is someone else's and is never modified or deleted.
 
 // First priority Portico tries for its NSG rules; lower numbers are left to
 // the cluster's own rules.
@@ -24,25 +22,6 @@ const firstRulePriority = 500
 
 func (p *Provider) securityRuleID(base string) string {
 	return armID(p.opts.SubscriptionID, p.opts.SecurityGroupResourceGroup, "networkSecurityGroups", p.opts.SecurityGroupName) + "/securityRules/" + base
-}
-
-// ruleDescription encodes the ownership marks of key.
-func ruleDescription(key providers.Key) string {
-	tags := providers.OwnershipTags(key)
-	return providers.TagManagedBy + "=" + tags[providers.TagManagedBy] + ";" +
-		providers.TagCluster + "=" + tags[providers.TagCluster] + ";" +
-		providers.TagService + "=" + tags[providers.TagService]
-}
-
-// descriptionMarks decodes ruleDescription's format.
-func descriptionMarks(s string) map[string]string {
-	out := map[string]string{}
-	for _, kv := range strings.Split(s, ";") {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			out[strings.TrimSpace(k)] = strings.TrimSpace(v)
-		}
-	}
-	return out
 }
 
 // Suffixes of a Service's further NSG rules: the deny rule that shuts out
@@ -212,7 +191,7 @@ func (p *Provider) ensureSecurityRule(ctx context.Context, key providers.Key, na
 	reserve := false
 	switch {
 	case err == nil:
-		if resp.Properties == nil || !providers.Owns(descriptionMarks(deref(resp.Properties.Description)), key) {
+		if resp.Properties == nil || !owns(descriptionMarks(deref(resp.Properties.Description)), key) {
 			return 0, &providers.NotOwnedError{Kind: "securityRule", ID: p.securityRuleID(name)}
 		}
 		prio := deref(resp.Properties.Priority)
@@ -311,7 +290,7 @@ func (p *Provider) deleteSecurityRule(ctx context.Context, key providers.Key, na
 	if err != nil {
 		return classify("reading security rule "+name, err)
 	}
-	if resp.Properties == nil || !providers.Owns(descriptionMarks(deref(resp.Properties.Description)), key) {
+	if resp.Properties == nil || !owns(descriptionMarks(deref(resp.Properties.Description)), key) {
 		return nil
 	}
 	logr.FromContextOrDiscard(ctx).Info("Deleting security rule", "securityRule", name)

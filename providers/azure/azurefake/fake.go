@@ -5,9 +5,11 @@
 // azure-sdk-for-go clients talk to it through cloud.Configuration:
 //
 //   - PUT and DELETE are long-running operations. PUT answers 201/200 with an
-//     Azure-AsyncOperation header; DELETE answers 202 with a Location header.
-//     An operation stays InProgress for Options.OperationLatency and completes
-//     whether or not anyone polls, as in Azure.
+//     Azure-AsyncOperation header; DELETE answers 202 with Azure-AsyncOperation
+//     and Location headers, as Microsoft.Network does. An operation stays
+//     InProgress for Options.OperationLatency (or the fault core's operation
+//     delay, whichever is longer) and completes whether or not anyone polls,
+//     as in Azure.
 //   - Every resource carries an ETag; If-Match with a stale ETag and
 //     If-None-Match: * on an existing resource fail with 412.
 //   - A write to a resource with an operation in progress fails with 409
@@ -17,8 +19,16 @@
 //     a subnet, a rule must name a frontend, pool and probe of its own load
 //     balancer, a public IP cannot serve two frontends nor be deleted while a
 //     frontend uses it, two security rules cannot share a priority.
-//   - Faults: 429 with Retry-After, 5xx, a random throttling rate, and
-//     CrashAfter (as if the caller died after n mutating calls).
+//   - Faults come from the shared core, internal/fault (Faults returns its
+//     Injector): request faults map to ARM's wire shapes (Throttle: 429
+//     SubscriptionRequestsThrottled with Retry-After; ServerError: 500
+//     InternalServerError; Unavailable: 503; Slow: 504 after the delay;
+//     Crash: 503 until Recover), and operations the core fails end with
+//     status Failed or Canceled and the error ARM reports for them (see
+//     operationError).
+//   - Requests ARM refuses are refused here too, each rule citing its
+//     documentation (rules.go): names, tags, descriptions, references,
+//     limits.
 package azurefake
 
 import (
@@ -26,7 +36,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -38,6 +47,8 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v6"
+
+	"github.com/portico-lb/portico/internal/fault"
 )
 
 // Resource kinds as listed by Resources.
@@ -54,7 +65,8 @@ const (
 
 // Options configure the fake.
 type Options struct {
-	// OperationLatency is how long a PUT or DELETE stays in progress.
+	// OperationLatency is how long a PUT or DELETE stays in progress at
+	// least; the fault core's operation delay can make it longer.
 	OperationLatency time.Duration
 	// PageSize bounds list responses; the rest follows through nextLink.
 	// Zero means 2, so that pagination is always exercised.
@@ -62,6 +74,20 @@ type Options struct {
 	// PublicRange and PrivateRange are where public IPs and dynamic private
 	// frontend IPs come from (defaults 20.60.0.0/16 and 10.240.0.0/16).
 	PublicRange, PrivateRange netip.Prefix
+	// Faults is the fault core the fake asks about every request and
+	// operation; nil means a new one (seed 1).
+	Faults *fault.Injector
+	// Limits lowers Azure's documented limits for tests that must reach
+	// them cheaply; zero fields keep Azure's values (see rules.go).
+	Limits Limits
+}
+
+// Limits are the per-resource limits the fake enforces.
+type Limits struct {
+	FrontendsPerLoadBalancer int
+	RulesPerLoadBalancer     int
+	AddressesPerPool         int
+	RulesPerSecurityGroup    int
 }
 
 // Resource is one object in the fake, for assertions.
@@ -84,6 +110,7 @@ type Stats struct {
 	Conflicts          int // 409 answers
 	Throttled          int // injected 429 answers
 	ServerErrors       int // injected 5xx answers
+	OperationsFailed   int // operations ended Failed or Canceled by injection
 }
 
 // Call is one request the fake received, with the fields Azure's activity
@@ -108,7 +135,10 @@ type object struct {
 type operation struct {
 	id       string
 	doneAt   time.Time
-	finalize func()
+	finalize func()     // on success
+	undo     func()     // on failure: the resource as it was, provisioningState Failed
+	fail     fault.Kind // fault.None for success
+	typ      string     // resource type, for the error's wording
 	done     bool
 }
 
@@ -117,29 +147,40 @@ type Server struct {
 	opts Options
 	srv  *httptest.Server
 
-	mu        sync.Mutex
-	objs      map[string]*object // by lower-case ID
-	ops       map[string]*operation
-	stats     Stats
-	nextPub   netip.Addr
-	nextPriv  netip.Addr
-	throttleN int
-	throttle  time.Duration // Retry-After of injected 429s
-	rate      float64       // random throttling probability
-	serverN   int
-	crashLeft int // mutating calls left before crash; <0 disabled
-	crashed   bool
-	rng       *mrand.Rand
-	hook      func(*http.Request)
-	calls     []Call
+	inj *fault.Injector
+
+	mu       sync.Mutex
+	objs     map[string]*object // by lower-case ID
+	ops      map[string]*operation
+	stats    Stats
+	nextPub  netip.Addr
+	nextPriv netip.Addr
+	throttle time.Duration // Retry-After of injected 429s
+	hook     func(*http.Request)
+	// paths holds the URL path of each call the fault core recorded, in
+	// the same order (both are appended under mu).
+	paths []string
 }
 
-// Calls returns every request received so far.
+// Calls returns every request received so far, from the fault core's call
+// log.
 func (s *Server) Calls() []Call {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]Call(nil), s.calls...)
+	calls := s.inj.Calls()
+	out := make([]Call, 0, len(s.paths))
+	for i, c := range calls {
+		if i >= len(s.paths) {
+			break
+		}
+		method, _, _ := strings.Cut(c.Op, " ")
+		out = append(out, Call{Caller: c.Caller, Method: method, Path: s.paths[i], Mutating: c.Mutating})
+	}
+	return out
 }
+
+// Faults returns the fault core: add request rules, fail operations, crash.
+func (s *Server) Faults() *fault.Injector { return s.inj }
 
 // New starts a fake on a TLS listener; Close stops it.
 func New(opts Options) *Server {
@@ -152,15 +193,18 @@ func New(opts Options) *Server {
 	if !opts.PrivateRange.IsValid() {
 		opts.PrivateRange = netip.MustParsePrefix("10.240.0.0/16")
 	}
+	if opts.Faults == nil {
+		opts.Faults = fault.New(1)
+	}
+	opts.Limits = opts.Limits.withDefaults()
 	s := &Server{
-		opts:      opts,
-		objs:      map[string]*object{},
-		ops:       map[string]*operation{},
-		nextPub:   opts.PublicRange.Masked().Addr().Next(),
-		nextPriv:  opts.PrivateRange.Masked().Addr().Next().Next().Next().Next(), // Azure reserves .1-.3
-		crashLeft: -1,
-		throttle:  time.Second,
-		rng:       mrand.New(mrand.NewPCG(1, 2)),
+		opts:     opts,
+		inj:      opts.Faults,
+		objs:     map[string]*object{},
+		ops:      map[string]*operation{},
+		nextPub:  opts.PublicRange.Masked().Addr().Next(),
+		nextPriv: opts.PrivateRange.Masked().Addr().Next().Next().Next().Next(), // Azure reserves .1-.3
+		throttle: time.Second,
 	}
 	s.srv = httptest.NewTLSServer(http.HandlerFunc(s.serve))
 	return s
@@ -184,55 +228,53 @@ func (s *Server) Client() *http.Client {
 // Close stops the server.
 func (s *Server) Close() { s.srv.Close() }
 
-// InjectThrottle answers the next n requests with 429 and Retry-After.
+// InjectThrottle answers the next n requests with 429 and Retry-After
+// (fault.Throttle rules of the core).
 func (s *Server) InjectThrottle(n int, retryAfter time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.throttleN, s.throttle = n, retryAfter
+	s.setRetryAfter(retryAfter)
+	s.inj.Add(fault.Rule{Kind: fault.Throttle, Times: n})
 }
 
 // InjectServerErrors answers the next n requests with 500.
 func (s *Server) InjectServerErrors(n int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.serverN = n
+	s.inj.Add(fault.Rule{Kind: fault.ServerError, Times: n})
 }
 
 // SetThrottleRate throttles each request with probability p.
 func (s *Server) SetThrottleRate(p float64, retryAfter time.Duration) {
+	s.setRetryAfter(retryAfter)
+	s.inj.Add(fault.Rule{Kind: fault.Throttle, Rate: p})
+}
+
+func (s *Server) setRetryAfter(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.rate, s.throttle = p, retryAfter
+	s.throttle = d
 }
 
 // CrashAfter lets n more mutating requests through, then fails every request
 // with 503 until Recover, as if the caller had died.
-func (s *Server) CrashAfter(n int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.crashLeft, s.crashed = n, false
-}
+func (s *Server) CrashAfter(n int) { s.inj.CrashAfter(n) }
 
 // Crashed reports whether an injected crash has happened and not been
 // recovered from.
-func (s *Server) Crashed() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.crashed
-}
+func (s *Server) Crashed() bool { return s.inj.Crashed() }
 
-// Recover clears every injected fault.
-func (s *Server) Recover() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.crashLeft, s.crashed, s.throttleN, s.serverN, s.rate = -1, false, 0, 0, 0
-}
+// Recover clears every injected request fault (operation rules stay; see
+// fault.Injector.ClearOperations).
+func (s *Server) Recover() { s.inj.Recover() }
 
 // Stats returns the request counters.
 func (s *Server) Stats() Stats {
+	fs := s.inj.Stats()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.stats
+	out := s.stats
+	out.Requests, out.Mutating = fs.Calls, fs.Mutating
+	out.Throttled = fs.Injected[fault.Throttle]
+	out.ServerErrors = fs.Injected[fault.ServerError] + fs.Injected[fault.Unavailable]
+	out.OperationsFailed = fs.OperationsFailed
+	return out
 }
 
 // Settle completes every operation still in progress.
@@ -386,27 +428,44 @@ func (s *Server) SetHook(fn func(*http.Request)) {
 	s.hook = fn
 }
 
-func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serve(rw http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	hook := s.hook
 	s.mu.Unlock()
 	if hook != nil {
 		hook(r)
 	}
+	mutating := r.Method == http.MethodPut || r.Method == http.MethodPatch || r.Method == http.MethodDelete
+	p, ok := parsePath(r.URL.Path)
+	req := fault.Request{
+		Service:  "Microsoft.Network",
+		Op:       r.Method + " " + operationName(r.Method, p, ok),
+		Mutating: mutating,
+		Caller:   strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "),
+	}
+	w := &recorder{ResponseWriter: rw}
+	d := s.inj.Decide(req)
+	if d.Kind == fault.Slow {
+		// Too late for the caller; the request is not applied.
+		time.Sleep(d.Delay)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer func() {
+		// The call log's outcome: the injected fault's kind, else the ARM
+		// error code the fake answered ("" for success).
+		outcome := w.code
+		if d.Kind != fault.None {
+			outcome = string(d.Kind)
+		}
+		s.inj.Record(req, outcome)
+		s.paths = append(s.paths, r.URL.Path)
+	}()
 	s.advance()
-	s.stats.Requests++
-	mutating := r.Method == http.MethodPut || r.Method == http.MethodPatch || r.Method == http.MethodDelete
-	if mutating {
-		s.stats.Mutating++
-	}
-	s.calls = append(s.calls, Call{Caller: strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), Method: r.Method, Path: r.URL.Path, Mutating: mutating})
-	p, ok := parsePath(r.URL.Path)
 	if ok && mutating && eq(p.typ, "loadBalancers") && p.childTyp == "" {
 		s.stats.LoadBalancerWrites++
 	}
-	if s.fault(w, mutating) {
+	if s.fault(w, d.Kind) {
 		return
 	}
 	if !ok {
@@ -424,6 +483,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.serveTopLevel(w, r, p, KindPublicIP)
 	case eq(p.typ, "networkSecurityGroups") && p.name != "" && p.childTyp == "":
 		s.serveTopLevel(w, r, p, KindSecurityGroup)
+	case eq(p.typ, "loadBalancers") && p.name == "" && r.Method == http.MethodGet:
+		prefix := strings.ToLower(resourceID(p.sub, p.rg, "loadBalancers", ""))
+		s.list(w, r, func(k string, o *object) bool { return o.kind == KindLoadBalancer && strings.HasPrefix(k, prefix) })
 	case eq(p.typ, "publicIPAddresses") && p.name == "" && r.Method == http.MethodGet:
 		prefix := strings.ToLower(resourceID(p.sub, p.rg, "publicIPAddresses", ""))
 		s.list(w, r, func(k string, o *object) bool { return o.kind == KindPublicIP && strings.HasPrefix(k, prefix) })
@@ -442,23 +504,77 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// fault answers the request with an injected fault and reports whether it did.
-func (s *Server) fault(w http.ResponseWriter, mutating bool) bool {
-	if !s.crashed && mutating && s.crashLeft == 0 {
-		s.crashed = true
+// Operation names of the fault core's requests and call log: the HTTP
+// method and the ARM operation, as the activity log names it
+// (https://learn.microsoft.com/azure/role-based-access-control/resource-provider-operations#microsoftnetwork),
+// e.g. "PUT Microsoft.Network/loadBalancers/write". Rules match them
+// exactly (fault.Rule.Op, fault.OpRule.Op).
+const (
+	OpLoadBalancerWrite   = "PUT Microsoft.Network/loadBalancers/write"
+	OpLoadBalancerDelete  = "DELETE Microsoft.Network/loadBalancers/delete"
+	OpPublicIPWrite       = "PUT Microsoft.Network/publicIPAddresses/write"
+	OpPublicIPDelete      = "DELETE Microsoft.Network/publicIPAddresses/delete"
+	OpSecurityRuleWrite   = "PUT Microsoft.Network/networkSecurityGroups/securityRules/write"
+	OpSecurityRuleDelete  = "DELETE Microsoft.Network/networkSecurityGroups/securityRules/delete"
+	OpLoadBalancerRead    = "GET Microsoft.Network/loadBalancers/read"
+	OpOperationStatusRead = "GET Microsoft.Network/locations/operations/read"
+)
+
+func operationName(method string, p path, ok bool) string {
+	if !ok {
+		return "unknown"
 	}
-	if s.crashed {
-		armError(w, http.StatusServiceUnavailable, "InjectedCrash", "the caller crashed (injected)")
-		return true
-	}
-	if mutating && s.crashLeft > 0 {
-		s.crashLeft--
-	}
-	if s.throttleN > 0 || (s.rate > 0 && s.rng.Float64() < s.rate) {
-		if s.throttleN > 0 {
-			s.throttleN--
+	if p.opID != "" {
+		if p.opKind == "operationresults" {
+			return "Microsoft.Network/locations/operationResults/read"
 		}
-		s.stats.Throttled++
+		return "Microsoft.Network/locations/operations/read"
+	}
+	typ := "Microsoft.Network/" + canonicalType(p.typ)
+	if p.childTyp != "" {
+		typ += "/" + canonicalType(p.childTyp)
+	}
+	switch method {
+	case http.MethodGet:
+		return typ + "/read"
+	case http.MethodDelete:
+		return typ + "/delete"
+	}
+	return typ + "/write"
+}
+
+func canonicalType(t string) string {
+	for _, c := range []string{"loadBalancers", "publicIPAddresses", "networkSecurityGroups", "securityRules"} {
+		if eq(t, c) {
+			return c
+		}
+	}
+	return t
+}
+
+// recorder remembers the ARM error code of the answer for the call log.
+type recorder struct {
+	http.ResponseWriter
+	code string
+}
+
+func (r *recorder) WriteHeader(status int) {
+	if status >= 400 {
+		r.code = cmpOr(r.Header().Get("x-ms-error-code"), strconv.Itoa(status))
+	}
+	r.ResponseWriter.WriteHeader(status)
+}
+
+// fault answers the request with the wire shape of an injected fault and
+// reports whether it did.
+func (s *Server) fault(w http.ResponseWriter, k fault.Kind) bool {
+	switch k {
+	case fault.None:
+		return false
+	case fault.Crash:
+		armError(w, http.StatusServiceUnavailable, "InjectedCrash", "the caller crashed (injected)")
+	case fault.Throttle:
+		// https://learn.microsoft.com/azure/azure-resource-manager/management/request-limits-and-throttling#error-code
 		w.Header().Set("Retry-After", strconv.Itoa(int((s.throttle+time.Second-1)/time.Second)))
 		if s.throttle%time.Second != 0 {
 			// Sub-second delays (benchmarks that run Azure time faster)
@@ -466,15 +582,16 @@ func (s *Server) fault(w http.ResponseWriter, mutating bool) bool {
 			w.Header().Set("Retry-After-Ms", strconv.FormatInt(s.throttle.Milliseconds(), 10))
 		}
 		armError(w, http.StatusTooManyRequests, "SubscriptionRequestsThrottled", "Number of requests for subscription exceeded the limit (injected)")
-		return true
-	}
-	if s.serverN > 0 {
-		s.serverN--
-		s.stats.ServerErrors++
+	case fault.ServerError:
 		armError(w, http.StatusInternalServerError, "InternalServerError", "an internal error occurred (injected)")
-		return true
+	case fault.Unavailable:
+		armError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the service is unavailable (injected)")
+	case fault.Slow:
+		armError(w, http.StatusGatewayTimeout, "GatewayTimeout", "the gateway did not receive a response in time (injected)")
+	default:
+		armError(w, http.StatusInternalServerError, "InternalServerError", "injected "+string(k))
 	}
-	return false
+	return true
 }
 
 func (s *Server) resourcePath(p path) string {
@@ -578,7 +695,10 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, p path, id, kind st
 			armError(w, http.StatusBadRequest, "InvalidRequestContent", decodeErr.Error())
 			return
 		}
-		err = s.stampLoadBalancer(id, name, &lb, old)
+		err = firstErr(validateName("loadBalancers", name), validateLoadBalancerRules(&lb, s.opts.Limits))
+		if err == nil {
+			err = s.stampLoadBalancer(id, name, &lb, old)
+		}
 		value, location = &lb, deref(lb.Location)
 	case KindPublicIP:
 		var pip armnetwork.PublicIPAddress
@@ -593,7 +713,7 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, p path, id, kind st
 			}
 			pip.Properties.IPAddress = prev.Properties.IPAddress
 		}
-		err = s.validatePublicIP(&pip)
+		err = firstErr(validateName("publicIPAddresses", name), validateTags(pip.Tags), s.validatePublicIP(&pip))
 		if err == nil {
 			s.stampPublicIP(id, name, &pip)
 		}
@@ -604,6 +724,7 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, p path, id, kind st
 			armError(w, http.StatusBadRequest, "InvalidRequestContent", decodeErr.Error())
 			return
 		}
+		err = firstErr(validateName("networkSecurityGroups", name), validateTags(nsg.Tags))
 		nsg.ID, nsg.Name, nsg.Type = &id, &name, ptr("Microsoft.Network/networkSecurityGroups")
 		value, location = &nsg, deref(nsg.Location)
 	case KindSecurityRule:
@@ -617,7 +738,10 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, p path, id, kind st
 			armError(w, http.StatusBadRequest, "InvalidRequestContent", decodeErr.Error())
 			return
 		}
-		err = s.validateSecurityRule(id, &rule)
+		err = firstErr(validateSecurityRuleFields(name, &rule), s.validateSecurityRule(id, &rule))
+		if prefix := strings.ToLower(id[:strings.LastIndex(strings.ToLower(id), "/securityrules/")]) + "/securityrules/"; err == nil && old == nil && s.securityRuleCount(prefix) >= s.opts.Limits.RulesPerSecurityGroup {
+			err = badRequest("SecurityRuleCountLimitReached", "Network security group %s already has %d security rules; the limit is %d.", p.name, s.opts.Limits.RulesPerSecurityGroup, s.opts.Limits.RulesPerSecurityGroup)
+		}
 		rule.ID, rule.Name, rule.Type = &id, &name, ptr("Microsoft.Network/networkSecurityGroups/securityRules")
 		value, location = &rule, deref(parent.value.(*armnetwork.SecurityGroup).Location)
 	}
@@ -627,20 +751,33 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, p path, id, kind st
 	}
 	status := http.StatusCreated
 	o := old
+	var undo func()
 	if o == nil {
 		o = &object{id: id, kind: kind}
 		s.objs[strings.ToLower(id)] = o
+		// A create that fails leaves nothing behind.
+		undo = func() { delete(s.objs, strings.ToLower(id)) }
 	} else {
 		status = http.StatusOK
+		// An update that fails leaves the resource as it was, in
+		// provisioningState Failed, until a later PUT succeeds
+		// (https://learn.microsoft.com/azure/networking/troubleshoot-failed-state).
+		prev := cloneValue(o.value)
+		undo = func() {
+			o.value, o.etag = prev, newETag()
+			setProvisioning(o.value, armnetwork.ProvisioningStateFailed)
+			setETag(o.value, o.etag)
+			o.busy = ""
+		}
 	}
 	o.value = value
 	o.etag = newETag()
 	setProvisioning(value, armnetwork.ProvisioningStateUpdating)
 	setETag(value, o.etag)
-	op := s.startOperation(func() {
+	op := s.startOperation(http.MethodPut+" "+operationName(http.MethodPut, p, true), p.typ, func() {
 		setProvisioning(o.value, armnetwork.ProvisioningStateSucceeded)
 		o.busy = ""
-	})
+	}, undo)
 	o.busy = op.id
 	if location == "" {
 		location = "westeurope"
@@ -668,8 +805,16 @@ func (s *Server) delete(w http.ResponseWriter, _ *http.Request, p path, o *objec
 	}
 	setProvisioning(o.value, armnetwork.ProvisioningStateDeleting)
 	key := strings.ToLower(o.id)
-	op := s.startOperation(func() { delete(s.objs, key) })
+	op := s.startOperation(http.MethodDelete+" "+operationName(http.MethodDelete, p, true), p.typ, func() { delete(s.objs, key) }, func() {
+		// A failed delete leaves the resource in place, Failed.
+		setProvisioning(o.value, armnetwork.ProvisioningStateFailed)
+		o.busy = ""
+	})
 	o.busy = op.id
+	// Microsoft.Network answers a DELETE with both headers; clients poll
+	// Azure-AsyncOperation, whose status carries a failure's error
+	// (https://learn.microsoft.com/azure/azure-resource-manager/management/async-operations).
+	w.Header().Set("Azure-AsyncOperation", fmt.Sprintf("%s/subscriptions/%s/providers/Microsoft.Network/locations/westeurope/operations/%s?api-version=2024-05-01", s.srv.URL, p.sub, op.id))
 	w.Header().Set("Location", fmt.Sprintf("%s/subscriptions/%s/providers/Microsoft.Network/locations/westeurope/operationResults/%s?api-version=2024-05-01", s.srv.URL, p.sub, op.id))
 	s.retryAfter(w)
 	w.WriteHeader(http.StatusAccepted)
@@ -679,6 +824,10 @@ func (s *Server) patchTags(w http.ResponseWriter, r *http.Request, o *object) {
 	var body armnetwork.TagsObject
 	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
 		armError(w, http.StatusBadRequest, "InvalidRequestContent", err.Error())
+		return
+	}
+	if err := validateTags(body.Tags); err != nil {
+		armError(w, err.status, err.code, err.message)
 		return
 	}
 	o.etag = newETag()
@@ -729,21 +878,57 @@ func (s *Server) serveOperation(w http.ResponseWriter, p path) {
 		return
 	}
 	if p.opKind == "operationresults" { // Location polling
-		if !op.done {
+		switch {
+		case !op.done:
 			s.retryAfter(w)
 			w.WriteHeader(http.StatusAccepted)
-			return
+		case op.fail != fault.None:
+			st, code, msg := operationError(op)
+			armError(w, st, code, msg)
+		default:
+			w.WriteHeader(http.StatusNoContent)
 		}
-		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	status := "InProgress"
-	if op.done {
-		status = "Succeeded"
-	} else {
+	// The Azure-AsyncOperation status resource: InProgress, Succeeded,
+	// Failed or Canceled, with the error of a failure
+	// (https://learn.microsoft.com/azure/azure-resource-manager/management/async-operations#azure-asyncoperation-request-and-response).
+	body := map[string]any{"name": op.id, "status": "InProgress"}
+	switch {
+	case !op.done:
 		s.retryAfter(w)
+	case op.fail == fault.None:
+		body["status"] = "Succeeded"
+	default:
+		_, code, msg := operationError(op)
+		body["status"] = "Failed"
+		if op.fail == fault.OpSuperseded {
+			body["status"] = "Canceled"
+		}
+		body["error"] = map[string]string{"code": code, "message": msg}
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": status, "name": op.id})
+	writeJSON(w, http.StatusOK, body)
+}
+
+// operationError is how ARM reports an operation the fault core failed: the
+// HTTP status of a Location poll, and the error code and message of both
+// polls. Codes are those Microsoft.Network returns
+// (https://learn.microsoft.com/azure/networking/check-usage-against-limits,
+// https://learn.microsoft.com/azure/azure-resource-manager/troubleshooting/error-resource-quota,
+// https://learn.microsoft.com/troubleshoot/azure/azure-kubernetes/create-upgrade-delete/error-code-anotheroperationinprogress).
+func operationError(op *operation) (status int, code, message string) {
+	switch op.fail {
+	case fault.OpQuota:
+		if eq(op.typ, "publicIPAddresses") {
+			return http.StatusBadRequest, "PublicIPCountLimitReached", "Cannot create more than 1000 public IP addresses for this subscription in this region (injected)."
+		}
+		return http.StatusBadRequest, "QuotaExceeded", "Operation results in exceeding quota limits of " + canonicalType(op.typ) + " (injected)."
+	case fault.OpConflict:
+		return http.StatusConflict, "AnotherOperationInProgress", "Another operation on this or dependent resource is in progress (injected)."
+	case fault.OpSuperseded:
+		return http.StatusConflict, "CanceledAndSupersededDueToAnotherOperation", "Operation " + op.id + " was canceled and superseded by another operation (injected)."
+	}
+	return http.StatusInternalServerError, "InternalServerError", "An error occurred (injected)."
 }
 
 func (s *Server) retryAfter(w http.ResponseWriter) {
@@ -754,8 +939,15 @@ func (s *Server) retryAfter(w http.ResponseWriter) {
 	w.Header().Set("Retry-After-Ms", strconv.FormatInt(ms, 10))
 }
 
-func (s *Server) startOperation(finalize func()) *operation {
-	op := &operation{id: newID(), doneAt: time.Now().Add(s.opts.OperationLatency), finalize: finalize}
+// startOperation asks the fault core when the operation ends and whether it
+// fails: finalize applies success, undo failure.
+func (s *Server) startOperation(opName, typ string, finalize, undo func()) *operation {
+	fop := s.inj.StartOperation(fault.Request{Service: "Microsoft.Network", Op: opName, Mutating: true})
+	due := fop.Due
+	if d := time.Now().Add(s.opts.OperationLatency); d.After(due) {
+		due = d
+	}
+	op := &operation{id: newID(), doneAt: due, finalize: finalize, undo: undo, fail: fop.Fail, typ: typ}
 	s.ops[op.id] = op
 	return op
 }
@@ -766,7 +958,11 @@ func (s *Server) advance() {
 	for _, op := range s.ops {
 		if !op.done && !now.Before(op.doneAt) {
 			op.done = true
-			op.finalize()
+			if op.fail != fault.None {
+				op.undo()
+			} else {
+				op.finalize()
+			}
 		}
 	}
 	// Forget operations completed long ago.
@@ -797,6 +993,16 @@ func (s *Server) writeObject(w http.ResponseWriter, status int, o *object) {
 type armErr struct {
 	status        int
 	code, message string
+}
+
+// firstErr returns the first non-nil error.
+func firstErr(errs ...*armErr) *armErr {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
 }
 
 func badRequest(code, format string, args ...any) *armErr {
@@ -1074,6 +1280,36 @@ func clone(in, out any) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// cloneValue deep-copies a stored resource.
+func cloneValue(v any) any {
+	switch x := v.(type) {
+	case *armnetwork.LoadBalancer:
+		var out armnetwork.LoadBalancer
+		clone(x, &out)
+		return &out
+	case *armnetwork.PublicIPAddress:
+		var out armnetwork.PublicIPAddress
+		clone(x, &out)
+		return &out
+	case *armnetwork.SecurityRule:
+		var out armnetwork.SecurityRule
+		clone(x, &out)
+		return &out
+	case *armnetwork.SecurityGroup:
+		var out armnetwork.SecurityGroup
+		clone(x, &out)
+		return &out
+	}
+	return v
+}
 
 func deref[T any](p *T) T {
 	var zero T
