@@ -16,6 +16,11 @@ type Owned struct {
 	// per-cluster resources that no single Service owns (a GCP instance
 	// group, an Azure shared load balancer).
 	Service Key
+	// Fingerprint identifies the Service when the resource's marks name it
+	// only by a digest (an Azure frontend named from a hash of the key, an
+	// NSG rule whose description holds the hashed service mark): it is the
+	// backend's Fingerprint of that Service's key.
+	Fingerprint string
 	// Unreferenced is set by the backend on a per-cluster resource that no
 	// load balancer uses any more: such a resource is an orphan whatever
 	// Services exist.
@@ -29,9 +34,13 @@ type OrphanScanner interface {
 	// ListOwned returns every resource carrying the ownership marks of
 	// clusterID. It never changes anything.
 	ListOwned(ctx context.Context, clusterID string) ([]Owned, error)
-	// DeleteOrphan removes one per-cluster resource that ListOwned reported
-	// Unreferenced, after checking again that it is unreferenced and marked
-	// for clusterID. Resources of a Service are removed through Delete.
+	// Fingerprint is what ListOwned reports as Owned.Fingerprint for
+	// key's resources whose marks hold only a digest of the Service.
+	Fingerprint(key Key) string
+	// DeleteOrphan removes one resource ListOwned reported without a
+	// Service name (Unreferenced, or known only by Fingerprint), after
+	// checking again that it carries clusterID's marks. Resources whose
+	// Service is named are removed through Delete.
 	DeleteOrphan(ctx context.Context, clusterID string, o Owned) error
 }
 

@@ -79,3 +79,6 @@ func (p *Provider) ListOwned(ctx context.Context, clusterID string) ([]providers
 func (p *Provider) DeleteOrphan(_ context.Context, _ string, o providers.Owned) error {
 	return fmt.Errorf("aws: %s %s belongs to a Service; delete it through the Service's cleanup", o.Kind, o.ID)
 }
+
+// Fingerprint is the NLB's name; every AWS resource names its Service in tags.
+func (p *Provider) Fingerprint(key providers.Key) string { return LoadBalancerName(key) }

@@ -644,3 +644,6 @@ func (p *Provider) ListOwned(ctx context.Context, clusterID string) ([]providers
 func (p *Provider) DeleteOrphan(_ context.Context, _ string, o providers.Owned) error {
 	return fmt.Errorf("memory backend: %s %s is not a per-cluster resource", o.Kind, o.ID)
 }
+
+// Fingerprint is the load balancer's name.
+func (p *Provider) Fingerprint(key providers.Key) string { return ResourceName(key) }
