@@ -58,6 +58,12 @@ type Options struct {
 	InternalPool netip.Prefix
 	// Seed seeds probabilistic fault injection.
 	Seed int64
+	// HealthyAfter is how long a backend instance reports UNHEALTHY after
+	// its backend service starts probing it, as health checks must pass
+	// (healthyThreshold × checkIntervalSec) before the load balancer sends
+	// it traffic (https://cloud.google.com/load-balancing/docs/health-check-concepts#health_check_behavior).
+	// 0: healthy at once.
+	HealthyAfter time.Duration
 	// HostProject, when set, is a Shared VPC host project that owns the
 	// network: the fake also serves that project's firewall rules, and
 	// refuses firewall rules for the network created anywhere else.
@@ -154,7 +160,8 @@ type Server struct {
 	throttles int     // throttles answered, to alternate 403 and 429
 	calls     []Call
 	tokens    map[string]bool
-	health    map[string]string // instance rel link -> health state
+	health    map[string]string    // instance rel link -> health state
+	probed    map[string]time.Time // backend service name|instance rel link -> probing since
 }
 
 // New starts a fake Compute API on a local httptest server.
@@ -184,6 +191,7 @@ func New(opts Options) *Server {
 		inj:       fault.New(uint64(opts.Seed)),
 		tokens:    map[string]bool{},
 		health:    map[string]string{},
+		probed:    map[string]time.Time{},
 	}
 	s.inj.SetOperationDelay(opts.OpDelay)
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
@@ -927,6 +935,9 @@ func (s *Server) insert(scope, coll, kind string, body Object) (Object, *apiErro
 	s.coll(coll)[name] = e
 	return s.startOp(scope, "insert", coll+"/"+name, func() *apiError {
 		e.pendingCreate = false
+		if kind == "backendServices" {
+			s.startProbing(name)
+		}
 		return nil
 	}), nil
 }
@@ -1217,6 +1228,13 @@ func (s *Server) delete(scope, coll, kind, name string) (Object, *apiError) {
 		if kind == "instanceGroups" {
 			delete(s.members, self)
 		}
+		if kind == "backendServices" {
+			for k := range s.probed {
+				if strings.HasPrefix(k, name+"|") {
+					delete(s.probed, k)
+				}
+			}
+		}
 		return nil
 	}), nil
 }
@@ -1320,6 +1338,9 @@ func (s *Server) update(scope, coll, kind, name string, body Object, patch bool)
 	}
 	return s.startOp(scope, map[bool]string{true: "patch", false: "update"}[patch], coll+"/"+name, func() *apiError {
 		e.obj = next
+		if kind == "backendServices" {
+			s.startProbing(name)
+		}
 		return nil
 	}), nil
 }
@@ -1392,6 +1413,9 @@ func (s *Server) getHealth(coll, name string, body Object) (Object, *apiError) {
 	statuses := []any{}
 	for _, l := range keys {
 		state := s.health[l]
+		if since, ok := s.probed[name+"|"+l]; state == "" && s.opts.HealthyAfter > 0 && (!ok || time.Since(since) < s.opts.HealthyAfter) {
+			state = "UNHEALTHY"
+		}
 		if state == "" {
 			state = "HEALTHY"
 		}
@@ -1446,8 +1470,32 @@ func (s *Server) changeMembers(scope, coll, name string, body Object, add bool) 
 				delete(s.members[group], l)
 			}
 		}
+		for bs, e := range s.coll(s.regional("backendServices")) {
+			for _, b := range list(e.obj["backends"]) {
+				if relOf(str(b["group"])) == group {
+					s.startProbing(bs)
+				}
+			}
+		}
 		return nil
 	}), nil
+}
+
+// startProbing notes when the backend service named bs starts health
+// checking each instance of its groups; s.mu is held.
+func (s *Server) startProbing(bs string) {
+	e, ok := s.coll(s.regional("backendServices"))[bs]
+	if !ok {
+		return
+	}
+	now := time.Now()
+	for _, b := range list(e.obj["backends"]) {
+		for inst := range s.members[relOf(str(b["group"]))] {
+			if _, ok := s.probed[bs+"|"+inst]; !ok {
+				s.probed[bs+"|"+inst] = now
+			}
+		}
+	}
 }
 
 // loadBalanced reports whether a backend service uses the group (a rel link).
