@@ -982,3 +982,25 @@ func TestBackendsStartUnhealthy(t *testing.T) {
 		t.Errorf("after the health checks pass: %+v, want 2 of 2", obs.Backends)
 	}
 }
+
+// TestForwardingRuleQuota: a project out of forwarding rules fails the
+// insert's operation with QUOTA_EXCEEDED; the Service's condition names the
+// quota, and deleting another Service frees it.
+func TestForwardingRuleQuota(t *testing.T) {
+	e := newEnv(t, envOptions{fake: gcpfake.Options{Quotas: map[string]int{"forwardingRules": 1}}})
+	if _, err := e.p.Ensure(t.Context(), desired(key("first"), []string{"node-a"}, ports(80))); err != nil {
+		t.Fatal(err)
+	}
+	second := desired(key("second"), []string{"node-a"}, ports(81))
+	_, err := e.p.Ensure(t.Context(), second)
+	var ce *providers.ConfigError
+	if !errors.As(err, &ce) || ce.Reason != gcp.ReasonQuotaExceeded || !strings.Contains(ce.Message, "forwarding_rules") || !strings.Contains(ce.Message, "FORWARDING_RULES") {
+		t.Fatalf("got %v, want ConfigError QuotaExceeded naming the forwarding rule quota", err)
+	}
+	if err := e.p.Delete(t.Context(), key("first")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.p.Ensure(t.Context(), second); err != nil {
+		t.Fatalf("after a rule was freed: %v", err)
+	}
+}

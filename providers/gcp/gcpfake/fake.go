@@ -58,6 +58,11 @@ type Options struct {
 	InternalPool netip.Prefix
 	// Seed seeds probabilistic fault injection.
 	Seed int64
+	// Quotas limit how many resources of a collection ("forwardingRules",
+	// "addresses", ...) a region (or, for global ones, the project) holds;
+	// an insert beyond the limit ends with a QUOTA_EXCEEDED operation.
+	// Absent: no limit.
+	Quotas map[string]int
 	// HealthyAfter is how long a backend instance reports UNHEALTHY after
 	// its backend service starts probing it, as health checks must pass
 	// (healthyThreshold × checkIntervalSec) before the load balancer sends
@@ -675,6 +680,10 @@ var quotaMetrics = map[string]string{
 func (s *Server) operationError(kind fault.Kind, scope, coll, target string) *opError {
 	switch kind {
 	case fault.OpQuota:
+		limit := 8
+		if l, ok := s.opts.Quotas[coll[strings.LastIndex(coll, "/")+1:]]; ok {
+			limit = l
+		}
 		coll = coll[strings.LastIndex(coll, "/")+1:]
 		metric := quotaMetrics[coll]
 		if metric == "" {
@@ -686,12 +695,12 @@ func (s *Server) operationError(kind fault.Kind, scope, coll, target string) *op
 			where, dims = "project "+s.opts.Project, map[string]any{}
 		}
 		return &opError{&apiError{http.StatusForbidden, "QUOTA_EXCEEDED",
-			fmt.Sprintf("Quota '%s' exceeded.  Limit: 8.0 in %s.", metric, where)},
+			fmt.Sprintf("Quota '%s' exceeded.  Limit: %d.0 in %s.", metric, limit, where)},
 			map[string]any{"quotaInfo": map[string]any{
 				"metricName": "compute.googleapis.com/" + strings.ToLower(metric),
 				"limitName":  metric + "-per-project",
 				"dimensions": dims,
-				"limit":      8,
+				"limit":      limit,
 			}}}
 	case fault.OpConflict:
 		return &opError{apiError: &apiError{http.StatusBadRequest, "RESOURCE_IN_USE_BY_ANOTHER_RESOURCE",
@@ -703,6 +712,14 @@ func (s *Server) operationError(kind fault.Kind, scope, coll, target string) *op
 		return &opError{apiError: &apiError{http.StatusInternalServerError, "INTERNAL_ERROR",
 			"Internal error. Please try again or contact Google Support."}}
 	}
+}
+
+// overQuota reports whether an insert into coll (already counted, pending)
+// exceeds Options.Quotas: Compute Engine fails such an insert's operation
+// with QUOTA_EXCEEDED (https://cloud.google.com/compute/resource-usage).
+func (s *Server) overQuota(coll string) bool {
+	limit, ok := s.opts.Quotas[coll[strings.LastIndex(coll, "/")+1:]]
+	return ok && len(s.coll(coll)) > limit
 }
 
 // startOp records a running operation whose apply runs when it completes;
@@ -730,6 +747,9 @@ func (s *Server) startOp(scope, opType, target string, apply func() *apiError) O
 	coll, rname := target[:strings.LastIndex(target, "/")], target[strings.LastIndex(target, "/")+1:]
 	fate := s.inj.StartOperation(fault.Request{Service: "compute", Op: opType + " " + coll[strings.LastIndex(coll, "/")+1:], Mutating: true})
 	op := &operation{obj: obj, due: fate.Due, apply: apply, coll: coll, name: rname}
+	if opType == "insert" && fate.Fail == fault.None && s.overQuota(coll) {
+		fate.Fail = fault.OpQuota
+	}
 	if fate.Fail != fault.None {
 		op.fail = s.operationError(fate.Fail, scope, coll, s.rel(target))
 	}
