@@ -959,3 +959,48 @@ func TestInterruptedDeleteLeavesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestBackendsStartUnhealthy: on Compute Engine a backend is healthy only
+// after its health checks pass. Ensure must succeed with an address while no
+// backend is healthy yet, and report them healthy once they are.
+func TestBackendsStartUnhealthy(t *testing.T) {
+	e := newEnv(t, envOptions{fake: gcpfake.Options{HealthyAfter: 500 * time.Millisecond}})
+	k := key("warming")
+	st, err := e.p.Ensure(t.Context(), desired(k, []string{"node-a", "node-b"}, ports(80)))
+	if err != nil {
+		t.Fatalf("Ensure while no backend is healthy yet: %v", err)
+	}
+	if len(st.Ingress) != 1 || st.Backends != (providers.Backends{Total: 2, Healthy: 0}) {
+		t.Fatalf("status %+v, want an address and 0 of 2 healthy", st)
+	}
+	time.Sleep(600 * time.Millisecond)
+	obs, err := e.p.Observe(t.Context(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if obs.Backends != (providers.Backends{Total: 2, Healthy: 2}) {
+		t.Errorf("after the health checks pass: %+v, want 2 of 2", obs.Backends)
+	}
+}
+
+// TestForwardingRuleQuota: a project out of forwarding rules fails the
+// insert's operation with QUOTA_EXCEEDED; the Service's condition names the
+// quota, and deleting another Service frees it.
+func TestForwardingRuleQuota(t *testing.T) {
+	e := newEnv(t, envOptions{fake: gcpfake.Options{Quotas: map[string]int{"forwardingRules": 1}}})
+	if _, err := e.p.Ensure(t.Context(), desired(key("first"), []string{"node-a"}, ports(80))); err != nil {
+		t.Fatal(err)
+	}
+	second := desired(key("second"), []string{"node-a"}, ports(81))
+	_, err := e.p.Ensure(t.Context(), second)
+	var ce *providers.ConfigError
+	if !errors.As(err, &ce) || ce.Reason != gcp.ReasonQuotaExceeded || !strings.Contains(ce.Message, "forwarding_rules") || !strings.Contains(ce.Message, "FORWARDING_RULES") {
+		t.Fatalf("got %v, want ConfigError QuotaExceeded naming the forwarding rule quota", err)
+	}
+	if err := e.p.Delete(t.Context(), key("first")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.p.Ensure(t.Context(), second); err != nil {
+		t.Fatalf("after a rule was freed: %v", err)
+	}
+}

@@ -111,6 +111,12 @@ func classify(err error) kind {
 		switch {
 		case oe.Code == opQuotaExceeded:
 			return kindQuota
+		case oe.Code == "RESOURCE_NOT_FOUND" || oe.HTTPCode == http.StatusNotFound:
+			return kindNotFound
+		case oe.Code == "RESOURCE_ALREADY_EXISTS" || oe.HTTPCode == http.StatusConflict:
+			return kindExists
+		case oe.Code == "CONDITION_NOT_MET" || oe.HTTPCode == http.StatusPreconditionFailed:
+			return kindStale
 		case oe.Code == opInternal, oe.Code == opNotReady, oe.Code == opInUse, oe.Code == opOperationLost, oe.HTTPCode >= 500:
 			return kindOpRetry
 		case oe.HTTPCode == http.StatusForbidden || oe.HTTPCode == http.StatusUnauthorized:

@@ -160,7 +160,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Project, "gcp-project", "", "Google Cloud project of the load balancers. Default: the project of the node the operator runs on, from the metadata server.")
 	fs.StringVar(&c.Region, "gcp-region", "", "Region of the load balancers. Default: the region of the node's zone, from the metadata server.")
 	fs.StringVar(&c.Network, "gcp-network", "", "VPC network of the nodes (name or projects/<p>/global/networks/<n>). Default: the network of the node's first interface, from the metadata server.")
-	fs.StringVar(&c.NetworkProject, "gcp-network-project", "", "Project that owns --gcp-network: the Shared VPC host project when the cluster runs in a service project. Portico's firewall rules are created there (service projects cannot create firewall rules for a shared network), and bare network and subnetwork names resolve there. Default: --gcp-project.")
+	fs.StringVar(&c.NetworkProject, "gcp-network-project", "", "Project that owns --gcp-network: the Shared VPC host project when the cluster runs in a service project. Portico's firewall rules are created there (service projects cannot create firewall rules for a shared network), and bare network and subnetwork names resolve there. Default: the project of a --gcp-network given as projects/<p>/global/networks/<n>, else --gcp-project.")
 	fs.StringVar(&c.Subnetwork, "gcp-subnetwork", "", "Default subnetwork of internal load balancers (name or projects/<p>/regions/<r>/subnetworks/<n>); the gcp.lb.portico.dev/subnet annotation overrides it. Without either, internal Services report SubnetRequired.")
 	fs.StringVar(&c.NetworkTier, "gcp-network-tier", "PREMIUM", "Default network tier of external load balancers: PREMIUM or STANDARD.")
 	fs.StringSliceVar(&c.AllowedProjects, "gcp-allowed-projects", nil, "Projects besides --gcp-project whose subnetworks Services may name in gcp.lb.portico.dev/subnet (e.g. a Shared VPC host project). Anything else is refused (ResourceNotAllowed).")
@@ -170,7 +170,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.Int32Var(&c.ClusterHealthCheckPort, "gcp-cluster-health-check-port", 10256, "Node port probed for Services with externalTrafficPolicy Cluster (kube-proxy's healthz).")
 	fs.Float64Var(&c.QPS, "gcp-api-qps", 10, "Client-side limit on Compute API calls per second, retries and operation polls included.")
 	fs.IntVar(&c.Burst, "gcp-api-burst", 20, "Burst allowed above --gcp-api-qps.")
-	fs.IntVar(&c.Attempts, "gcp-max-attempts", 8, "Attempts per Compute API call on throttling, quota-rate or 5xx errors before Portico requeues the Service.")
+	fs.IntVar(&c.Attempts, "gcp-max-attempts", 8, "Attempts per Compute API call on throttling, quota-rate or 5xx errors, and per mutation whose Operation fails with INTERNAL_ERROR, RESOURCE_NOT_READY or RESOURCE_IN_USE_BY_ANOTHER_RESOURCE, before Portico requeues the Service.")
 }
 
 // Factory returns a providers.Factory bound to c. Credentials come from

@@ -46,7 +46,10 @@ func TestOperatorOnControlPlane(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := gcpfake.New(gcpfake.Options{Project: testProject, Region: testRegion, RequireAuth: true, OpDelay: 20 * time.Millisecond})
+	f := gcpfake.New(gcpfake.Options{Project: testProject, Region: testRegion, RequireAuth: true, OpDelay: 20 * time.Millisecond,
+		// Backends turn healthy only after their health checks pass, as on
+		// Compute Engine: the Service must get its address before that.
+		HealthyAfter: 3 * time.Second})
 	t.Cleanup(f.Close)
 	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", writeServiceAccountKey(t, f.TokenURL()))
 

@@ -58,6 +58,17 @@ type Options struct {
 	InternalPool netip.Prefix
 	// Seed seeds probabilistic fault injection.
 	Seed int64
+	// Quotas limit how many resources of a collection ("forwardingRules",
+	// "addresses", ...) a region (or, for global ones, the project) holds;
+	// an insert beyond the limit ends with a QUOTA_EXCEEDED operation.
+	// Absent: no limit.
+	Quotas map[string]int
+	// HealthyAfter is how long a backend instance reports UNHEALTHY after
+	// its backend service starts probing it, as health checks must pass
+	// (healthyThreshold × checkIntervalSec) before the load balancer sends
+	// it traffic (https://cloud.google.com/load-balancing/docs/health-check-concepts#health_check_behavior).
+	// 0: healthy at once.
+	HealthyAfter time.Duration
 	// HostProject, when set, is a Shared VPC host project that owns the
 	// network: the fake also serves that project's firewall rules, and
 	// refuses firewall rules for the network created anywhere else.
@@ -154,7 +165,8 @@ type Server struct {
 	throttles int     // throttles answered, to alternate 403 and 429
 	calls     []Call
 	tokens    map[string]bool
-	health    map[string]string // instance rel link -> health state
+	health    map[string]string    // instance rel link -> health state
+	probed    map[string]time.Time // backend service name|instance rel link -> probing since
 }
 
 // New starts a fake Compute API on a local httptest server.
@@ -184,6 +196,7 @@ func New(opts Options) *Server {
 		inj:       fault.New(uint64(opts.Seed)),
 		tokens:    map[string]bool{},
 		health:    map[string]string{},
+		probed:    map[string]time.Time{},
 	}
 	s.inj.SetOperationDelay(opts.OpDelay)
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
@@ -667,6 +680,10 @@ var quotaMetrics = map[string]string{
 func (s *Server) operationError(kind fault.Kind, scope, coll, target string) *opError {
 	switch kind {
 	case fault.OpQuota:
+		limit := 8
+		if l, ok := s.opts.Quotas[coll[strings.LastIndex(coll, "/")+1:]]; ok {
+			limit = l
+		}
 		coll = coll[strings.LastIndex(coll, "/")+1:]
 		metric := quotaMetrics[coll]
 		if metric == "" {
@@ -678,12 +695,12 @@ func (s *Server) operationError(kind fault.Kind, scope, coll, target string) *op
 			where, dims = "project "+s.opts.Project, map[string]any{}
 		}
 		return &opError{&apiError{http.StatusForbidden, "QUOTA_EXCEEDED",
-			fmt.Sprintf("Quota '%s' exceeded.  Limit: 8.0 in %s.", metric, where)},
+			fmt.Sprintf("Quota '%s' exceeded.  Limit: %d.0 in %s.", metric, limit, where)},
 			map[string]any{"quotaInfo": map[string]any{
 				"metricName": "compute.googleapis.com/" + strings.ToLower(metric),
 				"limitName":  metric + "-per-project",
 				"dimensions": dims,
-				"limit":      8,
+				"limit":      limit,
 			}}}
 	case fault.OpConflict:
 		return &opError{apiError: &apiError{http.StatusBadRequest, "RESOURCE_IN_USE_BY_ANOTHER_RESOURCE",
@@ -695,6 +712,14 @@ func (s *Server) operationError(kind fault.Kind, scope, coll, target string) *op
 		return &opError{apiError: &apiError{http.StatusInternalServerError, "INTERNAL_ERROR",
 			"Internal error. Please try again or contact Google Support."}}
 	}
+}
+
+// overQuota reports whether an insert into coll (already counted, pending)
+// exceeds Options.Quotas: Compute Engine fails such an insert's operation
+// with QUOTA_EXCEEDED (https://cloud.google.com/compute/resource-usage).
+func (s *Server) overQuota(coll string) bool {
+	limit, ok := s.opts.Quotas[coll[strings.LastIndex(coll, "/")+1:]]
+	return ok && len(s.coll(coll)) > limit
 }
 
 // startOp records a running operation whose apply runs when it completes;
@@ -722,6 +747,9 @@ func (s *Server) startOp(scope, opType, target string, apply func() *apiError) O
 	coll, rname := target[:strings.LastIndex(target, "/")], target[strings.LastIndex(target, "/")+1:]
 	fate := s.inj.StartOperation(fault.Request{Service: "compute", Op: opType + " " + coll[strings.LastIndex(coll, "/")+1:], Mutating: true})
 	op := &operation{obj: obj, due: fate.Due, apply: apply, coll: coll, name: rname}
+	if opType == "insert" && fate.Fail == fault.None && s.overQuota(coll) {
+		fate.Fail = fault.OpQuota
+	}
 	if fate.Fail != fault.None {
 		op.fail = s.operationError(fate.Fail, scope, coll, s.rel(target))
 	}
@@ -927,6 +955,9 @@ func (s *Server) insert(scope, coll, kind string, body Object) (Object, *apiErro
 	s.coll(coll)[name] = e
 	return s.startOp(scope, "insert", coll+"/"+name, func() *apiError {
 		e.pendingCreate = false
+		if kind == "backendServices" {
+			s.startProbing(name)
+		}
 		return nil
 	}), nil
 }
@@ -1217,6 +1248,13 @@ func (s *Server) delete(scope, coll, kind, name string) (Object, *apiError) {
 		if kind == "instanceGroups" {
 			delete(s.members, self)
 		}
+		if kind == "backendServices" {
+			for k := range s.probed {
+				if strings.HasPrefix(k, name+"|") {
+					delete(s.probed, k)
+				}
+			}
+		}
 		return nil
 	}), nil
 }
@@ -1320,6 +1358,9 @@ func (s *Server) update(scope, coll, kind, name string, body Object, patch bool)
 	}
 	return s.startOp(scope, map[bool]string{true: "patch", false: "update"}[patch], coll+"/"+name, func() *apiError {
 		e.obj = next
+		if kind == "backendServices" {
+			s.startProbing(name)
+		}
 		return nil
 	}), nil
 }
@@ -1392,6 +1433,9 @@ func (s *Server) getHealth(coll, name string, body Object) (Object, *apiError) {
 	statuses := []any{}
 	for _, l := range keys {
 		state := s.health[l]
+		if since, ok := s.probed[name+"|"+l]; state == "" && s.opts.HealthyAfter > 0 && (!ok || time.Since(since) < s.opts.HealthyAfter) {
+			state = "UNHEALTHY"
+		}
 		if state == "" {
 			state = "HEALTHY"
 		}
@@ -1446,8 +1490,32 @@ func (s *Server) changeMembers(scope, coll, name string, body Object, add bool) 
 				delete(s.members[group], l)
 			}
 		}
+		for bs, e := range s.coll(s.regional("backendServices")) {
+			for _, b := range list(e.obj["backends"]) {
+				if relOf(str(b["group"])) == group {
+					s.startProbing(bs)
+				}
+			}
+		}
 		return nil
 	}), nil
+}
+
+// startProbing notes when the backend service named bs starts health
+// checking each instance of its groups; s.mu is held.
+func (s *Server) startProbing(bs string) {
+	e, ok := s.coll(s.regional("backendServices"))[bs]
+	if !ok {
+		return
+	}
+	now := time.Now()
+	for _, b := range list(e.obj["backends"]) {
+		for inst := range s.members[relOf(str(b["group"]))] {
+			if _, ok := s.probed[bs+"|"+inst]; !ok {
+				s.probed[bs+"|"+inst] = now
+			}
+		}
+	}
 }
 
 // loadBalanced reports whether a backend service uses the group (a rel link).
