@@ -19,9 +19,13 @@ type cpuGroups struct {
 	v2   bool
 }
 
-// newCPUGroups creates the benchmark's parent cgroup, or returns an error
-// saying why it cannot.
-func newCPUGroups(id string) (*cpuGroups, error) {
+// newCPUGroups creates the benchmark's parent cgroup, the node, or returns an
+// error saying why it cannot. The parent weighs as much against the rest of
+// the machine as procs busy processes and three forwarders and this process would outside
+// any cgroup, so other load on a shared machine dilutes the node no more than
+// without cgroups; inside it, the pods' requests set the weights.
+func newCPUGroups(id string, procs int) (*cpuGroups, error) {
+	shares := 1024 * (procs + 4)
 	if b, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers"); err == nil {
 		if !strings.Contains(" "+strings.TrimSpace(string(b))+" ", " cpu ") {
 			return nil, errors.New("the cgroup v2 root has no cpu controller")
@@ -34,7 +38,8 @@ func newCPUGroups(id string) (*cpuGroups, error) {
 			_ = os.Remove(root)
 			return nil, fmt.Errorf("enabling the cpu controller: %w", err)
 		}
-		return &cpuGroups{root: root, v2: true}, nil
+		g := &cpuGroups{root: root, v2: true}
+		return g, g.weigh(root, shares)
 	}
 	if _, err := os.Stat("/sys/fs/cgroup/cpu/cpu.shares"); err != nil {
 		return nil, errors.New("no cgroup cpu controller found")
@@ -43,7 +48,20 @@ func newCPUGroups(id string) (*cpuGroups, error) {
 	if err := os.Mkdir(root, 0o755); err != nil {
 		return nil, err
 	}
-	return &cpuGroups{root: root}, nil
+	g := &cpuGroups{root: root}
+	return g, g.weigh(root, shares)
+}
+
+// weigh sets dir's CPU weight from cgroup v1 shares.
+func (g *cpuGroups) weigh(dir string, shares int) error {
+	file, value := "cpu.shares", shares
+	if g.v2 {
+		file, value = "cpu.weight", min(1+((shares-2)*9999)/262142, 10000)
+	}
+	if err := os.WriteFile(filepath.Join(dir, file), []byte(strconv.Itoa(value)), 0o644); err != nil {
+		return fmt.Errorf("setting %s of %s: %w", file, dir, err)
+	}
+	return nil
 }
 
 // add moves pid into the child cgroup name, created with the weight of a
@@ -53,13 +71,8 @@ func (g *cpuGroups) add(name string, milliCPU, pid int) error {
 	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return err
 	}
-	shares := max(milliCPU*1024/1000, 2)
-	file, value := "cpu.shares", shares
-	if g.v2 {
-		file, value = "cpu.weight", 1+((shares-2)*9999)/262142
-	}
-	if err := os.WriteFile(filepath.Join(dir, file), []byte(strconv.Itoa(value)), 0o644); err != nil {
-		return fmt.Errorf("setting %s of %s: %w", file, dir, err)
+	if err := g.weigh(dir, max(milliCPU*1024/1000, 2)); err != nil {
+		return err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
 		return fmt.Errorf("moving %d into %s: %w", pid, dir, err)

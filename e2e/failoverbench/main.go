@@ -259,7 +259,7 @@ func run() (err error) {
 		placeBusy := func(int) error { return nil }
 		where := "the benchmark's cgroup"
 		if *busyCPU > 0 {
-			if groups, err = newCPUGroups(lab.ID()); err != nil {
+			if groups, err = newCPUGroups(lab.ID(), *stressProcs); err != nil {
 				return fmt.Errorf("stress phase: %w (--busy-millicpu=0 runs without cgroups)", err)
 			}
 			defer groups.close()
@@ -267,6 +267,11 @@ func run() (err error) {
 				if err := groups.add("forwarder-"+n.host.Name, *fwdCPU, n.proc.Pid()); err != nil {
 					return err
 				}
+			}
+			// The probes and echo servers of this process measure; they
+			// must not starve behind the machine's other load either.
+			if err := groups.add("bench", 4000, os.Getpid()); err != nil {
+				return err
 			}
 			placeBusy = func(pid int) error { return groups.add("busy", *busyCPU, pid) }
 			where = fmt.Sprintf("CPU cgroups: each forwarder weighted as %dm, the busy loops as %dm", *fwdCPU, *busyCPU)
