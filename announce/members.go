@@ -102,9 +102,9 @@ type Members struct {
 	lastLook  time.Time
 	holdUntil time.Time
 	heldSince time.Time // start of the current run of holds, zero when none
-	conn   *net.UDPConn
-	inc    uint64
-	seq    uint64
+	conn      *net.UDPConn
+	inc       uint64
+	seq       uint64
 
 	changed chan struct{}
 }
