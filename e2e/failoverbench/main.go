@@ -218,8 +218,12 @@ func run() (err error) {
 			if err := start(victim); err != nil {
 				return nil, err
 			}
-			// Let the restarted forwarder warm up and rejoin.
+			// Let the restarted forwarder warm up and rejoin: every node
+			// hears all three again (a starved node takes longer to start).
 			time.Sleep(700 * time.Millisecond)
+			if err := waitRejoined(nodes, 20*time.Second); err != nil {
+				return nil, fmt.Errorf("%s %d: %s restarted: %w", label, i+1, owner, err)
+			}
 		}
 		return outages, nil
 	}

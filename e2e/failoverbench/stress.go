@@ -184,3 +184,25 @@ func scrape(n *node) (map[string]float64, error) {
 	}
 	return out, nil
 }
+
+// waitRejoined waits until every node's forwarder counts all nodes alive
+// and has its quorum.
+func waitRejoined(nodes []*node, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		var missing []string
+		for _, n := range nodes {
+			m, err := scrape(n)
+			if err != nil || m["portico_forwarder_peers_alive"] != float64(len(nodes)) || m["portico_forwarder_quorum"] != 1 {
+				missing = append(missing, n.host.Name)
+			}
+		}
+		if len(missing) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after %s, %v still do not hear every node", d, missing)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

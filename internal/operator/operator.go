@@ -342,6 +342,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 	if err := r.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.Workers, ReconciliationTimeout: o.ReconcileTimeout}); err != nil {
 		return nil, nil, fmt.Errorf("setting up Service controller: %w", err)
 	}
+	sharedNotReady().SetSource(mgr.GetClient(), r.Classes)
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, nil, err
 	}
@@ -384,6 +385,12 @@ const legacyClusterID = "kubernetes"
 // once per process, however many managers it runs.
 var sharedMetrics = sync.OnceValue(func() *controllers.Metrics {
 	return controllers.NewMetrics(metrics.Registry)
+})
+
+var sharedNotReady = sync.OnceValue(func() *controllers.NotReadyMetric {
+	m := controllers.NewNotReadyMetric()
+	metrics.Registry.MustRegister(m)
+	return m
 })
 
 var sharedCostMetrics = sync.OnceValue(func() *pricing.Metrics {
