@@ -2,11 +2,14 @@
 # by the main Makefile. The netns tests and the benchmark need root and
 # iproute2 (ip); nftables is not needed.
 
-.PHONY: test-local bench-failover fuzz-local
+.PHONY: test-local test-monitoring bench-failover fuzz-local
 
 test-local: ## Allocator, conformance, leader choice, heartbeat, netns ARP/NDP and hostile-network forwarder tests (root).
 	$(GO) test -count=1 ./providers/local/... ./announce/... ./internal/forwarder/... ./e2e/forwarder/
 	$(GO) test -count=1 -run IPPool ./controllers/
+
+test-monitoring: ## Alert rules and dashboard (kustomize component and Helm chart) against the metrics a running operator and forwarder export.
+	cd e2e/monitoring && $(GO) test -count=1 ./...
 
 # bench-failover: 20 failovers of a local address among three node namespaces
 # running the real portico-forwarder (static mode: fixed address and peers,
