@@ -102,6 +102,7 @@ type Members struct {
 	lastLook  time.Time
 	holdUntil time.Time
 	heldSince time.Time // start of the current run of holds, zero when none
+	looking   bool      // the check loop runs: only then is a gap a stall
 	conn      *net.UDPConn
 	inc       uint64
 	seq       uint64
@@ -304,6 +305,10 @@ func (m *Members) viewLocked(now time.Time) View {
 // the real ages, so a peer that really died is judged dead at most DeadAfter
 // later than without stalls, however often this node stalls.
 func (m *Members) holdLocked(now time.Time) bool {
+	if !m.looking {
+		m.lastLook, m.heldSince = time.Time{}, time.Time{}
+		return false
+	}
 	stalled := !m.lastLook.IsZero() && now.Sub(m.lastLook) > m.cfg.Interval
 	if now.After(m.lastLook) {
 		m.lastLook = now
@@ -387,10 +392,15 @@ func (m *Members) Run(ctx context.Context) error {
 		}
 	}
 	m.mu.Lock()
-	m.conn = conn
+	m.conn, m.looking = conn, true
 	m.mu.Unlock()
 	go m.receive(conn)
 	defer conn.Close()
+	defer func() {
+		m.mu.Lock()
+		m.looking = false
+		m.mu.Unlock()
+	}()
 
 	tick := time.NewTicker(m.cfg.Interval)
 	defer tick.Stop()

@@ -354,6 +354,7 @@ func TestOwnStallIsNotPeersDeath(t *testing.T) {
 	t0 := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.looking = true // as Run's check loop
 	// The check loop looks every 10 ms while both peers send.
 	for at := time.Duration(0); at <= 100*time.Millisecond; at += 10 * time.Millisecond {
 		m.peers["b"].lastSeen, m.peers["c"].lastSeen = t0.Add(at), t0.Add(at)
@@ -380,6 +381,7 @@ func TestOwnStallIsNotPeersDeath(t *testing.T) {
 	m2.SetPeers(map[string]netip.AddrPort{"b": {}, "c": {}})
 	m2.mu.Lock()
 	defer m2.mu.Unlock()
+	m2.looking = true
 	m2.peers["b"].lastSeen, m2.peers["c"].lastSeen = t0, t0
 	for at := time.Duration(0); at <= 300*time.Millisecond; at += 10 * time.Millisecond {
 		v := m2.viewLocked(t0.Add(at))
@@ -398,6 +400,7 @@ func TestStallsDoNotHideADeadPeer(t *testing.T) {
 	t0 := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.looking = true
 	m.peers["b"].lastSeen, m.peers["c"].lastSeen = t0, t0
 	v := m.viewLocked(t0)
 	m.alive, m.quorum = v.Alive, v.Quorum
