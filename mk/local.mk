@@ -15,7 +15,7 @@ test-monitoring: ## Alert rules and dashboard (kustomize component and Helm char
 # running the real portico-forwarder (static mode: fixed address and peers,
 # no apiserver) while a client probes every 10 ms, three heartbeat-only
 # partitions, then the stress phase: 4 busy loops per CPU for 60 s (forwarders
-# and loops in CPU cgroups weighted as their pods' requests, 50m and 2000m)
+# and loops in CPU cgroups weighted as their pods' requests, 100m and 2000m)
 # while no node fails, and 5 more failovers under that load. The output ends
 # with failover: runs=20 p50_ms=<n> p99_ms=<n> max_ms=<n> dual_announce_ms=<n>
 # false_moves=<n> stress_runs=5 stress_p99_ms=<n>

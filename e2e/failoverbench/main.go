@@ -59,7 +59,7 @@ var (
 	stressFor   = flag.Duration("stress", 60*time.Second, "Stress phase: how long the CPUs stay saturated while no node fails (0 skips the phase).")
 	stressProcs = flag.Int("stress-procs", 4*runtime.NumCPU(), "Stress phase: busy-loop processes, pinned round-robin to the CPUs.")
 	stressRuns  = flag.Int("stress-runs", 5, "Stress phase: failovers measured while the CPUs are still saturated.")
-	fwdCPU      = flag.Int("forwarder-millicpu", 50, "Stress phase: each forwarder runs in a CPU cgroup weighted as a pod requesting this much CPU (the DaemonSet's request).")
+	fwdCPU      = flag.Int("forwarder-millicpu", 100, "Stress phase: each forwarder runs in a CPU cgroup weighted as a pod requesting this much CPU (the DaemonSet's request).")
 	busyCPU     = flag.Int("busy-millicpu", 2000, "Stress phase: the busy loops run in one CPU cgroup weighted as a pod requesting this much CPU; 0 runs everything in the benchmark's own cgroup.")
 )
 
