@@ -231,7 +231,7 @@ func checkExpr(t *testing.T, p parser.Parser, where, expr string, exported map[s
 		name := vs.Name
 		if name == "" {
 			for _, m := range vs.LabelMatchers {
-				if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
+				if m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual {
 					name = m.Value
 				}
 			}
@@ -244,7 +244,7 @@ func checkExpr(t *testing.T, p parser.Parser, where, expr string, exported map[s
 			return nil
 		}
 		for _, m := range vs.LabelMatchers {
-			if m.Name == labels.MetricName {
+			if m.Name == model.MetricNameLabel {
 				continue
 			}
 			values, ok := f.labels[m.Name]
@@ -417,7 +417,7 @@ func scrape(url string) (map[string]*family, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %q: %w", url, series, err)
 		}
-		name := ls.Get(labels.MetricName)
+		name := ls.Get(model.MetricNameLabel)
 		f := out[name]
 		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
 			if base, ok := strings.CutSuffix(name, suffix); ok && f == nil && (types[base] == "histogram" || types[base] == "summary") {
@@ -428,7 +428,7 @@ func scrape(url string) (map[string]*family, error) {
 			return nil, fmt.Errorf("%s: series %s without a TYPE", url, series)
 		}
 		ls.Range(func(l labels.Label) {
-			if l.Name == labels.MetricName || l.Name == "le" || l.Name == "quantile" {
+			if l.Name == model.MetricNameLabel || l.Name == "le" || l.Name == "quantile" {
 				return
 			}
 			if f.labels[l.Name] == nil {
