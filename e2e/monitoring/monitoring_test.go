@@ -58,6 +58,8 @@ func TestShippedMonitoring(t *testing.T) {
 
 	kGroups, kDash := shipped(t, "kustomize", kust)
 	hGroups, hDash := shipped(t, "helm", chart)
+	monitorsSelect(t, "kustomize", kust)
+	monitorsSelect(t, "helm", chart)
 	if !bytes.Equal(kGroups, hGroups) {
 		t.Errorf("the chart's alert rules differ from the kustomize component's:\nhelm:\n%s\nkustomize:\n%s", hGroups, kGroups)
 	}
@@ -458,4 +460,105 @@ func freeUDPPort(t *testing.T) string {
 	}
 	defer c.Close()
 	return fmt.Sprint(c.LocalAddr().(*net.UDPAddr).Port)
+}
+
+// monitorsSelect checks that the ServiceMonitor selects the operator's
+// metrics Service by its labels and names one of its ports, and that the
+// PodMonitor selects the forwarder's pods and names a port of theirs.
+func monitorsSelect(t *testing.T, where string, rendered []byte) {
+	t.Helper()
+	type port struct {
+		Name string `json:"name"`
+	}
+	type endpoint struct {
+		Port string `json:"port"`
+	}
+	type monitor struct {
+		Selector struct {
+			MatchLabels map[string]string `json:"matchLabels"`
+		} `json:"selector"`
+		Endpoints    []endpoint `json:"endpoints"`
+		PodEndpoints []endpoint `json:"podMetricsEndpoints"`
+	}
+	var sm, pm *monitor
+	var svcLabels, podLabels map[string]string
+	var svcPorts, podPorts []string
+	for _, doc := range strings.Split(string(rendered), "\n---") {
+		var o struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name   string            `json:"name"`
+				Labels map[string]string `json:"labels"`
+			} `json:"metadata"`
+			Spec json.RawMessage `json:"spec"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &o); err != nil {
+			t.Fatalf("%s: %v", where, err)
+		}
+		switch {
+		case o.Kind == "ServiceMonitor", o.Kind == "PodMonitor":
+			m := &monitor{}
+			if err := json.Unmarshal(o.Spec, m); err != nil {
+				t.Fatal(err)
+			}
+			if o.Kind == "ServiceMonitor" {
+				sm = m
+			} else {
+				pm = m
+			}
+		case o.Kind == "Service" && o.Metadata.Name == "portico-operator-metrics":
+			svcLabels = o.Metadata.Labels
+			var spec struct {
+				Ports []port `json:"ports"`
+			}
+			if err := json.Unmarshal(o.Spec, &spec); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range spec.Ports {
+				svcPorts = append(svcPorts, p.Name)
+			}
+		case o.Kind == "DaemonSet" && o.Metadata.Name == "portico-forwarder":
+			var spec struct {
+				Template struct {
+					Metadata struct {
+						Labels map[string]string `json:"labels"`
+					} `json:"metadata"`
+					Spec struct {
+						Containers []struct {
+							Ports []port `json:"ports"`
+						} `json:"containers"`
+					} `json:"spec"`
+				} `json:"template"`
+			}
+			if err := json.Unmarshal(o.Spec, &spec); err != nil {
+				t.Fatal(err)
+			}
+			podLabels = spec.Template.Metadata.Labels
+			for _, c := range spec.Template.Spec.Containers {
+				for _, p := range c.Ports {
+					podPorts = append(podPorts, p.Name)
+				}
+			}
+		}
+	}
+	if sm == nil || pm == nil || svcLabels == nil || podLabels == nil {
+		t.Fatalf("%s: a monitor, the metrics Service or the forwarder DaemonSet is missing", where)
+	}
+	check := func(what string, m *monitor, ports []endpoint, labels map[string]string, have []string) {
+		for k, v := range m.Selector.MatchLabels {
+			if labels[k] != v {
+				t.Errorf("%s: the %s selects %s=%s, which its target does not carry (%v)", where, what, k, v, labels)
+			}
+		}
+		if len(ports) == 0 {
+			t.Errorf("%s: the %s scrapes no port", where, what)
+		}
+		for _, p := range ports {
+			if !slices.Contains(have, p.Port) {
+				t.Errorf("%s: the %s scrapes port %q; its target has %v", where, what, p.Port, have)
+			}
+		}
+	}
+	check("ServiceMonitor", sm, sm.Endpoints, svcLabels, svcPorts)
+	check("PodMonitor", pm, pm.PodEndpoints, podLabels, podPorts)
 }
