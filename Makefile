@@ -55,6 +55,7 @@ lint: tools ## gofmt, go vet and staticcheck.
 .PHONY: test
 test: tools ## Unit, integration (real kube-apiserver + etcd, kube-controller-manager and kwok where needed), e2e tests and a 2-minute soak (root).
 	$(GO) test -count=1 -timeout 30m ./...
+	cd e2e/monitoring && $(GO) test -count=1 -timeout 10m ./...
 	@hack/check-leftovers.sh
 	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory soak; else echo "soak skipped: it needs root (network namespaces)"; fi
 

@@ -93,9 +93,19 @@ type Members struct {
 	known  map[netip.Addr]bool
 	alive  []string // last published alive set, sorted
 	quorum bool
-	conn   *net.UDPConn
-	inc    uint64
-	seq    uint64
+	// lastLook is when the membership was last judged; the check loop does
+	// so every Interval/5. A longer gap means this process was not running
+	// (CPU starvation, a stop-the-world pause): the heartbeats of that time
+	// may still wait in the socket. Until holdUntil no peer is judged dead
+	// and the quorum is not judged lost for a silence this node may not
+	// have read yet (holdLocked).
+	lastLook  time.Time
+	holdUntil time.Time
+	heldSince time.Time // start of the current run of holds, zero when none
+	looking   bool      // the check loop runs: only then is a gap a stall
+	conn      *net.UDPConn
+	inc       uint64
+	seq       uint64
 
 	changed chan struct{}
 }
@@ -251,11 +261,17 @@ func (m *Members) viewLocked(now time.Time) View {
 		}
 		v.Departing[name] = d.claims
 	}
+	hold := m.holdLocked(now)
 	heard := 1
 	for name, p := range m.peers {
 		age := now.Sub(p.lastSeen)
 		if p.lastSeen.IsZero() {
-			continue
+			continue // never heard, or leaving
+		}
+		if hold && slices.Contains(m.alive, name) && !p.standby {
+			// Alive when this node last looked: its silence since may
+			// be this node's own stall.
+			age = 0
 		}
 		if age <= m.cfg.DeadAfter && !p.standby {
 			v.Alive = append(v.Alive, name)
@@ -274,7 +290,58 @@ func (m *Members) viewLocked(now time.Time) View {
 	sort.Strings(v.Alive)
 	v.Peers = len(m.peers) + 1
 	v.Quorum = v.Peers <= 2 || heard*2 > v.Peers
+	if hold && m.quorum && !v.Quorum {
+		// Peers on standby count towards the quorum too.
+		v.Quorum = true
+	}
 	return v
+}
+
+// holdLocked notes a stall of this process (no look at the membership for
+// longer than Interval) and reports whether judgement is held: for Interval
+// after each stall, and on while heartbeats still wait in the socket. The
+// first datagrams read after a stall refresh the peers that kept sending. A
+// run of holds lasts at most DeadAfter and is followed by one judgement on
+// the real ages, so a peer that really died is judged dead at most DeadAfter
+// later than without stalls, however often this node stalls.
+func (m *Members) holdLocked(now time.Time) bool {
+	if !m.looking {
+		m.lastLook, m.heldSince = time.Time{}, time.Time{}
+		return false
+	}
+	stalled := !m.lastLook.IsZero() && now.Sub(m.lastLook) > m.cfg.Interval
+	if now.After(m.lastLook) {
+		m.lastLook = now
+	}
+	if stalled {
+		metricStalls.Inc()
+		if m.heldSince.IsZero() {
+			m.heldSince = now
+		}
+		m.holdUntil = now.Add(m.cfg.Interval)
+	}
+	if m.heldSince.IsZero() {
+		return false
+	}
+	if now.Sub(m.heldSince) < m.cfg.DeadAfter && (now.Before(m.holdUntil) || m.backlogLocked() > 0) {
+		return true
+	}
+	m.heldSince = time.Time{}
+	return false
+}
+
+// backlogLocked returns the bytes waiting in the heartbeat socket.
+func (m *Members) backlogLocked() int {
+	if m.conn == nil {
+		return 0
+	}
+	rc, err := m.conn.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	_ = rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+	return n
 }
 
 // Ready returns nil when the heartbeat socket is open.
@@ -325,10 +392,15 @@ func (m *Members) Run(ctx context.Context) error {
 		}
 	}
 	m.mu.Lock()
-	m.conn = conn
+	m.conn, m.looking = conn, true
 	m.mu.Unlock()
 	go m.receive(conn)
 	defer conn.Close()
+	defer func() {
+		m.mu.Lock()
+		m.looking = false
+		m.mu.Unlock()
+	}()
 
 	tick := time.NewTicker(m.cfg.Interval)
 	defer tick.Stop()

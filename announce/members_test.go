@@ -342,3 +342,76 @@ func TestHandoverBreaksBeforeMake(t *testing.T) {
 	})
 	t.Logf("address moved %s after the old owner let go", moved)
 }
+
+// TestOwnStallIsNotPeersDeath: a forwarder that was not scheduled for longer
+// than --dead-after (a starved CPU share, a pause) must not judge its peers
+// dead, nor its quorum lost, before it has read the heartbeats that waited in
+// its socket meanwhile; a peer that really fell silent is still judged dead
+// soon after.
+func TestOwnStallIsNotPeersDeath(t *testing.T) {
+	m := NewMembers(MembersConfig{Self: "a", Interval: 50 * time.Millisecond, DeadAfter: 250 * time.Millisecond, QuorumAfter: 175 * time.Millisecond})
+	m.SetPeers(map[string]netip.AddrPort{"b": {}, "c": {}})
+	t0 := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.looking = true // as Run's check loop
+	// The check loop looks every 10 ms while both peers send.
+	for at := time.Duration(0); at <= 100*time.Millisecond; at += 10 * time.Millisecond {
+		m.peers["b"].lastSeen, m.peers["c"].lastSeen = t0.Add(at), t0.Add(at)
+		v := m.viewLocked(t0.Add(at))
+		m.alive, m.quorum = v.Alive, v.Quorum
+	}
+	// Then this process does not run for 400 ms.
+	stalled := t0.Add(500 * time.Millisecond)
+	if v := m.viewLocked(stalled); !slices.Equal(v.Alive, []string{"a", "b", "c"}) || !v.Quorum {
+		t.Fatalf("right after its own stall: alive %v quorum %v, want [a b c] true", v.Alive, v.Quorum)
+	}
+	// It reads b's waiting heartbeat; c sent nothing.
+	m.peers["b"].lastSeen = stalled.Add(5 * time.Millisecond)
+	if v := m.viewLocked(stalled.Add(10 * time.Millisecond)); !slices.Equal(v.Alive, []string{"a", "b", "c"}) {
+		t.Fatalf("during the hold: alive %v, want c still alive", v.Alive)
+	}
+	after := stalled.Add(60 * time.Millisecond)
+	m.peers["b"].lastSeen = after
+	if v := m.viewLocked(after); !slices.Equal(v.Alive, []string{"a", "b"}) || !v.Quorum {
+		t.Fatalf("after the hold: alive %v quorum %v, want [a b] true (c silent for 460 ms)", v.Alive, v.Quorum)
+	}
+	// Without any stall, the silence is judged as before.
+	m2 := NewMembers(MembersConfig{Self: "a", Interval: 50 * time.Millisecond, DeadAfter: 250 * time.Millisecond, QuorumAfter: 175 * time.Millisecond})
+	m2.SetPeers(map[string]netip.AddrPort{"b": {}, "c": {}})
+	m2.mu.Lock()
+	defer m2.mu.Unlock()
+	m2.looking = true
+	m2.peers["b"].lastSeen, m2.peers["c"].lastSeen = t0, t0
+	for at := time.Duration(0); at <= 300*time.Millisecond; at += 10 * time.Millisecond {
+		v := m2.viewLocked(t0.Add(at))
+		m2.alive, m2.quorum = v.Alive, v.Quorum
+	}
+	if !slices.Equal(m2.alive, []string{"a"}) || m2.quorum {
+		t.Fatalf("peers silent for 300 ms while this node ran: alive %v quorum %v, want [a] false", m2.alive, m2.quorum)
+	}
+}
+
+// TestStallsDoNotHideADeadPeer: a node that stalls again and again still
+// judges a silent peer dead within twice --dead-after of its silence.
+func TestStallsDoNotHideADeadPeer(t *testing.T) {
+	m := NewMembers(MembersConfig{Self: "a", Interval: 50 * time.Millisecond, DeadAfter: 250 * time.Millisecond, QuorumAfter: 175 * time.Millisecond})
+	m.SetPeers(map[string]netip.AddrPort{"b": {}, "c": {}})
+	t0 := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.looking = true
+	m.peers["b"].lastSeen, m.peers["c"].lastSeen = t0, t0
+	v := m.viewLocked(t0)
+	m.alive, m.quorum = v.Alive, v.Quorum
+	// b keeps sending; c is dead. This node looks only every 60 ms: each
+	// look follows a stall.
+	for at := 60 * time.Millisecond; at <= 2*250*time.Millisecond+60*time.Millisecond; at += 60 * time.Millisecond {
+		m.peers["b"].lastSeen = t0.Add(at)
+		v = m.viewLocked(t0.Add(at))
+		m.alive, m.quorum = v.Alive, v.Quorum
+	}
+	if !slices.Equal(m.alive, []string{"a", "b"}) || !m.quorum {
+		t.Fatalf("c silent for over 500 ms behind stalls: alive %v quorum %v, want [a b] true", m.alive, m.quorum)
+	}
+}

@@ -44,6 +44,10 @@ var (
 		Name: "portico_forwarder_heartbeat_claims_dropped_total",
 		Help: "Claims in accepted heartbeats ignored because the cluster has no such address.",
 	})
+	metricStalls = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "portico_forwarder_stalls_total",
+		Help: "Times this forwarder found it had not run for longer than a heartbeat interval (CPU starvation, a pause); it then holds its judgement of peers until it has read the heartbeats that waited.",
+	})
 	metricInterfaceUp = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "portico_forwarder_interface_up",
 		Help: "1 when the announcing interface exists, is up and its ARP/NDP sockets are open, else 0.",
@@ -62,5 +66,5 @@ func Collectors() []prometheus.Collector {
 		metricRejected.WithLabelValues(r)
 	}
 	return []prometheus.Collector{metricAnnounced, metricTakeovers, metricReleases, metricQuorum, metricPeers,
-		metricPeersAlive, metricSent, metricReceived, metricRejected, metricClaimsDropped, metricInterfaceUp, metricInterfaceDown}
+		metricPeersAlive, metricSent, metricReceived, metricRejected, metricClaimsDropped, metricStalls, metricInterfaceUp, metricInterfaceDown}
 }

@@ -15,8 +15,15 @@
 // announcing node and its peers, Ethernet intact) follow; dual_announce_ms
 // covers the whole benchmark.
 //
+// Then the stress phase: busy-loop processes (--stress-procs, default four
+// per CPU, each pinned to one CPU) saturate the machine for --stress while no
+// node fails. Every takeover or release a forwarder counts on /metrics, and
+// every change of the node answering the client, is a move although no node
+// failed: false_moves is the largest of those counts. With the machine still
+// saturated, --stress-runs more kills measure failover under load.
+//
 // The last line of output is
-// failover: runs=N p50_ms=N p99_ms=N max_ms=N dual_announce_ms=N
+// failover: runs=N p50_ms=N p99_ms=N max_ms=N dual_announce_ms=N false_moves=N stress_runs=N stress_p99_ms=N
 package main
 
 import (
@@ -31,6 +38,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -47,6 +55,12 @@ var (
 	interval  = flag.Duration("probe-interval", 10*time.Millisecond, "Client probe interval.")
 	parts     = flag.Int("partitions", 3, "Heartbeat-only partitions to run after the failovers.")
 	logDir    = flag.String("log-dir", "", "Directory for the forwarders' logs (discarded when empty).")
+
+	stressFor   = flag.Duration("stress", 60*time.Second, "Stress phase: how long the CPUs stay saturated while no node fails (0 skips the phase).")
+	stressProcs = flag.Int("stress-procs", 4*runtime.NumCPU(), "Stress phase: busy-loop processes, pinned round-robin to the CPUs.")
+	stressRuns  = flag.Int("stress-runs", 5, "Stress phase: failovers measured while the CPUs are still saturated.")
+	fwdCPU      = flag.Int("forwarder-millicpu", 100, "Stress phase: each forwarder runs in a CPU cgroup weighted as a pod requesting this much CPU (the DaemonSet's request).")
+	busyCPU     = flag.Int("busy-millicpu", 2000, "Stress phase: the busy loops run in one CPU cgroup weighted as a pod requesting this much CPU; 0 runs everything in the benchmark's own cgroup.")
 )
 
 var vip = netip.MustParseAddr("10.77.0.200")
@@ -117,6 +131,9 @@ func run() (err error) {
 		return err
 	}
 	var procs []*testenv.Process
+	// groups, during the stress phase, weighs the forwarders' CPU against
+	// the busy loops' as the kubelet weighs pods by their requests.
+	var groups *cpuGroups
 	start := func(n *node) error {
 		args := []string{"--node-name", n.host.Name, "--interface", n.host.Link, "--static-address", vip.String(),
 			"--heartbeat-address", n.host.IPv4.Addr().String(), "--heartbeat-key-file", keyFile}
@@ -135,6 +152,9 @@ func run() (err error) {
 		}
 		n.proc = p
 		procs = append(procs, p)
+		if groups != nil {
+			return groups.add("forwarder-"+n.host.Name, *fwdCPU, p.Pid())
+		}
 		return nil
 	}
 	for _, n := range nodes {
@@ -170,38 +190,46 @@ func run() (err error) {
 		return fmt.Errorf("address never served: %w", err)
 	}
 
-	var outages []float64
-	for i := range *runs {
-		time.Sleep(300 * time.Millisecond)
-		owner, err := probe.waitServing(3 * time.Second)
-		if err != nil {
-			return fmt.Errorf("run %d: %w", i+1, err)
-		}
-		var victim *node
-		for _, n := range nodes {
-			if n.host.Name == owner {
-				victim = n
+	// failovers kills the announcing node n times and returns the
+	// client-visible outages in milliseconds.
+	failovers := func(label string, n int) ([]float64, error) {
+		var outages []float64
+		for i := range n {
+			time.Sleep(300 * time.Millisecond)
+			owner, err := probe.waitServing(3 * time.Second)
+			if err != nil {
+				return nil, fmt.Errorf("%s %d: %w", label, i+1, err)
+			}
+			victim := byName(nodes, owner)
+			killedAt := time.Now()
+			victim.proc.Kill()
+			if err := victim.host.SetCable(false); err != nil {
+				return nil, err
+			}
+			gap, newOwner, err := probe.gapAfter(killedAt, owner, 5*time.Second)
+			if err != nil {
+				return nil, fmt.Errorf("%s %d: no failover from %s: %w", label, i+1, owner, err)
+			}
+			outages = append(outages, float64(gap)/float64(time.Millisecond))
+			fmt.Printf("%s %2d: %s died, %s took over, client outage %.0f ms\n", label, i+1, owner, newOwner, outages[len(outages)-1])
+			if err := victim.host.SetCable(true); err != nil {
+				return nil, err
+			}
+			if err := start(victim); err != nil {
+				return nil, err
+			}
+			// Let the restarted forwarder warm up and rejoin: every node
+			// hears all three again (a starved node takes longer to start).
+			time.Sleep(700 * time.Millisecond)
+			if err := waitRejoined(nodes, 20*time.Second); err != nil {
+				return nil, fmt.Errorf("%s %d: %s restarted: %w", label, i+1, owner, err)
 			}
 		}
-		killedAt := time.Now()
-		victim.proc.Kill()
-		if err := victim.host.SetCable(false); err != nil {
-			return err
-		}
-		gap, newOwner, err := probe.gapAfter(killedAt, owner, 5*time.Second)
-		if err != nil {
-			return fmt.Errorf("run %d: no failover from %s: %w", i+1, owner, err)
-		}
-		outages = append(outages, float64(gap)/float64(time.Millisecond))
-		fmt.Printf("run %2d: %s died, %s took over, client outage %.0f ms\n", i+1, owner, newOwner, outages[len(outages)-1])
-		if err := victim.host.SetCable(true); err != nil {
-			return err
-		}
-		if err := start(victim); err != nil {
-			return err
-		}
-		// Let the restarted forwarder warm up and rejoin.
-		time.Sleep(700 * time.Millisecond)
+		return outages, nil
+	}
+	outages, err := failovers("run", *runs)
+	if err != nil {
+		return err
 	}
 	// A partition of the heartbeat only: the announcing node and its peers
 	// drop each other's packets while the client still reaches everyone by
@@ -212,12 +240,7 @@ func run() (err error) {
 		if err != nil {
 			return fmt.Errorf("partition %d: %w", i+1, err)
 		}
-		var victim *node
-		for _, n := range nodes {
-			if n.host.Name == owner {
-				victim = n
-			}
-		}
+		victim := byName(nodes, owner)
 		if err := partition(victim, nodes, "add"); err != nil {
 			return err
 		}
@@ -235,11 +258,64 @@ func run() (err error) {
 		}
 		time.Sleep(time.Second)
 	}
+	falseMoves, stressed := 0, []float64(nil)
+	if *stressFor > 0 {
+		placeBusy := func(int) error { return nil }
+		where := "the benchmark's cgroup"
+		if *busyCPU > 0 {
+			if groups, err = newCPUGroups(lab.ID(), *stressProcs); err != nil {
+				return fmt.Errorf("stress phase: %w (--busy-millicpu=0 runs without cgroups)", err)
+			}
+			defer groups.close()
+			for _, n := range nodes {
+				if err := groups.add("forwarder-"+n.host.Name, *fwdCPU, n.proc.Pid()); err != nil {
+					return err
+				}
+			}
+			// The probes and echo servers of this process measure; they
+			// must not starve behind the machine's other load either.
+			if err := groups.add("bench", 4000, os.Getpid()); err != nil {
+				return err
+			}
+			placeBusy = func(pid int) error { return groups.add("busy", *busyCPU, pid) }
+			where = fmt.Sprintf("CPU cgroups: each forwarder weighted as %dm, the busy loops as %dm", *fwdCPU, *busyCPU)
+		}
+		stop, err := startBusy(*stressProcs, *stressFor+time.Duration(*stressRuns)*10*time.Second+time.Minute, placeBusy)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("stress: %d busy processes on %d CPUs; %s\n", *stressProcs, runtime.NumCPU(), where)
+		falseMoves, err = steady(nodes, probe, arps, *stressFor)
+		if err == nil {
+			stressed, err = failovers("stress run", *stressRuns)
+		}
+		stop()
+		if err != nil {
+			return err
+		}
+	}
 	cancel()
-	slices.Sort(outages)
-	pct := func(p float64) float64 { return outages[int(math.Ceil(p*float64(len(outages))))-1] }
-	fmt.Printf("failover: runs=%d p50_ms=%.0f p99_ms=%.0f max_ms=%.0f dual_announce_ms=%d\n",
-		len(outages), pct(0.50), pct(0.99), outages[len(outages)-1], arps.longestDual().Milliseconds())
+	fmt.Printf("failover: runs=%d p50_ms=%.0f p99_ms=%.0f max_ms=%.0f dual_announce_ms=%d false_moves=%d stress_runs=%d stress_p99_ms=%.0f\n",
+		len(outages), percentile(outages, 0.50), percentile(outages, 0.99), percentile(outages, 1), arps.longestDual().Milliseconds(),
+		falseMoves, len(stressed), percentile(stressed, 0.99))
+	return nil
+}
+
+// percentile returns the p-quantile (nearest rank) of xs, 0 when empty.
+func percentile(xs []float64, p float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(xs))
+	return s[max(int(math.Ceil(p*float64(len(s))))-1, 0)]
+}
+
+func byName(nodes []*node, name string) *node {
+	for _, n := range nodes {
+		if n.host.Name == name {
+			return n
+		}
+	}
 	return nil
 }
 

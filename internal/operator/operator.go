@@ -361,6 +361,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 			return nil, nil, err
 		}
 	}
+	sharedNotReady().SetSource(mgr.GetClient(), r.Classes)
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, nil, err
 	}
@@ -407,6 +408,12 @@ var sharedMetrics = sync.OnceValue(func() *controllers.Metrics {
 
 var sharedOrphanGauge = sync.OnceValue(func() *prometheus.GaugeVec {
 	return controllers.NewOrphanGauge(metrics.Registry)
+})
+
+var sharedNotReady = sync.OnceValue(func() *controllers.NotReadyMetric {
+	m := controllers.NewNotReadyMetric()
+	metrics.Registry.MustRegister(m)
+	return m
 })
 
 var sharedCostMetrics = sync.OnceValue(func() *pricing.Metrics {
