@@ -128,8 +128,14 @@ func (s *OrphanScanner) Scan(ctx context.Context) (*OrphanReport, error) {
 			rep.Errors[class] = err.Error()
 			continue
 		}
+		var live map[string]bool // fingerprints of live Services, when needed
 		for _, o := range owned {
-			orphan, err := s.isOrphan(ctx, s.Client, o)
+			if o.Service.Name == "" && o.Fingerprint != "" && live == nil {
+				if live, err = s.liveFingerprints(ctx, s.Client, sc); err != nil {
+					return nil, err
+				}
+			}
+			orphan, err := s.isOrphan(ctx, s.Client, o, live)
 			if err != nil {
 				return nil, err
 			}
@@ -194,8 +200,11 @@ func (s *OrphanScanner) list(ctx context.Context, sc providers.OrphanScanner) ([
 // exist, or exists but neither is type LoadBalancer nor still carries
 // Portico's finalizer (which a cleanup in progress holds), and no
 // LoadBalancer record of that name is left.
-func (s *OrphanScanner) isOrphan(ctx context.Context, r client.Reader, o providers.Owned) (bool, error) {
+func (s *OrphanScanner) isOrphan(ctx context.Context, r client.Reader, o providers.Owned, live map[string]bool) (bool, error) {
 	if o.Service.Name == "" {
+		if o.Fingerprint != "" {
+			return !live[o.Fingerprint], nil
+		}
 		return o.Unreferenced, nil
 	}
 	nn := types.NamespacedName{Namespace: o.Service.Namespace, Name: o.Service.Name}
@@ -221,7 +230,14 @@ func (s *OrphanScanner) isOrphan(ctx context.Context, r client.Reader, o provide
 // remove deletes an orphan found twice, after reading again from the API
 // server (not the cache) that it is still an orphan.
 func (s *OrphanScanner) remove(ctx context.Context, p providers.Provider, sc providers.OrphanScanner, o providers.Owned) (bool, error) {
-	orphan, err := s.isOrphan(ctx, s.Reader, o)
+	var live map[string]bool
+	if o.Service.Name == "" && o.Fingerprint != "" {
+		var err error
+		if live, err = s.liveFingerprints(ctx, s.Reader, sc); err != nil {
+			return false, err
+		}
+	}
+	orphan, err := s.isOrphan(ctx, s.Reader, o, live)
 	if err != nil || !orphan {
 		return false, err
 	}
@@ -243,6 +259,34 @@ func (s *OrphanScanner) remove(ctx context.Context, p providers.Provider, sc pro
 			"Deleted %s %s (marked for %s), which no Service owns (--delete-orphans)", o.Kind, o.ID, markOf(o))
 	}
 	return true, nil
+}
+
+// liveFingerprints returns the backend's fingerprints of every Service that
+// may own resources: type LoadBalancer, or still carrying Portico's
+// finalizer, or named by a LoadBalancer record.
+func (s *OrphanScanner) liveFingerprints(ctx context.Context, r client.Reader, sc providers.OrphanScanner) (map[string]bool, error) {
+	live := map[string]bool{}
+	add := func(ns, name string) {
+		live[sc.Fingerprint(providers.Key{ClusterID: s.ClusterID, Namespace: ns, Name: name})] = true
+	}
+	var svcs corev1.ServiceList
+	if err := r.List(ctx, &svcs); err != nil {
+		return nil, err
+	}
+	for i := range svcs.Items {
+		svc := &svcs.Items[i]
+		if svc.Spec.Type == corev1.ServiceTypeLoadBalancer || slices.Contains(svc.Finalizers, Finalizer) {
+			add(svc.Namespace, svc.Name)
+		}
+	}
+	var recs lbv1.LoadBalancerList
+	if err := r.List(ctx, &recs); err != nil {
+		return nil, err
+	}
+	for i := range recs.Items {
+		add(recs.Items[i].Namespace, recs.Items[i].Name)
+	}
+	return live, nil
 }
 
 func markOf(o providers.Owned) string {
