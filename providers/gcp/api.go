@@ -31,6 +31,7 @@ type ForwardingRulesAPI interface {
 	Insert(ctx context.Context, req *computepb.InsertForwardingRuleRequest, opts ...gax.CallOption) (*compute.Operation, error)
 	Delete(ctx context.Context, req *computepb.DeleteForwardingRuleRequest, opts ...gax.CallOption) (*compute.Operation, error)
 	SetLabels(ctx context.Context, req *computepb.SetLabelsForwardingRuleRequest, opts ...gax.CallOption) (*compute.Operation, error)
+	List(ctx context.Context, req *computepb.ListForwardingRulesRequest, opts ...gax.CallOption) *compute.ForwardingRuleIterator
 }
 
 // BackendServicesAPI is the subset of the RegionBackendServices API used.
@@ -40,6 +41,7 @@ type BackendServicesAPI interface {
 	Patch(ctx context.Context, req *computepb.PatchRegionBackendServiceRequest, opts ...gax.CallOption) (*compute.Operation, error)
 	GetHealth(ctx context.Context, req *computepb.GetHealthRegionBackendServiceRequest, opts ...gax.CallOption) (*computepb.BackendServiceGroupHealth, error)
 	Delete(ctx context.Context, req *computepb.DeleteRegionBackendServiceRequest, opts ...gax.CallOption) (*compute.Operation, error)
+	List(ctx context.Context, req *computepb.ListRegionBackendServicesRequest, opts ...gax.CallOption) *compute.BackendServiceIterator
 }
 
 // HealthChecksAPI is the subset of the RegionHealthChecks API used.
@@ -48,6 +50,7 @@ type HealthChecksAPI interface {
 	Insert(ctx context.Context, req *computepb.InsertRegionHealthCheckRequest, opts ...gax.CallOption) (*compute.Operation, error)
 	Update(ctx context.Context, req *computepb.UpdateRegionHealthCheckRequest, opts ...gax.CallOption) (*compute.Operation, error)
 	Delete(ctx context.Context, req *computepb.DeleteRegionHealthCheckRequest, opts ...gax.CallOption) (*compute.Operation, error)
+	List(ctx context.Context, req *computepb.ListRegionHealthChecksRequest, opts ...gax.CallOption) *compute.HealthCheckIterator
 }
 
 // InstanceGroupsAPI is the subset of the zonal (unmanaged) InstanceGroups API used.
@@ -68,6 +71,7 @@ type FirewallsAPI interface {
 	Insert(ctx context.Context, req *computepb.InsertFirewallRequest, opts ...gax.CallOption) (*compute.Operation, error)
 	Update(ctx context.Context, req *computepb.UpdateFirewallRequest, opts ...gax.CallOption) (*compute.Operation, error)
 	Delete(ctx context.Context, req *computepb.DeleteFirewallRequest, opts ...gax.CallOption) (*compute.Operation, error)
+	List(ctx context.Context, req *computepb.ListFirewallsRequest, opts ...gax.CallOption) *compute.FirewallIterator
 }
 
 var (
