@@ -184,3 +184,59 @@ func waitReportEvent(t *testing.T, reason string) {
 		return fmt.Errorf("no %s Event on %s/%s", reason, orphanNS, controllers.OrphanReportName)
 	})
 }
+
+// digestOnly is a backend whose resources name their Service only by a
+// digest (as Azure's frontends do): ListOwned reports fingerprints, and
+// orphans go through DeleteOrphan.
+type digestOnly struct {
+	*memory.Provider
+	deleted []string
+}
+
+func (d *digestOnly) ListOwned(ctx context.Context, clusterID string) ([]providers.Owned, error) {
+	owned, err := d.Provider.ListOwned(ctx, clusterID)
+	for i := range owned {
+		owned[i].Fingerprint, owned[i].Service = d.Fingerprint(owned[i].Service), providers.Key{}
+	}
+	return owned, err
+}
+
+func (d *digestOnly) DeleteOrphan(_ context.Context, _ string, o providers.Owned) error {
+	d.deleted = append(d.deleted, o.Fingerprint)
+	return nil
+}
+
+// TestOrphanScanByFingerprint: a resource known only by a digest of its
+// Service is an orphan exactly when no live Service has that digest; it is
+// deleted through DeleteOrphan after two scans.
+func TestOrphanScanByFingerprint(t *testing.T) {
+	p := &digestOnly{Provider: memory.New(memory.Options{ClusterID: "test"})}
+	withOperator(t, p.Provider)
+	ns := namespace(t)
+	kept := gen.Service(ns, "kept", gen.WithClass(memoryClass), gen.ForAPI())
+	create(t, kept)
+	waitReady(t, kept)
+	t.Cleanup(func() { deleteAndWait(t, kept) })
+	t.Cleanup(func() {
+		_ = env.Client.Delete(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: orphanNS, Name: controllers.OrphanReportName}})
+	})
+	// A load balancer of a Service that never existed here.
+	ghost := providers.Key{ClusterID: "test", Namespace: ns, Name: "ghost"}
+	if _, err := p.Ensure(context.Background(), providertest.DefaultDesired(ghost, []string{"n"}, []providers.Port{providertest.TCP(80, 30080)})); err != nil {
+		t.Fatal(err)
+	}
+	s := newScanner(t, p, true)
+	s.Providers = map[string]providers.Provider{memoryClass: p}
+	for scan := range 2 {
+		rep, err := s.Scan(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Orphans) != 1 || rep.Orphans[0].ID != memory.ResourceName(ghost) || rep.Orphans[0].Deleted != (scan == 1) {
+			t.Fatalf("scan %d: %+v", scan, rep.Orphans)
+		}
+	}
+	if len(p.deleted) != 1 || p.deleted[0] != memory.ResourceName(ghost) {
+		t.Errorf("DeleteOrphan calls %v, want only the ghost's", p.deleted)
+	}
+}
