@@ -23,15 +23,15 @@ import (
 // Options say what to build; equal Options on equal sources give equal
 // digests.
 type Options struct {
-	Repo       string   // the repository checkout (go build runs there)
-	Out        string   // output directory
-	Cache      string   // downloaded Debian packages
-	Registry   string   // e.g. ghcr.io/portico-lb
-	Version    string   // the binaries' version and the images' tag
-	Revision   string   // source commit
-	Source     string   // source repository URL
-	License    string   // SPDX expression of Portico's own license
-	Distro     string   // the Debian release the packages come from, e.g. debian-12
+	Repo       string // the repository checkout (go build runs there)
+	Out        string // output directory
+	Cache      string // downloaded Debian packages
+	Registry   string // e.g. ghcr.io/portico-lb
+	Version    string // the binaries' version and the images' tag
+	Revision   string // source commit
+	Source     string // source repository URL
+	License    string // SPDX expression of Portico's own license
+	Distro     string // the Debian release the packages come from, e.g. debian-12
 	Epoch      time.Time
 	Platforms  []v1.Platform
 	Components []component

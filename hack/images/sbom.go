@@ -145,7 +145,7 @@ func (o Options) sbom(c component, ref string, p v1.Platform, digest v1.Hash, bi
 			Supplier: "Organization: Debian", DownloadLocation: "NOASSERTION",
 			LicenseConcluded: "NOASSERTION", LicenseDeclared: "NOASSERTION", CopyrightText: "NOASSERTION",
 			PrimaryPackagePurpose: "OPERATING-SYSTEM",
-			ExternalRefs: purlRef(purl("deb", "debian", d.Name, d.Version, "arch="+d.Arch, "distro="+o.Distro))})
+			ExternalRefs:          purlRef(purl("deb", "debian", d.Name, d.Version, "arch="+d.Arch, "distro="+o.Distro))})
 	}
 	return prettyJSON(doc)
 }
