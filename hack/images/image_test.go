@@ -82,6 +82,7 @@ func built(t *testing.T) (*Result, Options) {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	podmanCleanup()
 	if sharedOpts.Out != "" {
 		os.RemoveAll(sharedOpts.Out)
 	}
