@@ -13,7 +13,7 @@ type workflow struct {
 	On map[string]any `json:"on"`
 	// YAML 1.1 (sigs.k8s.io/yaml) reads the key "on" as true.
 	OnYAML11 map[string]any `json:"true"`
-	Jobs map[string]struct {
+	Jobs     map[string]struct {
 		Container any `json:"container"`
 		Steps     []struct {
 			Name string `json:"name"`
