@@ -21,46 +21,62 @@ type deb struct {
 	File    string
 }
 
-// fetchDeb returns pkg for arch ("all" for architecture-independent
-// packages), downloading the candidate version with apt-get into cache
-// unless that exact file is there already.
-func fetchDeb(cache, pkg, arch string) (*deb, error) {
-	spec := pkg
-	if arch != "all" {
-		spec = pkg + ":" + arch
+// fetchDebs returns the packages for arch ("all" for architecture-
+// independent ones): the candidate version of each, downloaded with one
+// apt-get call into cache unless that exact file is there already.
+func fetchDebs(cache string, pkgs []string, arch string) ([]*deb, error) {
+	specs := make([]string, len(pkgs))
+	for i, pkg := range pkgs {
+		specs[i] = pkg
+		if arch != "all" {
+			specs[i] = pkg + ":" + arch
+		}
 	}
-	out, err := exec.Command("apt-cache", "show", "--no-all-versions", spec).Output()
+	out, err := exec.Command("apt-cache", append([]string{"show", "--no-all-versions"}, specs...)...).Output()
 	if err != nil {
-		return nil, fmt.Errorf("apt-cache show %s: %w (for a foreign architecture run: dpkg --add-architecture %s && apt-get update)", spec, err, arch)
+		return nil, fmt.Errorf("apt-cache show %s: %w (for a foreign architecture run: dpkg --add-architecture %s && apt-get update, or make image-deps)", strings.Join(specs, " "), err, arch)
 	}
-	version := field(string(out), "Version")
-	if version == "" {
-		return nil, fmt.Errorf("apt-cache show %s: no Version (run apt-get update)", spec)
+	versions := map[string]string{}
+	for _, stanza := range strings.Split(string(out), "\n\n") {
+		if name := field(stanza, "Package"); name != "" {
+			versions[name] = field(stanza, "Version")
+		}
 	}
 	dir := filepath.Join(cache, arch)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	file := filepath.Join(dir, fmt.Sprintf("%s_%s_%s.deb", pkg, strings.ReplaceAll(version, ":", "%3a"), arch))
-	if _, err := os.Stat(file); err != nil {
-		cmd := exec.Command("apt-get", "download", "-q", spec+"="+version)
+	debs := make([]*deb, len(pkgs))
+	var missing []string
+	for i, pkg := range pkgs {
+		version := versions[pkg]
+		if version == "" {
+			return nil, fmt.Errorf("apt-cache show %s: no version (run apt-get update)", specs[i])
+		}
+		file := filepath.Join(dir, fmt.Sprintf("%s_%s_%s.deb", pkg, strings.ReplaceAll(version, ":", "%3a"), arch))
+		debs[i] = &deb{Name: pkg, Version: version, Arch: arch, File: file}
+		if _, err := os.Stat(file); err != nil {
+			missing = append(missing, specs[i]+"="+version)
+		}
+	}
+	if len(missing) > 0 {
+		cmd := exec.Command("apt-get", append([]string{"download", "-q"}, missing...)...)
 		cmd.Dir = dir
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("apt-get download %s=%s: %w\n%s", spec, version, err, out)
-		}
-		if _, err := os.Stat(file); err != nil {
-			return nil, fmt.Errorf("apt-get download %s=%s left no %s", spec, version, file)
+			return nil, fmt.Errorf("apt-get download %s: %w\n%s", strings.Join(missing, " "), err, out)
 		}
 	}
-	control, err := exec.Command("dpkg-deb", "-f", file).Output()
-	if err != nil {
-		return nil, fmt.Errorf("dpkg-deb -f %s: %w", file, err)
+	for _, d := range debs {
+		control, err := exec.Command("dpkg-deb", "-f", d.File).Output()
+		if err != nil {
+			return nil, fmt.Errorf("dpkg-deb -f %s: %w", d.File, err)
+		}
+		d.Control = string(control)
+		if got := field(d.Control, "Version"); got != d.Version {
+			return nil, fmt.Errorf("%s: version %q, want %q", d.File, got, d.Version)
+		}
 	}
-	d := &deb{Name: pkg, Version: version, Arch: arch, Control: string(control), File: file}
-	if got := field(d.Control, "Version"); got != version {
-		return nil, fmt.Errorf("%s: version %q, want %q", file, got, version)
-	}
-	return d, nil
+	return debs, nil
 }
 
 // field returns the first value of a deb822 field.

@@ -190,10 +190,11 @@ func (o Options) buildComponent(c component, bins map[string]string) (*Image, er
 	if _, err := name.ParseReference(ref); err != nil {
 		return nil, fmt.Errorf("image reference %q: %w", ref, err)
 	}
-	ca, err := fetchDeb(o.Cache, "ca-certificates", "all")
+	cas, err := fetchDebs(o.Cache, []string{"ca-certificates"}, "all")
 	if err != nil {
 		return nil, err
 	}
+	ca := cas[0]
 	base, err := baseTree(ca)
 	if err != nil {
 		return nil, err
@@ -211,13 +212,9 @@ func (o Options) buildComponent(c component, bins map[string]string) (*Image, er
 		layers := []mutate.Addendum{{Layer: baseLayer, History: o.history("base: CA roots (ca-certificates " + ca.Version + "), passwd, group")}}
 		if len(c.Debs) > 0 {
 			t := newTree()
-			var own []*deb
-			for _, pkg := range c.Debs {
-				d, err := fetchDeb(o.Cache, pkg, debArch(p.Architecture))
-				if err != nil {
-					return nil, err
-				}
-				own = append(own, d)
+			own, err := fetchDebs(o.Cache, c.Debs, debArch(p.Architecture))
+			if err != nil {
+				return nil, err
 			}
 			if err := addDebs(t, own); err != nil {
 				return nil, err

@@ -327,13 +327,9 @@ func TestForwarderPackagesEveryArch(t *testing.T) {
 					t.Skipf("apt has no %s packages (dpkg --add-architecture %s && apt-get update; .ci/run does it)", arch, arch)
 				}
 			}
-			var debs []*deb
-			for _, pkg := range fwd.Debs {
-				d, err := fetchDeb(o.Cache, pkg, arch)
-				if err != nil {
-					t.Fatal(err)
-				}
-				debs = append(debs, d)
+			debs, err := fetchDebs(o.Cache, fwd.Debs, arch)
+			if err != nil {
+				t.Fatal(err)
 			}
 			tree := newTree()
 			if err := addDebs(tree, debs); err != nil {

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -37,7 +38,8 @@ import (
 // directory per test run, so nothing is left in the machine's image store.
 
 type podman struct {
-	global []string // --root, --runroot, ... before the subcommand
+	global  []string // --root, --runroot, ... before the subcommand
+	runOpts []string // after "run": resource limits this machine allows
 }
 
 var (
@@ -86,7 +88,7 @@ func podmanWithImages(t *testing.T) *podman {
 				loaded[img.Component] = img.Ref
 			}
 		}
-		podmanInst = p
+		podmanInst, podmanErr = probeRuntime(dir, loaded["kubectl-lb"])
 	})
 	if podmanErr != nil {
 		t.Fatal(podmanErr)
@@ -103,7 +105,42 @@ func podmanGlobal(dir, driver string) []string {
 }
 
 func (p *podman) cmd(args ...string) *exec.Cmd {
-	return exec.Command("podman", append(append([]string{}, p.global...), args...)...)
+	all := append([]string{}, p.global...)
+	if len(args) > 0 && args[0] == "run" {
+		all = append(append(append(all, "run"), p.runOpts...), args[1:]...)
+	} else {
+		all = append(all, args...)
+	}
+	return exec.Command("podman", all...)
+}
+
+// probeRuntime finds an OCI runtime that runs a container here. podman
+// asks for more open files and processes than a sandbox's hard limits
+// allow (setrlimit fails), so the containers get this process's limits;
+// crun refuses a hybrid cgroup v1/v2 hierarchy, where runc works.
+func probeRuntime(dir, image string) (*podman, error) {
+	var nofile, nproc syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &nofile); err != nil {
+		return nil, err
+	}
+	if err := syscall.Getrlimit(6 /* RLIMIT_NPROC */, &nproc); err != nil {
+		return nil, err
+	}
+	opts := []string{"--ulimit", fmt.Sprintf("nofile=%d:%d", nofile.Max, nofile.Max), "--ulimit", fmt.Sprintf("nproc=%d:%d", min(nproc.Max, 4096), min(nproc.Max, 4096))}
+	var errs []string
+	for _, runtime := range []string{"crun", "runc"} {
+		if _, err := exec.LookPath(runtime); err != nil {
+			errs = append(errs, runtime+": not installed")
+			continue
+		}
+		p := &podman{global: append(podmanGlobal(dir, "overlay"), "--runtime", runtime), runOpts: opts}
+		out, err := p.run("run", "--rm", "--network", "none", image, "--version")
+		if err == nil {
+			return p, nil
+		}
+		errs = append(errs, fmt.Sprintf("%s: %v: %s", runtime, err, strings.TrimSpace(out)))
+	}
+	return nil, fmt.Errorf("podman runs no container here:\n%s", strings.Join(errs, "\n"))
 }
 
 func (p *podman) run(args ...string) (string, error) {
@@ -302,8 +339,8 @@ func TestForwarderImageInNodeNamespace(t *testing.T) {
 	// The wrapper runs where cluster runs a forwarder binary: inside the
 	// node's namespace (ip netns exec), so --network host is the node.
 	wrapper := filepath.Join(logDir, "forwarder-in-podman")
-	script := fmt.Sprintf("#!/bin/sh\nexec podman %s run --rm --name portico-imagetest-fwd-$$ --network host --read-only --cap-drop all --cap-add NET_ADMIN --cap-add NET_RAW -v %s:%s:ro -v /tmp:/tmp:ro %s \"$@\"\n",
-		strings.Join(p.global, " "), logDir, logDir, loaded["forwarder"])
+	script := fmt.Sprintf("#!/bin/sh\nexec podman %s run %s --rm --name portico-imagetest-fwd-$$ --network host --read-only --cap-drop all --cap-add NET_ADMIN --cap-add NET_RAW -v %s:%s:ro -v /tmp:/tmp:ro %s \"$@\"\n",
+		strings.Join(p.global, " "), strings.Join(p.runOpts, " "), logDir, logDir, loaded["forwarder"])
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
