@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // deb is one Debian package brought into an image.
@@ -25,6 +26,26 @@ type deb struct {
 // independent ones): the candidate version of each, downloaded with one
 // apt-get call into cache unless that exact file is there already.
 func fetchDebs(cache string, pkgs []string, arch string) ([]*deb, error) {
+	// apt-cache reads every package list (seconds): ask once per process.
+	key := cache + "|" + arch + "|" + strings.Join(pkgs, ",")
+	debMemoMu.Lock()
+	defer debMemoMu.Unlock()
+	if d, ok := debMemo[key]; ok {
+		return d, nil
+	}
+	debs, err := resolveDebs(cache, pkgs, arch)
+	if err == nil {
+		debMemo[key] = debs
+	}
+	return debs, err
+}
+
+var (
+	debMemoMu sync.Mutex
+	debMemo   = map[string][]*deb{}
+)
+
+func resolveDebs(cache string, pkgs []string, arch string) ([]*deb, error) {
 	specs := make([]string, len(pkgs))
 	for i, pkg := range pkgs {
 		specs[i] = pkg

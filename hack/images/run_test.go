@@ -183,8 +183,8 @@ func TestForwarderImageNFT(t *testing.T) {
 		t.Errorf("the forwarder image has a shell: %s", out)
 	}
 	cmd = p.cmd("run", "--rm", "-i", "--read-only", "--network", "none", "--cap-drop", "all", "--cap-add", "NET_ADMIN",
-		"--entrypoint", "/usr/sbin/nft", ref, "-f", "-")
-	cmd.Stdin = strings.NewReader("table inet portico_imagetest {\n chain c { type filter hook input priority 0; tcp dport 80 counter accept; }\n}\nlist ruleset\n")
+		"--entrypoint", "/usr/sbin/nft", ref, "--echo", "-f", "-")
+	cmd.Stdin = strings.NewReader("table inet portico_imagetest {\n chain c { type filter hook input priority 0; tcp dport 80 counter accept; }\n}\n")
 	b, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(b), "tcp dport 80 counter") {
 		t.Fatalf("nft -f in the image: %v\n%s", err, b)
@@ -336,15 +336,15 @@ func TestForwarderImageInNodeNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(logDir) })
-	// The wrapper runs where cluster runs a forwarder binary: inside the
-	// node's namespace (ip netns exec), so --network host is the node.
-	wrapper := filepath.Join(logDir, "forwarder-in-podman")
-	script := fmt.Sprintf("#!/bin/sh\nexec podman %s run %s --rm --name portico-imagetest-fwd-$$ --network host --read-only --cap-drop all --cap-add NET_ADMIN --cap-add NET_RAW -v %s:%s:ro -v /tmp:/tmp:ro %s \"$@\"\n",
-		strings.Join(p.global, " "), strings.Join(p.runOpts, " "), logDir, logDir, loaded["forwarder"])
-	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
+	// podman runs outside the node's namespace (ip netns exec remounts /sys
+	// without the cgroup hierarchies the runtime needs) and gives the
+	// container the node's network namespace, as hostNetwork does.
+	fwd := func(netns string, args []string) *exec.Cmd {
+		return p.cmd(append([]string{"run", "--rm", "--name", "portico-imagetest-" + netns,
+			"--network", "ns:/run/netns/" + netns, "--read-only", "--cap-drop", "all", "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW",
+			"-v", "/tmp:/tmp:ro", "-v", logDir + ":" + logDir + ":ro", loaded["forwarder"]}, args...)...)
 	}
-	c, err := cluster.Start(cluster.Options{Nodes: 2, ForwarderBin: wrapper, LogDir: logDir})
+	c, err := cluster.Start(cluster.Options{Nodes: 2, ForwarderCommand: fwd, LogDir: logDir})
 	if err != nil {
 		t.Fatal(err)
 	}
