@@ -2,9 +2,9 @@
 # Multi-stage build: static binaries (CGO disabled, the same flags as
 # "make build"), one minimal non-root image per binary.
 #
-#   docker build --target operator  -t portico/operator:$VERSION  --build-arg VERSION=$VERSION .
-#   docker build --target forwarder -t portico/forwarder:$VERSION --build-arg VERSION=$VERSION .
-#   docker build --target kubectl-lb -t portico/kubectl-lb:$VERSION --build-arg VERSION=$VERSION .
+#   docker build --target operator -t ghcr.io/portico-lb/operator:$VERSION  --build-arg VERSION=$VERSION .
+#   docker build --target forwarder -t ghcr.io/portico-lb/forwarder:$VERSION --build-arg VERSION=$VERSION .
+#   docker build --target kubectl-lb -t ghcr.io/portico-lb/kubectl-lb:$VERSION --build-arg VERSION=$VERSION .
 ARG GO_VERSION=1.26
 
 FROM golang:${GO_VERSION}-bookworm AS build

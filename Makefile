@@ -96,8 +96,8 @@ demo: ## Run Portico's local mode on the embedded control plane (root). DOWN=1 t
 	@hack/demo.sh $(if $(DOWN),--down,)
 
 .PHONY: docker-build
-docker-build: ## Build the container images (needs a Docker engine).
-	for t in operator forwarder kubectl-lb; do docker build --target $$t --build-arg VERSION=$(VERSION) -t portico/$$t:$(VERSION) . ; done
+docker-build: ## Build the container images with a Docker engine ("make images" needs none).
+	for t in operator forwarder kubectl-lb; do docker build --target $$t --build-arg VERSION=$(VERSION) -t $(REGISTRY)/$$t:$(VERSION) . ; done
 
 .PHONY: help
 help: ## Show this help.

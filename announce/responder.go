@@ -92,7 +92,11 @@ func NewResponderFor(cfg ResponderConfig) (*Responder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("network namespace: %w", err)
 	}
-	nl, err := netlink.NewHandleAt(ns)
+	// The handle's sockets open in this thread's namespace: NewHandleAt(ns)
+	// would setns into it even so, which needs CAP_SYS_ADMIN, and the
+	// forwarder's Pod grants only NET_ADMIN and NET_RAW (the image test
+	// hack/images TestForwarderImageInNodeNamespace runs it that way).
+	nl, err := netlink.NewHandle()
 	if err != nil {
 		ns.Close()
 		return nil, fmt.Errorf("netlink: %w", err)

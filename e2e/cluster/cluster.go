@@ -22,6 +22,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"time"
@@ -44,6 +45,11 @@ type Options struct {
 	ForwarderBin string
 	// ForwarderArgs are extra flags for every forwarder.
 	ForwarderArgs []string
+	// ForwarderCommand, when set, makes the command that runs a node's
+	// forwarder with args (e.g. its container image under podman with
+	// --network ns:/run/netns/<netns>); by default ForwarderBin runs inside
+	// the node's namespace (ip netns exec).
+	ForwarderCommand func(netns string, args []string) *exec.Cmd
 	// LogDir receives one log file per forwarder (default a temp dir).
 	LogDir string
 	// KwokNodes adds Nodes that kwok plays (Ready, Leases, Pods run to
@@ -184,7 +190,11 @@ func (c *Cluster) StartForwarder(n *Node) error {
 	}
 	args := append([]string{"--kubeconfig", c.Env.Kubeconfig, "--node-name", n.Name, "--interface", n.Host.Link, "--zap-log-level", "1",
 		"--heartbeat-key-file", filepath.Join(c.opts.LogDir, "heartbeat.key"), "--namespace", "default"}, c.opts.ForwarderArgs...)
-	p, err := testenv.StartProcess("forwarder "+n.Name, n.Host.Command(c.opts.ForwarderBin, args...), testenv.ProcessOptions{Log: n.Log, CleanExit: true})
+	cmd := n.Host.Command(c.opts.ForwarderBin, args...)
+	if c.opts.ForwarderCommand != nil {
+		cmd = c.opts.ForwarderCommand(n.Host.NS, args)
+	}
+	p, err := testenv.StartProcess("forwarder "+n.Name, cmd, testenv.ProcessOptions{Log: n.Log, CleanExit: true})
 	if err != nil {
 		return err
 	}
