@@ -42,7 +42,9 @@ func TestCRDValidation(t *testing.T) {
 	}{
 		{"minimal", func(*lbv1.BGPPeerSpec) {}, ""},
 		{"ipv6 and 4-byte asn", func(s *lbv1.BGPPeerSpec) { s.Address, s.PeerASN, s.MyASN = "2001:db8::1", 4294967295, 4200000000 }, ""},
-		{"all timers", func(s *lbv1.BGPPeerSpec) { s.HoldTime, s.KeepaliveTime, s.RestartTime = dur("9s"), dur("3s"), dur("30s") }, ""},
+		{"all timers", func(s *lbv1.BGPPeerSpec) {
+			s.HoldTime, s.KeepaliveTime, s.RestartTime = dur("9s"), dur("3s"), dur("30s")
+		}, ""},
 		{"hold 0 disables keepalives", func(s *lbv1.BGPPeerSpec) { s.HoldTime, s.KeepaliveTime = dur("0s"), dur("10s") }, ""},
 		{"peer asn 0", func(s *lbv1.BGPPeerSpec) { s.PeerASN = 0 }, "peerASN"},
 		{"my asn too large", func(s *lbv1.BGPPeerSpec) { s.MyASN = 4294967296 }, "myASN"},
