@@ -119,7 +119,7 @@ func setup(t *testing.T) *world {
 	if w.outside, err = c.Lab.AddHostBehind("outside", rh, netip.MustParsePrefix("10.99.0.1/24"), netip.MustParsePrefix("10.99.0.2/24")); err != nil {
 		t.Fatal(err)
 	}
-	cfg := frr.Config{ASN: routerASN, RouterID: routerAddr, HoldTime: 9, Keepalive: 3}
+	cfg := frr.Config{ASN: routerASN, RouterID: routerAddr, HoldTime: 9, Keepalive: 3, GracefulRestart: true}
 	for _, n := range c.Nodes {
 		// The router is the nodes' way to the client's subnet, as a
 		// top-of-rack switch is their default gateway.
@@ -427,6 +427,61 @@ func TestBGPMode(t *testing.T) {
 		if err := c.Err(); err != nil {
 			t.Fatal(err)
 		}
+	})
+
+	t.Run("graceful restart keeps the routes through a forwarder restart", func(t *testing.T) {
+		var p lbv1.BGPPeer
+		if err := c.Env.Client.Get(context.Background(), client.ObjectKey{Name: "tor"}, &p); err != nil {
+			t.Fatal(err)
+		}
+		p.Spec.GracefulRestart, p.Spec.RestartTime = true, &metav1.Duration{Duration: 60 * time.Second}
+		if err := c.Env.Client.Update(context.Background(), &p); err != nil {
+			t.Fatal(err)
+		}
+		// The sessions reopen with the capability; the router sees it.
+		n1 := c.Nodes[0].Host.IPv4.Addr().String()
+		eventually(t, 30*time.Second, func() error {
+			out, err := w.router.Vtysh("show bgp neighbors " + n1 + " json")
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(strings.Join(strings.Fields(out), ""), `"receivedRestartTimer":60`) {
+				return fmt.Errorf("router has not received a restart time of 60s from %s: %s", n1, out)
+			}
+			return nil
+		})
+		w.nextHops(addr.Addr(), w.nodeAddrs(0, 1, 2), 30*time.Second)
+		c.StopForwarder(c.Nodes[0])
+		// The router keeps n1's route (stale) while the forwarder is away,
+		// and n1's data plane keeps serving the connections sent to it.
+		deadline := time.Now().Add(3 * time.Second)
+		for time.Now().Before(deadline) {
+			got, err := w.router.NextHops(netip.PrefixFrom(addr.Addr(), 32))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, w.nodeAddrs(0, 1, 2)) {
+				t.Fatalf("next hops %v while n1's forwarder restarts, want all three kept", got)
+			}
+			if _, err := dptest.AskTCP(w.outside, addr, 2*time.Second); err != nil {
+				t.Fatalf("traffic during the restart: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err := c.StartForwarder(c.Nodes[0]); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, func() error {
+			peers, err := w.router.Summary(false)
+			if err != nil {
+				return err
+			}
+			if p := peers[n1]; p.State != "Established" || p.PfxRcd != 1 {
+				return fmt.Errorf("router's view of n1 after the restart: %+v", p)
+			}
+			return nil
+		})
+		w.nextHops(addr.Addr(), w.nodeAddrs(0, 1, 2), 5*time.Second)
 	})
 
 	t.Run("no route for an address that is not allocated", func(t *testing.T) {
