@@ -55,6 +55,11 @@ func TestCRDValidation(t *testing.T) {
 		{"keepalive equal to hold", func(s *lbv1.BGPPeerSpec) { s.HoldTime, s.KeepaliveTime = dur("9s"), dur("9s") }, "keepaliveTime must be below holdTime"},
 		{"keepalive sub-second", func(s *lbv1.BGPPeerSpec) { s.KeepaliveTime = dur("500ms") }, "keepaliveTime must be at least 1s"},
 		{"port out of range", func(s *lbv1.BGPPeerSpec) { s.Port = 70000 }, "port"},
+		{"bfd", func(s *lbv1.BGPPeerSpec) {
+			s.BFD = &lbv1.BFDSettings{ReceiveInterval: dur("100ms"), TransmitInterval: dur("100ms"), DetectMultiplier: ptr.To[int32](3)}
+		}, ""},
+		{"bfd interval too short", func(s *lbv1.BGPPeerSpec) { s.BFD = &lbv1.BFDSettings{ReceiveInterval: dur("5ms")} }, "receiveInterval must be between 10ms and 60s"},
+		{"bfd multiplier 1", func(s *lbv1.BGPPeerSpec) { s.BFD = &lbv1.BFDSettings{DetectMultiplier: ptr.To[int32](1)} }, "detectMultiplier"},
 		{"restart time too long", func(s *lbv1.BGPPeerSpec) { s.RestartTime = dur("2h") }, "restartTime must be between"},
 	}
 	for i, tc := range peers {

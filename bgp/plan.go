@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/bfd"
 	"github.com/portico-lb/portico/model"
 	"github.com/portico-lb/portico/providers/local"
 )
@@ -30,6 +31,9 @@ const (
 	// DefaultPasswordKey is the Secret key read when passwordSecret.key is
 	// empty.
 	DefaultPasswordKey = "password"
+	// DefaultBFDInterval and DefaultBFDMultiplier are BFD's defaults.
+	DefaultBFDInterval   = 300 * time.Millisecond
+	DefaultBFDMultiplier = 3
 )
 
 // Peer is a BGPPeer as one node's speaker opens it.
@@ -45,6 +49,8 @@ type Peer struct {
 	EBGPMultiHop    bool
 	GracefulRestart bool
 	RestartTime     time.Duration
+	// BFD is the BFD session's timers; DetectMult 0: no BFD.
+	BFD bfd.Config
 }
 
 // Route is one prefix advertised to a peer with its path attributes.
@@ -231,6 +237,27 @@ func readPeer(bp *lbv1.BGPPeer, secrets map[string]*corev1.Secret) (Peer, error)
 	}
 	if s.RestartTime != nil {
 		p.RestartTime = s.RestartTime.Duration
+	}
+	if b := s.BFD; b != nil {
+		p.BFD = bfd.Config{DesiredMinTx: DefaultBFDInterval, RequiredMinRx: DefaultBFDInterval, DetectMult: DefaultBFDMultiplier}
+		if b.TransmitInterval != nil {
+			p.BFD.DesiredMinTx = b.TransmitInterval.Duration
+		}
+		if b.ReceiveInterval != nil {
+			p.BFD.RequiredMinRx = b.ReceiveInterval.Duration
+		}
+		if b.DetectMultiplier != nil {
+			if *b.DetectMultiplier < 2 || *b.DetectMultiplier > 255 {
+				return p, fmt.Errorf("bfd.detectMultiplier %d is out of range 2..255", *b.DetectMultiplier)
+			}
+			p.BFD.DetectMult = uint8(*b.DetectMultiplier)
+		}
+		if p.BFD.DesiredMinTx < 10*time.Millisecond || p.BFD.RequiredMinRx < 10*time.Millisecond {
+			return p, fmt.Errorf("bfd intervals must be at least 10ms")
+		}
+		if !p.Address.Is4() {
+			return p, fmt.Errorf("bfd is implemented for IPv4 peers only")
+		}
 	}
 	if ref := s.PasswordSecret; ref != nil {
 		key := cmp.Or(ref.Key, DefaultPasswordKey)

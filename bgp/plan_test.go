@@ -217,13 +217,22 @@ func TestPlanPeerSettings(t *testing.T) {
 			s.Port, s.HoldTime, s.KeepaliveTime = 1179, &metav1.Duration{Duration: 3 * time.Second}, &metav1.Duration{Duration: time.Second}
 			s.GracefulRestart, s.RestartTime, s.EBGPMultiHop = true, &metav1.Duration{Duration: 30 * time.Second}, true
 			s.PasswordSecret = &lbv1.SecretKeyRef{Name: "bgp", Key: "pw"}
+			s.BFD = &lbv1.BFDSettings{TransmitInterval: &metav1.Duration{Duration: 50 * time.Millisecond}, DetectMultiplier: ptr.To[int32](4)}
 		}),
+		peer("bfd-v6", "fd00::1", func(s *lbv1.BGPPeerSpec) { s.BFD = &lbv1.BFDSettings{} }),
+		peer("bfd-mult", "10.0.0.3", func(s *lbv1.BGPPeerSpec) { s.BFD = &lbv1.BFDSettings{DetectMultiplier: ptr.To[int32](1)} }),
 	}}
 	plan := Plan(in)
-	if got, want := fmt.Sprintf("%+v", plan["plain"].Peer), "{Name:plain Address:10.0.0.1 Port:179 PeerASN:64512 MyASN:64513 Password: HoldTime:1m30s KeepaliveTime:30s EBGPMultiHop:false GracefulRestart:false RestartTime:2m0s}"; got != want {
+	if got, want := fmt.Sprintf("%+v", plan["plain"].Peer), "{Name:plain Address:10.0.0.1 Port:179 PeerASN:64512 MyASN:64513 Password: HoldTime:1m30s KeepaliveTime:30s EBGPMultiHop:false GracefulRestart:false RestartTime:2m0s BFD:{DesiredMinTx:0s RequiredMinRx:0s DetectMult:0}}"; got != want {
 		t.Errorf("plain\n got %s\nwant %s", got, want)
 	}
-	if got, want := fmt.Sprintf("%+v", plan["tuned"].Peer), "{Name:tuned Address:10.0.0.2 Port:1179 PeerASN:64512 MyASN:64513 Password:s3cret HoldTime:3s KeepaliveTime:1s EBGPMultiHop:true GracefulRestart:true RestartTime:30s}"; got != want {
+	if got, want := fmt.Sprintf("%+v", plan["tuned"].Peer), "{Name:tuned Address:10.0.0.2 Port:1179 PeerASN:64512 MyASN:64513 Password:s3cret HoldTime:3s KeepaliveTime:1s EBGPMultiHop:true GracefulRestart:true RestartTime:30s BFD:{DesiredMinTx:50ms RequiredMinRx:300ms DetectMult:4}}"; got != want {
 		t.Errorf("tuned\n got %s\nwant %s", got, want)
+	}
+	if got := plan["bfd-v6"].Error; got != "bfd is implemented for IPv4 peers only" {
+		t.Errorf("BFD with an IPv6 peer: %q", got)
+	}
+	if got := plan["bfd-mult"].Error; got != "bfd.detectMultiplier 1 is out of range 2..255" {
+		t.Errorf("BFD multiplier 1: %q", got)
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/server"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/portico-lb/portico/bfd"
 )
 
 // Session states beside the BGP FSM's (RFC 4271 8.2.2).
@@ -37,6 +39,8 @@ type SessionState struct {
 	// (0 unless Established).
 	Advertised int
 	LastError  string
+	// BFD is the BFD session's state ("" when the peer has no BFD).
+	BFD string
 }
 
 // SpeakerConfig configures a Speaker.
@@ -63,6 +67,8 @@ type Speaker struct {
 	// idle servers are stopped and reused: a GoBGP server's Serve
 	// goroutine never returns.
 	idle []*server.BgpServer
+	// bfd runs the BFD sessions of peers that ask for them (IPv4).
+	bfd *bfd.Manager
 }
 
 type session struct {
@@ -84,7 +90,23 @@ func NewSpeaker(cfg SpeakerConfig) *Speaker {
 		h := sha256.Sum256([]byte(cfg.NodeName))
 		id = netip.AddrFrom4([4]byte{h[0], h[1], h[2], h[3]})
 	}
-	return &Speaker{cfg: cfg, routerID: id.String(), sessions: map[string]*session{}}
+	sp := &Speaker{cfg: cfg, routerID: id.String(), sessions: map[string]*session{}}
+	for _, a := range cfg.LocalAddresses {
+		if a.Is4() {
+			sp.bfd = &bfd.Manager{Local: a, Log: cfg.Log.WithName("bfd")}
+		}
+	}
+	return sp
+}
+
+// RunBFD runs the BFD sessions until ctx ends (then they tell their peers
+// AdminDown). Without an IPv4 local address there is nothing to run.
+func (s *Speaker) RunBFD(ctx context.Context) error {
+	if s.bfd == nil {
+		<-ctx.Done()
+		return nil
+	}
+	return s.bfd.Run(ctx)
 }
 
 // Apply makes the sessions and their advertised prefixes what plans say:
@@ -170,6 +192,13 @@ func (s *Speaker) open(ctx context.Context, p Peer) (*session, error) {
 		s.idle = append(s.idle, srv)
 		return nil, err
 	}
+	if p.BFD.DetectMult != 0 {
+		if s.bfd == nil {
+			la.remember("BFD needs an IPv4 address on the node", nil)
+		} else if err := s.bfd.Add(p.Address, p.BFD); err != nil {
+			la.remember("BFD: "+err.Error(), nil)
+		}
+	}
 	return ss, nil
 }
 
@@ -178,6 +207,11 @@ func (s *Speaker) open(ctx context.Context, p Peer) (*session, error) {
 // exit, so the router sees the TCP session drop without a NOTIFICATION and
 // keeps the routes for the restart time.
 func (s *Speaker) close(ctx context.Context, ss *session, keep bool) {
+	if ss.peer.BFD.DetectMult != 0 && s.bfd != nil {
+		// AdminDown: the router does not take the end for a failure,
+		// which would flush the routes graceful restart keeps.
+		s.bfd.Remove(ss.peer.Address)
+	}
 	if keep {
 		return
 	}
@@ -218,6 +252,10 @@ func (s *Speaker) Sessions(ctx context.Context) map[string]SessionState {
 		})
 		if st.State == StateEstablished {
 			st.Advertised = len(ss.paths)
+		}
+		if ss.peer.BFD.DetectMult != 0 && s.bfd != nil {
+			b, _ := s.bfd.State(ss.peer.Address)
+			st.BFD = b.String()
 		}
 		out[name] = st
 	}

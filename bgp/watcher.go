@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/bfd"
 	"github.com/portico-lb/portico/model"
 )
 
@@ -41,6 +42,10 @@ var (
 		Name: "portico_bgp_session_up",
 		Help: "1 while this node's BGP session with the peer is Established, else 0.",
 	}, []string{"peer"})
+	metricBFDUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "portico_bgp_bfd_up",
+		Help: "1 while this node's BFD session with the peer is Up, else 0 (only for peers with BFD).",
+	}, []string{"peer"})
 	metricAdvertised = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "portico_bgp_advertised_routes",
 		Help: "Prefixes this node advertises to the peer over an Established session.",
@@ -49,7 +54,7 @@ var (
 
 // Collectors returns BGP mode's metrics for registration.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{metricSessionUp, metricAdvertised}
+	return []prometheus.Collector{metricSessionUp, metricAdvertised, metricBFDUp}
 }
 
 // Recorder emits Events; controller-runtime's manager.GetEventRecorder
@@ -104,6 +109,20 @@ func (w *Watcher) Start(ctx context.Context) error {
 	if !w.Cache.WaitForCacheSync(ctx) {
 		return fmt.Errorf("cache did not sync")
 	}
+	// BFD runs beside the sessions; on shutdown its sessions say AdminDown
+	// after the BGP sessions have closed.
+	bfdCtx, stopBFD := context.WithCancel(context.Background())
+	bfdDone := make(chan struct{})
+	go func() {
+		defer close(bfdDone)
+		if err := w.Speaker.RunBFD(bfdCtx); err != nil {
+			log.Error(err, "BFD stopped")
+		}
+	}()
+	defer func() {
+		stopBFD()
+		<-bfdDone
+	}()
 	defer func() {
 		// The manager's context is done: close with a context of our own so
 		// withdrawals still go out.
@@ -188,7 +207,7 @@ func Session(node string, pp PeerPlan, st SessionState, ok bool) lbv1.BGPSession
 	case pp.Error != "":
 		s.State, s.LastError = StateDisabled, pp.Error
 	case ok:
-		s.State, s.Advertised, s.LastError = st.State, int32(st.Advertised), st.LastError
+		s.State, s.Advertised, s.LastError, s.BFD = st.State, int32(st.Advertised), st.LastError, st.BFD
 		if st.State == StateEstablished && !st.EstablishedSince.IsZero() {
 			s.EstablishedSince = &metav1.Time{Time: st.EstablishedSince.Truncate(time.Second)}
 			s.LastError = ""
@@ -222,6 +241,11 @@ func (w *Watcher) publish(ctx context.Context) error {
 		}
 		metricSessionUp.WithLabelValues(name).Set(up)
 		metricAdvertised.WithLabelValues(name).Set(float64(s.Advertised))
+		if s.BFD != "" {
+			metricBFDUp.WithLabelValues(name).Set(map[bool]float64{true: 1}[s.BFD == bfd.Up.String()])
+		} else {
+			metricBFDUp.DeleteLabelValues(name)
+		}
 		prev, had := w.written[name]
 		if had && sameSession(prev, s) {
 			continue
@@ -241,6 +265,7 @@ func (w *Watcher) publish(ctx context.Context) error {
 			delete(w.written, name)
 			metricSessionUp.DeleteLabelValues(name)
 			metricAdvertised.DeleteLabelValues(name)
+			metricBFDUp.DeleteLabelValues(name)
 		}
 	}
 	return firstErr

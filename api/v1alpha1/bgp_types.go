@@ -86,6 +86,32 @@ type BGPPeerSpec struct {
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('4095s')",message="restartTime must be between 1s and 4095s"
 	RestartTime *metav1.Duration `json:"restartTime,omitempty"`
+	// BFD runs Bidirectional Forwarding Detection (RFC 5880 asynchronous
+	// mode, single hop, IPv4) with the router, so it withdraws a dead
+	// node's routes after DetectMultiplier x the interval rather than the
+	// hold time. The router must run BFD with the node too.
+	// +optional
+	BFD *BFDSettings `json:"bfd,omitempty"`
+}
+
+// BFDSettings are a BFD session's timers.
+type BFDSettings struct {
+	// ReceiveInterval is the fastest rate at which the node accepts BFD
+	// packets. Defaults to 300ms.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10ms') && duration(self) <= duration('60s')",message="receiveInterval must be between 10ms and 60s"
+	ReceiveInterval *metav1.Duration `json:"receiveInterval,omitempty"`
+	// TransmitInterval is how often the node wants to send. Defaults to
+	// 300ms.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10ms') && duration(self) <= duration('60s')",message="transmitInterval must be between 10ms and 60s"
+	TransmitInterval *metav1.Duration `json:"transmitInterval,omitempty"`
+	// DetectMultiplier is how many intervals without a packet make the
+	// session down. Defaults to 3.
+	// +optional
+	// +kubebuilder:validation:Minimum=2
+	// +kubebuilder:validation:Maximum=255
+	DetectMultiplier *int32 `json:"detectMultiplier,omitempty"`
 }
 
 // BGPSession is one node's session with the peer, written by that node's
@@ -103,6 +129,10 @@ type BGPSession struct {
 	// Advertised is the number of prefixes advertised to the peer.
 	// +optional
 	Advertised int32 `json:"advertised"`
+	// BFD is the BFD session's state (Up, Down, Init, AdminDown) when the
+	// peer asks for BFD.
+	// +optional
+	BFD string `json:"bfd,omitempty"`
 	// LastError says why the session is down or not opened, if known.
 	// +optional
 	LastError string `json:"lastError,omitempty"`
@@ -130,6 +160,7 @@ type BGPPeerStatus struct {
 // +kubebuilder:printcolumn:name="Peer ASN",type=integer,JSONPath=`.spec.peerASN`
 // +kubebuilder:printcolumn:name="My ASN",type=integer,JSONPath=`.spec.myASN`
 // +kubebuilder:printcolumn:name="Sessions",type=string,JSONPath=`.status.sessions[*].state`
+// +kubebuilder:printcolumn:name="BFD",type=string,JSONPath=`.status.sessions[*].bfd`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type BGPPeer struct {
 	metav1.TypeMeta   `json:",inline"`
