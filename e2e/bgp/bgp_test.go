@@ -9,6 +9,7 @@ package bgp_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -94,7 +95,7 @@ func setup(t *testing.T) *world {
 	w := &world{t: t, c: c}
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, f := range []string{"forwarder-n1.log", "forwarder-n2.log", "forwarder-n3.log", "frr-zebra.log", "frr-bgpd.log"} {
+			for _, f := range []string{"forwarder-n1.log", "forwarder-n2.log", "forwarder-n3.log", "frr-zebra.log", "frr-bfdd.log", "frr-bgpd.log"} {
 				b, _ := os.ReadFile(filepath.Join(logs, f))
 				lines := strings.Split(string(b), "\n")
 				if len(lines) > 40 {
@@ -119,7 +120,7 @@ func setup(t *testing.T) *world {
 	if w.outside, err = c.Lab.AddHostBehind("outside", rh, netip.MustParsePrefix("10.99.0.1/24"), netip.MustParsePrefix("10.99.0.2/24")); err != nil {
 		t.Fatal(err)
 	}
-	cfg := frr.Config{ASN: routerASN, RouterID: routerAddr, HoldTime: 9, Keepalive: 3, GracefulRestart: true}
+	cfg := frr.Config{ASN: routerASN, RouterID: routerAddr, HoldTime: 9, Keepalive: 3, GracefulRestart: true, BFD: true}
 	for _, n := range c.Nodes {
 		// The router is the nodes' way to the client's subnet, as a
 		// top-of-rack switch is their default gateway.
@@ -482,6 +483,97 @@ func TestBGPMode(t *testing.T) {
 			return nil
 		})
 		w.nextHops(addr.Addr(), w.nodeAddrs(0, 1, 2), 5*time.Second)
+	})
+
+	t.Run("BFD withdraws a dead node's next hop in well under a second", func(t *testing.T) {
+		var p lbv1.BGPPeer
+		if err := c.Env.Client.Get(context.Background(), client.ObjectKey{Name: "tor"}, &p); err != nil {
+			t.Fatal(err)
+		}
+		ms100 := &metav1.Duration{Duration: 100 * time.Millisecond}
+		p.Spec.GracefulRestart, p.Spec.RestartTime = false, nil
+		p.Spec.BFD = &lbv1.BFDSettings{ReceiveInterval: ms100, TransmitInterval: ms100, DetectMultiplier: ptr.To[int32](3)}
+		if err := c.Env.Client.Update(context.Background(), &p); err != nil {
+			t.Fatal(err)
+		}
+		cmds := []string{"bfd", "profile fast", "receive-interval 100", "transmit-interval 100", "detect-multiplier 3", "exit", "exit",
+			fmt.Sprintf("router bgp %d", routerASN)}
+		for _, n := range c.Nodes {
+			cmds = append(cmds, "neighbor "+n.Host.IPv4.Addr().String()+" bfd profile fast")
+		}
+		if err := w.router.Configure(cmds...); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, func() error {
+			out, err := w.router.Vtysh("show bfd peers json")
+			if err != nil {
+				return err
+			}
+			var peers []struct {
+				Peer   string `json:"peer"`
+				Status string `json:"status"`
+			}
+			if err := json.Unmarshal([]byte(out), &peers); err != nil {
+				return fmt.Errorf("parsing %q: %w", out, err)
+			}
+			up := 0
+			for _, bp := range peers {
+				if bp.Status == "up" {
+					up++
+				}
+			}
+			if up != 3 {
+				return fmt.Errorf("router's BFD peers %+v, want 3 up", peers)
+			}
+			return nil
+		})
+		w.nextHops(addr.Addr(), w.nodeAddrs(0, 1, 2), 30*time.Second)
+		eventually(t, 10*time.Second, func() error {
+			var p lbv1.BGPPeer
+			if err := c.Env.Client.Get(context.Background(), client.ObjectKey{Name: "tor"}, &p); err != nil {
+				return err
+			}
+			for _, s := range p.Status.Sessions {
+				if s.BFD != "Up" {
+					return fmt.Errorf("session %+v, want BFD Up", s)
+				}
+			}
+			return nil
+		})
+		if body := scrape(t, c.Nodes[1]); !strings.Contains(body, `portico_bgp_bfd_up{peer="tor"} 1`) {
+			t.Errorf("metrics lack portico_bgp_bfd_up 1")
+		}
+		// The node dies on the wire: no withdrawal, no NOTIFICATION, no
+		// AdminDown, no TCP FIN (a killed process would still get one from
+		// its kernel). Without BFD the router waits for the 9s hold time.
+		if err := c.Nodes[0].Host.SetCable(false); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		prefix := netip.PrefixFrom(addr.Addr(), 32)
+		for {
+			got, err := w.router.NextHops(prefix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if slices.Equal(got, w.nodeAddrs(1, 2)) {
+				break
+			}
+			if time.Since(start) > 3*time.Second {
+				t.Fatalf("next hops %v 3s after n1's cable was cut; BFD should have withdrawn it within a second", got)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		d := time.Since(start)
+		t.Logf("dead node's next hop withdrawn after %s", d)
+		if d > time.Second {
+			t.Errorf("withdrawn after %s, want well under a second with BFD 3 x 100ms", d)
+		}
+		if err := c.Nodes[0].Host.SetCable(true); err != nil {
+			t.Fatal(err)
+		}
+		// n1's side learns of the loss at its hold time, then reconnects.
+		w.nextHops(addr.Addr(), w.nodeAddrs(0, 1, 2), 60*time.Second)
 	})
 
 	t.Run("no route for an address that is not allocated", func(t *testing.T) {

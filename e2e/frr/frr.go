@@ -63,6 +63,8 @@ type Config struct {
 	HoldTime, Keepalive int
 	// GracefulRestart makes the router a graceful restart helper.
 	GracefulRestart bool
+	// BFD runs bfdd beside bgpd (neighbors get BFD with Configure).
+	BFD bool
 }
 
 // Router is FRR running in a host.
@@ -127,6 +129,9 @@ func Start(h *netlab.Host, cfg Config, logDir string) (*Router, error) {
 		"zebra.conf": "hostname router\n",
 		"bgpd.conf":  conf.String(),
 	}
+	if cfg.BFD {
+		files["bfdd.conf"] = "hostname router\n"
+	}
 	// The daemons drop root for the frr user (running them as root needs
 	// root in the frrvty group): the directory and files are theirs.
 	u, err := user.Lookup("frr")
@@ -157,13 +162,23 @@ func Start(h *netlab.Host, cfg Config, logDir string) (*Router, error) {
 		return []string{"-f", filepath.Join(dir, daemon+".conf"), "-i", filepath.Join(dir, daemon+".pid"),
 			"-z", filepath.Join(dir, "zserv.api"), "--vty_socket", dir, "-u", "frr", "-g", "frr", "-P", "0", "--log", "stdout"}
 	}
-	for _, d := range []struct {
+	daemons := []struct {
 		name string
 		args []string
 	}{
 		{"zebra", common("zebra")},
-		{"bgpd", append(common("bgpd"), "-p", "179")},
-	} {
+	}
+	if cfg.BFD {
+		daemons = append(daemons, struct {
+			name string
+			args []string
+		}{"bfdd", append(common("bfdd"), "--bfdctl", filepath.Join(dir, "bfdd.sock"))})
+	}
+	daemons = append(daemons, struct {
+		name string
+		args []string
+	}{"bgpd", append(common("bgpd"), "-p", "179")})
+	for _, d := range daemons {
 		p, err := testenv.StartProcess("frr "+d.name, h.Command(filepath.Join(Dir, d.name), d.args...),
 			testenv.ProcessOptions{Log: filepath.Join(logDir, "frr-"+d.name+".log")})
 		if err != nil {
@@ -196,6 +211,19 @@ func (r *Router) Vtysh(cmd string) (string, error) {
 		return string(out), fmt.Errorf("vtysh -c %q: %w: %s", cmd, err, out)
 	}
 	return string(out), nil
+}
+
+// Configure runs configuration commands (as in "configure terminal").
+func (r *Router) Configure(cmds ...string) error {
+	args := []string{"--vty_socket", r.dir, "-c", "configure terminal"}
+	for _, c := range cmds {
+		args = append(args, "-c", c)
+	}
+	out, err := r.Host.Command("vtysh", args...).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "" {
+		return fmt.Errorf("configuring %q: %v: %s", cmds, err, out)
+	}
+	return nil
 }
 
 // Peer is a neighbor's row of "show bgp summary json".
