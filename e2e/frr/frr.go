@@ -130,7 +130,7 @@ func Start(h *netlab.Host, cfg Config, logDir string) (*Router, error) {
 		"bgpd.conf":  conf.String(),
 	}
 	if cfg.BFD {
-		files["bfdd.conf"] = "hostname router\n"
+		files["bfdd.conf"] = "hostname router\nlog stdout informational\n"
 	}
 	// The daemons drop root for the frr user (running them as root needs
 	// root in the frrvty group): the directory and files are theirs.
@@ -199,6 +199,25 @@ func Start(h *netlab.Host, cfg Config, logDir string) (*Router, error) {
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
+		}
+	}
+	// Ready when vtysh reaches every daemon.
+	checks := []string{"show bgp summary"}
+	if cfg.BFD {
+		checks = append(checks, "show bfd peers")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, c := range checks {
+		for {
+			_, err := r.Vtysh(c)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				_ = r.Close()
+				return nil, fmt.Errorf("FRR not ready: %w", err)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	return r, nil
