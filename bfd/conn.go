@@ -182,21 +182,24 @@ func (m *Manager) receive(pc *ipv4.PacketConn) {
 		}
 		var changed bool
 		var st State
+		var diag Diag
 		if e != nil && !e.removed {
 			changed = e.s.Receive(p, time.Now())
-			st = e.s.State()
+			st, diag = e.s.State(), e.s.diag
 		}
 		m.mu.Unlock()
 		if changed {
-			m.changed(from, st)
+			m.changed(from, st, p.State, diag)
 		}
 	}
 }
 
 func (m *Manager) send(now time.Time) {
 	type change struct {
-		peer netip.Addr
-		st   State
+		peer   netip.Addr
+		st     State
+		remote State
+		diag   Diag
 	}
 	var changes []change
 	m.mu.Lock()
@@ -206,7 +209,7 @@ func (m *Manager) send(now time.Time) {
 			_, _ = e.conn.Write(p.Marshal())
 		}
 		if changed {
-			changes = append(changes, change{peer, e.s.State()})
+			changes = append(changes, change{peer, e.s.State(), e.s.remote, e.s.diag})
 		}
 		if e.removed && e.s.Done() {
 			_ = e.conn.Close()
@@ -215,12 +218,14 @@ func (m *Manager) send(now time.Time) {
 	}
 	m.mu.Unlock()
 	for _, c := range changes {
-		m.changed(c.peer, c.st)
+		m.changed(c.peer, c.st, c.remote, c.diag)
 	}
 }
 
-func (m *Manager) changed(peer netip.Addr, st State) {
-	m.Log.Info("BFD session changed", "peer", peer.String(), "state", st.String())
+// changed logs a state change with what caused it: the peer's state (a
+// packet) or the local diagnostic (1: the detection time expired).
+func (m *Manager) changed(peer netip.Addr, st, remote State, diag Diag) {
+	m.Log.Info("BFD session changed", "peer", peer.String(), "state", st.String(), "peerState", remote.String(), "diag", int(diag))
 	if m.OnChange != nil {
 		m.OnChange(peer, st)
 	}

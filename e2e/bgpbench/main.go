@@ -252,6 +252,13 @@ func (b *bench) announce(prefix string, count int, policy corev1.ServiceExternal
 	c := b.c
 	ctx := context.Background()
 	fmt.Printf("announce: creating %d Services (externalTrafficPolicy %s)\n", count, policy)
+	// Cluster Services select no pod: their routes need no endpoints, and
+	// the EndpointSlice controller's work on a pod change (the withdraw
+	// phase) stays with the Local Services.
+	selector := map[string]string{"app": "none"}
+	if policy == corev1.ServiceExternalTrafficPolicyLocal {
+		selector = map[string]string{"app": "web"}
+	}
 	var wg sync.WaitGroup
 	errc := make(chan error, 8)
 	sem := make(chan struct{}, 8)
@@ -263,7 +270,7 @@ func (b *bench) announce(prefix string, count int, policy corev1.ServiceExternal
 			defer func() { <-sem }()
 			svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("%s%04d", prefix, i), Labels: map[string]string{"set": prefix}},
 				Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr.To("lb.portico.dev/local"),
-					Selector: map[string]string{"app": "web"}, ExternalTrafficPolicy: policy,
+					Selector: selector, ExternalTrafficPolicy: policy,
 					Ports: []corev1.ServicePort{{Name: "p", Protocol: corev1.ProtocolUDP, Port: 53, TargetPort: intstr.FromInt32(8080)}}}}
 			if err := c.Env.Client.Create(ctx, svc); err != nil {
 				select {

@@ -89,6 +89,7 @@ router bgp {{.ASN}}
  neighbor {{.Address}} remote-as {{.ASN}}
  neighbor {{.Address}} timers {{$.Keepalive}} {{$.HoldTime}}
  neighbor {{.Address}} timers connect 1
+ neighbor {{.Address}} update-source {{$.RouterID}}
 {{- if .Password}}
  neighbor {{.Address}} password {{.Password}}
 {{- end}}
