@@ -246,7 +246,7 @@ func lease(holder string, renewed time.Duration) *coordinationv1.Lease {
 func pool(name string, total, assigned int64, addrs ...string) *v1alpha1.IPPool {
 	return &v1alpha1.IPPool{
 		ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: ago(10 * 24 * time.Hour), Generation: 1},
-		Spec:       v1alpha1.IPPoolSpec{Addresses: addrs, AutoAssign: ptr.To(true)}, // as the API server defaults it
+		Spec:       v1alpha1.IPPoolSpec{Addresses: addrs, AutoAssign: ptr.To(true), Announce: v1alpha1.AnnounceL2}, // as the API server defaults it
 		Status:     v1alpha1.IPPoolStatus{Total: total, Assigned: assigned, Free: total - assigned, ObservedGeneration: 1},
 	}
 }

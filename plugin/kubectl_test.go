@@ -165,7 +165,7 @@ products:
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"loadbalancers.lb.portico.dev", "ippools.lb.portico.dev"} {
+	for _, name := range []string{"loadbalancers.lb.portico.dev", "ippools.lb.portico.dev", "bgppeers.lb.portico.dev", "bgpadvertisements.lb.portico.dev"} {
 		crd := &apiextensionsv1.CustomResourceDefinition{ObjectMeta: metav1.ObjectMeta{Name: name}}
 		if err := crds.Delete(ctx, crd); err != nil {
 			t.Fatal(err)

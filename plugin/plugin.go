@@ -129,7 +129,7 @@ installed, 4 the operator is not running, 5 permission denied.`,
 	pf.StringVar(&g.operatorNS, "operator-namespace", "portico-system", "Namespace of portico-operator's leader-election Lease, used to tell whether the operator is running.")
 	pf.StringVar(&g.operatorLease, "operator-lease", "portico-operator.lb.portico.dev", "Name of portico-operator's leader-election Lease (its --leader-election-id).")
 
-	root.AddCommand(newStatusCommand(g), newCostCommand(g), newDescribeCommand(g), newPoolsCommand(g), newOrphansCommand(g))
+	root.AddCommand(newStatusCommand(g), newCostCommand(g), newDescribeCommand(g), newPoolsCommand(g), newOrphansCommand(g), newPeersCommand(g))
 	return root
 }
 

@@ -238,3 +238,44 @@ func TestSharedAddressHasOneAnnouncer(t *testing.T) {
 		})
 	}
 }
+
+// TestBGPOnlyPoolsAreNotAnsweredByARP: an address whose every pool is
+// announced by BGP only is left to the routers; an address in an L2 or
+// L2AndBGP pool (or in both kinds) is answered, and so is one in no pool.
+// Before spec.announce existed every address was answered by ARP/NDP.
+func TestBGPOnlyPoolsAreNotAnsweredByARP(t *testing.T) {
+	pool := func(name, mode string, addrs ...string) v1alpha1.IPPool {
+		return v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.IPPoolSpec{Addresses: addrs, Announce: mode}}
+	}
+	svcs := []corev1.Service{
+		service("routed", Class, false, "192.0.2.1", "2001:db8::1"),
+		service("both", Class, false, "192.0.2.20"),
+		service("l2", Class, false, "192.0.2.30"),
+		service("unset", Class, false, "192.0.2.40"),
+		service("twopools", Class, false, "192.0.2.50"),
+		service("nopool", Class, false, "198.51.100.1"),
+	}
+	snap := Snapshot{
+		Nodes:    []corev1.Node{node("a", "10.0.0.1", true, nil)},
+		Leases:   []coordinationv1.Lease{lease("a", time.Unix(10000, 0))},
+		Services: svcs,
+		Pools: []v1alpha1.IPPool{
+			pool("bgp", v1alpha1.AnnounceBGP, "192.0.2.0/28", "2001:db8::/120", "192.0.2.50"),
+			pool("mixed", v1alpha1.AnnounceL2AndBGP, "192.0.2.20"),
+			pool("arp", v1alpha1.AnnounceL2, "192.0.2.30"),
+			pool("old", "", "192.0.2.40"),
+			pool("arp2", v1alpha1.AnnounceL2, "192.0.2.50-192.0.2.51"),
+		},
+	}
+	for _, s := range svcs {
+		snap.LoadBalancers = append(snap.LoadBalancers, record(s, Class))
+	}
+	in, _ := BuildInputs(snap, "a", 7473, time.Unix(10000, 0))
+	var got []string
+	for _, a := range in.Addresses {
+		got = append(got, a.IP.String())
+	}
+	if want := "[192.0.2.20 192.0.2.30 192.0.2.40 192.0.2.50 198.51.100.1]"; fmt.Sprint(got) != want {
+		t.Errorf("answered by ARP/NDP %v, want %s", got, want)
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/portico-lb/portico/announce"
 	"github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/model"
+	"github.com/portico-lb/portico/providers/local"
 )
 
 // Class is the loadBalancerClass whose addresses forwarders announce.
@@ -35,6 +36,47 @@ type Snapshot struct {
 	Nodes          []corev1.Node
 	// Leases are the forwarders' Leases (LeaseName) in their namespace.
 	Leases []coordinationv1.Lease
+	// Pools say how their addresses are announced (spec.announce).
+	Pools []v1alpha1.IPPool
+}
+
+// l2Filter knows the addresses of pools announced by BGP only.
+type l2Filter struct{ pools []l2Pool }
+
+type l2Pool struct {
+	ranges []local.Range
+	l2     bool
+}
+
+// l2Pools reads the pools whose announce mode matters: an address is answered
+// by ARP/NDP unless every pool holding it is announced by BGP only. Pools
+// whose addresses do not parse hold nothing (the allocator does not use them
+// either).
+func l2Pools(pools []v1alpha1.IPPool) l2Filter {
+	var f l2Filter
+	for _, p := range pools {
+		rs, err := local.ParseRanges(p.Spec.Addresses)
+		if err != nil {
+			continue
+		}
+		f.pools = append(f.pools, l2Pool{ranges: rs, l2: p.Spec.AnnouncedByL2()})
+	}
+	return f
+}
+
+func (f l2Filter) announces(ip netip.Addr) bool {
+	held := false
+	for _, p := range f.pools {
+		if slices.ContainsFunc(p.ranges, func(r local.Range) bool { return r.Contains(ip) }) {
+			if p.l2 {
+				return true
+			}
+			held = true
+		}
+	}
+	// An address in no pool (its pool just deleted, the operator about to
+	// release it) keeps the behaviour from before pools had a mode.
+	return !held
 }
 
 // Local returns the Services the operator serves through the local class.
@@ -79,28 +121,19 @@ func BuildInputs(s Snapshot, self string, heartbeatPort uint16, now time.Time) (
 	}
 	sort.Strings(in.ReadyNodes)
 
-	// Nodes with a ready endpoint, per Service.
-	endpointNodes := map[string][]string{}
-	for _, es := range s.EndpointSlices {
-		svc := es.Labels[discoveryv1.LabelServiceName]
-		if svc == "" {
-			continue
-		}
-		key := es.Namespace + "/" + svc
-		for _, ep := range es.Endpoints {
-			if ep.NodeName != nil && (ep.Conditions.Ready == nil || *ep.Conditions.Ready) {
-				endpointNodes[key] = append(endpointNodes[key], *ep.NodeName)
-			}
-		}
-	}
+	endpointNodes := model.EndpointNodes(s.EndpointSlices)
+	l2 := l2Pools(s.Pools)
 	for _, svc := range s.Local() {
 		key := svc.Namespace + "/" + svc.Name
-		nodes := slices.Compact(slices.Sorted(slices.Values(endpointNodes[key])))
+		nodes := endpointNodes[key]
 		for _, ip := range model.IngressIPs(svc) {
+			if !l2.announces(ip) {
+				continue // a BGP-only pool's address: the routers carry it
+			}
 			in.Addresses = append(in.Addresses, announce.Address{
 				IP:            ip,
 				Service:       key,
-				LocalOnly:     svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
+				LocalOnly:     model.LocalTraffic(svc),
 				EndpointNodes: nodes,
 			})
 		}

@@ -35,7 +35,7 @@ type Recorder interface {
 // paths=./announce/cluster/...).
 // +kubebuilder:rbac:groups="",resources=services;nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
-// +kubebuilder:rbac:groups=lb.portico.dev,resources=loadbalancers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=lb.portico.dev,resources=loadbalancers;ippools,verbs=get;list;watch
 // +kubebuilder:rbac:groups=lb.portico.dev,resources=loadbalancers/status,verbs=get;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=portico-system,resources=leases,verbs=get;list;watch;create;update
@@ -65,7 +65,7 @@ func (w *Watcher) Start(ctx context.Context) error {
 		UpdateFunc: func(any, any) { signalKick(kick) },
 		DeleteFunc: func(any) { signalKick(kick) },
 	}
-	for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Node{}, &v1alpha1.LoadBalancer{}, &coordinationv1.Lease{}} {
+	for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Node{}, &v1alpha1.LoadBalancer{}, &v1alpha1.IPPool{}, &coordinationv1.Lease{}} {
 		inf, err := w.Cache.GetInformer(ctx, obj)
 		if err != nil {
 			return fmt.Errorf("watching %T: %w", obj, err)
@@ -113,7 +113,8 @@ func (w *Watcher) sync(ctx context.Context) error {
 	var nodes corev1.NodeList
 	var recs v1alpha1.LoadBalancerList
 	var leases coordinationv1.LeaseList
-	for _, l := range []client.ObjectList{&svcs, &eps, &nodes, &recs} {
+	var pools v1alpha1.IPPoolList
+	for _, l := range []client.ObjectList{&svcs, &eps, &nodes, &recs, &pools} {
 		if err := w.Cache.List(ctx, l); err != nil {
 			return fmt.Errorf("listing %T: %w", l, err)
 		}
@@ -123,6 +124,7 @@ func (w *Watcher) sync(ctx context.Context) error {
 	}
 	snap.Services, snap.EndpointSlices, snap.Nodes, snap.LoadBalancers = svcs.Items, eps.Items, nodes.Items, recs.Items
 	snap.Leases = leases.Items
+	snap.Pools = pools.Items
 	in, peers := BuildInputs(snap, w.Self, w.HeartbeatPort, time.Now())
 	w.Members.SetPeers(peers)
 	w.Announcer.SetInputs(in)

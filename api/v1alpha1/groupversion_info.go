@@ -26,6 +26,8 @@ func addKnownTypes(s *runtime.Scheme) error {
 	s.AddKnownTypes(GroupVersion,
 		&LoadBalancer{}, &LoadBalancerList{},
 		&IPPool{}, &IPPoolList{},
+		&BGPPeer{}, &BGPPeerList{},
+		&BGPAdvertisement{}, &BGPAdvertisementList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

@@ -39,6 +39,24 @@ type IPPoolSpec struct {
 	// joins Services of one namespace.
 	// +optional
 	AllowSharingAcrossNamespaces bool `json:"allowSharingAcrossNamespaces,omitempty"`
+	// Announce says how the pool's addresses reach clients: L2 (one node
+	// answers ARP/NDP, the default), BGP (every serving node advertises a
+	// route to its BGPPeers) or L2AndBGP.
+	// +optional
+	// +kubebuilder:default=L2
+	// +kubebuilder:validation:Enum=L2;BGP;L2AndBGP
+	Announce string `json:"announce,omitempty"`
+}
+
+// AnnouncedByL2 reports whether the pool's addresses are answered by ARP/NDP
+// (an empty mode, as on objects stored before the field existed, is L2).
+func (s *IPPoolSpec) AnnouncedByL2() bool {
+	return s.Announce == "" || s.Announce == AnnounceL2 || s.Announce == AnnounceL2AndBGP
+}
+
+// AnnouncedByBGP reports whether the pool's addresses are advertised over BGP.
+func (s *IPPoolSpec) AnnouncedByBGP() bool {
+	return s.Announce == AnnounceBGP || s.Announce == AnnounceL2AndBGP
 }
 
 // IPPoolStatus reports the pool's usage.
@@ -69,6 +87,7 @@ type IPPoolStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=ippool,categories=portico
+// +kubebuilder:printcolumn:name="Announce",type=string,JSONPath=`.spec.announce`
 // +kubebuilder:printcolumn:name="Auto",type=boolean,JSONPath=`.spec.autoAssign`
 // +kubebuilder:printcolumn:name="Total",type=integer,JSONPath=`.status.total`
 // +kubebuilder:printcolumn:name="Assigned",type=integer,JSONPath=`.status.assigned`

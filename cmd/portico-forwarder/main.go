@@ -4,7 +4,14 @@
 // over a direct UDP heartbeat, which node announces each load-balancer
 // address, answers ARP and NDP for the addresses this node won, moves their
 // traffic in the kernel, and publishes the choice in LoadBalancer
-// status.announcements. The wiring is in internal/forwarder.
+// status.announcements. For IPPools announced by BGP it advertises host
+// routes to the BGPPeers that select the node (docs/bgp.md). The wiring is
+// in internal/forwarder.
+//
+// Listeners stay plain TCP (Go's default MPTCP refuses TCP MD5, which BGP
+// passwords need).
+//
+//go:debug multipathtcp=0
 package main
 
 import (

@@ -217,6 +217,18 @@ func (c *Cluster) StopForwarder(n *Node) {
 	}
 }
 
+// KillForwarder kills the node's forwarder with SIGKILL, as a crash or a
+// node's death would end it: no goodbye to its peers or routers.
+func (c *Cluster) KillForwarder(n *Node) {
+	n.mu.Lock()
+	p := n.proc
+	n.proc = nil
+	n.mu.Unlock()
+	if p != nil {
+		p.Kill()
+	}
+}
+
 // StopHeartbeat stops the node's kubelet-like heartbeat: the node lifecycle
 // controller marks it Unknown after testenv.NodeMonitorGracePeriod, as when
 // a node dies. StartHeartbeat brings it back.

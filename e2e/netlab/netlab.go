@@ -248,3 +248,37 @@ func relay(c net.Conn, target string) {
 	go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
 	<-done
 }
+
+// AddHostBehind creates a host that is not on the bridge: a namespace joined
+// to gw by its own veth pair, on the subnet of addr (gw's end gets gwAddr),
+// with its default route through gw. It stands for a client on another
+// subnet that reaches the lab only through gw (a router). Close removes it.
+func (l *Lab) AddHostBehind(name string, gw *Host, gwAddr, addr netip.Prefix) (*Host, error) {
+	l.mu.Lock()
+	idx := len(l.hosts)
+	l.mu.Unlock()
+	h := &Host{Name: name, NS: "pl-" + l.id + "-" + name, Link: "eth0", IPv4: addr, lab: l}
+	gwLink := fmt.Sprintf("pl%sg%d", l.id, idx)
+	tmp := fmt.Sprintf("pl%sh%d", l.id, idx)
+	l.mu.Lock()
+	l.hosts = append(l.hosts, h)
+	l.mu.Unlock()
+	for _, c := range [][]string{
+		{"ip", "netns", "add", h.NS},
+		{"ip", "link", "add", tmp, "type", "veth", "peer", "name", gwLink},
+		{"ip", "link", "set", tmp, "netns", h.NS},
+		{"ip", "link", "set", gwLink, "netns", gw.NS},
+		{"ip", "-n", h.NS, "link", "set", tmp, "name", h.Link},
+		{"ip", "-n", h.NS, "link", "set", "lo", "up"},
+		{"ip", "-n", h.NS, "link", "set", h.Link, "up"},
+		{"ip", "-n", gw.NS, "link", "set", gwLink, "up"},
+		{"ip", "-n", gw.NS, "addr", "add", gwAddr.String(), "dev", gwLink},
+		{"ip", "-n", h.NS, "addr", "add", addr.String(), "dev", h.Link},
+		{"ip", "-n", h.NS, "route", "add", "default", "via", gwAddr.Addr().String()},
+	} {
+		if _, err := Run(c[0], c[1:]...); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
+}

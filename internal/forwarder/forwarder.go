@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +33,7 @@ import (
 
 	"github.com/portico-lb/portico/announce"
 	"github.com/portico-lb/portico/announce/cluster"
+	"github.com/portico-lb/portico/bgp"
 	"github.com/portico-lb/portico/dataplane"
 	"github.com/portico-lb/portico/dataplane/kubesync"
 	"github.com/portico-lb/portico/healthcheck"
@@ -64,6 +66,9 @@ type Options struct {
 	Cleanup       bool
 	NoDataplane   bool
 
+	// BGP opens sessions with the BGPPeers that select this node.
+	BGP bool
+
 	MetricsAddr string
 	ProbeAddr   string
 }
@@ -79,6 +84,7 @@ func DefaultOptions() Options {
 		Interval:      50 * time.Millisecond,
 		DeadAfter:     250 * time.Millisecond,
 		QuorumAfter:   175 * time.Millisecond,
+		BGP:           true,
 	}
 }
 
@@ -101,6 +107,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.Peers, "peer", nil, "Static mode: a peer as name=IP (repeatable); the node list is these plus this node.")
 	fs.BoolVar(&o.KubeProxyFree, "kube-proxy-free", o.KubeProxyFree, "Also serve NodePorts and healthCheckNodePorts, for clusters without kube-proxy. Leave off where kube-proxy runs (docs/dataplane.md).")
 	fs.BoolVar(&o.Cleanup, "cleanup", o.Cleanup, "Delete Portico's nftables table (inet portico) and exit.")
+	fs.BoolVar(&o.BGP, "bgp", o.BGP, "Advertise addresses of BGP IPPools to the BGPPeers that select this node (docs/bgp.md); false never opens a BGP session. Not in static mode.")
 	fs.BoolVar(&o.NoDataplane, "no-dataplane", o.NoDataplane, "Announce addresses only; do not program nftables (another data plane moves the traffic).")
 }
 
@@ -189,7 +196,7 @@ func Run(ctx context.Context, o Options) error {
 		log.Info("WARNING: heartbeats are not authenticated (--heartbeat-insecure): anyone who can reach the nodes can move or silence addresses")
 	}
 	reg := ctrlmetrics.Registry
-	for _, c := range append(announce.Collectors(), kubesync.Collectors()...) {
+	for _, c := range slices.Concat(announce.Collectors(), kubesync.Collectors(), bgp.Collectors()) {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -273,6 +280,8 @@ func Run(ctx context.Context, o Options) error {
 		HealthProbeBindAddress: "0",
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&coordinationv1.Lease{}: {Namespaces: map[string]cache.Config{o.Namespace: {}}},
+			// BGPPeer password Secrets are read from this namespace only.
+			&corev1.Secret{}: {Namespaces: map[string]cache.Config{o.Namespace: {}}},
 		}},
 		// Components log through the logger in ctx.
 		BaseContext: func() context.Context { return ctx },
@@ -307,6 +316,13 @@ func Run(ctx context.Context, o Options) error {
 	}
 	lease := &cluster.Lease{Client: cl, Namespace: o.Namespace, Node: o.NodeName}
 	components = append(components, w.Start, lease.Start)
+	if o.BGP {
+		sp := bgp.NewSpeaker(bgp.SpeakerConfig{RouterID: listen, NodeName: o.NodeName, LocalAddresses: []netip.Addr{listen},
+			Log: log.WithName("bgp")})
+		bw := &bgp.Watcher{Self: o.NodeName, Namespace: o.Namespace, Cache: mgr.GetCache(), Client: mgr.GetClient(),
+			Recorder: rec, Speaker: sp}
+		components = append(components, bw.Start)
+	}
 	if !o.NoDataplane {
 		dp, err := dataplane.New(dataplane.Options{NodeName: o.NodeName, KubeProxyFree: o.KubeProxyFree, ConntrackCleaner: dataplane.NewConntrackCleaner()})
 		if err != nil {

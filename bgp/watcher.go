@@ -1,0 +1,306 @@
+package bgp
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/bfd"
+	"github.com/portico-lb/portico/model"
+)
+
+// RBAC of portico-forwarder's BGP mode (config/rbac/forwarder_role.yaml).
+// +kubebuilder:rbac:groups=lb.portico.dev,resources=ippools;bgppeers;bgpadvertisements,verbs=get;list;watch
+// +kubebuilder:rbac:groups=lb.portico.dev,resources=bgppeers/status,verbs=get;patch
+// +kubebuilder:rbac:groups="",namespace=portico-system,resources=secrets,verbs=get;list;watch
+
+// FieldManagerPrefix + node name is the server-side apply field manager of
+// a node's entry in BGPPeer status.sessions: each node owns its own entry.
+const FieldManagerPrefix = "portico-forwarder-"
+
+// StatusInterval is how often session state is compared with the status
+// written.
+var StatusInterval = time.Second
+
+// Metrics of BGP mode (docs/bgp.md lists them).
+var (
+	metricSessionUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "portico_bgp_session_up",
+		Help: "1 while this node's BGP session with the peer is Established, else 0.",
+	}, []string{"peer"})
+	metricBFDUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "portico_bgp_bfd_up",
+		Help: "1 while this node's BFD session with the peer is Up, else 0 (only for peers with BFD).",
+	}, []string{"peer"})
+	metricAdvertised = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "portico_bgp_advertised_routes",
+		Help: "Prefixes this node advertises to the peer over an Established session.",
+	}, []string{"peer"})
+)
+
+// Collectors returns BGP mode's metrics for registration.
+func Collectors() []prometheus.Collector {
+	return []prometheus.Collector{metricSessionUp, metricAdvertised, metricBFDUp}
+}
+
+// Recorder emits Events; controller-runtime's manager.GetEventRecorder
+// satisfies it.
+type Recorder interface {
+	Eventf(regarding runtime.Object, related runtime.Object, eventtype, reason, action, note string, args ...interface{})
+}
+
+// Watcher feeds the Speaker from the cluster and writes each session's state
+// into its BGPPeer's status. It is a manager.Runnable.
+type Watcher struct {
+	Self string
+	// Namespace holds the password Secrets; Cache must watch Secrets
+	// there (only there).
+	Namespace string
+	Cache     cache.Cache
+	// Client writes BGPPeer status; reads go through Cache.
+	Client   client.Client
+	Recorder Recorder
+	Speaker  *Speaker
+
+	plans   map[string]PeerPlan
+	written map[string]lbv1.BGPSession
+}
+
+// Start runs until ctx ends, then closes the sessions (withdrawing their
+// routes unless the peer has graceful restart).
+func (w *Watcher) Start(ctx context.Context) error {
+	log := logr.FromContextOrDiscard(ctx).WithName("bgp")
+	kick := make(chan struct{}, 1)
+	signal := func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
+	handler := toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { signal() },
+		UpdateFunc: func(any, any) { signal() },
+		DeleteFunc: func(any) { signal() },
+	}
+	for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Node{}, &lbv1.LoadBalancer{},
+		&lbv1.IPPool{}, &lbv1.BGPPeer{}, &lbv1.BGPAdvertisement{}, &corev1.Secret{}} {
+		inf, err := w.Cache.GetInformer(ctx, obj)
+		if err != nil {
+			return fmt.Errorf("watching %T: %w", obj, err)
+		}
+		if _, err := inf.AddEventHandler(handler); err != nil {
+			return fmt.Errorf("watching %T: %w", obj, err)
+		}
+	}
+	if !w.Cache.WaitForCacheSync(ctx) {
+		return fmt.Errorf("cache did not sync")
+	}
+	// BFD runs beside the sessions; on shutdown its sessions say AdminDown
+	// after the BGP sessions have closed.
+	bfdCtx, stopBFD := context.WithCancel(context.Background())
+	bfdDone := make(chan struct{})
+	go func() {
+		defer close(bfdDone)
+		if err := w.Speaker.RunBFD(bfdCtx); err != nil {
+			log.Error(err, "BFD stopped")
+		}
+	}()
+	defer func() {
+		stopBFD()
+		<-bfdDone
+	}()
+	defer func() {
+		// The manager's context is done: close with a context of our own so
+		// withdrawals still go out.
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		w.Speaker.Close(cctx)
+	}()
+	status := time.NewTicker(StatusInterval)
+	defer status.Stop()
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
+	signal()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-kick:
+			if err := w.sync(ctx); err != nil {
+				log.Error(err, "Applying BGP advertisements; retrying")
+				retry.Reset(time.Second)
+			}
+		case <-retry.C:
+			signal()
+		case <-status.C:
+		}
+		if err := w.publish(ctx); err != nil {
+			log.Error(err, "Writing BGP session status; retrying")
+		}
+	}
+}
+
+func (w *Watcher) sync(ctx context.Context) error {
+	in, err := w.inputs(ctx)
+	if err != nil {
+		return err
+	}
+	w.plans = Plan(in)
+	return w.Speaker.Apply(ctx, w.plans)
+}
+
+// inputs reads Plan's inputs from the cache.
+func (w *Watcher) inputs(ctx context.Context) (Inputs, error) {
+	var in Inputs
+	var node corev1.Node
+	if err := w.Cache.Get(ctx, client.ObjectKey{Name: w.Self}, &node); err != nil {
+		if apierrors.IsNotFound(err) {
+			return in, nil // no Node: no sessions
+		}
+		return in, err
+	}
+	in.Node = &node
+	var svcs corev1.ServiceList
+	var recs lbv1.LoadBalancerList
+	var eps discoveryv1.EndpointSliceList
+	var pools lbv1.IPPoolList
+	var peers lbv1.BGPPeerList
+	var advs lbv1.BGPAdvertisementList
+	for _, l := range []client.ObjectList{&svcs, &recs, &eps, &pools, &peers, &advs} {
+		if err := w.Cache.List(ctx, l); err != nil {
+			return in, fmt.Errorf("listing %T: %w", l, err)
+		}
+	}
+	var secrets corev1.SecretList
+	if err := w.Cache.List(ctx, &secrets, client.InNamespace(w.Namespace)); err != nil {
+		return in, fmt.Errorf("listing Secrets: %w", err)
+	}
+	in.Services = model.OfClass(model.LocalClass, svcs.Items, recs.Items)
+	in.EndpointSlices, in.Pools, in.Peers, in.Advertisements = eps.Items, pools.Items, peers.Items, advs.Items
+	in.Secrets = map[string]*corev1.Secret{}
+	for i := range secrets.Items {
+		in.Secrets[secrets.Items[i].Name] = &secrets.Items[i]
+	}
+	return in, nil
+}
+
+// Session is the status entry of this node for a peer given its plan and
+// the speaker's view of the session (ok false: no session open). It is pure;
+// LastUpdate is left to the writer.
+func Session(node string, pp PeerPlan, st SessionState, ok bool) lbv1.BGPSession {
+	s := lbv1.BGPSession{Node: node, State: "Idle"}
+	switch {
+	case pp.Error != "":
+		s.State, s.LastError = StateDisabled, pp.Error
+	case ok:
+		s.State, s.Advertised, s.LastError, s.BFD = st.State, int32(st.Advertised), st.LastError, st.BFD
+		if st.State == StateEstablished && !st.EstablishedSince.IsZero() {
+			s.EstablishedSince = &metav1.Time{Time: st.EstablishedSince.Truncate(time.Second)}
+			s.LastError = ""
+		}
+	}
+	return s
+}
+
+func sameSession(a, b lbv1.BGPSession) bool {
+	a.LastUpdate, b.LastUpdate = metav1.Time{}, metav1.Time{}
+	ae, be := a.EstablishedSince, b.EstablishedSince
+	a.EstablishedSince, b.EstablishedSince = nil, nil
+	return a == b && (ae == nil) == (be == nil) && (ae == nil || ae.Equal(be))
+}
+
+// publish writes this node's entry of every planned peer whose session
+// changed, with an Event when it comes up, goes down or cannot be opened,
+// and updates the metrics.
+func (w *Watcher) publish(ctx context.Context) error {
+	if w.written == nil {
+		w.written = map[string]lbv1.BGPSession{}
+	}
+	states := w.Speaker.Sessions(ctx)
+	var firstErr error
+	for name, pp := range w.plans {
+		st, ok := states[name]
+		s := Session(w.Self, pp, st, ok)
+		up := 0.0
+		if s.State == StateEstablished {
+			up = 1
+		}
+		metricSessionUp.WithLabelValues(name).Set(up)
+		metricAdvertised.WithLabelValues(name).Set(float64(s.Advertised))
+		if s.BFD != "" {
+			metricBFDUp.WithLabelValues(name).Set(map[bool]float64{true: 1}[s.BFD == bfd.Up.String()])
+		} else {
+			metricBFDUp.DeleteLabelValues(name)
+		}
+		prev, had := w.written[name]
+		if had && sameSession(prev, s) {
+			continue
+		}
+		s.LastUpdate = metav1.Now()
+		if err := w.apply(ctx, name, s); err != nil {
+			if !apierrors.IsNotFound(err) && firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		w.written[name] = s
+		w.event(name, prev, had, s)
+	}
+	for name := range w.written {
+		if _, ok := w.plans[name]; !ok {
+			delete(w.written, name)
+			metricSessionUp.DeleteLabelValues(name)
+			metricAdvertised.DeleteLabelValues(name)
+			metricBFDUp.DeleteLabelValues(name)
+		}
+	}
+	return firstErr
+}
+
+func (w *Watcher) event(peer string, prev lbv1.BGPSession, had bool, s lbv1.BGPSession) {
+	ref := &lbv1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: peer}}
+	ref.SetGroupVersionKind(lbv1.GroupVersion.WithKind("BGPPeer"))
+	wasUp := had && prev.State == StateEstablished
+	switch {
+	case s.State == StateEstablished && !wasUp:
+		w.Recorder.Eventf(ref, nil, corev1.EventTypeNormal, "SessionEstablished", "Peer", "Node %s: session established, %d prefixes advertised", w.Self, s.Advertised)
+	case s.State == StateDisabled && (!had || prev.LastError != s.LastError):
+		w.Recorder.Eventf(ref, nil, corev1.EventTypeWarning, "SessionDisabled", "Peer", "Node %s does not peer: %s", w.Self, s.LastError)
+	case s.State != StateEstablished && wasUp:
+		w.Recorder.Eventf(ref, nil, corev1.EventTypeWarning, "SessionDown", "Peer", "Node %s: session is %s %s", w.Self, s.State, s.LastError)
+	}
+}
+
+// apply writes this node's entry by server-side apply, as its own field
+// manager, so nodes never overwrite each other's entries.
+func (w *Watcher) apply(ctx context.Context, peer string, s lbv1.BGPSession) error {
+	body, err := json.Marshal(map[string]any{
+		"apiVersion": lbv1.GroupVersion.String(),
+		"kind":       "BGPPeer",
+		"metadata":   map[string]string{"name": peer},
+		"status":     map[string]any{"sessions": []lbv1.BGPSession{s}},
+	})
+	if err != nil {
+		return err
+	}
+	obj := &lbv1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: peer}}
+	if err := w.Client.Status().Patch(ctx, obj, client.RawPatch(types.ApplyPatchType, body),
+		client.FieldOwner(FieldManagerPrefix+w.Self), client.ForceOwnership); err != nil {
+		return fmt.Errorf("writing session of %s to BGPPeer %s: %w", w.Self, peer, err)
+	}
+	return nil
+}

@@ -1,0 +1,490 @@
+// Command bgpbench measures BGP mode against a real router: the one-machine
+// cluster (e2e/cluster: apiserver, operator with the local backend, three
+// node namespaces running the real portico-forwarder, a pod behind each),
+// FRR (zebra, bgpd, bfdd) in a router namespace, and a client behind the
+// router.
+//
+//   - announce: --addresses Services (externalTrafficPolicy Cluster) are
+//     created at once; for each, the time from its address appearing in its
+//     status to the route being in the router's kernel table with one next
+//     hop per node.
+//   - withdraw: up to 100 more Services, externalTrafficPolicy Local (a pod
+//     on every node); the pod on node 3 turns unready; for each of them, the
+//     time from that change to node 3's next hop leaving the router's route
+//     (the EndpointSlice controller's update included).
+//   - failover: --runs times, node 1 is cut off the wire while the client
+//     sends a UDP probe every 10 ms (each from a new port, so ECMP spreads
+//     them over the nodes); the time from the cut to the last lost probe.
+//     With --bfd the router detects the node by BFD (3 x 100 ms), without
+//     it by the BGP hold time (9 s).
+//
+// The last line of output is
+// bgp: addresses=N announce_p99_ms=N withdraw_p99_ms=N failover_p99_ms=N bfd=on|off
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/dataplane/dptest"
+	"github.com/portico-lb/portico/e2e/cluster"
+	"github.com/portico-lb/portico/e2e/frr"
+	"github.com/portico-lb/portico/e2e/netlab"
+)
+
+var (
+	addresses = flag.Int("addresses", 1000, "Services (addresses) to announce.")
+	runs      = flag.Int("runs", 5, "Node failures to measure.")
+	useBFD    = flag.Bool("bfd", true, "Run BFD (3 x 100 ms) between the nodes and the router.")
+	forwarder = flag.String("forwarder", "bin/portico-forwarder", "portico-forwarder binary.")
+	logDir    = flag.String("log-dir", "", "Directory for logs (a temporary one when empty).")
+)
+
+const (
+	routerASN = 64512
+	nodeASN   = 64513
+	ns        = "bench"
+)
+
+var routerAddr = netip.MustParseAddr("10.88.0.254")
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bgpbench:", err)
+		os.Exit(1)
+	}
+}
+
+type bench struct {
+	c       *cluster.Cluster
+	router  *frr.Router
+	outside *netlab.Host
+	pods    []*cluster.Pod
+	nl      *netlink.Handle
+}
+
+func run() error {
+	ctrl.SetLogger(logr.Discard())
+	if why := frr.Available(); why != "" {
+		return fmt.Errorf("%s", why)
+	}
+	if *logDir == "" {
+		d, err := os.MkdirTemp("", "portico-bgpbench-")
+		if err != nil {
+			return err
+		}
+		*logDir = d
+	}
+	c, err := cluster.Start(cluster.Options{ForwarderBin: *forwarder, LogDir: *logDir})
+	if err != nil {
+		return err
+	}
+	b := &bench{c: c}
+	defer func() {
+		if b.router != nil {
+			if err := b.router.Close(); err != nil {
+				fmt.Fprintln(os.Stderr, "FRR:", err)
+			}
+		}
+		if err := c.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "cluster:", err)
+		}
+	}()
+	if err := b.setup(); err != nil {
+		return err
+	}
+	// Announcement: Cluster policy, so the time is Portico's alone (a Local
+	// Service also waits for its EndpointSlice).
+	// One Service first, unmeasured: the operator's and the forwarders'
+	// first reconciles (allocator rebuild, informers) are not announcement.
+	warm, _, err := b.announce("w", 1, corev1.ServiceExternalTrafficPolicyCluster, nil)
+	if err != nil {
+		return err
+	}
+	addrs, announce, err := b.announce("c", *addresses, corev1.ServiceExternalTrafficPolicyCluster, warm)
+	if err != nil {
+		return err
+	}
+	// Withdrawal and failover: Local Services, a pod on every node.
+	local, _, err := b.announce("l", min(*addresses, 100), corev1.ServiceExternalTrafficPolicyLocal, append(warm, addrs...))
+	if err != nil {
+		return err
+	}
+	withdraw, err := b.withdraw(local)
+	if err != nil {
+		return err
+	}
+	failover, err := b.failover(local[0])
+	if err != nil {
+		return err
+	}
+	if err := c.Err(); err != nil {
+		return err
+	}
+	onOff := map[bool]string{true: "on", false: "off"}[*useBFD]
+	fmt.Printf("bgp: addresses=%d announce_p99_ms=%d withdraw_p99_ms=%d failover_p99_ms=%d bfd=%s\n",
+		len(addrs), p99(announce), p99(withdraw), p99(failover), onOff)
+	return nil
+}
+
+func (b *bench) setup() error {
+	c := b.c
+	ctx := context.Background()
+	rh, err := c.Lab.AddHost("router", netip.PrefixFrom(routerAddr, 24), netip.Prefix{})
+	if err != nil {
+		return err
+	}
+	if b.outside, err = c.Lab.AddHostBehind("outside", rh, netip.MustParsePrefix("10.99.0.1/24"), netip.MustParsePrefix("10.99.0.2/24")); err != nil {
+		return err
+	}
+	cfg := frr.Config{ASN: routerASN, RouterID: routerAddr, HoldTime: 9, Keepalive: 3, BFD: *useBFD}
+	for _, n := range c.Nodes {
+		if _, err := n.Host.IP("route", "add", "10.99.0.0/24", "via", routerAddr.String()); err != nil {
+			return err
+		}
+		cfg.Neighbors = append(cfg.Neighbors, frr.Neighbor{Address: n.Host.IPv4.Addr(), ASN: nodeASN})
+	}
+	if b.router, err = frr.Start(rh, cfg, *logDir); err != nil {
+		return err
+	}
+	peer := &lbv1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "tor"}, Spec: lbv1.BGPPeerSpec{
+		Address: routerAddr.String(), PeerASN: routerASN, MyASN: nodeASN,
+		HoldTime: &metav1.Duration{Duration: 9 * time.Second}, KeepaliveTime: &metav1.Duration{Duration: 3 * time.Second}}}
+	if *useBFD {
+		ms100 := &metav1.Duration{Duration: 100 * time.Millisecond}
+		peer.Spec.BFD = &lbv1.BFDSettings{ReceiveInterval: ms100, TransmitInterval: ms100, DetectMultiplier: ptr.To[int32](3)}
+		cmds := []string{"bfd", "profile fast", "receive-interval 100", "transmit-interval 100", "detect-multiplier 3", "exit", "exit",
+			fmt.Sprintf("router bgp %d", routerASN)}
+		for _, n := range c.Nodes {
+			cmds = append(cmds, "neighbor "+n.Host.IPv4.Addr().String()+" bfd profile fast")
+		}
+		if err := b.router.Configure(cmds...); err != nil {
+			return err
+		}
+	}
+	for _, o := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+		peer,
+		&lbv1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "routed"}, Spec: lbv1.IPPoolSpec{Addresses: []string{"10.64.0.0/16"}, Announce: lbv1.AnnounceBGP}},
+	} {
+		if err := c.Env.Client.Create(ctx, o); err != nil {
+			return err
+		}
+	}
+	if err := c.StartOperator(); err != nil {
+		return err
+	}
+	for i, n := range c.Nodes {
+		p, err := c.AddPod(n, ns, fmt.Sprintf("pod-%d", i+1), 8080, map[string]string{"app": "web"})
+		if err != nil {
+			return err
+		}
+		b.pods = append(b.pods, p)
+	}
+	return nil
+}
+
+// routes reads the router's kernel routes learned by BGP (protocol bgp):
+// host route -> next hops. It reads them over netlink in the router's
+// namespace; polling with the ip command every few milliseconds would cost
+// the machine more than the forwarders being measured.
+func (b *bench) routes() (map[netip.Addr][]netip.Addr, error) {
+	if b.nl == nil {
+		h, err := netns.GetFromName(b.router.Host.NS)
+		if err != nil {
+			return nil, err
+		}
+		if b.nl, err = netlink.NewHandleAt(h); err != nil {
+			return nil, err
+		}
+	}
+	rs, err := b.nl.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: unix.RTPROT_BGP}, netlink.RT_FILTER_PROTOCOL)
+	if err != nil {
+		return nil, err
+	}
+	m := map[netip.Addr][]netip.Addr{}
+	for _, r := range rs {
+		if r.Dst == nil {
+			continue
+		}
+		a, ok := netip.AddrFromSlice(r.Dst.IP.To4())
+		if !ok {
+			continue
+		}
+		var hops []netip.Addr
+		if g, ok := netip.AddrFromSlice(r.Gw.To4()); ok && r.Gw != nil {
+			hops = append(hops, g)
+		}
+		for _, nh := range r.MultiPath {
+			if g, ok := netip.AddrFromSlice(nh.Gw.To4()); ok && nh.Gw != nil {
+				hops = append(hops, g)
+			}
+		}
+		m[a] = hops
+	}
+	return m, nil
+}
+
+// announce creates count Services named prefix%04d with the given policy
+// and measures, for each, the time from its address to its route with one
+// next hop per node.
+func (b *bench) announce(prefix string, count int, policy corev1.ServiceExternalTrafficPolicy, exclude []netip.Addr) ([]netip.Addr, []time.Duration, error) {
+	c := b.c
+	ctx := context.Background()
+	fmt.Printf("announce: creating %d Services (externalTrafficPolicy %s)\n", count, policy)
+	// Cluster Services select no pod: their routes need no endpoints, and
+	// the EndpointSlice controller's work on a pod change (the withdraw
+	// phase) stays with the Local Services.
+	selector := map[string]string{"app": "none"}
+	if policy == corev1.ServiceExternalTrafficPolicyLocal {
+		selector = map[string]string{"app": "web"}
+	}
+	var wg sync.WaitGroup
+	errc := make(chan error, 8)
+	sem := make(chan struct{}, 8)
+	for i := range count {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("%s%04d", prefix, i), Labels: map[string]string{"set": prefix}},
+				Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr.To("lb.portico.dev/local"),
+					Selector: selector, ExternalTrafficPolicy: policy,
+					Ports: []corev1.ServicePort{{Name: "p", Protocol: corev1.ProtocolUDP, Port: 53, TargetPort: intstr.FromInt32(8080)}}}}
+			if err := c.Env.Client.Create(ctx, svc); err != nil {
+				select {
+				case errc <- err:
+				default:
+				}
+			}
+		}()
+	}
+	addressed := map[netip.Addr]time.Time{}
+	routed := map[netip.Addr]time.Time{}
+	want := len(c.Nodes)
+	deadline := time.Now().Add(10 * time.Minute)
+	lastList := time.Time{}
+	for len(routed) < count || len(addressed) < count {
+		if time.Now().After(deadline) {
+			return nil, nil, fmt.Errorf("after 10 minutes %d addresses, %d routed", len(addressed), len(routed))
+		}
+		select {
+		case err := <-errc:
+			return nil, nil, err
+		default:
+		}
+		now := time.Now()
+		// Status is read every 50 ms (a list of up to --addresses
+		// Services); an address seen first at a list counts from then.
+		if now.Sub(lastList) > 50*time.Millisecond && len(addressed) < count {
+			lastList = now
+			var svcs corev1.ServiceList
+			if err := c.Env.Client.List(ctx, &svcs, client.InNamespace(ns), client.MatchingLabels{"set": prefix}); err != nil {
+				return nil, nil, err
+			}
+			for _, s := range svcs.Items {
+				for _, in := range s.Status.LoadBalancer.Ingress {
+					if a, err := netip.ParseAddr(in.IP); err == nil {
+						if _, ok := addressed[a]; !ok {
+							addressed[a] = now
+						}
+					}
+				}
+			}
+		}
+		rs, err := b.routes()
+		if err != nil {
+			return nil, nil, err
+		}
+		now = time.Now()
+		for a, hops := range rs {
+			if _, ok := routed[a]; !ok && len(hops) == want && !slices.Contains(exclude, a) {
+				routed[a] = now
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	wg.Wait()
+	var addrs []netip.Addr
+	var lat []time.Duration
+	for a, t := range addressed {
+		if _, ok := routed[a]; !ok {
+			return nil, nil, fmt.Errorf("%s never routed", a)
+		}
+		addrs = append(addrs, a)
+		// A route seen before the list that showed its address counts as 0.
+		lat = append(lat, max(0, routed[a].Sub(t)))
+	}
+	slices.SortFunc(addrs, netip.Addr.Compare)
+	fmt.Printf("announce: %d addresses routed over %d next hops, p50_ms=%d p99_ms=%d\n", len(addrs), want, p50(lat), p99(lat))
+	return addrs, lat, nil
+}
+
+func (b *bench) withdraw(addrs []netip.Addr) ([]time.Duration, error) {
+	n3 := b.c.Nodes[2].Host.IPv4.Addr()
+	start := time.Now()
+	if err := b.c.SetPodReady(b.pods[2], false); err != nil {
+		return nil, err
+	}
+	gone := map[netip.Addr]time.Duration{}
+	for len(gone) < len(addrs) {
+		if time.Since(start) > 2*time.Minute {
+			return nil, fmt.Errorf("withdraw: %d of %d routes lost node 3 within 2 minutes", len(gone), len(addrs))
+		}
+		rs, err := b.routes()
+		if err != nil {
+			return nil, err
+		}
+		d := time.Since(start)
+		for _, a := range addrs {
+			if _, ok := gone[a]; !ok && !slices.Contains(rs[a], n3) {
+				gone[a] = d
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	lat := slices.Collect(func(yield func(time.Duration) bool) {
+		for _, d := range gone {
+			if !yield(d) {
+				return
+			}
+		}
+	})
+	fmt.Printf("withdraw: %d routes lost node 3 after its endpoint went unready, p50_ms=%d p99_ms=%d\n", len(lat), p50(lat), p99(lat))
+	if err := b.c.SetPodReady(b.pods[2], true); err != nil {
+		return nil, err
+	}
+	return lat, b.waitHops(addrs, len(b.c.Nodes), 2*time.Minute)
+}
+
+func (b *bench) waitHops(addrs []netip.Addr, want int, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		rs, err := b.routes()
+		if err != nil {
+			return err
+		}
+		ok := 0
+		for _, a := range addrs {
+			if len(rs[a]) == want {
+				ok++
+			}
+		}
+		if ok == len(addrs) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d routes have %d next hops after %s", ok, len(addrs), want, within)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (b *bench) failover(addr netip.Addr) ([]time.Duration, error) {
+	target := netip.AddrPortFrom(addr, 53)
+	n1 := b.c.Nodes[0]
+	var gaps []time.Duration
+	for run := 1; run <= *runs; run++ {
+		if err := b.waitHops([]netip.Addr{addr}, len(b.c.Nodes), 2*time.Minute); err != nil {
+			return nil, err
+		}
+		var mu sync.Mutex
+		var lastLost time.Time
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(10 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+				}
+				sent := time.Now()
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if _, err := dptest.AskUDP(b.outside, target, 300*time.Millisecond); err != nil {
+						mu.Lock()
+						if sent.After(lastLost) {
+							lastLost = sent
+						}
+						mu.Unlock()
+					}
+				}()
+			}
+		}()
+		time.Sleep(500 * time.Millisecond)
+		mu.Lock()
+		lastLost = time.Time{}
+		mu.Unlock()
+		cut := time.Now()
+		if err := n1.Host.SetCable(false); err != nil {
+			return nil, err
+		}
+		// Wait for the route to lose n1, then 1 s of probes.
+		for {
+			rs, err := b.routes()
+			if err != nil {
+				return nil, err
+			}
+			if !slices.Contains(rs[addr], n1.Host.IPv4.Addr()) {
+				break
+			}
+			if time.Since(cut) > time.Minute {
+				return nil, fmt.Errorf("run %d: n1 still a next hop a minute after its cable was cut", run)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(time.Second)
+		close(stop)
+		wg.Wait()
+		gap := time.Duration(0)
+		if !lastLost.IsZero() && lastLost.After(cut) {
+			gap = lastLost.Sub(cut) + 10*time.Millisecond
+		}
+		fmt.Printf("run %d: node 1 cut off, client outage %d ms\n", run, gap.Milliseconds())
+		gaps = append(gaps, gap)
+		if err := n1.Host.SetCable(true); err != nil {
+			return nil, err
+		}
+	}
+	return gaps, b.waitHops([]netip.Addr{addr}, len(b.c.Nodes), 2*time.Minute)
+}
+
+func pct(ds []time.Duration, q float64) int64 {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(math.Ceil(q*float64(len(s)))) - 1
+	return s[max(0, min(i, len(s)-1))].Milliseconds()
+}
+
+func p50(ds []time.Duration) int64 { return pct(ds, 0.50) }
+func p99(ds []time.Duration) int64 { return pct(ds, 0.99) }
