@@ -194,10 +194,14 @@ func (r *ServiceReconciler) price(ctx context.Context, svc *corev1.Service, clas
 	}
 	meta.SetStatusCondition(&s.Conditions, pricing.Condition(cost, err, svc.Generation))
 	if err != nil {
-		s.Cost, s.MonthlyCost = nil, ""
 		ctrl.LoggerFrom(ctx).V(1).Info("Pricing failed", "err", err.Error())
+	}
+	if cost == nil {
+		s.Cost, s.MonthlyCost = nil, ""
 		return
 	}
+	// A cost with an error is the last good price, kept while the price
+	// source gives bad data; the condition says so.
 	s.Cost = cost
 	s.MonthlyCost = cost.Monthly + " " + cost.Currency
 }

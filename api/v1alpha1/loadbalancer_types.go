@@ -92,6 +92,21 @@ type CostStatus struct {
 	// Breakdown itemises the hourly cost by priced unit.
 	// +optional
 	Breakdown []CostItem `json:"breakdown,omitempty"`
+	// FetchedAt is when the prices were read from a live price API (Source
+	// "live:<api>"); unset for embedded and ConfigMap prices, whose date is
+	// in Source.
+	// +optional
+	FetchedAt *metav1.Time `json:"fetchedAt,omitempty"`
+	// Stale is true when the live prices in use are older than the
+	// operator's --price-stale-after: the price API has not given a usable
+	// answer since FetchedAt.
+	// +optional
+	Stale bool `json:"stale,omitempty"`
+	// SourceError says why the live price API was not used or not
+	// refreshed (unreachable, not permitted, bad data). With Source
+	// "embedded:..." it marks a fallback to the embedded catalog.
+	// +optional
+	SourceError string `json:"sourceError,omitempty"`
 }
 
 // CostItem is one priced line of a cost breakdown.
