@@ -262,6 +262,7 @@ func priceEntry(in providers.CostInputs, e *entry) (*v1alpha1.CostStatus, error)
 		Currency:  e.currency,
 		Source:    e.source,
 		Region:    in.Region,
+		Basis:     e.basis,
 		Breakdown: items,
 	}, nil
 }

@@ -20,6 +20,9 @@ type Source interface {
 	Fetch(ctx context.Context, region, currency string) (*Quote, error)
 }
 
+// BasisLive is CostStatus.Basis of prices read from a price API.
+const BasisLive = "live"
+
 // Keys of Quote.Hourly besides unit names.
 const (
 	// QuoteFixed is the key of the fixed charge per load balancer hour
@@ -70,7 +73,7 @@ func overlay(tmpl *compiled, q *Quote, currency, source string) (*compiled, erro
 		}
 		return r, nil
 	}
-	out := &compiled{hourlyItem: tmpl.hourlyItem, units: map[string]compiledUnit{}}
+	out := &compiled{hourlyItem: tmpl.hourlyItem, units: map[string]compiledUnit{}, basis: BasisLive}
 	if tmpl.hourly != nil {
 		h, err := get(QuoteFixed, tmpl.hourlyItem)
 		if err != nil {

@@ -82,7 +82,8 @@ func newRefresherRig(t *testing.T) *refresherRig {
 	return rig
 }
 
-var nlbInputs = providers.CostInputs{Kind: "aws-nlb", Region: "ap-south-1", Units: map[string]int{"publicIPs": 2, "listeners": 1}}
+// ap-southeast-6 (Auckland) is not in the embedded catalog.
+var nlbInputs = providers.CostInputs{Kind: "aws-nlb", Region: "ap-southeast-6", Units: map[string]int{"publicIPs": 2, "listeners": 1}}
 
 // price asks for a price, then runs the refresh a reconcile's demand
 // triggers (Run does this in the operator), then asks again.
@@ -236,7 +237,7 @@ currency: USD
 products:
 - kind: aws-nlb
   prices:
-  - regions: [ap-south-1]
+  - regions: [ap-southeast-6]
     hourly: "0.02"
     units:
       nlcus: {hourly: "0.005", estimate: 1}

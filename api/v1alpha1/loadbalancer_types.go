@@ -92,6 +92,13 @@ type CostStatus struct {
 	// Breakdown itemises the hourly cost by priced unit.
 	// +optional
 	Breakdown []CostItem `json:"breakdown,omitempty"`
+	// Basis says how the prices are known for Region: "live" (read from
+	// the cloud's price API), "documented" (the embedded list price for
+	// this region), "observed" (read off a bill), or "carried:<region>"
+	// (the embedded price of another region, assumed to be the same and
+	// not confirmed for this one). Empty for ConfigMap prices without one.
+	// +optional
+	Basis string `json:"basis,omitempty"`
 	// FetchedAt is when the prices were read from a live price API (Source
 	// "live:<api>"); unset for embedded and ConfigMap prices, whose date is
 	// in Source.
