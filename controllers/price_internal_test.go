@@ -20,7 +20,9 @@ type keptPricer struct {
 	err  error
 }
 
-func (p keptPricer) Price(string, providers.CostInputs) (*lbv1.CostStatus, error) { return p.cost, p.err }
+func (p keptPricer) Price(string, providers.CostInputs) (*lbv1.CostStatus, error) {
+	return p.cost, p.err
+}
 
 func TestPriceKeepsTheLastGoodPriceWithTheConditionFalse(t *testing.T) {
 	good := &lbv1.CostStatus{Hourly: "0.0399", Monthly: "29.127", Currency: "USD", Source: "live:aws-price-list", Stale: true}
