@@ -7,9 +7,12 @@
 package sources
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"regexp"
 	"sort"
 	"strings"
@@ -51,7 +54,41 @@ func NewAWSNLB(cfg aws.Config, baseEndpoint string) *AWSNLB {
 		if baseEndpoint != "" {
 			o.BaseEndpoint = aws.String(baseEndpoint)
 		}
+		o.HTTPClient = bufferedClient{next: o.HTTPClient}
 	})}
+}
+
+// bufferedClient reads each response body whole before handing it to the
+// SDK. With aws-sdk-go-v2/service/pricing v1.51.6 (smithy-go v1.28.9) the
+// request's context can end while the deserializer still reads a large
+// body (a page of 100 price list documents), failing it with "use of
+// closed network connection"; a body already in memory cannot be cut off.
+type bufferedClient struct{ next awspricing.HTTPClient }
+
+// maxPriceListPage bounds one GetProducts answer (100 documents of a few
+// KiB each).
+const maxPriceListPage = 32 << 20
+
+func (c bufferedClient) Do(req *http.Request) (*http.Response, error) {
+	next := c.next
+	if next == nil {
+		next = http.DefaultClient
+	}
+	resp, err := next.Do(req)
+	if err != nil || resp.Body == nil {
+		return resp, err
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxPriceListPage+1))
+	resp.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("reading GetProducts answer: %w", err)
+	}
+	if len(body) > maxPriceListPage {
+		return nil, fmt.Errorf("GetProducts answer larger than %d bytes", maxPriceListPage)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	return resp, nil
 }
 
 // Kind implements pricing.Source.

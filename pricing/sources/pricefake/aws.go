@@ -169,8 +169,10 @@ func (f *AWSPriceList) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if end < len(match) {
 		out["NextToken"] = "page-" + strconv.Itoa(end)
 	}
+	body, _ := json.Marshal(out)
 	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-	_ = json.NewEncoder(w).Encode(out)
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	_, _ = w.Write(body)
 }
 
 // awsMatches applies the filters to a document's attributes (and
