@@ -174,14 +174,20 @@ func (s *AWSNLB) products(ctx context.Context, service string, filters []types.F
 			return nil, fmt.Errorf("GetProducts %s: %w", service, err)
 		}
 		for i, doc := range page.PriceList {
-			var d awsProduct
-			if err := json.Unmarshal([]byte(doc), &d); err != nil {
+			d, err := decodeAWSDoc(doc)
+			if err != nil {
 				return nil, pricing.LiveErrorf(pricing.ReasonLivePriceInvalid, "aws-price-list: GetProducts %s: PriceList[%d] is not a price list document: %v", service, i, err)
 			}
 			out = append(out, d)
 		}
 	}
 	return out, nil
+}
+
+func decodeAWSDoc(doc string) (awsProduct, error) {
+	var d awsProduct
+	err := json.Unmarshal([]byte(doc), &d)
+	return d, err
 }
 
 // pickAWS finds the one on-demand price of the usage type re matches.

@@ -209,10 +209,8 @@ func (s *AzureStandardLB) items(ctx context.Context, currency, filter string) ([
 		if resp.StatusCode != http.StatusOK {
 			return nil, &HTTPError{API: "azure-retail-prices", Status: resp.StatusCode, Body: firstLine(body)}
 		}
-		var p azurePage
-		dec := json.NewDecoder(strings.NewReader(string(body)))
-		dec.UseNumber()
-		if err := dec.Decode(&p); err != nil {
+		p, err := decodeAzurePage(body)
+		if err != nil {
 			return nil, pricing.LiveErrorf(pricing.ReasonLivePriceInvalid, "azure-retail-prices: malformed answer: %v", err)
 		}
 		out = append(out, p.Items...)
@@ -222,6 +220,16 @@ func (s *AzureStandardLB) items(ctx context.Context, currency, filter string) ([
 		}
 	}
 	return out, nil
+}
+
+func decodeAzurePage(body []byte) (*azurePage, error) {
+	var p azurePage
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.UseNumber()
+	if err := dec.Decode(&p); err != nil {
+		return nil, err
+	}
+	return &p, nil
 }
 
 // HTTPError is a price API's refusal or failure (403, 429, 5xx): the API is
