@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -111,9 +112,7 @@ func NewRefresher(live *Live, opts RefresherOptions) (*Refresher, error) {
 // non-nil cost together with an error is a last good price kept while the
 // source gives bad data.
 func (r *Refresher) Price(class string, in providers.CostInputs) (*v1alpha1.CostStatus, error) {
-	r.live.mu.RLock()
-	cat, err := r.live.catalog, r.live.err
-	r.live.mu.RUnlock()
+	cat, err := r.live.current()
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +164,7 @@ func (r *Refresher) Price(class string, in providers.CostInputs) (*v1alpha1.Cost
 	return cost, nil
 }
 
-func isOverride(e *entry) bool { return len(e.source) > 10 && e.source[:10] == "configmap:" }
+func isOverride(e *entry) bool { return strings.HasPrefix(e.source, "configmap:") }
 
 // demand returns a copy of the state of k, registering k (and asking Run
 // for a fetch) the first time.
