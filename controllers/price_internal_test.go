@@ -2,11 +2,13 @@ package controllers
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/pricing"
@@ -41,9 +43,23 @@ func TestPriceKeepsTheLastGoodPriceWithTheConditionFalse(t *testing.T) {
 		{"good", keptPricer{good, nil}, "0.0399", metav1.ConditionTrue, pricing.ReasonPriced, "29.127 USD"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := &ServiceReconciler{Pricer: tc.pricer}
+			rec := events.NewFakeRecorder(10)
+			r := &ServiceReconciler{Pricer: tc.pricer, Recorder: rec}
 			s := &lbv1.LoadBalancerStatus{Cost: &lbv1.CostStatus{Hourly: "1"}, MonthlyCost: "730 USD"}
 			r.price(context.Background(), &corev1.Service{}, "lb.portico.dev/aws", &providers.Status{}, s)
+			// A failure is an Event once, not again while it stays the same.
+			r.price(context.Background(), &corev1.Service{}, "lb.portico.dev/aws", &providers.Status{}, s)
+			var evs []string
+			for len(rec.Events) > 0 {
+				evs = append(evs, <-rec.Events)
+			}
+			if tc.wantStatus == metav1.ConditionFalse {
+				if len(evs) != 1 || !strings.HasPrefix(evs[0], "Warning "+tc.wantReason+" ") {
+					t.Errorf("events %q, want one Warning %s", evs, tc.wantReason)
+				}
+			} else if len(evs) != 0 {
+				t.Errorf("events %q, want none", evs)
+			}
 			got := ""
 			if s.Cost != nil {
 				got = s.Cost.Hourly
