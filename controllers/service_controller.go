@@ -38,7 +38,9 @@ import (
 // Finalizer keeps a Service until its load balancer is confirmed deleted.
 const Finalizer = "lb.portico.dev/cleanup"
 
-// Pricer prices a provider's cost inputs; nil disables cost reporting.
+// Pricer prices a provider's cost inputs; nil disables cost reporting. A
+// cost returned together with an error is a last good price kept while the
+// price data is bad: it is shown, and the Priced condition is False.
 type Pricer interface {
 	Price(class string, in providers.CostInputs) (*lbv1.CostStatus, error)
 }

@@ -192,12 +192,21 @@ func (r *ServiceReconciler) price(ctx context.Context, svc *corev1.Service, clas
 			ctrl.LoggerFrom(ctx).V(1).Info("Exporting cost metric failed", "err", merr.Error())
 		}
 	}
-	meta.SetStatusCondition(&s.Conditions, pricing.Condition(cost, err, svc.Generation))
+	cond := pricing.Condition(cost, err, svc.Generation)
+	if prev := meta.FindStatusCondition(s.Conditions, pricing.ConditionType); cond.Status == metav1.ConditionFalse &&
+		(prev == nil || prev.Status != cond.Status || prev.Reason != cond.Reason) {
+		r.event(svc, corev1.EventTypeWarning, cond.Reason, "Price", "%s", cond.Message)
+	}
+	meta.SetStatusCondition(&s.Conditions, cond)
 	if err != nil {
-		s.Cost, s.MonthlyCost = nil, ""
 		ctrl.LoggerFrom(ctx).V(1).Info("Pricing failed", "err", err.Error())
+	}
+	if cost == nil {
+		s.Cost, s.MonthlyCost = nil, ""
 		return
 	}
+	// A cost with an error is the last good price, kept while the price
+	// source gives bad data; the condition says so.
 	s.Cost = cost
 	s.MonthlyCost = cost.Monthly + " " + cost.Currency
 }

@@ -66,6 +66,12 @@ type CostLine struct {
 	Monthly   string      `json:"monthly,omitempty"`
 	Accrued   string      `json:"accrued,omitempty"`
 	Source    string      `json:"source,omitempty"`
+	// Basis, Stale and SourceError are status.cost's: how the price is
+	// known for the region, whether live prices are out of date, why the
+	// price API was not used.
+	Basis       string `json:"basis,omitempty"`
+	Stale       bool   `json:"stale,omitempty"`
+	SourceError string `json:"sourceError,omitempty"`
 	// Unpriced says why a load balancer has no cost.
 	Unpriced string `json:"unpriced,omitempty"`
 }
@@ -130,6 +136,12 @@ func (g *global) cost(ctx context.Context, output, by string) error {
 	for _, l := range report.LoadBalancers {
 		if l.Unpriced != "" {
 			fmt.Fprintf(g.opts.ErrOut, "Warning: %s/%s has no cost: %s\n", l.Namespace, l.Name, l.Unpriced)
+		}
+		if strings.HasPrefix(l.Basis, "carried:") {
+			fmt.Fprintf(g.opts.ErrOut, "Warning: %s/%s is priced with the list price of %s, assumed for %s and not confirmed\n", l.Namespace, l.Name, strings.TrimPrefix(l.Basis, "carried:"), l.Region)
+		}
+		if l.Stale {
+			fmt.Fprintf(g.opts.ErrOut, "Warning: %s/%s is priced from stale live prices (%s)\n", l.Namespace, l.Name, l.SourceError)
 		}
 	}
 	g.warnUnprocessed(op)
@@ -211,6 +223,7 @@ func buildCostReport(lbs []v1alpha1.LoadBalancer, svcs map[types.NamespacedName]
 		}
 		accrued := accruedSince(hourly, lb.CreationTimestamp.Time, now)
 		line.Currency, line.Source = cost.Currency, cost.Source
+		line.Basis, line.Stale, line.SourceError = cost.Basis, cost.Stale, cost.SourceError
 		line.Hourly, line.Monthly, line.Accrued = pricing.FormatAmount(hourly), pricing.FormatAmount(pricing.Monthly(hourly)), pricing.FormatAmount(accrued)
 		report.LoadBalancers = append(report.LoadBalancers, line)
 		buckets[key].add(cost.Currency, hourly, accrued)

@@ -300,6 +300,19 @@ func writeLoadBalancer(p func(int, string, ...any), lb *v1alpha1.LoadBalancer, s
 		p(1, "Monthly:\t%s %s (730 h)", c.Monthly, c.Currency)
 		p(1, "Region:\t%s", orNone(c.Region))
 		p(1, "Prices:\t%s (list prices, see docs/cost.md)", c.Source)
+		if c.Basis != "" {
+			p(1, "Basis:\t%s", basisText(c.Basis))
+		}
+		if c.FetchedAt != nil {
+			stale := ""
+			if c.Stale {
+				stale = ", STALE"
+			}
+			p(1, "Fetched:\t%s ago%s", age(*c.FetchedAt, now), stale)
+		}
+		if c.SourceError != "" {
+			p(1, "Price API:\t%s", brief(c.SourceError))
+		}
 		if len(c.Breakdown) > 0 {
 			p(1, "Item\tQuantity\tHourly")
 			p(1, "----\t--------\t------")
@@ -326,4 +339,20 @@ func orNone(s string) string {
 		return "<none>"
 	}
 	return s
+}
+
+// basisText says how a price is known, in words: measured and documented
+// prices apart from assumed ones.
+func basisText(b string) string {
+	switch {
+	case b == "live":
+		return "live (read from the cloud's price API)"
+	case b == "documented":
+		return "documented (the list price published for this region)"
+	case b == "observed":
+		return "observed (read off a bill for this region)"
+	case strings.HasPrefix(b, "carried:"):
+		return "ASSUMED: the list price of " + strings.TrimPrefix(b, "carried:") + ", not confirmed for this region"
+	}
+	return b
 }

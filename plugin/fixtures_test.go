@@ -161,6 +161,20 @@ func withCost(hourly, monthly, region, source string, items ...v1alpha1.CostItem
 	}
 }
 
+// withLivePrices marks the cost as read from a price API fetched ago.
+func withLivePrices(source string, ago time.Duration, stale bool, sourceErr string) lbOption {
+	return func(lb *v1alpha1.LoadBalancer) {
+		c := lb.Status.Cost
+		c.Source, c.Basis, c.Stale, c.SourceError = source, "live", stale, sourceErr
+		c.FetchedAt = &metav1.Time{Time: now.Add(-ago)}
+	}
+}
+
+// withBasis sets how the price is known ("carried:us-west-1").
+func withBasis(basis string) lbOption {
+	return func(lb *v1alpha1.LoadBalancer) { lb.Status.Cost.Basis = basis }
+}
+
 func withPricingFailure(reason, msg string) lbOption {
 	return func(lb *v1alpha1.LoadBalancer) {
 		lb.Status.Conditions = append(lb.Status.Conditions, metav1.Condition{Type: "lb.portico.dev/Priced", Status: metav1.ConditionFalse, Reason: reason, Message: msg, LastTransitionTime: lb.CreationTimestamp})
@@ -262,6 +276,7 @@ func cluster() []client.Object {
 			v1alpha1.CostItem{Item: "nlb-hour", Quantity: 1, Hourly: "0.0225"},
 			v1alpha1.CostItem{Item: "nlcu-estimate", Quantity: 1, Hourly: "0.006"},
 			v1alpha1.CostItem{Item: "public-ipv4", Quantity: 2, Hourly: "0.01"}),
+		withLivePrices("live:aws-price-list", 30*time.Hour, true, "aws-price-list: GetProducts AWSELB: AccessDeniedException: User is not authorized to perform: pricing:GetProducts"),
 		withResources("loadBalancer", "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/k8s-shop-web/1a2b3c",
 			"targetGroup", "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/k8s-shop-web-80/4d5e6f"))
 	db := loadBalancer("shop", "db", "lb.portico.dev/gcp", 5*time.Hour,

@@ -3,6 +3,7 @@ package plugin_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -267,5 +268,41 @@ func TestHelpAndVersion(t *testing.T) {
 		if !strings.Contains(r.stdout, s) {
 			t.Errorf("cost --help lacks %q:\n%s", s, r.stdout)
 		}
+	}
+}
+
+// Prices that are assumed (carried from another region) or out of date
+// (stale live prices) are never shown as if measured: the report carries
+// the basis and staleness, and stderr warns about each.
+func TestCostWarnsAboutAssumedAndStalePrices(t *testing.T) {
+	objs := cluster()
+	edge := loadBalancer("edge", "nlb", "lb.portico.dev/aws", time.Hour,
+		withHostname("k8s-edge-nlb.elb.sa-east-1.amazonaws.com"), withPorts(443), withBackends(1, 1),
+		withCost("0.0252", "18.396", "sa-east-1", "embedded:aws-2026-11-21", v1alpha1.CostItem{Item: "nlb-hour", Quantity: 1, Hourly: "0.0252"}),
+		withBasis("carried:us-west-1"))
+	objs = append(objs, edge)
+	r := world{objs: objs}.run(t, "cost", "-A")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	for _, want := range []string{
+		"Warning: edge/nlb is priced with the list price of us-west-1, assumed for sa-east-1 and not confirmed",
+		"Warning: shop/web is priced from stale live prices (aws-price-list: GetProducts AWSELB: AccessDeniedException",
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	r = world{objs: objs}.run(t, "cost", "-A", "-o", "json")
+	var got plugin.CostReport
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatal(err)
+	}
+	bases := map[string]string{}
+	for _, l := range got.LoadBalancers {
+		bases[l.Namespace+"/"+l.Name] = fmt.Sprintf("%s stale=%v", l.Basis, l.Stale)
+	}
+	if bases["edge/nlb"] != "carried:us-west-1 stale=false" || bases["shop/web"] != "live stale=true" {
+		t.Errorf("report lines: %v", bases)
 	}
 }

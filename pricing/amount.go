@@ -76,3 +76,30 @@ func RoundAmount(r *big.Rat, places int) string {
 func Monthly(hourly *big.Rat) *big.Rat {
 	return new(big.Rat).Mul(hourly, big.NewRat(HoursPerMonth, 1))
 }
+
+// numberPattern is a JSON number (RFC 8259 section 6).
+var numberPattern = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+
+// ParseNumber parses a JSON number as a price API wrote it ("0.025",
+// "5E-3") exactly. Numbers with more than MaxDecimalPlaces decimal places,
+// or an exponent beyond ±30, are refused rather than rounded.
+func ParseNumber(s string) (*big.Rat, error) {
+	if !numberPattern.MatchString(s) || len(s) > 64 {
+		return nil, fmt.Errorf("%q is not a JSON number", s)
+	}
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		var exp int
+		if _, err := fmt.Sscan(strings.TrimPrefix(s[i+1:], "+"), &exp); err != nil || exp > 30 || exp < -30 {
+			return nil, fmt.Errorf("%q: exponent out of range", s)
+		}
+	}
+	r, ok := new(big.Rat).SetString(s)
+	if !ok {
+		return nil, fmt.Errorf("%q is not a number", s)
+	}
+	scaled := new(big.Rat).Mul(r, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(MaxDecimalPlaces), nil)))
+	if !scaled.IsInt() {
+		return nil, fmt.Errorf("%q has more than %d decimal places", s, MaxDecimalPlaces)
+	}
+	return r, nil
+}

@@ -133,3 +133,21 @@ portico_loadbalancer_hourly_cost{class="lb.portico.dev/aws",namespace="shop",reg
 		t.Error("Set accepted a malformed hourly amount")
 	}
 }
+
+// A JSON number from a price API either parses exactly, printing back to
+// the same value, or is refused; never a panic or a rounded price.
+func FuzzNumber(f *testing.F) {
+	for _, s := range []string{"0.025", "5E-3", "1e400", "-0.01", "0.00000000001", "12", "1.0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := pricing.ParseNumber(s)
+		if err != nil {
+			return
+		}
+		back, err := pricing.ParseNumber(pricing.FormatAmount(r))
+		if err != nil || back.Cmp(r) != 0 {
+			t.Fatalf("%q -> %s -> %v, %v", s, pricing.FormatAmount(r), back, err)
+		}
+	})
+}

@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"math/big"
 	"path"
+	"sort"
 	"strings"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
@@ -168,18 +169,58 @@ func (c *Catalog) lookup(kind, region, tier string) (*entry, error) {
 // Hourly is the sum of its Breakdown; Monthly is Hourly times 730. A
 // *Catalog is a controllers.Pricer.
 func (c *Catalog) Price(class string, in providers.CostInputs) (*v1alpha1.CostStatus, error) {
-	if in.Kind == "" {
-		return nil, errorf(ReasonCostInputsInvalid, "the %s provider reported no cost inputs", class)
-	}
-	for _, u := range sortedKeys(in.Units) {
-		if n := in.Units[u]; n < 0 || n > maxUnits {
-			return nil, errorf(ReasonCostInputsInvalid, "the %s provider reported %d %s; want 0 to %d", class, n, u, maxUnits)
-		}
+	if err := checkInputs(class, in); err != nil {
+		return nil, err
 	}
 	e, err := c.lookup(in.Kind, in.Region, in.Tier)
 	if err != nil {
 		return nil, err
 	}
+	return priceEntry(in, e)
+}
+
+func checkInputs(class string, in providers.CostInputs) error {
+	if in.Kind == "" {
+		return errorf(ReasonCostInputsInvalid, "the %s provider reported no cost inputs", class)
+	}
+	for _, u := range sortedKeys(in.Units) {
+		if n := in.Units[u]; n < 0 || n > maxUnits {
+			return errorf(ReasonCostInputsInvalid, "the %s provider reported %d %s; want 0 to %d", class, n, u, maxUnits)
+		}
+	}
+	return nil
+}
+
+// template returns an entry of kind (and tier) from any region, preferring
+// region "*": the shape of the product's price list (which units it has,
+// which are free, which come in a first block) that a live quote fills
+// with current prices.
+func (c *Catalog) template(kind, tier string) (*entry, bool) {
+	var keys []entryKey
+	for k := range c.entries {
+		if k.kind == kind && (k.tier == tier || k.tier == "") {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, false
+	}
+	rank := func(k entryKey) string {
+		r := "1"
+		if k.tier == tier {
+			r = "0"
+		}
+		if k.region == "*" {
+			return r + "0"
+		}
+		return r + "1" + k.region
+	}
+	sort.Slice(keys, func(i, j int) bool { return rank(keys[i]) < rank(keys[j]) })
+	return c.entries[keys[0]], true
+}
+
+// priceEntry prices in with one entry.
+func priceEntry(in providers.CostInputs, e *entry) (*v1alpha1.CostStatus, error) {
 	for _, u := range sortedKeys(in.Units) {
 		if _, ok := e.units[u]; !ok && in.Units[u] > 0 {
 			return nil, errorf(ReasonUnitNotPriced, "%s reports %d %s, which %s does not price for %s", in.Kind, in.Units[u], u, e.source, in.Kind)
@@ -221,6 +262,7 @@ func (c *Catalog) Price(class string, in providers.CostInputs) (*v1alpha1.CostSt
 		Currency:  e.currency,
 		Source:    e.source,
 		Region:    in.Region,
+		Basis:     e.basis,
 		Breakdown: items,
 	}, nil
 }

@@ -39,11 +39,16 @@ func NewLive(base []*File) (*Live, error) {
 	return &Live{base: base, catalog: cat}, nil
 }
 
+// current is the catalog in use, or the error of invalid ConfigMap data.
+func (l *Live) current() (*Catalog, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.catalog, l.err
+}
+
 // Price implements controllers.Pricer.
 func (l *Live) Price(class string, in providers.CostInputs) (*v1alpha1.CostStatus, error) {
-	l.mu.RLock()
-	cat, err := l.catalog, l.err
-	l.mu.RUnlock()
+	cat, err := l.current()
 	if err != nil {
 		return nil, err
 	}

@@ -57,7 +57,24 @@ type RegionPrice struct {
 	// the provider reports but the list lacks is an error, never free: list
 	// free units with hourly "0".
 	Units map[string]UnitPrice `json:"units,omitempty"`
+	// Basis says how the prices are known for these regions: "documented"
+	// (the cloud's price page or price API lists them for the region),
+	// "observed" (read off a bill for the region) or "carried" (copied from
+	// CarriedFrom, a region believed to share the price, not confirmed for
+	// these regions). Required in embedded files; CostStatus.Basis shows it.
+	Basis string `json:"basis,omitempty"`
+	// CarriedFrom is the region a "carried" price was copied from.
+	CarriedFrom string `json:"carriedFrom,omitempty"`
+	// Evidence names where a documented or observed price was read.
+	Evidence string `json:"evidence,omitempty"`
 }
+
+// Bases of a RegionPrice.
+const (
+	BasisDocumented = "documented"
+	BasisObserved   = "observed"
+	BasisCarried    = "carried"
+)
 
 // UnitPrice is the price of one kind of unit.
 type UnitPrice struct {
@@ -182,6 +199,7 @@ func (f *File) validate() error {
 
 // compiled is a RegionPrice with its amounts parsed.
 type compiled struct {
+	basis      string   // "documented", "observed", "carried:<region>", "live" or ""
 	hourly     *big.Rat // nil: no fixed charge
 	hourlyItem string
 	units      map[string]compiledUnit
@@ -205,6 +223,20 @@ func compileRegionPrice(rp RegionPrice) (*compiled, error) {
 		return nil, fmt.Errorf("neither an hourly charge nor unit prices")
 	}
 	c := &compiled{hourlyItem: rp.HourlyItem, units: map[string]compiledUnit{}}
+	switch rp.Basis {
+	case "", BasisDocumented, BasisObserved:
+		if rp.CarriedFrom != "" {
+			return nil, fmt.Errorf("carriedFrom %q without basis %q", rp.CarriedFrom, BasisCarried)
+		}
+		c.basis = rp.Basis
+	case BasisCarried:
+		if rp.CarriedFrom == "" || rp.CarriedFrom == "*" || !regionPattern.MatchString(rp.CarriedFrom) {
+			return nil, fmt.Errorf("basis %q needs carriedFrom, the region the prices were copied from", BasisCarried)
+		}
+		c.basis = BasisCarried + ":" + rp.CarriedFrom
+	default:
+		return nil, fmt.Errorf("basis %q: want %q, %q or %q", rp.Basis, BasisDocumented, BasisObserved, BasisCarried)
+	}
 	if c.hourlyItem == "" {
 		c.hourlyItem = "hour"
 	}

@@ -100,6 +100,28 @@ type CostStatus struct {
 	// Breakdown itemises the hourly cost by priced unit.
 	// +optional
 	Breakdown []CostItem `json:"breakdown,omitempty"`
+	// Basis says how the prices are known for Region: "live" (read from
+	// the cloud's price API), "documented" (the embedded list price for
+	// this region), "observed" (read off a bill), or "carried:<region>"
+	// (the embedded price of another region, assumed to be the same and
+	// not confirmed for this one). Empty for ConfigMap prices without one.
+	// +optional
+	Basis string `json:"basis,omitempty"`
+	// FetchedAt is when the prices were read from a live price API (Source
+	// "live:<api>"); unset for embedded and ConfigMap prices, whose date is
+	// in Source.
+	// +optional
+	FetchedAt *metav1.Time `json:"fetchedAt,omitempty"`
+	// Stale is true when the live prices in use are older than the
+	// operator's --price-stale-after: the price API has not given a usable
+	// answer since FetchedAt.
+	// +optional
+	Stale bool `json:"stale,omitempty"`
+	// SourceError says why the live price API was not used or not
+	// refreshed (unreachable, not permitted, bad data). With Source
+	// "embedded:..." it marks a fallback to the embedded catalog.
+	// +optional
+	SourceError string `json:"sourceError,omitempty"`
 }
 
 // CostItem is one priced line of a cost breakdown.

@@ -37,6 +37,7 @@ import (
 	"github.com/portico-lb/portico/controllers"
 	"github.com/portico-lb/portico/internal/scheme"
 	"github.com/portico-lb/portico/pricing"
+	"github.com/portico-lb/portico/pricing/sources"
 	"github.com/portico-lb/portico/providers"
 	"github.com/portico-lb/portico/providers/aws"
 	"github.com/portico-lb/portico/providers/azure"
@@ -110,6 +111,8 @@ type Options struct {
 	OrphanScanInterval time.Duration
 	// DeleteOrphans lets the scan delete what two scans in a row found.
 	DeleteOrphans bool
+	// LivePrices configures the live price APIs (--live-prices).
+	LivePrices sources.Config
 }
 
 // DefaultOptions returns the operator's defaults.
@@ -161,6 +164,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.PriceRefresh, "price-refresh-interval", o.PriceRefresh, "How often the price ConfigMap is re-read.")
 	fs.DurationVar(&o.OrphanScanInterval, "orphan-scan-interval", o.OrphanScanInterval, "How often each cloud backend is scanned for resources that carry this cluster's ownership marks but belong to no Service; they are counted in portico_orphaned_resources, listed in the portico-orphans ConfigMap ('kubectl lb orphans') and reported as an Event. 0 disables the scan.")
 	fs.BoolVar(&o.DeleteOrphans, "delete-orphans", o.DeleteOrphans, "Delete orphans that two scans in a row found, after re-reading from the API server that no Service claims them, through the backend's ownership checks. Off by default: orphans are only reported.")
+	o.LivePrices.AddFlags(fs)
 	fs.Float32Var(&o.QPS, "kube-api-qps", o.QPS, "Queries per second to the Kubernetes API.")
 	fs.IntVar(&o.Burst, "kube-api-burst", o.Burst, "Burst of queries to the Kubernetes API.")
 	for _, name := range o.backendNames() {
@@ -213,6 +217,9 @@ func (o *Options) Validate() error {
 		if ns, name, ok := strings.Cut(o.PriceConfigMap, "/"); !ok || ns == "" || name == "" {
 			errs = append(errs, fmt.Errorf("--price-configmap %q: want namespace/name", o.PriceConfigMap))
 		}
+	}
+	if err := o.LivePrices.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if o.ClusterID != "" {
 		if err := providers.ValidateClusterID(o.ClusterID); err != nil {
@@ -328,7 +335,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 			}
 		}
 	}
-	pricer, err := o.pricer(mgr)
+	pricer, err := o.pricer(ctx, mgr)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -423,8 +430,10 @@ var sharedCostMetrics = sync.OnceValue(func() *pricing.Metrics {
 })
 
 // pricer returns the catalog: the embedded prices, overridden by the price
-// ConfigMap, which a runnable re-reads every PriceRefresh.
-func (o *Options) pricer(mgr manager.Manager) (controllers.Pricer, error) {
+// ConfigMap, which a runnable re-reads every PriceRefresh, and with
+// --live-prices the price APIs of the enabled clouds, which another
+// runnable re-reads every --live-price-interval.
+func (o *Options) pricer(ctx context.Context, mgr manager.Manager) (controllers.Pricer, error) {
 	if o.Pricer != nil {
 		return o.Pricer, nil
 	}
@@ -436,16 +445,35 @@ func (o *Options) pricer(mgr manager.Manager) (controllers.Pricer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded prices: %w", err)
 	}
+	log := ctrl.Log.WithName("pricing")
+	var pricer controllers.Pricer = live
+	srcs, err := o.LivePrices.Build(ctx, o.Providers)
+	if err != nil {
+		return nil, fmt.Errorf("live price sources: %w", err)
+	}
+	if len(srcs) > 0 {
+		opts := o.LivePrices.Options(srcs)
+		opts.OnError = func(kind, region string, err error) {
+			log.Error(err, "Live prices not refreshed; keeping the last good or the embedded prices", "kind", kind, "region", region)
+		}
+		r, err := pricing.NewRefresher(live, opts)
+		if err != nil {
+			return nil, fmt.Errorf("live prices: %w", err)
+		}
+		if err := mgr.Add(manager.RunnableFunc(r.Run)); err != nil {
+			return nil, err
+		}
+		pricer = r
+	}
 	if o.PriceConfigMap == "" {
-		return live, nil
+		return pricer, nil
 	}
 	ns, name, _ := strings.Cut(o.PriceConfigMap, "/")
 	key := types.NamespacedName{Namespace: ns, Name: name}
-	log := ctrl.Log.WithName("pricing")
 	err = mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		return live.Run(ctx, mgr.GetAPIReader(), key, o.PriceRefresh, func(err error) {
 			log.Error(err, "Price ConfigMap not applied", "configMap", key.String())
 		})
 	}))
-	return live, err
+	return pricer, err
 }
