@@ -81,8 +81,10 @@ type Provider struct {
 	// finished; any other gets one sweep for target groups an interrupted
 	// run left unattached (see sweepOrphanGroups).
 	swept map[string]bool
-	// backend caches the backend security group and node group rules.
-	backend *backendState
+	// backend caches the backend security group and node group rules;
+	// backendMu serialises the Ensures that write them.
+	backend   *backendState
+	backendMu sync.Mutex
 	// inUse counts ResourceInUse answers per target group ARN, for backoff.
 	inUse map[string]int
 }

@@ -437,15 +437,11 @@ func (s *ensureRun) ensureSecurityGroup(ctx context.Context, vpc string) error {
 			s.log.Info("Load balancer's security groups are not Portico's; leaving them alone", "securityGroups", lb.SecurityGroups)
 			return nil
 		}
-	} else {
-		owned, err := s.p.ownedSecurityGroups(ctx, s.key, vpc)
-		if err != nil {
-			return err
-		}
-		if len(owned) > 0 {
-			sg = &owned[0]
-		}
 	}
+	// Without a load balancer, create the group: CreateSecurityGroup
+	// answers InvalidGroup.Duplicate when an interrupted run made it, and
+	// createSecurityGroup then adopts it if it carries our tags. The rules
+	// of a new group are all missing; an adopted one's are read.
 	if sg == nil {
 		created, err := s.createSecurityGroup(ctx, vpc)
 		if err != nil {
