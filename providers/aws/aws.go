@@ -85,6 +85,8 @@ type Provider struct {
 	// backendMu serialises the Ensures that write them.
 	backend   *backendState
 	backendMu sync.Mutex
+	// discovered caches subnet discovery by role tag.
+	discovered map[string]discovery
 	// inUse counts ResourceInUse answers per target group ARN, for backoff.
 	inUse map[string]int
 }
@@ -125,7 +127,7 @@ func New(opts Options) (*Provider, error) {
 			o.BaseEndpoint = aws.String(opts.EndpointURL)
 		}
 	})
-	return &Provider{opts: opts, elb: elbClient, ec2: ec2Client, swept: map[string]bool{}, backend: newBackendState(), inUse: map[string]int{}}, nil
+	return &Provider{opts: opts, elb: elbClient, ec2: ec2Client, swept: map[string]bool{}, backend: newBackendState(), inUse: map[string]int{}, discovered: map[string]discovery{}}, nil
 }
 
 // addRateLimit waits for the limiter before every attempt; it sits after the

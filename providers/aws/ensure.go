@@ -125,6 +125,9 @@ func (s *ensureRun) run(ctx context.Context) (*providers.Status, error) {
 	if err := s.ensureLoadBalancer(ctx, mappings); err != nil {
 		return nil, err
 	}
+	if err := s.attachBackendGroup(ctx); err != nil {
+		return nil, err
+	}
 	if s.backendSG != "" && slices.Contains(s.cur.lb.SecurityGroups, s.backendSG) {
 		if err := s.ensureBackendRules(ctx); err != nil {
 			return nil, err
@@ -352,6 +355,23 @@ func (s *ensureRun) ensureLoadBalancer(ctx context.Context, mappings []elbtypes.
 	}
 	s.cur.lb = &out.LoadBalancers[0]
 	s.created = true
+	return nil
+}
+
+// attachBackendGroup adds the backend group to a load balancer made
+// without it (by an earlier Portico) that carries Portico's own group; AWS
+// lets an NLB change its security groups only when it was created with some.
+func (s *ensureRun) attachBackendGroup(ctx context.Context) error {
+	lb := s.cur.lb
+	if s.backendSG == "" || s.sgID == "" || len(lb.SecurityGroups) == 0 || slices.Contains(lb.SecurityGroups, s.backendSG) {
+		return nil
+	}
+	want := append(slices.Clone(lb.SecurityGroups), s.backendSG)
+	s.log.Info("Adding the backend security group to the load balancer", "securityGroup", s.backendSG)
+	if _, err := s.p.elb.SetSecurityGroups(ctx, &elbv2.SetSecurityGroupsInput{LoadBalancerArn: lb.LoadBalancerArn, SecurityGroups: want}); err != nil {
+		return s.p.classify("adding security group "+s.backendSG+" to load balancer "+s.plan.name, err)
+	}
+	lb.SecurityGroups = want
 	return nil
 }
 
