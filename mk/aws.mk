@@ -16,3 +16,11 @@ fuzz-aws: ## Run the AWS provider's annotation fuzzer briefly.
 # aws: create_calls=<n> first_create_calls=<n> resync_mutating=<n> node_change_calls=<n> throttled_failures=<n> op_failures_survived=<n> burst20_address_seconds=<s>
 bench-aws: ## Benchmark the AWS provider's API economy against the ELBv2/EC2 fake.
 	$(GO) run ./providers/aws/internal/awsbench
+
+.PHONY: e2e-aws
+# e2e-aws: a short scenario against a real AWS account (create an NLB over
+# PORTICO_E2E_AWS_INSTANCES, HTTP through it, add a port, delete, list
+# leftovers with the run's ownership marks); skipped with a message when no
+# instances or credentials are given. See docs/providers/aws.md.
+e2e-aws: ## Check the AWS provider against a real account (needs credentials and a test network).
+	$(GO) test -count=1 -v -timeout 45m -run TestRealAccount ./providers/aws/e2e/
