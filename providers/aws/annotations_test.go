@@ -7,6 +7,8 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/spf13/pflag"
+
 	"github.com/portico-lb/portico/providers"
 )
 
@@ -130,4 +132,30 @@ func FuzzParseAnnotations(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestManageBackendRulesFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool // DisableBackendRules
+	}{
+		{nil, false},
+		{[]string{"--aws-manage-backend-security-group-rules"}, false},
+		{[]string{"--aws-manage-backend-security-group-rules=false"}, true},
+		{[]string{"--aws-manage-backend-security-group-rules=true"}, false},
+	} {
+		var c Config
+		fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+		c.AddFlags(fs)
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		if c.DisableBackendRules != tc.want {
+			t.Errorf("%v: DisableBackendRules %v, want %v", tc.args, c.DisableBackendRules, tc.want)
+		}
+	}
+	var zero Config
+	if zero.DisableBackendRules {
+		t.Error("a Config built without flags does not manage the node rules")
+	}
 }

@@ -13,6 +13,7 @@ package aws
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -81,8 +82,12 @@ type Provider struct {
 	// finished; any other gets one sweep for target groups an interrupted
 	// run left unattached (see sweepOrphanGroups).
 	swept map[string]bool
-	// backend caches the backend security group and node group rules.
-	backend *backendState
+	// backend caches the backend security group and node group rules;
+	// backendMu serialises the Ensures that write them.
+	backend   *backendState
+	backendMu sync.Mutex
+	// discovered caches subnet discovery by role tag.
+	discovered map[string]discovery
 	// inUse counts ResourceInUse answers per target group ARN, for backoff.
 	inUse map[string]int
 }
@@ -123,7 +128,7 @@ func New(opts Options) (*Provider, error) {
 			o.BaseEndpoint = aws.String(opts.EndpointURL)
 		}
 	})
-	return &Provider{opts: opts, elb: elbClient, ec2: ec2Client, swept: map[string]bool{}, backend: newBackendState(), inUse: map[string]int{}}, nil
+	return &Provider{opts: opts, elb: elbClient, ec2: ec2Client, swept: map[string]bool{}, backend: newBackendState(), inUse: map[string]int{}, discovered: map[string]discovery{}}, nil
 }
 
 // addRateLimit waits for the limiter before every attempt; it sits after the
@@ -167,10 +172,33 @@ type Config struct {
 	APIQPS               float64
 	APIBurst             int
 	MaxAttempts          int
-	// ManageBackendRules gives load balancers the cluster's backend
-	// security group and opens the node security groups to it.
-	ManageBackendRules bool
+	// DisableBackendRules stops giving load balancers the cluster's
+	// backend security group and opening the node security groups to it;
+	// the zero value manages them, as the flag's default does.
+	DisableBackendRules bool
 }
+
+// negatedBool is a bool flag stored negated, so that a Config built without
+// flags keeps the flag's default.
+type negatedBool struct{ p *bool }
+
+func (b negatedBool) String() string {
+	if b.p == nil {
+		return "true"
+	}
+	return strconv.FormatBool(!*b.p)
+}
+
+func (b negatedBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	*b.p = !v
+	return nil
+}
+
+func (b negatedBool) Type() string { return "bool" }
 
 // AddFlags registers --aws-* flags.
 func (c *Config) AddFlags(fs *pflag.FlagSet) {
@@ -182,7 +210,8 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.AllowUntaggedEIPs, "aws-allow-untagged-eips", false, "Let Services name (aws.lb.portico.dev/eip-allocations) Elastic IPs without any kubernetes.io/cluster/<name> or portico.dev/cluster tag. By default a named allocation must be tagged for this cluster; one tagged for another cluster never is allowed.")
 	fs.Float64Var(&c.APIQPS, "aws-api-qps", 10, "Client-side limit on AWS API calls per second, retries included.")
 	fs.IntVar(&c.APIBurst, "aws-api-burst", 20, "Burst allowed above --aws-api-qps.")
-	fs.BoolVar(&c.ManageBackendRules, "aws-manage-backend-security-group-rules", true, "Give every load balancer the cluster's backend security group (portico-<cluster-id>-backend) and open the nodes' security groups to it on the node ports, kube-proxy's health port 10256 and any other target port, so health checks and traffic reach the nodes. Set false to manage node security groups yourself (a Service can opt out with aws.lb.portico.dev/manage-backend-security-group-rules: \"false\").")
+	fs.Var(negatedBool{&c.DisableBackendRules}, "aws-manage-backend-security-group-rules", "Give every load balancer the cluster's backend security group (portico-<cluster-id>-backend) and open the nodes' security groups to it on the node ports, kube-proxy's health port 10256 and any other target port, so health checks and traffic reach the nodes. Set false to manage node security groups yourself (a Service can opt out with aws.lb.portico.dev/manage-backend-security-group-rules: \"false\").")
+	fs.Lookup("aws-manage-backend-security-group-rules").NoOptDefVal = "true"
 	fs.IntVar(&c.MaxAttempts, "aws-max-attempts", 5, "Attempts per AWS API call by the SDK's standard retryer before Portico requeues the Service.")
 }
 
@@ -214,7 +243,7 @@ func (c *Config) Factory() providers.Factory {
 			VPCID:                            c.VPCID,
 			AllowUntaggedSubnets:             c.AllowUntaggedSubnets,
 			AllowUntaggedEIPs:                c.AllowUntaggedEIPs,
-			DisableBackendSecurityGroupRules: !c.ManageBackendRules,
+			DisableBackendSecurityGroupRules: c.DisableBackendRules,
 			AWS:                              cfg,
 			EndpointURL:                      c.EndpointURL,
 			RateLimit:                        rate.Limit(c.APIQPS),

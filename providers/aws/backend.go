@@ -125,6 +125,10 @@ func backendRanges(pl *plan) []portRange {
 // ensureBackendGroup finds or creates the cluster's backend group in vpc.
 func (s *ensureRun) ensureBackendGroup(ctx context.Context, vpc string) error {
 	p := s.p
+	// One Ensure at a time makes the cluster-wide group; the others wait
+	// and find it in the cache.
+	p.backendMu.Lock()
+	defer p.backendMu.Unlock()
 	p.mu.Lock()
 	id := p.backend.group[vpc]
 	p.mu.Unlock()
@@ -291,6 +295,8 @@ func (p *Provider) readNodeGroups(ctx context.Context, ids []string) (map[string
 // on the ranges pl needs. It adds rules and never removes any: they admit
 // only Portico's load balancers and other Services share them.
 func (s *ensureRun) ensureBackendRules(ctx context.Context) error {
+	s.p.backendMu.Lock() // Services share the node groups: one writer
+	defer s.p.backendMu.Unlock()
 	nodeGroups, err := s.nodeSecurityGroups(ctx)
 	if err != nil {
 		return err

@@ -31,6 +31,10 @@ type observed struct {
 	attached  []string
 	listeners map[int32]elbtypes.Listener
 	tags      map[string]map[string]string // by ARN
+	// prefixed lists every group under the Service's name prefix when
+	// listed is set (see observe).
+	prefixed []elbtypes.TargetGroup
+	listed   bool
 }
 
 // Ensure implements providers.Provider. It reads what exists, checks
@@ -59,12 +63,12 @@ func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*prov
 	if err := p.allowNamed(ctx, pl); err != nil {
 		return nil, err
 	}
-	cur, err := p.observe(ctx, d.Key, pl)
+	sweep := !p.setSwept(pl.name, false)
+	cur, err := p.observe(ctx, d.Key, pl, sweep)
 	if err != nil {
 		return nil, err
 	}
 	s := &ensureRun{p: p, key: d.Key, plan: pl, cur: cur, log: log, health: map[string][]elbtypes.TargetHealthDescription{}}
-	sweep := !p.setSwept(pl.name, false)
 	st, err := s.run(ctx)
 	if err != nil {
 		return nil, err
@@ -121,6 +125,9 @@ func (s *ensureRun) run(ctx context.Context) (*providers.Status, error) {
 	if err := s.ensureLoadBalancer(ctx, mappings); err != nil {
 		return nil, err
 	}
+	if err := s.attachBackendGroup(ctx); err != nil {
+		return nil, err
+	}
 	if s.backendSG != "" && slices.Contains(s.cur.lb.SecurityGroups, s.backendSG) {
 		if err := s.ensureBackendRules(ctx); err != nil {
 			return nil, err
@@ -150,14 +157,23 @@ func (s *ensureRun) run(ctx context.Context) (*providers.Status, error) {
 
 // observe reads the load balancer, its listeners and target groups, the
 // groups under planned names, and all their tags, and refuses to go on when
-// any of them lacks Portico's ownership tags for key.
-func (p *Provider) observe(ctx context.Context, key providers.Key, pl *plan) (*observed, error) {
+// any of them lacks Portico's ownership tags for key. With sweep, or when
+// there is no load balancer yet, it lists every group under the Service's
+// name prefix once (the groups under planned names and the orphans
+// sweepOrphanGroups removes) instead of describing each planned name.
+func (p *Provider) observe(ctx context.Context, key providers.Key, pl *plan, sweep bool) (*observed, error) {
 	cur := &observed{groups: map[string]elbtypes.TargetGroup{}, listeners: map[int32]elbtypes.Listener{}}
 	lb, err := p.findLoadBalancer(ctx, pl.name)
 	if err != nil {
 		return nil, err
 	}
 	cur.lb = lb
+	if sweep || lb == nil {
+		if cur.prefixed, err = p.groupsByPrefix(ctx, targetGroupPrefix(key)); err != nil {
+			return nil, err
+		}
+		cur.listed = true
+	}
 	var arns []string
 	if lb != nil {
 		arns = append(arns, aws.ToString(lb.LoadBalancerArn))
@@ -180,6 +196,14 @@ func (p *Provider) observe(ctx context.Context, key providers.Key, pl *plan) (*o
 	}
 	for _, name := range sortedKeys(pl.groups) {
 		if _, ok := cur.groups[name]; ok {
+			continue
+		}
+		if cur.listed {
+			for _, g := range cur.prefixed {
+				if aws.ToString(g.TargetGroupName) == name {
+					cur.groups[name] = g
+				}
+			}
 			continue
 		}
 		g, err := p.findTargetGroup(ctx, name)
@@ -331,6 +355,23 @@ func (s *ensureRun) ensureLoadBalancer(ctx context.Context, mappings []elbtypes.
 	}
 	s.cur.lb = &out.LoadBalancers[0]
 	s.created = true
+	return nil
+}
+
+// attachBackendGroup adds the backend group to a load balancer made
+// without it (by an earlier Portico) that carries Portico's own group; AWS
+// lets an NLB change its security groups only when it was created with some.
+func (s *ensureRun) attachBackendGroup(ctx context.Context) error {
+	lb := s.cur.lb
+	if s.backendSG == "" || s.sgID == "" || len(lb.SecurityGroups) == 0 || slices.Contains(lb.SecurityGroups, s.backendSG) {
+		return nil
+	}
+	want := append(slices.Clone(lb.SecurityGroups), s.backendSG)
+	s.log.Info("Adding the backend security group to the load balancer", "securityGroup", s.backendSG)
+	if _, err := s.p.elb.SetSecurityGroups(ctx, &elbv2.SetSecurityGroupsInput{LoadBalancerArn: lb.LoadBalancerArn, SecurityGroups: want}); err != nil {
+		return s.p.classify("adding security group "+s.backendSG+" to load balancer "+s.plan.name, err)
+	}
+	lb.SecurityGroups = want
 	return nil
 }
 
@@ -588,9 +629,12 @@ func (s *ensureRun) deleteStaleGroups(ctx context.Context) error {
 // once per load balancer per process and after any failed Ensure, so a
 // steady-state resync does not list the account's target groups.
 func (s *ensureRun) sweepOrphanGroups(ctx context.Context) error {
-	all, err := s.p.groupsByPrefix(ctx, targetGroupPrefix(s.key))
-	if err != nil {
-		return err
+	all := s.cur.prefixed
+	if !s.cur.listed {
+		var err error
+		if all, err = s.p.groupsByPrefix(ctx, targetGroupPrefix(s.key)); err != nil {
+			return err
+		}
 	}
 	var orphans []elbtypes.TargetGroup
 	var arns []string

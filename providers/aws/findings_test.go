@@ -246,3 +246,32 @@ func TestFailedLoadBalancerIsReplaced(t *testing.T) {
 		t.Fatalf("failed load balancer %s kept (now %s, %s)", first.ARN, second.ARN, second.State(time.Now()))
 	}
 }
+
+// TestEarlierLoadBalancerGetsTheBackendGroup: a load balancer an earlier
+// Portico made without the backend group gets it added, and its targets
+// turn healthy.
+func TestEarlierLoadBalancerGetsTheBackendGroup(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	old, err := aws.New(aws.Options{ClusterID: testCluster, AWS: e.fake.SDKConfig(awsfake.SDKOptions{}), RetryAfter: 10 * time.Millisecond, DisableBackendSecurityGroupRules: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := key("upgraded")
+	d := e.desired(k, []string{"n1"}, []providers.Port{tcp(80, 30080)})
+	if _, err := old.Ensure(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	ensureOK(t, e, d)
+	lb, _ := e.fake.LoadBalancerByName(aws.LoadBalancerName(k))
+	if len(lb.SecurityGroups) != 2 {
+		t.Fatalf("load balancer groups %v, want its own and the backend group", lb.SecurityGroups)
+	}
+	if st := waitHealthy(t, e, k, 2*time.Second); st.Backends.Healthy != 1 {
+		t.Fatalf("backends %+v after the upgrade", st.Backends)
+	}
+	before := e.fake.MutatingCalls()
+	ensureOK(t, e, d)
+	if n := e.fake.MutatingCalls() - before; n != 0 {
+		t.Errorf("resync after the upgrade made %d mutating calls", n)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -164,6 +165,36 @@ func (p *Provider) resolveSubnets(ctx context.Context, pl *plan) (string, []stri
 	if pl.scheme == elbtypes.LoadBalancerSchemeEnumInternal {
 		role = TagRoleInternalELB
 	}
+	// Every Service of a scheme discovers the same subnets: a burst of
+	// creates asks AWS once a minute, not once per Service.
+	p.mu.Lock()
+	c, ok := p.discovered[role]
+	p.mu.Unlock()
+	if ok && time.Since(c.at) < discoveryTTL {
+		return c.vpc, c.subnets, nil
+	}
+	vpc, subnets, err := p.discoverSubnets(ctx, role)
+	if err != nil {
+		return "", nil, err
+	}
+	p.mu.Lock()
+	p.discovered[role] = discovery{vpc: vpc, subnets: subnets, at: time.Now()}
+	p.mu.Unlock()
+	return vpc, subnets, nil
+}
+
+// discoveryTTL is how long discovered subnets are reused.
+const discoveryTTL = time.Minute
+
+// discovery is one cached subnet discovery.
+type discovery struct {
+	vpc     string
+	subnets []string
+	at      time.Time
+}
+
+// discoverSubnets picks one subnet per zone among those tagged for role.
+func (p *Provider) discoverSubnets(ctx context.Context, role string) (string, []string, error) {
 	filters := []ec2types.Filter{{Name: aws.String("tag-key"), Values: []string{role}}}
 	if p.opts.VPCID != "" {
 		filters = append(filters, ec2types.Filter{Name: aws.String("vpc-id"), Values: []string{p.opts.VPCID}})
@@ -437,15 +468,11 @@ func (s *ensureRun) ensureSecurityGroup(ctx context.Context, vpc string) error {
 			s.log.Info("Load balancer's security groups are not Portico's; leaving them alone", "securityGroups", lb.SecurityGroups)
 			return nil
 		}
-	} else {
-		owned, err := s.p.ownedSecurityGroups(ctx, s.key, vpc)
-		if err != nil {
-			return err
-		}
-		if len(owned) > 0 {
-			sg = &owned[0]
-		}
 	}
+	// Without a load balancer, create the group: CreateSecurityGroup
+	// answers InvalidGroup.Duplicate when an interrupted run made it, and
+	// createSecurityGroup then adopts it if it carries our tags. The rules
+	// of a new group are all missing; an adopted one's are read.
 	if sg == nil {
 		created, err := s.createSecurityGroup(ctx, vpc)
 		if err != nil {

@@ -100,6 +100,8 @@ func (f *Fake) elbv2(action string, form url.Values) (any, *apiError) {
 		return f.loadBalancerAttributes(action, form)
 	case "DescribeTags":
 		return f.describeTags(form)
+	case "SetSecurityGroups":
+		return f.setSecurityGroups(form)
 	case "DescribeTargetGroups":
 		return f.describeTargetGroups(form)
 	case "CreateTargetGroup":
@@ -1215,4 +1217,35 @@ func (f *Fake) reachable(tg *TargetGroup, t Target, lbs []string) bool {
 		}
 	}
 	return false
+}
+
+// setSecurityGroups replaces a load balancer's security groups. A Network
+// Load Balancer created without security groups cannot get any, and one
+// created with them cannot lose them all
+// (https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_SetSecurityGroups.html,
+// https://docs.aws.amazon.com/elasticloadbalancing/latest/network/load-balancer-security-groups.html).
+func (f *Fake) setSecurityGroups(form url.Values) (any, *apiError) {
+	lb := f.lbs[form.Get("LoadBalancerArn")]
+	if lb == nil {
+		return nil, badRequest("LoadBalancerNotFound", "Load balancer '%s' not found", form.Get("LoadBalancerArn"))
+	}
+	sgs := stringList(form, "SecurityGroups")
+	switch {
+	case len(lb.SecurityGroups) == 0:
+		return nil, badRequest("InvalidConfigurationRequest", "You cannot set security groups on a Network Load Balancer which was created without any security groups.")
+	case len(sgs) == 0:
+		return nil, badRequest("InvalidConfigurationRequest", "A Network Load Balancer created with security groups must keep at least one.")
+	case len(sgs) > 5:
+		return nil, badRequest("InvalidConfigurationRequest", "A load balancer can have at most 5 security groups.")
+	}
+	for _, id := range sgs {
+		if sg := f.sgs[id]; sg == nil || sg.VPCID != lb.VPCID {
+			return nil, badRequest("InvalidSecurityGroup", "Security group '%s' does not exist in VPC '%s'", id, lb.VPCID)
+		}
+	}
+	lb.SecurityGroups = append([]string(nil), sgs...)
+	return &struct {
+		XMLName          xml.Name `xml:"result"`
+		SecurityGroupIds []string `xml:"SecurityGroupIds>member"`
+	}{SecurityGroupIds: sgs}, nil
 }
