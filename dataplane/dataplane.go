@@ -384,3 +384,25 @@ func (d *Dataplane) Cleanup(ctx context.Context) error {
 	d.dispatch = map[string]bool{}
 	return nil
 }
+
+// Counts is what Portico's table holds for its Services.
+type Counts struct {
+	Services, Chains, Rules, Sets, Elements int
+}
+
+// Counts returns what the table holds for the programmed Services (the
+// shared dispatch chains not included).
+func (d *Dataplane) Counts() Counts {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := Counts{Services: len(d.state)}
+	for _, o := range d.state {
+		c.Chains += len(o.chains)
+		for _, rules := range o.chains {
+			c.Rules += len(rules)
+		}
+		c.Sets += len(o.sets)
+		c.Elements += len(o.elements)
+	}
+	return c
+}

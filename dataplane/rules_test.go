@@ -444,3 +444,36 @@ func TestKernelAcceptsScenarios(t *testing.T) {
 		})
 	}
 }
+
+// TestCounts: the counts behind portico_forwarder_nftables_objects follow
+// what the table holds: each Service's chains, rules, sets and map elements,
+// added on Sync and Update, gone on Delete.
+func TestCounts(t *testing.T) {
+	dp, _ := newFake(t, Options{})
+	ctx := context.Background()
+	if c := dp.Counts(); c != (Counts{}) {
+		t.Fatalf("empty data plane counts %+v", c)
+	}
+	web := svc("web", withEndpoints("10.1.0.1:8080@node-a"))
+	other := svc("other", withIPs("203.0.113.11"), withEndpoints("10.1.0.9:8080@node-a"))
+	if err := dp.Sync(ctx, []Service{web}); err != nil {
+		t.Fatal(err)
+	}
+	one := dp.Counts()
+	if one.Services != 1 || one.Elements == 0 {
+		t.Fatalf("one Service: %+v", one)
+	}
+	if err := dp.Update(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	two := dp.Counts()
+	if two.Services != 2 || two.Elements <= one.Elements {
+		t.Fatalf("two Services: %+v after %+v", two, one)
+	}
+	if err := dp.Delete(ctx, other.Key); err != nil {
+		t.Fatal(err)
+	}
+	if c := dp.Counts(); c != one {
+		t.Errorf("after deleting one of two: %+v, want %+v", c, one)
+	}
+}

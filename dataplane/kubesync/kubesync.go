@@ -97,6 +97,7 @@ func (s *Syncer) Start(ctx context.Context) error {
 			needFull = true
 			retry.Reset(s.RetryAfter)
 		}
+		observeCounts(s.Dataplane.Counts())
 		s.syncHealth(ctx)
 		select {
 		case <-ctx.Done():
