@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -273,5 +274,18 @@ func TestEarlierLoadBalancerGetsTheBackendGroup(t *testing.T) {
 	ensureOK(t, e, d)
 	if n := e.fake.MutatingCalls() - before; n != 0 {
 		t.Errorf("resync after the upgrade made %d mutating calls", n)
+	}
+}
+
+// TestTargetQuotaIsAClearCondition: more registrations in one zone than
+// the NLB quota allows (a target counts once per target group) is a
+// QuotaExceeded ConfigError naming the quota, not an endless retry.
+func TestTargetQuotaIsAClearCondition(t *testing.T) {
+	e := newEnv(t, envOptions{fake: awsfake.Options{TargetsPerZone: 5}})
+	d := e.desired(key("big"), []string{"n1", "n2", "n3"}, []providers.Port{tcp(80, 30080), tcp(443, 30443)})
+	_, err := e.p.Ensure(t.Context(), d)
+	var ce *providers.ConfigError
+	if !errors.As(err, &ce) || ce.Reason != "QuotaExceeded" || !strings.Contains(ce.Message, "TooManyTargets") {
+		t.Fatalf("6 registrations in one zone with a quota of 5: got %v, want ConfigError QuotaExceeded", err)
 	}
 }

@@ -132,8 +132,10 @@ func TestOperatorOnControlPlane(t *testing.T) {
 	t.Run("killed mid-provision", func(t *testing.T) {
 		op.stop(t)
 		op = startAWSOperator(t, opCfg)
-		// Let three mutating calls through (security group, its rules, the
-		// NLB), then fail everything as if the operator died.
+		// Let three mutating calls through (security group, its rules and,
+		// in this fresh operator, the NLB or the cluster's backend group
+		// when it is not cached yet), then fail everything as if the
+		// operator died.
 		f.CrashAfter(3)
 		crashed := gen.Service(ns.Name, "crash", gen.WithClass(providers.Class(aws.Name)), gen.ForAPI(),
 			gen.WithPorts(gen.Port("http", corev1.ProtocolTCP, 80, 0), gen.Port("https", corev1.ProtocolTCP, 443, 0)))
