@@ -66,15 +66,11 @@ func readReport() (controllers.OrphanReport, error) {
 // another cluster's load balancer.
 func TestOrphanScan(t *testing.T) {
 	p := memory.New(memory.Options{ClusterID: "test"})
-	// The operator's own scan runs too, through its cached client and RBAC.
-	withOperator(t, p, func(o *operator.Options) { o.OrphanScanInterval = 300 * time.Millisecond })
+	run := startOperator(t, p)
 	ns := namespace(t)
 	kept := gen.Service(ns, "kept", gen.WithClass(memoryClass), gen.ForAPI())
 	gone := gen.Service(ns, "gone", gen.WithClass(memoryClass), gen.ForAPI())
 	create(t, kept, gone)
-	// Deleted while this test's operator still runs, so no later test's
-	// operator adopts it.
-	t.Cleanup(func() { deleteAndWait(t, kept) })
 	waitReady(t, kept)
 	waitReady(t, gone)
 	// Another cluster's load balancer in the same backend.
@@ -86,8 +82,10 @@ func TestOrphanScan(t *testing.T) {
 		_ = env.Client.Delete(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: orphanNS, Name: controllers.OrphanReportName}})
 	})
 
-	// The finalizer is removed by hand and the Service deleted: Portico's
-	// cleanup never runs, the garbage collector removes the record.
+	// While the operator is down, the finalizer is removed by hand and the
+	// Service deleted: Portico's cleanup never runs, the garbage collector
+	// removes the record. (A running operator would put its finalizer back.)
+	run.stop(t)
 	g := get(t, gone.DeepCopy())
 	orig := g.DeepCopy()
 	g.Finalizers = nil
@@ -102,6 +100,12 @@ func TestOrphanScan(t *testing.T) {
 		}
 		return fmt.Errorf("record still there (%v)", err)
 	})
+	// The operator is back, and its own scan runs too, through its cached
+	// client and RBAC.
+	startOperator(t, p, func(o *operator.Options) { o.OrphanScanInterval = 300 * time.Millisecond })
+	// Deleted while this test's operator still runs, so no later test's
+	// operator adopts it.
+	t.Cleanup(func() { deleteAndWait(t, kept) })
 	goneLB := memory.ResourceName(providers.Key{ClusterID: "test", Namespace: ns, Name: "gone"})
 	has := func(name string) bool {
 		return slices.ContainsFunc(p.Resources(), func(r memory.Resource) bool { return r.ID == name })
