@@ -167,10 +167,40 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 		}
 		record = nil
 	}
-	if err := r.ensureFinalizer(ctx, svc); err != nil {
+	if err := r.ensureFinalizerAndRecord(ctx, svc, class, &record); err != nil {
 		return ctrl.Result{}, err
 	}
 	return r.ensure(ctx, svc, class, record)
+}
+
+// ensureFinalizerAndRecord adds the finalizer and, for a new Service, creates
+// its record naming class. Both must exist before any backend call; neither
+// depends on the other, so a new Service's two writes go out together and
+// its address comes one API round trip sooner.
+func (r *ServiceReconciler) ensureFinalizerAndRecord(ctx context.Context, svc *corev1.Service, class string, record **lbv1.LoadBalancer) error {
+	if *record != nil || controllerutil.ContainsFinalizer(svc, Finalizer) {
+		return r.ensureFinalizer(ctx, svc)
+	}
+	// The record's owner reference is read from a copy: the finalizer
+	// patch rewrites svc meanwhile.
+	owner := svc.DeepCopy()
+	var rec *lbv1.LoadBalancer
+	var recErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rec, recErr = r.ensureRecord(ctx, owner, nil, class)
+	}()
+	finErr := r.ensureFinalizer(ctx, svc)
+	<-done
+	if finErr != nil {
+		return finErr
+	}
+	if recErr != nil {
+		return recErr
+	}
+	*record = rec
+	return nil
 }
 
 // notServed handles a LoadBalancer Service whose class this operator does
