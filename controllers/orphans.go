@@ -211,7 +211,7 @@ func (s *OrphanScanner) isOrphan(ctx context.Context, r client.Reader, o provide
 	svc := &corev1.Service{}
 	switch err := r.Get(ctx, nn, svc); {
 	case err == nil:
-		if svc.Spec.Type == corev1.ServiceTypeLoadBalancer || slices.Contains(svc.Finalizers, Finalizer) {
+		if mayOwnResources(svc) {
 			return false, nil
 		}
 	case !apierrors.IsNotFound(err):
@@ -261,6 +261,12 @@ func (s *OrphanScanner) remove(ctx context.Context, p providers.Provider, sc pro
 	return true, nil
 }
 
+// mayOwnResources reports whether svc may own backend resources: it is type
+// LoadBalancer, or still carries Portico's finalizer (a cleanup in progress).
+func mayOwnResources(svc *corev1.Service) bool {
+	return svc.Spec.Type == corev1.ServiceTypeLoadBalancer || slices.Contains(svc.Finalizers, Finalizer)
+}
+
 // liveFingerprints returns the backend's fingerprints of every Service that
 // may own resources: type LoadBalancer, or still carrying Portico's
 // finalizer, or named by a LoadBalancer record.
@@ -274,8 +280,7 @@ func (s *OrphanScanner) liveFingerprints(ctx context.Context, r client.Reader, s
 		return nil, err
 	}
 	for i := range svcs.Items {
-		svc := &svcs.Items[i]
-		if svc.Spec.Type == corev1.ServiceTypeLoadBalancer || slices.Contains(svc.Finalizers, Finalizer) {
+		if svc := &svcs.Items[i]; mayOwnResources(svc) {
 			add(svc.Namespace, svc.Name)
 		}
 	}

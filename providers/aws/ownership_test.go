@@ -176,18 +176,8 @@ func TestTwoClustersOneAccount(t *testing.T) {
 }
 
 // eventually retries a step that the fake's eventual consistency may delay.
-func eventually(step func() error) error {
-	var err error
-	for range 200 {
-		if err = step(); err == nil {
-			return nil
-		}
-		if _, retry := providers.IsRetryable(err); !retry {
-			return err
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return err
+func eventually(f func() error) error {
+	return providertest.RetryTransient(200, 10*time.Millisecond, f)
 }
 
 // TestSourceRangesFailClosedWithoutSecurityGroup: an NLB without a Portico

@@ -68,19 +68,7 @@ func clusterDesired(id string, block byte, nodes int, ports ...providers.Port) *
 	return d
 }
 
-func retrying(f func() error) error {
-	var err error
-	for range 50 {
-		if err = f(); err == nil {
-			return nil
-		}
-		if _, ok := providers.IsRetryable(err); !ok {
-			return err
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return err
-}
+func retrying(f func() error) error { return providertest.RetryTransient(50, 5*time.Millisecond, f) }
 
 // TestTwoClustersOneResourceGroup: two clusters with their own cluster IDs
 // share a resource group and the nodes' NSG and serve a Service of the same

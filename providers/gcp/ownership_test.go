@@ -40,19 +40,7 @@ func clusterProvider(t *testing.T, fake *gcpfake.Server, id string, mutate ...fu
 	return p
 }
 
-func retrying(f func() error) error {
-	var err error
-	for range 100 {
-		if err = f(); err == nil {
-			return nil
-		}
-		if _, ok := providers.IsRetryable(err); !ok {
-			return err
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return err
-}
+func retrying(f func() error) error { return providertest.RetryTransient(100, 5*time.Millisecond, f) }
 
 // TestTwoClustersOneProject: two clusters with their own cluster IDs in one
 // project serve a Service of the same namespace and name, on their own

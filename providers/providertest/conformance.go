@@ -447,3 +447,21 @@ func testTagged(t *testing.T, h *Harness) {
 func isForeignOrOther(h *Harness, r Resource) bool {
 	return r.Tags[providers.TagManagedBy] == providers.ManagedByValue
 }
+
+// RetryTransient calls f until it succeeds, fails with an error that is not
+// retryable (providers.IsRetryable), or has been called attempts times,
+// pausing between calls, as the Service controller would retry; it returns
+// the last error.
+func RetryTransient(attempts int, pause time.Duration, f func() error) error {
+	var err error
+	for range attempts {
+		if err = f(); err == nil {
+			return nil
+		}
+		if _, ok := providers.IsRetryable(err); !ok {
+			return err
+		}
+		time.Sleep(pause)
+	}
+	return err
+}
