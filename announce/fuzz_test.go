@@ -5,9 +5,11 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/ndp"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // solicitationFrame builds a valid NS frame for target.
@@ -66,6 +68,7 @@ func FuzzOpenHeartbeat(f *testing.F) {
 	for _, hb := range []heartbeat{
 		{Version: 2, Node: "a", Incarnation: 1, Seq: 2, Claims: []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")}},
 		{Version: 2, Node: "a", Leaving: true},
+		{Version: 2, Node: "a", Incarnation: 1, Seq: 3, Echoes: []echo{{Inc: 9, Seq: 4, HeldMicros: 1200}, {Inc: 10, Seq: 1}}},
 	} {
 		b, err := keys.seal(hb)
 		if err != nil {
@@ -80,7 +83,7 @@ func FuzzOpenHeartbeat(f *testing.F) {
 		if reason != "" {
 			return
 		}
-		if len(b) > MaxDatagram || hb.Node == "" || hb.Version != 2 || len(hb.Claims) > MaxClaims {
+		if len(b) > MaxDatagram || hb.Node == "" || hb.Version != 2 || len(hb.Claims) > MaxClaims || len(hb.Echoes) > MaxEchoes {
 			t.Fatalf("accepted %+v", hb)
 		}
 		for _, c := range hb.Claims {
@@ -100,18 +103,65 @@ func FuzzParseHeartbeat(f *testing.F) {
 	f.Add([]byte(`{"v":2,"node":"a","inc":1,"seq":2,"claims":["192.0.2.1","2001:db8::1"]}`))
 	f.Add([]byte(`{"v":2,"node":"a","leaving":true}`))
 	f.Add([]byte(`{"v":2}`))
+	f.Add([]byte(`{"v":2,"node":"a","inc":1,"seq":2,"echo":[{"inc":9,"seq":4,"held_us":1200},{"inc":1,"seq":1,"held_us":-5}]}`))
+	f.Add([]byte(`{"v":2,"node":"a","echo":[{},{},{},{},{},{},{},{},{},{}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		hb, reason := parseHeartbeat(b)
 		if reason != "" {
 			return
 		}
-		if hb.Node == "" || hb.Version != 2 || len(hb.Claims) > MaxClaims {
+		if hb.Node == "" || hb.Version != 2 || len(hb.Claims) > MaxClaims || len(hb.Echoes) > MaxEchoes {
 			t.Fatalf("accepted %+v", hb)
 		}
 		for _, c := range hb.Claims {
 			if !c.IsValid() {
 				t.Fatalf("accepted invalid claim in %+v", hb)
 			}
+		}
+	})
+}
+
+// FuzzHeartbeatEcho: whatever an authenticated peer echoes, a round trip is
+// observed only for a heartbeat this node sent, and is never negative nor
+// longer than the time since that heartbeat was sent.
+func FuzzHeartbeatEcho(f *testing.F) {
+	f.Add(uint64(0), uint64(1), int64(500), false)
+	f.Add(uint64(1), uint64(3), int64(0), true)
+	f.Add(uint64(0), uint64(65), int64(-1), false)
+	f.Add(uint64(0), uint64(1), int64(1<<62), false)
+	f.Fuzz(func(t *testing.T, incDelta, seq uint64, held int64, leaving bool) {
+		keys := testKeys(t, "fuzz-key-0123456789")
+		m := NewMembers(MembersConfig{Self: "a", Keys: keys})
+		m.SetPeers(map[string]netip.AddrPort{"b": netip.MustParseAddrPort("10.0.0.2:7473")})
+		t0 := time.Now()
+		m.mu.Lock()
+		for i := range 3 {
+			m.nextHeartbeatLocked(t0.Add(time.Duration(i)*time.Millisecond), false)
+		}
+		m.mu.Unlock()
+		hb := heartbeat{Version: 2, Node: "b", Incarnation: 5, Seq: 1, Leaving: leaving,
+			Echoes: []echo{{Inc: m.inc + incDelta, Seq: seq, HeldMicros: held}}}
+		b, err := keys.seal(hb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var before dto.Metric
+		_ = metricPeerRTT.Write(&before)
+		now := t0.Add(10 * time.Millisecond)
+		if r := m.accept(netip.MustParseAddr("10.0.0.2"), b, now); r != "" {
+			t.Fatal(r)
+		}
+		var after dto.Metric
+		_ = metricPeerRTT.Write(&after)
+		n := after.GetHistogram().GetSampleCount() - before.GetHistogram().GetSampleCount()
+		rtt := after.GetHistogram().GetSampleSum() - before.GetHistogram().GetSampleSum()
+		switch {
+		case n > 1:
+			t.Fatalf("one echo observed %d round trips", n)
+		case n == 1 && (incDelta != 0 || seq < 1 || seq > 3):
+			t.Fatalf("observed a round trip for an echo of inc+%d seq %d, never sent", incDelta, seq)
+		case n == 1 && (rtt < 0 || rtt > now.Sub(t0).Seconds()+1e-9):
+			t.Fatalf("observed a round trip of %gs for seq %d held %dµs", rtt, seq, held)
 		}
 	})
 }

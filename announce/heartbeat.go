@@ -29,6 +29,11 @@ const (
 	MaxClaims = 1024
 	// MinKeyLen is the shortest heartbeat key accepted, in bytes.
 	MinKeyLen = 16
+	// MaxEchoes is the most peers one heartbeat echoes. With more peers
+	// heard, successive heartbeats take turns, so the datagram stays
+	// well below one MTU (about 60 bytes per echo) however large the
+	// cluster. Echoes beyond it in a received heartbeat are ignored.
+	MaxEchoes = 8
 )
 
 // Reasons a datagram is rejected, the reason label of
@@ -60,6 +65,24 @@ type heartbeat struct {
 	// Leaving is sent once by a forwarder shutting down, so its peers take
 	// its addresses over at once instead of after DeadAfter.
 	Leaving bool `json:"leaving,omitempty"`
+	// Echoes return to peers the newest heartbeat heard from each, so they
+	// measure the round trip (portico_forwarder_peer_rtt_seconds).
+	// Optional: a forwarder of the release before sends none and ignores
+	// them (an unknown JSON field), so the wire version stays 2; see
+	// "Wire versions" in docs/local-mode.md.
+	Echoes []echo `json:"echo,omitempty"`
+}
+
+// echo returns one peer's heartbeat, NTP-style: the peer computes the round
+// trip as (time it receives the echo) - (time it sent Seq) - HeldMicros from
+// its own clock alone, so the two nodes' clocks need not agree. The peer is
+// named by its incarnation, which is random per forwarder start: shorter than
+// a node name, and an echo of a previous start matches nothing.
+type echo struct {
+	Inc uint64 `json:"inc"`
+	Seq uint64 `json:"seq"`
+	// HeldMicros is the time from receiving Seq to sending this echo.
+	HeldMicros int64 `json:"held_us"`
 }
 
 // Keyring holds the heartbeat keys: the first signs, every one verifies.
@@ -172,6 +195,11 @@ func parseHeartbeat(b []byte) (heartbeat, string) {
 		if !c.IsValid() {
 			return heartbeat{}, RejectMalformed
 		}
+	}
+	// Echoes only feed a metric: too many are cut rather than costing the
+	// sender its liveness (a later release may send more).
+	if len(hb.Echoes) > MaxEchoes {
+		hb.Echoes = hb.Echoes[:MaxEchoes]
 	}
 	return hb, ""
 }

@@ -70,6 +70,16 @@ type peer struct {
 // maxRetired bounds the incarnations remembered per peer.
 const maxRetired = 16
 
+// sentRing is how many of its own heartbeats a node remembers the send time
+// of, to match the echoes: 64 cover 3 s at the default interval, far beyond
+// DeadAfter.
+const sentRing = 64
+
+type sentAt struct {
+	seq uint64
+	at  time.Time
+}
+
 // Members runs the heartbeat among forwarders: it sends this node's claims to
 // every peer each Interval and tracks who is alive. Every datagram is signed
 // with the cluster's heartbeat key (Keyring) and carries a sequence number
@@ -106,6 +116,11 @@ type Members struct {
 	conn      *net.UDPConn
 	inc       uint64
 	seq       uint64
+	// sent are the send times of the last sentRing heartbeats, by seq.
+	sent [sentRing]sentAt
+	// echoNext is where the next heartbeat's echoes start among the
+	// peers heard, when there are more than MaxEchoes.
+	echoNext int
 
 	changed chan struct{}
 }
@@ -462,14 +477,7 @@ func (m *Members) broadcast(leaving bool) {
 		m.mu.Unlock()
 		return
 	}
-	m.seq++
-	hb := heartbeat{Version: 2, Node: m.cfg.Self, Incarnation: m.inc, Seq: m.seq, Leaving: leaving}
-	if !leaving {
-		hb.Claims, hb.Standby = m.claims, m.standby
-		if len(hb.Claims) > MaxClaims {
-			hb.Claims = hb.Claims[:MaxClaims]
-		}
-	}
+	hb := m.nextHeartbeatLocked(time.Now(), leaving)
 	msg, err := keys.seal(hb)
 	targets := make([]netip.AddrPort, 0, len(m.peers))
 	for _, p := range m.peers {
@@ -485,6 +493,69 @@ func (m *Members) broadcast(leaving bool) {
 		if _, err := conn.WriteToUDPAddrPort(msg, t); err == nil {
 			metricSent.Inc()
 		}
+	}
+}
+
+// nextHeartbeatLocked builds this node's next heartbeat, to be sent at now,
+// and remembers when that sequence number was sent.
+func (m *Members) nextHeartbeatLocked(now time.Time, leaving bool) heartbeat {
+	m.seq++
+	m.sent[m.seq%sentRing] = sentAt{seq: m.seq, at: now}
+	hb := heartbeat{Version: 2, Node: m.cfg.Self, Incarnation: m.inc, Seq: m.seq, Leaving: leaving}
+	if leaving {
+		return hb
+	}
+	hb.Claims, hb.Standby = m.claims, m.standby
+	if len(hb.Claims) > MaxClaims {
+		hb.Claims = hb.Claims[:MaxClaims]
+	}
+	hb.Echoes = m.echoesLocked(now)
+	return hb
+}
+
+// echoesLocked returns the echoes of the peers heard within DeadAfter, at
+// most MaxEchoes, taking turns when there are more.
+func (m *Members) echoesLocked(now time.Time) []echo {
+	var heard []string
+	for name, p := range m.peers {
+		if held := now.Sub(p.lastSeen); !p.lastSeen.IsZero() && held >= 0 && held <= m.cfg.DeadAfter {
+			heard = append(heard, name)
+		}
+	}
+	if len(heard) == 0 {
+		return nil
+	}
+	sort.Strings(heard)
+	n := min(len(heard), MaxEchoes)
+	echoes := make([]echo, 0, n)
+	for i := range n {
+		p := m.peers[heard[(m.echoNext+i)%len(heard)]]
+		echoes = append(echoes, echo{Inc: p.inc, Seq: p.seq, HeldMicros: now.Sub(p.lastSeen).Microseconds()})
+	}
+	if len(heard) > MaxEchoes {
+		m.echoNext = (m.echoNext + n) % len(heard)
+	}
+	return echoes
+}
+
+// observeEchoLocked observes the round trip of this node's heartbeat that
+// echoes in a peer's heartbeat received at now carries back, if any: only an
+// echo of this incarnation and of a heartbeat still remembered, whose held
+// time fits within the trip.
+func (m *Members) observeEchoLocked(echoes []echo, now time.Time) {
+	for _, e := range echoes {
+		if e.Inc != m.inc {
+			continue
+		}
+		s := m.sent[e.Seq%sentRing]
+		trip := now.Sub(s.at)
+		// Compared in microseconds: a held time converted to a Duration
+		// could overflow into a plausible value.
+		if s.seq != e.Seq || s.at.IsZero() || e.HeldMicros < 0 || e.HeldMicros > trip.Microseconds() {
+			return
+		}
+		metricPeerRTT.Observe((trip - time.Duration(e.HeldMicros)*time.Microsecond).Seconds())
+		return
 	}
 }
 
@@ -553,6 +624,7 @@ func (m *Members) accept(from netip.Addr, b []byte, now time.Time) (reason strin
 		p.inc = hb.Incarnation
 	}
 	p.seq = hb.Seq
+	m.observeEchoLocked(hb.Echoes, now)
 	if hb.Leaving {
 		p.lastSeen, p.claims = time.Time{}, nil
 		m.mu.Unlock()

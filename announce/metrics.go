@@ -40,6 +40,13 @@ var (
 		Name: "portico_forwarder_heartbeats_rejected_total",
 		Help: "Heartbeat datagrams dropped, by reason: oversized, malformed, unauthenticated, too_many_claims, unknown_peer, wrong_source, replayed, rate_limited.",
 	}, []string{"reason"})
+	// metricPeerRTT has no peer label: per peer it would be N*(N-1)
+	// series across an N-node cluster, times the buckets (docs/monitoring.md).
+	metricPeerRTT = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "portico_forwarder_peer_rtt_seconds",
+		Help:    "Round-trip time of heartbeats to peers and back (echoed by the peer, its holding time subtracted), all peers together.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+	})
 	metricClaimsDropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "portico_forwarder_heartbeat_claims_dropped_total",
 		Help: "Claims in accepted heartbeats ignored because the cluster has no such address.",
@@ -66,5 +73,5 @@ func Collectors() []prometheus.Collector {
 		metricRejected.WithLabelValues(r)
 	}
 	return []prometheus.Collector{metricAnnounced, metricTakeovers, metricReleases, metricQuorum, metricPeers,
-		metricPeersAlive, metricSent, metricReceived, metricRejected, metricClaimsDropped, metricStalls, metricInterfaceUp, metricInterfaceDown}
+		metricPeersAlive, metricSent, metricReceived, metricRejected, metricPeerRTT, metricClaimsDropped, metricStalls, metricInterfaceUp, metricInterfaceDown}
 }
