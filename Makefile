@@ -1,5 +1,5 @@
 # Portico's build. Go tools are pinned in hack/tools/go.mod (kwok in
-# hack/tools/kwok/go.mod) and built by hack/build-tools.sh into a cache keyed
+# hack/tools/kwok/go.mod, promtool in hack/tools/promtool/go.mod) and built by hack/build-tools.sh into a cache keyed
 # on those pins.
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -eu -o pipefail -c

@@ -34,6 +34,7 @@ specs=(
   "controller-gen|sigs.k8s.io/controller-tools/cmd/controller-gen|sigs.k8s.io/controller-tools|."
   "staticcheck|honnef.co/go/tools/cmd/staticcheck|honnef.co/go/tools|."
   "helm|helm.sh/helm/v4/cmd/helm|helm.sh/helm/v4|."
+  "promtool|github.com/prometheus/prometheus/cmd/promtool|github.com/prometheus/prometheus|promtool"
 )
 
 versions=()
@@ -69,12 +70,17 @@ for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 etcd=$(version_of go.etcd.io/etcd/server/v3)
 helm=$(version_of helm.sh/helm/v4)
+# Prometheus tags v3.X.Y as module version v0.3XX.Y.
+prom=$(version_of github.com/prometheus/prometheus)
+prom=${prom#v0.}
+prom="${prom:0:1}.${prom:1}"
 
 ldflags_for() {
   case "$1" in
     kube-apiserver|kube-controller-manager|kubectl) echo "$kube_ld" ;;
     etcd) echo "-X go.etcd.io/etcd/api/v3/version.GitSHA=$etcd" ;;
     helm) echo "-X helm.sh/helm/v4/internal/version.version=$helm" ;;
+    promtool) echo "-X github.com/prometheus/common/version.Version=$prom" ;;
   esac
 }
 
