@@ -646,6 +646,14 @@ func TestLinkFlap(t *testing.T) {
 		if p := w.metric(n, "portico_forwarder_peers"); p != 3 {
 			t.Errorf("%s peers %v, want 3", n.host.Name, p)
 		}
+		// Round trips to peers over the lab's veth bridge: measured,
+		// above zero and far below the quorum timeout.
+		count, sum := w.metric(n, "portico_forwarder_peer_rtt_seconds_count"), w.metric(n, "portico_forwarder_peer_rtt_seconds_sum")
+		if count == 0 || sum <= 0 || sum/count > 0.05 {
+			t.Errorf("%s measured %v heartbeat round trips averaging %.2f ms, want some, above 0 and below 50 ms", n.host.Name, count, 1000*sum/count)
+		} else {
+			t.Logf("%s: %v heartbeat round trips averaging %.3f ms", n.host.Name, count, 1000*sum/count)
+		}
 	}
 	if d := w.metric(holder, "portico_forwarder_interface_down_total"); d < 1 {
 		t.Errorf("interface_down_total %v after a flap", d)
