@@ -49,6 +49,8 @@ var vip = netip.MustParseAddr("10.66.0.200")
 
 type node struct {
 	host *netlab.Host
+	// bin, when set, is the binary this node runs instead of the world's.
+	bin  string
 	cmd  *exec.Cmd
 	done chan struct{}
 	log  string
@@ -123,8 +125,10 @@ func setup(t *testing.T) *world {
 }
 
 // supports reports whether the binary knows flag (an older build may not).
-func (w *world) supports(flag string) bool {
-	out, _ := exec.Command(w.bin, "--help").CombinedOutput()
+func (w *world) supports(flag string) bool { return supports(w.bin, flag) }
+
+func supports(bin, flag string) bool {
+	out, _ := exec.Command(bin, "--help").CombinedOutput()
 	return strings.Contains(string(out), flag)
 }
 
@@ -135,7 +139,11 @@ func (w *world) start(n *node) {
 			args = append(args, "--peer", o.host.Name+"="+o.host.IPv4.Addr().String())
 		}
 	}
-	if w.supports("--heartbeat-key-file") {
+	bin := w.bin
+	if n.bin != "" {
+		bin = n.bin
+	}
+	if supports(bin, "--heartbeat-key-file") {
 		args = append(args, "--heartbeat-key-file", w.key, "--heartbeat-address", n.host.IPv4.Addr().String(),
 			"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", probeAddr)
 	}
@@ -146,7 +154,7 @@ func (w *world) start(n *node) {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	n.cmd = n.host.Command(w.bin, args...)
+	n.cmd = n.host.Command(bin, args...)
 	n.cmd.Stdout, n.cmd.Stderr = f, f
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := n.cmd.Start(); err != nil {
@@ -687,4 +695,67 @@ func TestStartWithLinkDown(t *testing.T) {
 	if an := w.announcers(); len(an) != 1 {
 		t.Fatalf("announced by %v, want one node", names(an))
 	}
+}
+
+// TestRollingUpgrade: forwarders of the previous release
+// (PORTICO_FORWARDER_PREVIOUS_BIN) and of this build, mixed as in a rolling
+// upgrade, hear each other: every node has quorum and hears all three, none
+// rejects a heartbeat as malformed, one node announces, and when it stops
+// another takes over, across releases. The heartbeat echoes added for the
+// round-trip time are a field the previous release ignores; this build's
+// nodes measure round trips with each other.
+func TestRollingUpgrade(t *testing.T) {
+	prev := os.Getenv("PORTICO_FORWARDER_PREVIOUS_BIN")
+	if prev == "" {
+		t.Skip("set PORTICO_FORWARDER_PREVIOUS_BIN to the previous release's portico-forwarder to test a mixed cluster")
+	}
+	w := setup(t)
+	allHeard := func() bool {
+		for _, n := range w.nodes {
+			if m, err := metrics(n); err != nil || m["portico_forwarder_quorum"] != 1 || m["portico_forwarder_peers_alive"] != 3 {
+				return false
+			}
+		}
+		return true
+	}
+	// The node that takes the address over from the holder runs the
+	// previous release, so the address moves new -> old and back.
+	first := w.holder()
+	w.stop(first)
+	old := w.holder()
+	w.start(first)
+	eventually(t, 5*time.Second, first.host.Name+" back: every node has quorum and hears all three", allHeard)
+	w.stop(old)
+	old.bin = prev
+	w.start(old)
+	t.Logf("%s runs the previous release", old.host.Name)
+	eventually(t, 5*time.Second, "every node has quorum and hears all three", allHeard)
+	w.holder()
+	time.Sleep(time.Second)
+	for _, n := range w.nodes {
+		if r := w.metric(n, `portico_forwarder_heartbeats_rejected_total{reason="malformed"}`); r != 0 {
+			t.Errorf("%s rejected %v heartbeats as malformed", n.host.Name, r)
+		}
+		if n == old {
+			continue
+		}
+		if c := w.metric(n, "portico_forwarder_peer_rtt_seconds_count"); c == 0 {
+			t.Errorf("%s measured no round trip", n.host.Name)
+		}
+	}
+	// Each node in turn stops and comes back: the address moves between
+	// releases (to the old node when the holder stops, back when it
+	// returns) and exactly one node announces.
+	for _, n := range w.nodes {
+		before := w.holder()
+		w.stop(n)
+		eventually(t, 5*time.Second, "one running node announces after "+n.host.Name+" stopped", func() bool {
+			h := w.announcers()
+			return len(h) == 1 && h[0] != n
+		})
+		t.Logf("%s (holder %s) stopped: %s announces", n.host.Name, before.host.Name, names(w.announcers()))
+		w.start(n)
+		eventually(t, 5*time.Second, n.host.Name+" back: every node has quorum and hears all three", allHeard)
+	}
+	w.exited()
 }
