@@ -6,7 +6,8 @@
 // these tests also prove the documented series.
 //
 // PORTICO_FORWARDER_BIN runs them against another build (e.g. an older
-// commit's, to see them fail there).
+// commit's, to see them fail there). PORTICO_FORWARDER_PREVIOUS_BIN, the
+// previous release's binary, enables TestRollingUpgrade (a mixed cluster).
 package forwarder_test
 
 import (
