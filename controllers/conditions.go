@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -35,6 +36,9 @@ const (
 	ReasonPodTargets       = "NodePortsRequired"
 	ReasonNoEndpoints      = "NoEndpoints"
 	ReasonEndpointsReady   = "EndpointsReady"
+	// ReasonRouted: addresses that reached no client (NoBGPSession...)
+	// are advertised again.
+	ReasonRouted = "Routed"
 )
 
 // readyCondition returns the Ready condition for a successful Ensure.
@@ -52,6 +56,10 @@ func readyCondition(generation int64, st *providers.Status) metav1.Condition {
 		c.Message = "the backend provisioned the load balancer but reported no address yet"
 		return c
 	}
+	if st.NotReady != nil {
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, st.NotReady.Reason, st.NotReady.Message
+		return c
+	}
 	var failing []string
 	for _, p := range st.Ports {
 		if p.Error != "" {
@@ -62,7 +70,28 @@ func readyCondition(generation int64, st *providers.Status) metav1.Condition {
 		c.Reason = "PortErrors"
 		c.Message = fmt.Sprintf("load balancer is provisioned but some ports report errors: %v", failing)
 	}
+	if st.Warning != "" {
+		c.Message += "; " + st.Warning
+	}
 	return c
+}
+
+// routingEvent tells the user when the load balancer is built but its
+// addresses stop reaching clients (a backend's Status.NotReady, e.g. no BGP
+// session), and when they reach them again.
+func (r *ServiceReconciler) routingEvent(svc *corev1.Service, c metav1.Condition) {
+	prev := meta.FindStatusCondition(svc.Status.Conditions, ConditionReady)
+	switch {
+	case c.Status == metav1.ConditionFalse && (prev == nil || prev.Status != c.Status || prev.Reason != c.Reason || prev.Message != c.Message):
+		r.event(svc, corev1.EventTypeWarning, c.Reason, "Route", "%s", c.Message)
+	case c.Status == metav1.ConditionTrue && prev != nil && prev.Status == metav1.ConditionFalse && routingReasons[prev.Reason]:
+		r.event(svc, corev1.EventTypeNormal, ReasonRouted, "Route", "%s", c.Message)
+	}
+}
+
+// routingReasons are the reasons of a backend's Status.NotReady.
+var routingReasons = map[string]bool{
+	providers.ReasonNoBGPPeer: true, providers.ReasonNoBGPSession: true, providers.ReasonNotAdvertised: true,
 }
 
 // failedCondition classifies a reconcile error into the Ready condition.
@@ -133,4 +162,12 @@ func servingCondition(generation int64, svc *corev1.Service, eps []providers.End
 		c.Message = fmt.Sprintf("no ready endpoint: %d pods match the selector %s, none is ready", len(eps), selector)
 	}
 	return c, st
+}
+
+// conditionReason is the reason of the Service's Ready condition, if any.
+func conditionReason(svc *corev1.Service) string {
+	if c := meta.FindStatusCondition(svc.Status.Conditions, ConditionReady); c != nil {
+		return c.Reason
+	}
+	return ""
 }

@@ -98,6 +98,8 @@ type ServiceReconciler struct {
 	CallTimeout time.Duration
 
 	pending chan event.GenericEvent
+	// reensured carries one event for every Service marked by Reensure.
+	reensured chan event.GenericEvent
 	slots   fairShare
 
 	// nodes is the eligible-node set shared by every Service's desired
@@ -308,7 +310,11 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 	}
 
 	hadAddress := len(svc.Status.LoadBalancer.Ingress) > 0
-	if err := r.writeServiceStatus(ctx, svc, ingressOf(st), readyCondition(svc.Generation, st), serving); err != nil {
+	ready := readyCondition(svc.Generation, st)
+	if st.NotReady != nil || routingReasons[conditionReason(svc)] {
+		r.routingEvent(svc, ready)
+	}
+	if err := r.writeServiceStatus(ctx, svc, ingressOf(st), ready, serving); err != nil {
 		return ctrl.Result{}, err
 	}
 	if !hadAddress && len(st.Ingress) > 0 {

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -56,6 +57,8 @@ var registerPoolMetrics sync.Once
 // class included).
 type IPPoolReconciler struct {
 	Client client.Client
+	// Recorder, when set, receives an Event when a condition turns bad.
+	Recorder events.EventRecorder
 	// OnStranded, when set, is called with the local Services whose status
 	// lists an address that no valid IPPool contains any more (a pool was
 	// deleted or its addresses changed), so that the Service controller
