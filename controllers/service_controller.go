@@ -100,7 +100,7 @@ type ServiceReconciler struct {
 	pending chan event.GenericEvent
 	// reensured carries one event for every Service marked by Reensure.
 	reensured chan event.GenericEvent
-	slots   fairShare
+	slots     fairShare
 
 	// nodes is the eligible-node set shared by every Service's desired
 	// state, rebuilt after node changes.
