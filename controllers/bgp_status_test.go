@@ -195,3 +195,56 @@ func TestBGPDegradedWithL2(t *testing.T) {
 		return nil
 	})
 }
+
+// TestIPPoolAdvertisedByNoPeer runs the operator with the local backend: an
+// IPPool announced by BGP whose only BGPAdvertisement names a BGPPeer that
+// does not exist gets Advertised False (NoPeer) and an Event; creating the
+// peer makes it True. Before, nothing said the pool reached no router.
+func TestIPPoolAdvertisedByNoPeer(t *testing.T) {
+	withOperator(t, nil, func(o *operator.Options) {
+		o.Providers = []string{memory.Name, local.Name}
+	})
+	ctx := context.Background()
+	suffix := fmt.Sprint(time.Now().UnixNano() % 100000)
+	pool := ippool("unrouted-"+suffix, "203.0.113.104/30")
+	pool.Generation = 0
+	pool.Spec.Announce = lbv1.AnnounceBGP
+	adv := &lbv1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "to-missing-" + suffix},
+		Spec: lbv1.BGPAdvertisementSpec{IPPools: []string{pool.Name}, Peers: []string{"tor-" + suffix}}}
+	create(t, &pool, adv)
+	t.Cleanup(func() {
+		_ = env.Client.Delete(context.Background(), &pool)
+		_ = env.Client.Delete(context.Background(), adv)
+	})
+	advertised := func(status metav1.ConditionStatus, reason, says string) func() error {
+		return func() error {
+			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(&pool), &pool); err != nil {
+				return err
+			}
+			c := meta.FindStatusCondition(pool.Status.Conditions, local.IPPoolAdvertised)
+			if c == nil || c.Status != status || c.Reason != reason || !strings.Contains(c.Message, says) {
+				return fmt.Errorf("Advertised condition %+v, want %s/%s saying %q", c, status, reason, says)
+			}
+			return nil
+		}
+	}
+	// The message names the BGPPeer that does not exist.
+	eventually(t, 20*time.Second, advertised(metav1.ConditionFalse, "NoPeer", "tor-"+suffix))
+	eventually(t, 20*time.Second, func() error {
+		var list eventsv1.EventList
+		if err := env.Client.List(ctx, &list); err != nil {
+			return err
+		}
+		for _, e := range list.Items {
+			if e.Reason == "NoPeer" && e.Regarding.Kind == "IPPool" && e.Regarding.Name == pool.Name {
+				return nil
+			}
+		}
+		return fmt.Errorf("no NoPeer Event on IPPool %s", pool.Name)
+	})
+	peer := &lbv1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "tor-" + suffix},
+		Spec: lbv1.BGPPeerSpec{Address: "10.0.0.3", PeerASN: 64512, MyASN: 64513}}
+	create(t, peer)
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), peer) })
+	eventually(t, 20*time.Second, advertised(metav1.ConditionTrue, "Advertised", "tor-"+suffix))
+}

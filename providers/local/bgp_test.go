@@ -162,3 +162,46 @@ func TestBGPStatus(t *testing.T) {
 		})
 	}
 }
+
+func TestAdvertisedCondition(t *testing.T) {
+	v4 := bgpPool("p", lbv1.AnnounceBGP, "192.0.2.0/24")
+	dual := bgpPool("p", lbv1.AnnounceL2AndBGP, "192.0.2.0/24", "2001:db8::/120")
+	tor, tor6 := bgpPeer("tor", "10.0.0.1"), bgpPeer("tor6", "fd00::1")
+	tests := []struct {
+		name    string
+		pool    lbv1.IPPool
+		peers   []lbv1.BGPPeer
+		advs    []lbv1.BGPAdvertisement
+		status  string // "" no condition
+		reason  string
+		message string
+	}{
+		{name: "L2 pool: no condition", pool: bgpPool("p", lbv1.AnnounceL2, "192.0.2.0/24"), peers: []lbv1.BGPPeer{tor}},
+		{name: "no BGPPeer", pool: v4, status: "False", reason: "NoPeer", message: "there is no BGPPeer"},
+		{name: "no advertisement: every peer", pool: v4, peers: []lbv1.BGPPeer{tor}, status: "True", reason: "Advertised", message: "tor"},
+		{name: "advertisements of other pools do not count", pool: v4, peers: []lbv1.BGPPeer{tor},
+			advs: []lbv1.BGPAdvertisement{bgpAdv("other", []string{"q"}, []string{"nope"})}, status: "True", reason: "Advertised"},
+		{name: "advertisement names a missing peer", pool: v4, peers: []lbv1.BGPPeer{tor},
+			advs: []lbv1.BGPAdvertisement{bgpAdv("adv", []string{"p"}, []string{"tor-typo"})}, status: "False", reason: "NoPeer", message: "tor-typo"},
+		{name: "one advertisement without peers sends to all", pool: v4, peers: []lbv1.BGPPeer{tor},
+			advs: []lbv1.BGPAdvertisement{bgpAdv("a", []string{"p"}, []string{"tor-typo"}), bgpAdv("b", []string{"p"}, nil)}, status: "True", message: "tor-typo, which does not exist"},
+		{name: "IPv6 addresses without an IPv6 peer", pool: dual, peers: []lbv1.BGPPeer{tor}, status: "False", reason: "NoPeer", message: "no IPv6 BGPPeer"},
+		{name: "dual stack with a peer of each family", pool: dual, peers: []lbv1.BGPPeer{tor, tor6}, status: "True", message: "tor, tor6"},
+		{name: "advertisement to the IPv4 peer only", pool: dual, peers: []lbv1.BGPPeer{tor, tor6},
+			advs: []lbv1.BGPAdvertisement{bgpAdv("adv", []string{"p"}, []string{"tor"})}, status: "False", reason: "NoPeer", message: "IPv6"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := local.AdvertisedCondition(&tc.pool, tc.peers, tc.advs)
+			if tc.status == "" {
+				if c != nil {
+					t.Fatalf("condition %+v, want none", c)
+				}
+				return
+			}
+			if c == nil || string(c.Status) != tc.status || (tc.reason != "" && c.Reason != tc.reason) || !strings.Contains(c.Message, tc.message) {
+				t.Fatalf("condition %+v, want %s/%s saying %q", c, tc.status, tc.reason, tc.message)
+			}
+		})
+	}
+}
