@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sort"
@@ -178,6 +179,9 @@ func monthlyCost(lb *v1alpha1.LoadBalancer, svc *corev1.Service) string {
 	return "<" + reason + ">"
 }
 
+// announcers lists the nodes that answer ARP/NDP for the addresses, then
+// those that advertise them over BGP ("BGP:<none>" when none does), without
+// spaces so that the wide table splits on whitespace.
 func announcers(lb *v1alpha1.LoadBalancer) string {
 	var out []string
 	for _, a := range lb.Status.Announcements {
@@ -190,5 +194,14 @@ func announcers(lb *v1alpha1.LoadBalancer) string {
 			}
 		}
 	}
-	return strings.Join(out, ",")
+	l2 := strings.Join(out, ",")
+	b := lb.Status.BGP
+	if b == nil {
+		return l2
+	}
+	bgp := "BGP:" + cmp.Or(strings.Join(b.AdvertisingNodes, ","), "<none>")
+	if l2 == "" {
+		return bgp
+	}
+	return l2 + ";" + bgp
 }
