@@ -63,6 +63,10 @@ func BGPStatus(in BGPInputs) BGPResult {
 	var res BGPResult
 	svc := &corev1.Service{}
 	svc.Labels = in.Labels
+	serving := make(map[string]bool, len(in.Serving))
+	for _, n := range in.Serving {
+		serving[n] = true
+	}
 	peers := slices.Clone(in.Peers)
 	slices.SortFunc(peers, func(a, b lbv1.BGPPeer) int { return strings.Compare(a.Name, b.Name) })
 	for _, ip := range in.Addresses {
@@ -76,6 +80,7 @@ func BGPStatus(in BGPInputs) BGPResult {
 		st := lbv1.BGPAddressStatus{Address: ip.String(), IPPool: pool.Name, Announce: pool.Spec.Announce}
 		applied, selected := model.BGPAdvertisementsFor(pool, svc, in.Advertisements)
 		established := false
+		nodes := map[string]bool{}
 		for i := range peers {
 			p := &peers[i]
 			if !receives(p, ip, applied, selected) {
@@ -91,7 +96,8 @@ func BGPStatus(in BGPInputs) BGPResult {
 					continue // a node gone, or no longer selected: a stale entry
 				}
 				established = true
-				if slices.Contains(in.Serving, s.Node) && !slices.Contains(st.Nodes, s.Node) {
+				if serving[s.Node] && !nodes[s.Node] {
+					nodes[s.Node] = true
 					st.Nodes = append(st.Nodes, s.Node)
 				}
 			}
