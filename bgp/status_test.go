@@ -63,7 +63,9 @@ func TestOperatorAgreesWithPlan(t *testing.T) {
 		}
 		labels := map[string]map[string]string{}
 		for _, n := range nodes {
-			labels[n.Name] = n.Labels
+			if model.EligibleNode(n) { // as the operator reads them
+				labels[n.Name] = n.Labels
+			}
 		}
 		endpointNodes := model.EndpointNodes(eps)
 		for _, s := range services {

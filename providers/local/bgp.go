@@ -28,7 +28,10 @@ type BGPInputs struct {
 	// externalTrafficPolicy Local holding a ready endpoint
 	// (providers.LoadBalancer.Nodes).
 	Serving []string
-	// NodeLabels are every node's labels by name, for peer nodeSelectors.
+	// NodeLabels are the labels of the nodes eligible for load-balanced
+	// traffic (model.EligibleNode), by name, for peer nodeSelectors. The
+	// session entry of any other node (deleted, NotReady: its forwarder may
+	// be dead and its entry stale) counts for nothing.
 	NodeLabels     map[string]map[string]string
 	Pools          []lbv1.IPPool
 	Peers          []lbv1.BGPPeer
@@ -93,7 +96,7 @@ func BGPStatus(in BGPInputs) BGPResult {
 				}
 				labels, known := in.NodeLabels[s.Node]
 				if !known || !model.Selects(p.Spec.NodeSelector, labels) {
-					continue // a node gone, or no longer selected: a stale entry
+					continue // a node gone, not eligible, or no longer selected: a stale entry
 				}
 				established = true
 				if serving[s.Node] && !nodes[s.Node] {

@@ -53,7 +53,9 @@ func (p *Provider) advertised(ctx context.Context, d *providers.LoadBalancer, st
 	in.Peers, in.Advertisements = peers.Items, advs.Items
 	in.NodeLabels = make(map[string]map[string]string, len(nodes.Items))
 	for i := range nodes.Items {
-		in.NodeLabels[nodes.Items[i].Name] = nodes.Items[i].Labels
+		if n := &nodes.Items[i]; model.EligibleNode(n) {
+			in.NodeLabels[n.Name] = n.Labels
+		}
 	}
 	for _, n := range d.Nodes {
 		in.Serving = append(in.Serving, n.Name)
