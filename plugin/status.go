@@ -25,7 +25,9 @@ ready endpoints (ready/total), monthly cost and age.
 
 CLASS is the class recorded in the LoadBalancer record, as the operator decided
 it (default class included). PORTS shows at most three ports ("80/TCP,443/TCP,+98");
--o wide shows them all, with the nodes that hold ready endpoints. A missing
+-o wide shows them all, with the nodes that announce a local address (ANNOUNCED
+BY: the ARP/NDP node, then "BGP:" and the nodes advertising it over BGP) and
+those that hold ready endpoints. A missing
 cost shows its reason: <RegionNotPriced>, <ProviderRetrying>, ...`,
 		Example: `  kubectl lb status
   kubectl lb status -A -o wide
