@@ -161,7 +161,7 @@ func TestBGPSessionInReadyCondition(t *testing.T) {
 
 // TestBGPDegradedWithL2: a Service in an L2AndBGP pool without any BGP
 // session stays Ready (L2 answers for the address), and the Ready message
-// says BGP is not advertising it.
+// and a Degraded Event say BGP is not advertising it.
 func TestBGPDegradedWithL2(t *testing.T) {
 	ns := namespace(t)
 	withOperator(t, nil, func(o *operator.Options) {
@@ -194,6 +194,7 @@ func TestBGPDegradedWithL2(t *testing.T) {
 		}
 		return nil
 	})
+	waitServiceEvent(t, &svc, controllers.ReasonDegraded)
 }
 
 // TestIPPoolAdvertisedByNoPeer runs the operator with the local backend: an

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -39,6 +40,9 @@ const (
 	// ReasonRouted: addresses that reached no client (NoBGPSession...)
 	// are advertised again.
 	ReasonRouted = "Routed"
+	// ReasonDegraded: the load balancer serves, but a backend reports a
+	// problem (Ready's message carries it).
+	ReasonDegraded = "Degraded"
 )
 
 // readyCondition returns the Ready condition for a successful Ensure.
@@ -87,6 +91,19 @@ func (r *ServiceReconciler) routingEvent(svc *corev1.Service, c metav1.Condition
 	case c.Status == metav1.ConditionTrue && prev != nil && prev.Status == metav1.ConditionFalse && routingReasons[prev.Reason]:
 		r.event(svc, corev1.EventTypeNormal, ReasonRouted, "Route", "%s", c.Message)
 	}
+}
+
+// degradedEvent tells the user when a load balancer that still serves
+// reports a problem (a backend's Status.Warning, e.g. an L2AndBGP address
+// that no node advertises over BGP), once per new warning.
+func (r *ServiceReconciler) degradedEvent(svc *corev1.Service, st *providers.Status) {
+	if st.Warning == "" {
+		return
+	}
+	if prev := meta.FindStatusCondition(svc.Status.Conditions, ConditionReady); prev != nil && strings.HasSuffix(prev.Message, "; "+st.Warning) {
+		return
+	}
+	r.event(svc, corev1.EventTypeWarning, ReasonDegraded, "Route", "%s", st.Warning)
 }
 
 // routingReasons are the reasons of a backend's Status.NotReady.

@@ -314,6 +314,7 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 	if st.NotReady != nil || routingReasons[conditionReason(svc)] {
 		r.routingEvent(svc, ready)
 	}
+	r.degradedEvent(svc, st)
 	if err := r.writeServiceStatus(ctx, svc, ingressOf(st), ready, serving); err != nil {
 		return ctrl.Result{}, err
 	}
