@@ -83,10 +83,10 @@ func readyCondition(generation int64, st *providers.Status) metav1.Condition {
 // routingEvent tells the user when the load balancer is built but its
 // addresses stop reaching clients (a backend's Status.NotReady, e.g. no BGP
 // session), and when they reach them again.
-func (r *ServiceReconciler) routingEvent(svc *corev1.Service, c metav1.Condition) {
+func (r *ServiceReconciler) routingEvent(svc *corev1.Service, st *providers.Status, c metav1.Condition) {
 	prev := meta.FindStatusCondition(svc.Status.Conditions, ConditionReady)
 	switch {
-	case c.Status == metav1.ConditionFalse && (prev == nil || prev.Status != c.Status || prev.Reason != c.Reason || prev.Message != c.Message):
+	case st.NotReady != nil && (prev == nil || prev.Status != c.Status || prev.Reason != c.Reason || prev.Message != c.Message):
 		r.event(svc, corev1.EventTypeWarning, c.Reason, "Route", "%s", c.Message)
 	case c.Status == metav1.ConditionTrue && prev != nil && prev.Status == metav1.ConditionFalse && routingReasons[prev.Reason]:
 		r.event(svc, corev1.EventTypeNormal, ReasonRouted, "Route", "%s", c.Message)
@@ -179,12 +179,4 @@ func servingCondition(generation int64, svc *corev1.Service, eps []providers.End
 		c.Message = fmt.Sprintf("no ready endpoint: %d pods match the selector %s, none is ready", len(eps), selector)
 	}
 	return c, st
-}
-
-// conditionReason is the reason of the Service's Ready condition, if any.
-func conditionReason(svc *corev1.Service) string {
-	if c := meta.FindStatusCondition(svc.Status.Conditions, ConditionReady); c != nil {
-		return c.Reason
-	}
-	return ""
 }

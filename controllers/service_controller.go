@@ -311,9 +311,7 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 
 	hadAddress := len(svc.Status.LoadBalancer.Ingress) > 0
 	ready := readyCondition(svc.Generation, st)
-	if st.NotReady != nil || routingReasons[conditionReason(svc)] {
-		r.routingEvent(svc, ready)
-	}
+	r.routingEvent(svc, st, ready)
 	r.degradedEvent(svc, st)
 	if err := r.writeServiceStatus(ctx, svc, ingressOf(st), ready, serving); err != nil {
 		return ctrl.Result{}, err
