@@ -183,14 +183,7 @@ func prefixLess(a, b netip.Prefix) bool {
 }
 
 func selects(sel *metav1.LabelSelector, set labels.Set) bool {
-	if sel == nil {
-		return true
-	}
-	s, err := metav1.LabelSelectorAsSelector(sel)
-	if err != nil {
-		return false // an invalid selector selects nothing
-	}
-	return s.Matches(set)
+	return model.Selects(sel, set) // an invalid selector selects nothing
 }
 
 // readPeer turns a BGPPeer into the session's settings, refusing what the
@@ -324,19 +317,9 @@ var hostRoutes = advertisement{len4: 32, len6: 128}
 // pool held by svc.
 func advertisementsFor(pool *lbv1.IPPool, svc *corev1.Service, advs []lbv1.BGPAdvertisement) []advertisement {
 	var out []advertisement
-	selected := false
-	for i := range advs {
-		s := &advs[i].Spec
-		byName := slices.Contains(s.IPPools, pool.Name)
-		byLabel := s.IPPoolSelector != nil && selects(s.IPPoolSelector, pool.Labels)
-		all := len(s.IPPools) == 0 && s.IPPoolSelector == nil
-		if !byName && !byLabel && !all {
-			continue
-		}
-		selected = true
-		if !selects(s.ServiceSelector, svc.Labels) {
-			continue
-		}
+	applied, selected := model.BGPAdvertisementsFor(pool, svc, advs)
+	for _, adv := range applied {
+		s := &adv.Spec
 		a := advertisement{peers: s.Peers, len4: 32, len6: 128}
 		for _, c := range s.Communities {
 			if _, err := ParseCommunity(c); err == nil {

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -35,6 +37,12 @@ const (
 	ReasonPodTargets       = "NodePortsRequired"
 	ReasonNoEndpoints      = "NoEndpoints"
 	ReasonEndpointsReady   = "EndpointsReady"
+	// ReasonRouted: addresses that reached no client (NoBGPSession...)
+	// are advertised again.
+	ReasonRouted = "Routed"
+	// ReasonDegraded: the load balancer serves, but a backend reports a
+	// problem (Ready's message carries it).
+	ReasonDegraded = "Degraded"
 )
 
 // readyCondition returns the Ready condition for a successful Ensure.
@@ -52,6 +60,10 @@ func readyCondition(generation int64, st *providers.Status) metav1.Condition {
 		c.Message = "the backend provisioned the load balancer but reported no address yet"
 		return c
 	}
+	if st.NotReady != nil {
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, st.NotReady.Reason, st.NotReady.Message
+		return c
+	}
 	var failing []string
 	for _, p := range st.Ports {
 		if p.Error != "" {
@@ -62,7 +74,41 @@ func readyCondition(generation int64, st *providers.Status) metav1.Condition {
 		c.Reason = "PortErrors"
 		c.Message = fmt.Sprintf("load balancer is provisioned but some ports report errors: %v", failing)
 	}
+	if st.Warning != "" {
+		c.Message += "; " + st.Warning
+	}
 	return c
+}
+
+// routingEvent tells the user when the load balancer is built but its
+// addresses stop reaching clients (a backend's Status.NotReady, e.g. no BGP
+// session), and when they reach them again.
+func (r *ServiceReconciler) routingEvent(svc *corev1.Service, st *providers.Status, c metav1.Condition) {
+	prev := meta.FindStatusCondition(svc.Status.Conditions, ConditionReady)
+	switch {
+	case st.NotReady != nil && (prev == nil || prev.Status != c.Status || prev.Reason != c.Reason || prev.Message != c.Message):
+		r.event(svc, corev1.EventTypeWarning, c.Reason, "Route", "%s", c.Message)
+	case c.Status == metav1.ConditionTrue && prev != nil && prev.Status == metav1.ConditionFalse && routingReasons[prev.Reason]:
+		r.event(svc, corev1.EventTypeNormal, ReasonRouted, "Route", "%s", c.Message)
+	}
+}
+
+// degradedEvent tells the user when a load balancer that still serves
+// reports a problem (a backend's Status.Warning, e.g. an L2AndBGP address
+// that no node advertises over BGP), once per new warning.
+func (r *ServiceReconciler) degradedEvent(svc *corev1.Service, st *providers.Status) {
+	if st.Warning == "" {
+		return
+	}
+	if prev := meta.FindStatusCondition(svc.Status.Conditions, ConditionReady); prev != nil && strings.HasSuffix(prev.Message, "; "+st.Warning) {
+		return
+	}
+	r.event(svc, corev1.EventTypeWarning, ReasonDegraded, "Route", "%s", st.Warning)
+}
+
+// routingReasons are the reasons of a backend's Status.NotReady.
+var routingReasons = map[string]bool{
+	providers.ReasonNoBGPPeer: true, providers.ReasonNoBGPSession: true, providers.ReasonNotAdvertised: true,
 }
 
 // failedCondition classifies a reconcile error into the Ready condition.

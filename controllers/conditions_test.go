@@ -55,12 +55,17 @@ func TestReadyCondition(t *testing.T) {
 		{"address", providers.Status{Ingress: addr}, metav1.ConditionTrue, ReasonEnsured},
 		{"no address", providers.Status{}, metav1.ConditionFalse, "NoAddress"},
 		{"port errors", providers.Status{Ingress: addr, Ports: []providers.PortStatus{{Port: 80, Protocol: "TCP", Error: "ListenerFailed"}}}, metav1.ConditionTrue, "PortErrors"},
+		{"address routed nowhere", providers.Status{Ingress: addr, NotReady: &providers.Problem{Reason: providers.ReasonNoBGPSession, Message: "no session"}}, metav1.ConditionFalse, providers.ReasonNoBGPSession},
+		{"degraded but serving", providers.Status{Ingress: addr, Warning: "BGP: no session; L2 still answers for it"}, metav1.ConditionTrue, ReasonEnsured},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := readyCondition(3, &tc.st)
 			if c.Status != tc.wantStatus || c.Reason != tc.wantReason || c.ObservedGeneration != 3 {
 				t.Fatalf("got %s/%s gen %d, want %s/%s gen 3", c.Status, c.Reason, c.ObservedGeneration, tc.wantStatus, tc.wantReason)
+			}
+			if tc.st.NotReady != nil && c.Message != tc.st.NotReady.Message || tc.st.Warning != "" && !strings.HasSuffix(c.Message, "; "+tc.st.Warning) {
+				t.Errorf("message %q does not carry the backend's problem", c.Message)
 			}
 		})
 	}

@@ -98,7 +98,9 @@ type ServiceReconciler struct {
 	CallTimeout time.Duration
 
 	pending chan event.GenericEvent
-	slots   fairShare
+	// reensured carries one event for every Service marked by Reensure.
+	reensured chan event.GenericEvent
+	slots     fairShare
 
 	// nodes is the eligible-node set shared by every Service's desired
 	// state, rebuilt after node changes.
@@ -308,7 +310,10 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 	}
 
 	hadAddress := len(svc.Status.LoadBalancer.Ingress) > 0
-	if err := r.writeServiceStatus(ctx, svc, ingressOf(st), readyCondition(svc.Generation, st), serving); err != nil {
+	ready := readyCondition(svc.Generation, st)
+	r.routingEvent(svc, st, ready)
+	r.degradedEvent(svc, st)
+	if err := r.writeServiceStatus(ctx, svc, ingressOf(st), ready, serving); err != nil {
 		return ctrl.Result{}, err
 	}
 	if !hadAddress && len(st.Ingress) > 0 {

@@ -33,13 +33,15 @@ import (
 //   - LoadBalancer records, on deletion only, so a deleted record is rebuilt;
 //   - Nodes, on changes that affect eligibility, batched per NodeBatchWindow;
 //   - EndpointSlices, mapped to their Service;
-//   - a channel that NotifyPending feeds when a backend frees capacity.
+//   - a channel that NotifyPending feeds when a backend frees capacity;
+//   - a channel that Reensure feeds when a backend's own objects changed.
 func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	for class, p := range r.Providers {
 		r.Providers[class] = instrumented{Provider: p, m: r.Metrics, timeout: r.CallTimeout}
 	}
 	r.slots = newFairShare(opts.MaxConcurrentReconciles, len(r.Providers))
 	r.pending = make(chan event.GenericEvent, 128)
+	r.reensured = make(chan event.GenericEvent, 1)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("service").
 		For(&corev1.Service{}, builder.WithPredicates(servicePredicate())).
@@ -47,6 +49,7 @@ func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.O
 		Watches(&corev1.Node{}, r.nodeHandler()).
 		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(sliceToService)).
 		WatchesRawSource(source.Channel(r.pending, handler.EnqueueRequestsFromMapFunc(r.pendingServices))).
+		WatchesRawSource(source.Channel(r.reensured, handler.EnqueueRequestsFromMapFunc(r.marked))).
 		WithOptions(opts).
 		Complete(r)
 }
@@ -79,25 +82,36 @@ func (r *ServiceReconciler) NotifyPending(class string) {
 
 // Reensure asks the controller to ensure these Services again although
 // nothing about them changed, e.g. when the IPPool holding a local Service's
-// address is gone. It never blocks: a full channel drops the request and the
-// Service is ensured at its next resync.
+// address is gone, or a BGP session that carries it went down. It never
+// blocks and never loses a Service.
 func (r *ServiceReconciler) Reensure(services []types.NamespacedName) {
-	if r.pending == nil {
+	if r.reensured == nil {
 		return
 	}
 	for _, key := range services {
 		r.markReensure(key)
-		select {
-		case r.pending <- event.GenericEvent{Object: &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}:
-		default:
-		}
+	}
+	// One event stands for every marked Service (see marked): a burst of
+	// thousands is never dropped, and a full channel already holds an
+	// event that will find these marks.
+	select {
+	case r.reensured <- event.GenericEvent{Object: &metav1.PartialObjectMetadata{}}:
+	default:
 	}
 }
 
-func (r *ServiceReconciler) pendingServices(ctx context.Context, obj client.Object) []reconcile.Request {
-	if obj.GetNamespace() != "" { // from Reensure: one Service
-		return []reconcile.Request{{NamespacedName: client.ObjectKeyFromObject(obj)}}
+// marked returns the Services marked by Reensure and not yet ensured.
+func (r *ServiceReconciler) marked(context.Context, client.Object) []reconcile.Request {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]reconcile.Request, 0, len(r.reensure))
+	for key := range r.reensure {
+		out = append(out, reconcile.Request{NamespacedName: key})
 	}
+	return out
+}
+
+func (r *ServiceReconciler) pendingServices(ctx context.Context, obj client.Object) []reconcile.Request {
 	class := obj.GetName()
 	var out []reconcile.Request
 	for _, svc := range r.managedServices(ctx) {

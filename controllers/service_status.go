@@ -172,6 +172,7 @@ func fillRecordStatus(s *lbv1.LoadBalancerStatus, st *providers.Status) {
 	for _, res := range st.Resources {
 		s.Resources = append(s.Resources, lbv1.ProviderResource{Kind: res.Kind, ID: res.ID})
 	}
+	s.BGP = st.BGP
 	s.Backends = lbv1.BackendStatus{Total: int32(st.Backends.Total), Healthy: int32(st.Backends.Healthy)}
 	if st.Backends.Healthy < 0 {
 		s.BackendsSummary = fmt.Sprintf("?/%d", st.Backends.Total)

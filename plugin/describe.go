@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -278,6 +279,15 @@ func writeLoadBalancer(p func(int, string, ...any), lb *v1alpha1.LoadBalancer, s
 					p(1, "%s\t%s", a.IP, a.Node)
 				}
 			}
+		}
+	}
+
+	if b := s.BGP; b != nil {
+		p(0, "Advertised By (BGP):")
+		for _, a := range b.Addresses {
+			nodes := cmp.Or(strings.Join(a.Nodes, ","), "<none>")
+			peers := cmp.Or(strings.Join(a.Peers, ","), "<none>")
+			p(1, "%s\t%s (to BGPPeer %s; IPPool %s, %s)", a.Address, nodes, peers, a.IPPool, a.Announce)
 		}
 	}
 

@@ -290,6 +290,8 @@ func cluster() []client.Object {
 		withAnnouncement("192.0.2.10", "node-b", 90*time.Minute),
 		withResources("address", "192.0.2.10"))
 	dns.Status.Ports = append(dns.Status.Ports, v1alpha1.PortStatus{Port: 53, Protocol: "UDP"})
+	dns.Status.BGP = &v1alpha1.BGPStatus{AdvertisingNodes: []string{"node-a", "node-c"}, Addresses: []v1alpha1.BGPAddressStatus{
+		{Address: "192.0.2.10", IPPool: "edge", Announce: v1alpha1.AnnounceL2AndBGP, Peers: []string{"tor-1", "tor-2"}, Nodes: []string{"node-a", "node-c"}}}}
 	return []client.Object{
 		web, db, dns,
 		service("shop", "web", "lb.portico.dev/aws", 72*time.Hour, true),

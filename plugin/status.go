@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sort"
@@ -24,7 +25,9 @@ ready endpoints (ready/total), monthly cost and age.
 
 CLASS is the class recorded in the LoadBalancer record, as the operator decided
 it (default class included). PORTS shows at most three ports ("80/TCP,443/TCP,+98");
--o wide shows them all, with the nodes that hold ready endpoints. A missing
+-o wide shows them all, with the nodes that announce a local address (ANNOUNCED
+BY: the ARP/NDP node, then "BGP:" and the nodes advertising it over BGP) and
+those that hold ready endpoints. A missing
 cost shows its reason: <RegionNotPriced>, <ProviderRetrying>, ...`,
 		Example: `  kubectl lb status
   kubectl lb status -A -o wide
@@ -178,6 +181,9 @@ func monthlyCost(lb *v1alpha1.LoadBalancer, svc *corev1.Service) string {
 	return "<" + reason + ">"
 }
 
+// announcers lists the nodes that answer ARP/NDP for the addresses, then
+// those that advertise them over BGP ("BGP:<none>" when none does), without
+// spaces so that the wide table splits on whitespace.
 func announcers(lb *v1alpha1.LoadBalancer) string {
 	var out []string
 	for _, a := range lb.Status.Announcements {
@@ -190,5 +196,14 @@ func announcers(lb *v1alpha1.LoadBalancer) string {
 			}
 		}
 	}
-	return strings.Join(out, ",")
+	l2 := strings.Join(out, ",")
+	b := lb.Status.BGP
+	if b == nil {
+		return l2
+	}
+	bgp := "BGP:" + cmp.Or(strings.Join(b.AdvertisingNodes, ","), "<none>")
+	if l2 == "" {
+		return bgp
+	}
+	return l2 + ";" + bgp
 }

@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"github.com/portico-lb/portico/api/v1alpha1"
 )
 
 // ClassPrefix is the prefix of every Portico loadBalancerClass.
@@ -259,7 +261,36 @@ type Status struct {
 	Ports     []PortStatus
 	Backends  Backends
 	Cost      CostInputs
+
+	// BGP says which nodes advertise the addresses over BGP (local
+	// backend, IPPools announced by BGP); nil otherwise.
+	BGP *v1alpha1.BGPStatus
+	// NotReady, when set, says why the load balancer is built but its
+	// addresses reach no client: the Service's Ready condition is False
+	// with its reason and message.
+	NotReady *Problem
+	// Warning, when set, is a problem that leaves the load balancer
+	// serving (Ready stays True); the Ready message carries it.
+	Warning string
 }
+
+// Problem is a reason (UpperCamelCase) and a message for a condition.
+type Problem struct {
+	Reason, Message string
+}
+
+// Reasons of Status.NotReady: an address of an IPPool announced by BGP only
+// that no node advertises (docs/bgp.md).
+const (
+	// ReasonNoBGPPeer: no BGPPeer receives the address.
+	ReasonNoBGPPeer = "NoBGPPeer"
+	// ReasonNoBGPSession: no node has an Established session with a
+	// BGPPeer that receives it.
+	ReasonNoBGPSession = "NoBGPSession"
+	// ReasonNotAdvertised: sessions are up, but on none of the nodes that
+	// serve the Service.
+	ReasonNotAdvertised = "NotAdvertised"
+)
 
 // Factory builds a provider from the settings every provider shares. A
 // backend's own settings live in its Config type, whose AddFlags registers

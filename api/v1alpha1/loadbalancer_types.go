@@ -38,6 +38,40 @@ type Announcement struct {
 	Since *metav1.Time `json:"since,omitempty"`
 }
 
+// BGPStatus is how a local load balancer's addresses are advertised over
+// BGP.
+type BGPStatus struct {
+	// AdvertisingNodes advertise at least one of the addresses, sorted;
+	// empty when none does.
+	// +optional
+	AdvertisingNodes []string `json:"advertisingNodes,omitempty"`
+	// Addresses has one entry per address in an IPPool announced by BGP.
+	// +optional
+	// +listType=map
+	// +listMapKey=address
+	Addresses []BGPAddressStatus `json:"addresses,omitempty"`
+}
+
+// BGPAddressStatus is how one address is advertised over BGP.
+type BGPAddressStatus struct {
+	// Address is the load-balancer IP.
+	Address string `json:"address"`
+	// IPPool holds the address.
+	IPPool string `json:"ipPool"`
+	// Announce is the pool's spec.announce (BGP or L2AndBGP).
+	Announce string `json:"announce"`
+	// Peers are the BGPPeers the address is advertised to (by the
+	// BGPAdvertisements that select its pool and Service), sorted.
+	// +optional
+	Peers []string `json:"peers,omitempty"`
+	// Nodes advertise the address, sorted: each may serve it (eligible
+	// and, for externalTrafficPolicy Local, holding a ready endpoint) and
+	// reports an Established session, with at least one prefix advertised,
+	// with one of Peers that selects it.
+	// +optional
+	Nodes []string `json:"nodes,omitempty"`
+}
+
 // ProviderResource is one resource a backend created for the load balancer.
 type ProviderResource struct {
 	// Kind is the backend's name for the resource type, e.g. "loadBalancer",
@@ -171,6 +205,12 @@ type LoadBalancerStatus struct {
 	// +listType=map
 	// +listMapKey=address
 	Announcements []Announcement `json:"announcements,omitempty"`
+	// BGP says which nodes advertise the addresses that lie in IPPools
+	// announced by BGP (local backend). The operator derives it from the
+	// BGPPeers' status.sessions (written by each node's forwarder) and the
+	// same advertisement rules the forwarders plan with.
+	// +optional
+	BGP *BGPStatus `json:"bgp,omitempty"`
 	// Cost is the priced estimate of running this load balancer.
 	// +optional
 	Cost *CostStatus `json:"cost,omitempty"`
@@ -208,6 +248,7 @@ type LoadBalancerStatus struct {
 // +kubebuilder:printcolumn:name="Monthly Cost",type=string,JSONPath=`.status.monthlyCost`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.status.announcements[0].node`,priority=1
+// +kubebuilder:printcolumn:name="BGP Nodes",type=string,JSONPath=`.status.bgp.advertisingNodes`,priority=1
 type LoadBalancer struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

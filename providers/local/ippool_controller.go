@@ -17,10 +17,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
@@ -34,6 +37,9 @@ const (
 	IPPoolValid = "Valid"
 	// IPPoolExhausted is True when every address is assigned.
 	IPPoolExhausted = "Exhausted"
+	// IPPoolAdvertised, for a pool announced by BGP or L2AndBGP, is False
+	// when no BGPPeer receives its addresses (reason NoPeer).
+	IPPoolAdvertised = "Advertised"
 )
 
 // PoolAddresses is portico_ippool_addresses{ippool, state}: each pool's
@@ -45,7 +51,8 @@ var PoolAddresses = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 
 var registerPoolMetrics sync.Once
 
-// RBAC of the IPPool controller.
+// RBAC of the IPPool controller (BGPPeers and BGPAdvertisements: see
+// bgp_watch.go).
 // +kubebuilder:rbac:groups=lb.portico.dev,resources=ippools,verbs=get;list;watch
 // +kubebuilder:rbac:groups=lb.portico.dev,resources=ippools/status,verbs=get;update;patch
 
@@ -56,6 +63,8 @@ var registerPoolMetrics sync.Once
 // class included).
 type IPPoolReconciler struct {
 	Client client.Client
+	// Recorder, when set, receives an Event when a condition turns bad.
+	Recorder events.EventRecorder
 	// OnStranded, when set, is called with the local Services whose status
 	// lists an address that no valid IPPool contains any more (a pool was
 	// deleted or its addresses changed), so that the Service controller
@@ -82,6 +91,9 @@ func (r *IPPoolReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			}
 			return r.allPools(ctx)
 		})).
+		// Who receives a pool's routes; session state does not matter here.
+		Watches(&lbv1.BGPPeer{}, all, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&lbv1.BGPAdvertisement{}, all).
 		Watches(&lbv1.LoadBalancer{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			if rec, ok := o.(*lbv1.LoadBalancer); !ok || rec.Spec.Class != model.LocalClass {
 				return nil
@@ -132,6 +144,22 @@ func (r *IPPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	status := IPPoolStatus(&pool, pools.Items, served)
+	var peers lbv1.BGPPeerList
+	var advs lbv1.BGPAdvertisementList
+	for _, l := range []client.ObjectList{&peers, &advs} {
+		if err := r.Client.List(ctx, l); err != nil {
+			return ctrl.Result{}, fmt.Errorf("listing %T: %w", l, err)
+		}
+	}
+	prev := meta.FindStatusCondition(pool.Status.Conditions, IPPoolAdvertised)
+	if c := AdvertisedCondition(&pool, peers.Items, advs.Items); c == nil {
+		meta.RemoveStatusCondition(&status.Conditions, IPPoolAdvertised)
+	} else {
+		meta.SetStatusCondition(&status.Conditions, *c)
+		if c.Status == metav1.ConditionFalse && (prev == nil || prev.Status != c.Status || prev.Message != c.Message) && r.Recorder != nil {
+			r.Recorder.Eventf(&pool, nil, corev1.EventTypeWarning, c.Reason, "Advertise", "%s", c.Message)
+		}
+	}
 	PoolAddresses.WithLabelValues(pool.Name, "total").Set(float64(status.Total))
 	PoolAddresses.WithLabelValues(pool.Name, "assigned").Set(float64(status.Assigned))
 	PoolAddresses.WithLabelValues(pool.Name, "free").Set(float64(status.Free))
@@ -235,4 +263,81 @@ func overlapping(self string, ranges []Range, all []lbv1.IPPool) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// AdvertisedCondition is the Advertised condition of a pool announced by BGP
+// or L2AndBGP (nil for an L2 pool): False (NoPeer) when no BGPPeer receives
+// the addresses of one of the pool's address families. A pool no
+// BGPAdvertisement selects goes to every peer (bgp.Plan); one that some
+// select goes to the peers they name, all peers when they name none. A
+// BGPAdvertisement's serviceSelector narrows it per Service and is not
+// judged here. It is pure.
+func AdvertisedCondition(pool *lbv1.IPPool, peers []lbv1.BGPPeer, advs []lbv1.BGPAdvertisement) *metav1.Condition {
+	if !pool.Spec.AnnouncedByBGP() {
+		return nil
+	}
+	c := &metav1.Condition{Type: IPPoolAdvertised, Status: metav1.ConditionFalse, Reason: "NoPeer", ObservedGeneration: pool.Generation}
+	ranges, err := ParseRanges(pool.Spec.Addresses)
+	if err != nil {
+		c.Reason, c.Message = "InvalidAddresses", "the pool's addresses do not parse (see the Valid condition); nothing is advertised"
+		return c
+	}
+	var selecting, named, missing []string
+	everyPeer := true // no advertisement selects the pool
+	for i := range advs {
+		if !model.SelectsPool(&advs[i].Spec, pool) {
+			continue
+		}
+		if len(selecting) == 0 {
+			everyPeer = false
+		}
+		selecting = append(selecting, advs[i].Name)
+		if len(advs[i].Spec.Peers) == 0 {
+			everyPeer = true // this one sends to every peer
+		}
+		named = append(named, advs[i].Spec.Peers...)
+	}
+	var receiving []lbv1.BGPPeer
+	for _, p := range peers {
+		if everyPeer || slices.Contains(named, p.Name) {
+			receiving = append(receiving, p)
+		}
+	}
+	for _, n := range named {
+		if !slices.ContainsFunc(peers, func(p lbv1.BGPPeer) bool { return p.Name == n }) && !slices.Contains(missing, n) {
+			missing = append(missing, n)
+		}
+	}
+	sort.Strings(missing)
+	var names []string
+	has := map[bool]bool{} // is4 -> a receiving peer of that family
+	for _, p := range receiving {
+		names = append(names, p.Name)
+		if a, err := netip.ParseAddr(p.Spec.Address); err == nil {
+			has[a.Unmap().Is4()] = true
+		}
+	}
+	sort.Strings(names)
+	switch {
+	case len(peers) == 0 && len(missing) == 0:
+		c.Message = fmt.Sprintf("the pool is announced by %s but there is no BGPPeer: its addresses reach no router", pool.Spec.Announce)
+		return c
+	case len(receiving) == 0:
+		c.Message = fmt.Sprintf("the BGPAdvertisements that select the pool (%s) name only BGPPeers that do not exist (%s): its addresses reach no router",
+			strings.Join(selecting, ", "), strings.Join(missing, ", "))
+		return c
+	}
+	for _, r := range ranges {
+		if !has[r.Is4()] {
+			family := map[bool]string{true: "IPv4", false: "IPv6"}[r.Is4()]
+			c.Message = fmt.Sprintf("no %s BGPPeer receives the pool's %s addresses (%s); it is advertised to %s", family, family, r, strings.Join(names, ", "))
+			return c
+		}
+	}
+	c.Status, c.Reason = metav1.ConditionTrue, "Advertised"
+	c.Message = "advertised to BGPPeer " + strings.Join(names, ", ")
+	if len(missing) > 0 {
+		c.Message += fmt.Sprintf("; BGPAdvertisements name BGPPeer %s, which does not exist", strings.Join(missing, ", "))
+	}
+	return c
 }

@@ -101,10 +101,18 @@ func (p *Provider) Class() string { return providers.Class(Name) }
 
 var _ providers.ControllerSetup = (*Provider)(nil)
 
-// SetupWithManager registers the local backend's own controller: IPPool
-// status, which also finds Services whose address left every pool.
+// SetupWithManager registers the local backend's own controllers: IPPool
+// status, which also finds Services whose address left every pool, and the
+// BGP watch, which has Services ensured again when who advertises their
+// addresses may have changed.
 func (p *Provider) SetupWithManager(mgr manager.Manager) error {
-	return (&IPPoolReconciler{Client: mgr.GetClient(), OnStranded: p.opts.Reensure}).SetupWithManager(mgr)
+	if err := (&IPPoolReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("portico-operator"), OnStranded: p.opts.Reensure}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if p.opts.Reensure == nil {
+		return nil
+	}
+	return mgr.Add(&BGPWatch{Cache: mgr.GetCache(), Reensure: p.opts.Reensure})
 }
 
 var _ providers.PodTargeter = (*Provider)(nil)
@@ -120,8 +128,20 @@ func (p *Provider) call(op string) error {
 	return nil
 }
 
-// Ensure implements providers.Provider.
+// Ensure implements providers.Provider: it allocates the addresses, then
+// reports how those of IPPools announced by BGP are advertised.
 func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*providers.Status, error) {
+	st, err := p.allocate(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.advertised(ctx, d, st); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func (p *Provider) allocate(ctx context.Context, d *providers.LoadBalancer) (*providers.Status, error) {
 	if err := d.Validate(); err != nil {
 		return nil, err
 	}
