@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/portico-lb/portico/providers"
 )
 
@@ -296,4 +298,28 @@ func (t *Tracker) Run(ctx context.Context) error {
 			t.Refresh(ctx, true)
 		}
 	}
+}
+
+// Condition returns the UsageMeasured condition for the outcome of
+// Tracker.Usage (and of pricing it, priceErr): True Measured after a good
+// reading; Unknown UsagePending before the first; False with the reason
+// otherwise, saying whether the last good reading is kept.
+func Condition(u *providers.Usage, err error, generation int64) metav1.Condition {
+	c := metav1.Condition{Type: ConditionType, ObservedGeneration: generation}
+	switch {
+	case err == nil && u != nil:
+		c.Status, c.Reason = metav1.ConditionTrue, ReasonMeasured
+		c.Message = fmt.Sprintf("Usage read from %s at %s", u.Source, u.MeasuredAt.UTC().Format(time.RFC3339))
+		return c
+	case err == nil:
+		err = errors.New("no usage reading")
+	}
+	c.Status, c.Reason, c.Message = metav1.ConditionFalse, ReasonOf(err), err.Error()
+	if c.Reason == ReasonPending {
+		c.Status = metav1.ConditionUnknown
+	}
+	if u != nil {
+		c.Message += fmt.Sprintf("; keeping the usage read at %s", u.MeasuredAt.UTC().Format(time.RFC3339))
+	}
+	return c
 }
