@@ -8,6 +8,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/spf13/pflag"
+	"google.golang.org/api/option"
 
 	"github.com/portico-lb/portico/usage"
 )
@@ -22,6 +23,9 @@ type Config struct {
 	// CloudWatchEndpoint overrides the CloudWatch endpoint; empty uses the
 	// SDK's (and AWS_ENDPOINT_URL_CLOUDWATCH).
 	CloudWatchEndpoint string
+	// MonitoringEndpoint overrides the Cloud Monitoring endpoint; empty
+	// uses https://monitoring.googleapis.com/.
+	MonitoringEndpoint string
 	// AWSRegion is the AWS backend's --aws-region (the operator copies it
 	// here); empty uses AWS_REGION, the shared config or IMDS, as the
 	// backend does.
@@ -30,9 +34,10 @@ type Config struct {
 
 // AddFlags registers the flags.
 func (c *Config) AddFlags(fs *pflag.FlagSet) {
-	fs.BoolVar(&c.Enabled, "usage-metrics", false, "Read each load balancer's metered usage from its cloud's metrics (AWS: CloudWatch AWS/NetworkELB ConsumedLCUs and ProcessedBytes, needs cloudwatch:GetMetricData) and price it into status.cost.usage for the last day and the month to date; a reading that fails sets the UsageMeasured condition False and keeps the last good reading. Permissions: docs/providers/<cloud>.md.")
+	fs.BoolVar(&c.Enabled, "usage-metrics", false, "Read each load balancer's metered usage from its cloud's metrics (AWS: CloudWatch AWS/NetworkELB ConsumedLCUs and ProcessedBytes, needs cloudwatch:GetMetricData; GCP: Cloud Monitoring l3/external/ingress_bytes_count, needs monitoring.timeSeries.list and a per-GB price in the price ConfigMap) and price it into status.cost.usage for the last day and the month to date; a reading that fails sets the UsageMeasured condition False and keeps the last good reading. Permissions: docs/providers/<cloud>.md.")
 	fs.DurationVar(&c.Interval, "usage-metrics-interval", time.Hour, "How often usage is re-read from the metrics APIs (the meters read hourly sums).")
 	fs.StringVar(&c.CloudWatchEndpoint, "aws-cloudwatch-endpoint", "", "Endpoint of the CloudWatch API for --usage-metrics; empty uses the SDK's (or AWS_ENDPOINT_URL_CLOUDWATCH).")
+	fs.StringVar(&c.MonitoringEndpoint, "gcp-monitoring-endpoint", "", "Endpoint of the Cloud Monitoring API for --usage-metrics; empty uses https://monitoring.googleapis.com/.")
 }
 
 // Validate checks the settings when metering is on.
@@ -44,7 +49,7 @@ func (c *Config) Validate() error {
 }
 
 // builders is the explicit map of meters by backend name; backends
-// without one (gcp, azure, local, memory) keep the price list's estimate.
+// without one (azure, local, memory) keep the price list's estimate.
 var builders = map[string]func(ctx context.Context, c *Config) (usage.Meter, error){
 	"aws": func(ctx context.Context, c *Config) (usage.Meter, error) {
 		loaders := []func(*config.LoadOptions) error{config.WithEC2IMDSRegion()}
@@ -56,6 +61,13 @@ var builders = map[string]func(ctx context.Context, c *Config) (usage.Meter, err
 			return nil, fmt.Errorf("cloudwatch: %w", err)
 		}
 		return NewAWSNLB(cfg, c.CloudWatchEndpoint), nil
+	},
+	"gcp": func(ctx context.Context, c *Config) (usage.Meter, error) {
+		var opts []option.ClientOption
+		if c.MonitoringEndpoint != "" {
+			opts = append(opts, option.WithEndpoint(c.MonitoringEndpoint))
+		}
+		return NewGCPForwardingRule(ctx, opts...)
 	},
 }
 

@@ -28,7 +28,7 @@ func TestConfig(t *testing.T) {
 		t.Error("an interval of 1m was accepted")
 	}
 	c.Interval, c.AWSRegion = time.Hour, "eu-west-1"
-	ms, err := c.Build(context.Background(), []string{"local", "aws", "gcp"})
+	ms, err := c.Build(context.Background(), []string{"local", "aws", "memory"})
 	if err != nil || len(ms) != 1 || ms[0].Kind() != "aws-nlb" {
 		t.Fatalf("Build: %v, %v; want the AWS NLB meter alone", ms, err)
 	}
