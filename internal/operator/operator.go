@@ -454,6 +454,13 @@ func (o *Options) usageMeter(ctx context.Context, mgr manager.Manager) (controll
 	if c, ok := o.Backends[aws.Name].(*aws.Config); ok && o.UsageMetrics.AWSRegion == "" {
 		o.UsageMetrics.AWSRegion = c.Region
 	}
+	if c, ok := o.Backends[azure.Name].(*azure.Config); ok && slices.Contains(o.Providers, azure.Name) && o.UsageMetrics.Enabled {
+		cfg, err := azure.CloudConfiguration(c.Cloud, c.ARMEndpoint)
+		if err != nil {
+			return nil, err
+		}
+		o.UsageMetrics.AzureCloud = cfg
+	}
 	ms, err := o.UsageMetrics.Build(ctx, o.Providers)
 	if err != nil || len(ms) == 0 {
 		return nil, err

@@ -6,6 +6,10 @@ import (
 	"sort"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/spf13/pflag"
 	"google.golang.org/api/option"
@@ -26,6 +30,9 @@ type Config struct {
 	// MonitoringEndpoint overrides the Cloud Monitoring endpoint; empty
 	// uses https://monitoring.googleapis.com/.
 	MonitoringEndpoint string
+	// AzureCloud is the Azure backend's cloud (the operator copies it
+	// from --azure-cloud and --azure-arm-endpoint); zero is Azure public.
+	AzureCloud cloud.Configuration
 	// AWSRegion is the AWS backend's --aws-region (the operator copies it
 	// here); empty uses AWS_REGION, the shared config or IMDS, as the
 	// backend does.
@@ -34,7 +41,7 @@ type Config struct {
 
 // AddFlags registers the flags.
 func (c *Config) AddFlags(fs *pflag.FlagSet) {
-	fs.BoolVar(&c.Enabled, "usage-metrics", false, "Read each load balancer's metered usage from its cloud's metrics (AWS: CloudWatch AWS/NetworkELB ConsumedLCUs and ProcessedBytes, needs cloudwatch:GetMetricData; GCP: Cloud Monitoring l3/external/ingress_bytes_count, needs monitoring.timeSeries.list and a per-GB price in the price ConfigMap) and price it into status.cost.usage for the last day and the month to date; a reading that fails sets the UsageMeasured condition False and keeps the last good reading. Permissions: docs/providers/<cloud>.md.")
+	fs.BoolVar(&c.Enabled, "usage-metrics", false, "Read each load balancer's metered usage from its cloud's metrics (AWS: CloudWatch AWS/NetworkELB ConsumedLCUs and ProcessedBytes, needs cloudwatch:GetMetricData; GCP: Cloud Monitoring l3/external/ingress_bytes_count, needs monitoring.timeSeries.list; Azure: Azure Monitor ByteCount per frontend, needs Microsoft.Insights/metrics/read; GCP and Azure data is priced from a per-GB price in the price ConfigMap) and price it into status.cost.usage for the last day and the month to date; a reading that fails sets the UsageMeasured condition False and keeps the last good reading. Permissions: docs/providers/<cloud>.md.")
 	fs.DurationVar(&c.Interval, "usage-metrics-interval", time.Hour, "How often usage is re-read from the metrics APIs (the meters read hourly sums).")
 	fs.StringVar(&c.CloudWatchEndpoint, "aws-cloudwatch-endpoint", "", "Endpoint of the CloudWatch API for --usage-metrics; empty uses the SDK's (or AWS_ENDPOINT_URL_CLOUDWATCH).")
 	fs.StringVar(&c.MonitoringEndpoint, "gcp-monitoring-endpoint", "", "Endpoint of the Cloud Monitoring API for --usage-metrics; empty uses https://monitoring.googleapis.com/.")
@@ -49,7 +56,7 @@ func (c *Config) Validate() error {
 }
 
 // builders is the explicit map of meters by backend name; backends
-// without one (azure, local, memory) keep the price list's estimate.
+// without one (local, memory) keep the price list's estimate.
 var builders = map[string]func(ctx context.Context, c *Config) (usage.Meter, error){
 	"aws": func(ctx context.Context, c *Config) (usage.Meter, error) {
 		loaders := []func(*config.LoadOptions) error{config.WithEC2IMDSRegion()}
@@ -61,6 +68,19 @@ var builders = map[string]func(ctx context.Context, c *Config) (usage.Meter, err
 			return nil, fmt.Errorf("cloudwatch: %w", err)
 		}
 		return NewAWSNLB(cfg, c.CloudWatchEndpoint), nil
+	},
+	"azure": func(_ context.Context, c *Config) (usage.Meter, error) {
+		cfg := c.AzureCloud
+		if cfg.Services == nil {
+			cfg = cloud.AzurePublic
+		}
+		cred, err := azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{ClientOptions: azcore.ClientOptions{Cloud: cfg}})
+		if err != nil {
+			return nil, fmt.Errorf("azure monitor credentials: %w", err)
+		}
+		// The subscription is only used by subscription-scope calls; the
+		// meter names each load balancer by its full resource ID.
+		return NewAzureStandardLB("", cred, &arm.ClientOptions{ClientOptions: azcore.ClientOptions{Cloud: cfg}})
 	},
 	"gcp": func(ctx context.Context, c *Config) (usage.Meter, error) {
 		var opts []option.ClientOption
