@@ -56,7 +56,9 @@ func NewAzureStandardLB(subscriptionID string, cred azcore.TokenCredential, opts
 func (m *AzureStandardLB) Kind() string { return "azure-standard-lb" }
 
 // Source implements usage.Meter.
-func (m *AzureStandardLB) Source() string { return "azure-monitor:Microsoft.Network/loadBalancers/ByteCount" }
+func (m *AzureStandardLB) Source() string {
+	return "azure-monitor:Microsoft.Network/loadBalancers/ByteCount"
+}
 
 // Quantities implements usage.Meter.
 func (m *AzureStandardLB) Quantities() []providers.UsageQuantity {

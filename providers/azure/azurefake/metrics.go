@@ -279,7 +279,7 @@ func (m *Metrics) series(resource, metric, dim string, values map[string]bool, s
 	out := []any{}
 	for _, k := range keys {
 		var data []any
-		for i := int64(0); start.Add(time.Duration(i)*grain).Before(end); i++ {
+		for i := int64(0); start.Add(time.Duration(i) * grain).Before(end); i++ {
 			entry := map[string]any{"timeStamp": start.Add(time.Duration(i) * grain).UTC().Format(time.RFC3339)}
 			if v, ok := sums[k][i]; ok {
 				entry["total"] = v
