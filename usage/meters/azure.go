@@ -142,7 +142,7 @@ func (m *AzureStandardLB) list(ctx context.Context, lb string, ips []string, sta
 		Top: to.Ptr(int32(len(ips))),
 	})
 	if err != nil {
-		return fmt.Errorf("Azure Monitor metrics of %s: %w", lb, err)
+		return fmt.Errorf("reading Azure Monitor metrics of %s: %w", lb, err)
 	}
 	for _, metric := range resp.Value {
 		if metric == nil {

@@ -165,7 +165,7 @@ func (m *GCPForwardingRule) list(ctx context.Context, project, region string, ru
 	pages := 0
 	err := call.Pages(ctx, func(r *monitoring.ListTimeSeriesResponse) error {
 		if pages++; pages > 10_000 {
-			return fmt.Errorf("Cloud Monitoring: more than %d pages; giving up", pages-1)
+			return fmt.Errorf("reading Cloud Monitoring: more than %d pages; giving up", pages-1)
 		}
 		for _, ts := range r.TimeSeries {
 			if ts == nil || ts.Resource == nil {
@@ -185,7 +185,7 @@ func (m *GCPForwardingRule) list(ctx context.Context, project, region string, ru
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("Cloud Monitoring timeSeries.list in %s: %w", project, err)
+		return fmt.Errorf("reading Cloud Monitoring timeSeries.list in %s: %w", project, err)
 	}
 	return nil
 }
