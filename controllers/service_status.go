@@ -228,6 +228,13 @@ func (r *ServiceReconciler) priceWithUsage(svc *corev1.Service, class string, in
 		meta.RemoveStatusCondition(&s.Conditions, usage.ConditionType)
 		return r.Pricer.Price(class, in)
 	}
+	if u != nil {
+		// Hours before the Service existed are no part of its usage.
+		var serr error
+		if u, serr = usage.Since(u, svc.CreationTimestamp.Time); serr != nil && uerr == nil {
+			uerr = serr
+		}
+	}
 	in.Usage = u
 	cost, err := r.Pricer.Price(class, in)
 	if u != nil && err != nil {

@@ -100,3 +100,17 @@ func TestPriceWithoutAMeteredKind(t *testing.T) {
 		t.Errorf("condition %+v, want none", c)
 	}
 }
+
+// A load balancer younger than a day is priced at its usage over the hours
+// it existed: 12 NLCU-hours in 3 hours is 0.024 an hour, not 0.003.
+func TestPriceWithUsageOfAYoungLoadBalancer(t *testing.T) {
+	cat, _ := pricing.Default()
+	u := nlcuHours(12, providers.UnitHours)
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: metav1.NewTime(u.LastDay.End.Add(-150 * time.Minute))}}
+	r := &ServiceReconciler{Pricer: cat, Usage: scriptedUsage{u, nil}, Recorder: events.NewFakeRecorder(1)}
+	s := &lbv1.LoadBalancerStatus{}
+	r.price(context.Background(), svc, "lb.portico.dev/aws", &providers.Status{Cost: providers.CostInputs{Kind: "aws-nlb", Region: "us-east-1", MeterID: "x"}}, s)
+	if s.Cost == nil || s.Cost.Usage == nil || s.Cost.Usage.Hourly != "0.024" || !s.Cost.Usage.LastDay.Start.Time.Equal(u.LastDay.End.Add(-3*time.Hour)) {
+		t.Fatalf("cost %+v", s.Cost)
+	}
+}

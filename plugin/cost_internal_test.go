@@ -140,3 +140,19 @@ func TestCostOverPeriod(t *testing.T) {
 		t.Error("a fixed part above the hourly cost was accepted")
 	}
 }
+
+// A month-to-date reading of a load balancer created this month starts at
+// its creation, and still stands for the month.
+func TestMeasuredPeriodOfALoadBalancerCreatedThisMonth(t *testing.T) {
+	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	start, end := periodWindow(periodMonth, now)
+	u := &v1alpha1.UsageCost{MeasuredAt: metav1.NewTime(now), MonthToDate: &v1alpha1.UsagePeriod{
+		Start: metav1.NewTime(time.Date(2026, 11, 18, 9, 0, 0, 0, time.UTC)), End: metav1.NewTime(now.Truncate(time.Hour)), Amount: "1"}}
+	if p, note := measuredPeriod(u, periodMonth, start, end); p == nil {
+		t.Errorf("not measured: %s", note)
+	}
+	u.MonthToDate.Start = metav1.NewTime(time.Date(2026, 10, 30, 0, 0, 0, 0, time.UTC))
+	if p, _ := measuredPeriod(u, periodMonth, start, end); p != nil {
+		t.Error("last month's reading stood for this month")
+	}
+}

@@ -108,7 +108,9 @@ func measuredPeriod(u *v1alpha1.UsageCost, period string, start, end time.Time) 
 		return nil, ""
 	}
 	if period == periodMonth {
-		if p := u.MonthToDate; p != nil && p.Start.Time.Equal(start) {
+		// It starts at the first of the month, or later for a load
+		// balancer created this month.
+		if p := u.MonthToDate; p != nil && !p.Start.Time.Before(start) && p.Start.Time.Before(end) {
 			return p, ""
 		}
 		return nil, fmt.Sprintf("usage last read at %s, not this month", u.MeasuredAt.UTC().Format(time.RFC3339))

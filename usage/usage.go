@@ -323,3 +323,32 @@ func Condition(u *providers.Usage, err error, generation int64) metav1.Condition
 	}
 	return c
 }
+
+// Since narrows a reading to what a load balancer created at created can
+// have used: each period starts no earlier than created's hour, so that a
+// young load balancer's hourly rate is its usage over the hours it
+// existed, not diluted over a day. A reading with no whole hour since
+// created is a ReasonPending *Error: the estimate stands until one is.
+func Since(u *providers.Usage, created time.Time) (*providers.Usage, error) {
+	if u == nil || created.IsZero() {
+		return u, nil
+	}
+	from := created.UTC().Truncate(time.Hour)
+	out := *u
+	clip := func(w *providers.UsageWindow) *providers.UsageWindow {
+		if w == nil || !w.Start.Before(from) {
+			return w
+		}
+		c := *w
+		c.Start = from
+		return &c
+	}
+	out.LastDay, out.MonthToDate = clip(u.LastDay), clip(u.MonthToDate)
+	if out.LastDay != nil && !out.LastDay.Start.Before(out.LastDay.End) {
+		return nil, &Error{Reason: ReasonPending, Message: fmt.Sprintf("no whole hour of usage measured since the load balancer was created at %s", created.UTC().Format(time.RFC3339))}
+	}
+	if out.MonthToDate != nil && !out.MonthToDate.Start.Before(out.MonthToDate.End) {
+		out.MonthToDate = nil
+	}
+	return &out, nil
+}

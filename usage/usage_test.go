@@ -150,3 +150,27 @@ func TestTrackerAsksOncePerRegionAndForgetsDeletedLoadBalancers(t *testing.T) {
 		t.Errorf("load balancers nobody asked about for three intervals were read again")
 	}
 }
+
+func TestSinceNarrowsPeriodsToTheLoadBalancersLife(t *testing.T) {
+	end := time.Date(2026, 11, 3, 5, 0, 0, 0, time.UTC)
+	u := &providers.Usage{Source: "s",
+		LastDay:     &providers.UsageWindow{Start: end.Add(-24 * time.Hour), End: end},
+		MonthToDate: &providers.UsageWindow{Start: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), End: end}}
+	got, err := usage.Since(u, end.Add(-150*time.Minute)) // created 02:30
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := end.Add(-3 * time.Hour); !got.LastDay.Start.Equal(want) || !got.MonthToDate.Start.Equal(want) {
+		t.Errorf("periods start %v and %v, want %v", got.LastDay.Start, got.MonthToDate.Start, want)
+	}
+	if !u.LastDay.Start.Equal(end.Add(-24 * time.Hour)) {
+		t.Error("the tracker's reading was changed")
+	}
+	old, _ := usage.Since(u, end.Add(-30*24*time.Hour))
+	if !old.LastDay.Start.Equal(u.LastDay.Start) || !old.MonthToDate.Start.Equal(u.MonthToDate.Start) {
+		t.Error("an old load balancer's periods were narrowed")
+	}
+	if got, err := usage.Since(u, end.Add(10*time.Minute)); got != nil || usage.ReasonOf(err) != usage.ReasonPending {
+		t.Errorf("created in the hour in progress: %+v, %v; want no usage, %s", got, err, usage.ReasonPending)
+	}
+}
