@@ -94,6 +94,10 @@ type Options struct {
 	Now func() time.Time
 	// OnError hears about every failed reading (to log it).
 	OnError func(kind, region string, err error)
+	// ForgetAfter drops a load balancer nobody asked about for this long
+	// (it was deleted); default 3 × Interval. Set it above the controller's
+	// resync period, or a quiet load balancer is forgotten and read anew.
+	ForgetAfter time.Duration
 }
 
 // Tracker keeps the latest good usage of every metered load balancer a
@@ -114,7 +118,7 @@ type state struct {
 	lastErr error
 	fetched bool
 	// asked is when a reconcile last asked; a load balancer nobody asked
-	// about for three intervals (deleted) is forgotten.
+	// about for Options.ForgetAfter (deleted) is forgotten.
 	asked time.Time
 }
 
@@ -128,6 +132,9 @@ func NewTracker(opts Options) (*Tracker, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.ForgetAfter <= 0 {
+		opts.ForgetAfter = 3 * opts.Interval
 	}
 	t := &Tracker{meters: map[string]Meter{}, opts: opts, state: map[key]*state{}, kick: make(chan struct{}, 1)}
 	for _, m := range opts.Meters {
@@ -192,7 +199,7 @@ func (t *Tracker) Refresh(ctx context.Context, onlyNew bool) map[string]error {
 	t.mu.Lock()
 	groups := map[key][]string{} // {kind, region, ""} -> ids
 	for k, st := range t.state {
-		if now.Sub(st.asked) > 3*t.opts.Interval {
+		if now.Sub(st.asked) > t.opts.ForgetAfter {
 			delete(t.state, k)
 			continue
 		}

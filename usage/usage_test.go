@@ -174,3 +174,15 @@ func TestSinceNarrowsPeriodsToTheLoadBalancersLife(t *testing.T) {
 		t.Errorf("created in the hour in progress: %+v, %v; want no usage, %s", got, err, usage.ReasonPending)
 	}
 }
+
+func TestTrackerKeepsLoadBalancersAskedAboutWithinForgetAfter(t *testing.T) {
+	now := time.Date(2026, 11, 3, 5, 42, 0, 0, time.UTC)
+	m := &scriptedMeter{}
+	tr, _ := usage.NewTracker(usage.Options{Meters: []usage.Meter{m}, Interval: time.Hour, ForgetAfter: 30 * time.Hour, Now: func() time.Time { return now }})
+	tr.Usage(providers.CostInputs{Kind: "aws-nlb", Region: "us-east-1", MeterID: "net/a/1"})
+	now = now.Add(24 * time.Hour) // a resync period of a day
+	tr.Refresh(context.Background(), false)
+	if m.calls != 1 {
+		t.Errorf("a load balancer asked about a day ago was forgotten (calls %d)", m.calls)
+	}
+}

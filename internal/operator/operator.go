@@ -466,7 +466,9 @@ func (o *Options) usageMeter(ctx context.Context, mgr manager.Manager) (controll
 		return nil, err
 	}
 	log := ctrl.Log.WithName("usage")
-	t, err := usage.NewTracker(usage.Options{Meters: ms, Interval: o.UsageMetrics.Interval, OnError: func(kind, region string, err error) {
+	// Every load balancer is asked about at least once per resync.
+	forget := 3 * max(o.UsageMetrics.Interval, o.ResyncPeriod)
+	t, err := usage.NewTracker(usage.Options{Meters: ms, Interval: o.UsageMetrics.Interval, ForgetAfter: forget, OnError: func(kind, region string, err error) {
 		log.Error(err, "Usage not read; keeping the last good reading", "kind", kind, "region", region)
 	}})
 	if err != nil {
