@@ -238,13 +238,19 @@ func (r *ServiceReconciler) priceWithUsage(svc *corev1.Service, class string, in
 	in.Usage = u
 	cost, err := r.Pricer.Price(class, in)
 	if u != nil && err != nil {
-		var pe *pricing.Error
-		if errors.As(err, &pe) && uerr == nil {
-			uerr = &usage.Error{Reason: pe.Reason, Message: "pricing the usage: " + pe.Message}
+		// Is it the usage that cannot be priced? Then the estimate
+		// stands and the usage condition says why; otherwise the price
+		// data is at fault, which the Priced condition reports.
+		base := in
+		base.Usage = nil
+		if bcost, berr := r.Pricer.Price(class, base); berr == nil {
+			var pe *pricing.Error
+			uerr = err
+			if errors.As(err, &pe) {
+				uerr = &usage.Error{Reason: pe.Reason, Message: "pricing the usage: " + pe.Message}
+			}
+			cost, err, u = bcost, nil, nil
 		}
-		in.Usage = nil
-		cost, err = r.Pricer.Price(class, in)
-		u = nil
 	}
 	cond := usage.Condition(u, uerr, svc.Generation)
 	if prev := meta.FindStatusCondition(s.Conditions, usage.ConditionType); cond.Status == metav1.ConditionFalse &&

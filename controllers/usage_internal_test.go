@@ -114,3 +114,34 @@ func TestPriceWithUsageOfAYoungLoadBalancer(t *testing.T) {
 		t.Fatalf("cost %+v", s.Cost)
 	}
 }
+
+// A price source that gives bad data keeps its last good price, with the
+// error: the usage is still applied to it, and the usage is not blamed.
+func TestPriceWithUsageAndAKeptPrice(t *testing.T) {
+	cat, _ := pricing.Default()
+	kept := keptUsagePricer{cat}
+	r := &ServiceReconciler{Pricer: kept, Usage: scriptedUsage{nlcuHours(48, providers.UnitHours), nil}, Recorder: events.NewFakeRecorder(5)}
+	s := &lbv1.LoadBalancerStatus{}
+	r.price(context.Background(), &corev1.Service{}, "lb.portico.dev/aws", &providers.Status{Cost: providers.CostInputs{Kind: "aws-nlb", Region: "us-east-1", MeterID: "x"}}, s)
+	if s.Cost == nil || s.Cost.Usage == nil || s.Cost.Hourly != "0.0345" {
+		t.Fatalf("cost %+v, want the kept price with the usage", s.Cost)
+	}
+	if c := meta.FindStatusCondition(s.Conditions, usage.ConditionType); c == nil || c.Status != metav1.ConditionTrue {
+		t.Errorf("usage condition %+v, want True", c)
+	}
+	if c := meta.FindStatusCondition(s.Conditions, pricing.ConditionType); c == nil || c.Reason != pricing.ReasonLivePriceMissing {
+		t.Errorf("priced condition %+v, want False %s", c, pricing.ReasonLivePriceMissing)
+	}
+}
+
+// keptUsagePricer prices like a Refresher whose source just gave bad
+// data: a cost together with the error.
+type keptUsagePricer struct{ cat *pricing.Catalog }
+
+func (k keptUsagePricer) Price(class string, in providers.CostInputs) (*lbv1.CostStatus, error) {
+	c, err := k.cat.Price(class, in)
+	if err != nil {
+		return nil, err
+	}
+	return c, pricing.LiveErrorf(pricing.ReasonLivePriceMissing, "no price for nlcu")
+}
