@@ -45,6 +45,13 @@ type Pricer interface {
 	Price(class string, in providers.CostInputs) (*lbv1.CostStatus, error)
 }
 
+// UsageMeter returns a load balancer's metered usage (a usage.Tracker);
+// nil leaves cost to the price list's estimates. Usage returned together
+// with an error is the last good reading, kept while the metrics fail.
+type UsageMeter interface {
+	Usage(in providers.CostInputs) (*providers.Usage, error)
+}
+
 // CostMetrics exports each load balancer's hourly cost
 // (portico_loadbalancer_hourly_cost); a nil cost removes the series.
 type CostMetrics interface {
@@ -73,6 +80,7 @@ type ServiceReconciler struct {
 	Recorder    events.EventRecorder
 	Metrics     *Metrics
 	Pricer      Pricer
+	Usage       UsageMeter
 	CostMetrics CostMetrics
 
 	// Providers maps each enabled class to its backend.

@@ -7,6 +7,7 @@ package controllers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -23,6 +24,7 @@ import (
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/pricing"
 	"github.com/portico-lb/portico/providers"
+	"github.com/portico-lb/portico/usage"
 )
 
 // dropAddresses clears the addresses from the Service's and the record's
@@ -187,7 +189,7 @@ func (r *ServiceReconciler) price(ctx context.Context, svc *corev1.Service, clas
 	if r.Pricer == nil {
 		return
 	}
-	cost, err := r.Pricer.Price(class, st.Cost)
+	cost, err := r.priceWithUsage(svc, class, st.Cost, s)
 	if r.CostMetrics != nil {
 		if merr := r.CostMetrics.Set(svc.Namespace, svc.Name, class, cost); merr != nil {
 			ctrl.LoggerFrom(ctx).V(1).Info("Exporting cost metric failed", "err", merr.Error())
@@ -210,6 +212,54 @@ func (r *ServiceReconciler) price(ctx context.Context, svc *corev1.Service, clas
 	// source gives bad data; the condition says so.
 	s.Cost = cost
 	s.MonthlyCost = cost.Monthly + " " + cost.Currency
+}
+
+// priceWithUsage prices in with its metered usage when a usage meter is
+// set, and reports the reading in the UsageMeasured condition (a Warning
+// Event when it turns False or changes reason). Usage that cannot be read
+// or priced leaves the cost to the price list's estimate: the condition
+// says why, and neither a failed reading nor an unpriced quantity becomes
+// a zero or takes the fixed cost away.
+func (r *ServiceReconciler) priceWithUsage(svc *corev1.Service, class string, in providers.CostInputs, s *lbv1.LoadBalancerStatus) (*lbv1.CostStatus, error) {
+	if r.Usage == nil {
+		return r.Pricer.Price(class, in)
+	}
+	u, uerr := r.Usage.Usage(in)
+	if u == nil && uerr == nil {
+		meta.RemoveStatusCondition(&s.Conditions, usage.ConditionType)
+		return r.Pricer.Price(class, in)
+	}
+	if u != nil {
+		// Hours before the Service existed are no part of its usage.
+		var serr error
+		if u, serr = usage.Since(u, svc.CreationTimestamp.Time); serr != nil && uerr == nil {
+			uerr = serr
+		}
+	}
+	in.Usage = u
+	cost, err := r.Pricer.Price(class, in)
+	if u != nil && err != nil {
+		// Is it the usage that cannot be priced? Then the estimate
+		// stands and the usage condition says why; otherwise the price
+		// data is at fault, which the Priced condition reports.
+		base := in
+		base.Usage = nil
+		if bcost, berr := r.Pricer.Price(class, base); berr == nil {
+			var pe *pricing.Error
+			uerr = err
+			if errors.As(err, &pe) {
+				uerr = &usage.Error{Reason: pe.Reason, Message: "pricing the usage: " + pe.Message}
+			}
+			cost, err, u = bcost, nil, nil
+		}
+	}
+	cond := usage.Condition(u, uerr, svc.Generation)
+	if prev := meta.FindStatusCondition(s.Conditions, usage.ConditionType); cond.Status == metav1.ConditionFalse &&
+		(prev == nil || prev.Status != cond.Status || prev.Reason != cond.Reason) {
+		r.event(svc, corev1.EventTypeWarning, cond.Reason, "MeasureUsage", "%s", cond.Message)
+	}
+	meta.SetStatusCondition(&s.Conditions, cond)
+	return cost, err
 }
 
 func ingressOf(st *providers.Status) []corev1.LoadBalancerIngress {

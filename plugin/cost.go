@@ -31,6 +31,12 @@ type CostReport struct {
 	By string `json:"by"`
 	// At is the time accrued cost is computed to.
 	At metav1.Time `json:"at"`
+	// Period is "day" (the last 24 hours) or "month" (month to date) with
+	// --period, when the groups and lines carry the cost over [Start, End)
+	// rather than rates and accrued cost.
+	Period string       `json:"period,omitempty"`
+	Start  *metav1.Time `json:"start,omitempty"`
+	End    *metav1.Time `json:"end,omitempty"`
 	// Groups are sorted by key, then currency.
 	Groups []CostGroup `json:"groups"`
 	// Totals sum the groups, one per currency.
@@ -47,11 +53,18 @@ type CostGroup struct {
 	// Unpriced counts load balancers in the group without a cost; they add
 	// nothing to the amounts.
 	Unpriced int    `json:"unpriced,omitempty"`
-	Hourly   string `json:"hourly"`
-	Monthly  string `json:"monthly"`
+	Hourly   string `json:"hourly,omitempty"`
+	Monthly  string `json:"monthly,omitempty"`
 	// Accrued is each load balancer's hourly cost times the hours since it
 	// was created, summed.
-	Accrued string `json:"accrued"`
+	Accrued string `json:"accrued,omitempty"`
+	// Fixed, Usage and Total are the period's cost with --period;
+	// Measured counts the load balancers whose usage was read from
+	// metrics rather than estimated.
+	Fixed    string `json:"fixed,omitempty"`
+	Usage    string `json:"usage,omitempty"`
+	Total    string `json:"total,omitempty"`
+	Measured int    `json:"measured,omitempty"`
 }
 
 // CostLine is one load balancer's cost.
@@ -74,10 +87,12 @@ type CostLine struct {
 	SourceError string `json:"sourceError,omitempty"`
 	// Unpriced says why a load balancer has no cost.
 	Unpriced string `json:"unpriced,omitempty"`
+	// Period is its cost over the report's period (--period).
+	Period *PeriodCost `json:"period,omitempty"`
 }
 
 func newCostCommand(g *global) *cobra.Command {
-	var output, by string
+	var output, by, period string
 	cmd := &cobra.Command{
 		Use:   "cost",
 		Short: "Total load balancer cost by namespace, class or region, and cost accrued since creation",
@@ -85,10 +100,19 @@ func newCostCommand(g *global) *cobra.Command {
 namespace, class or region. HOURLY and MONTHLY (730 hours) are the current
 rates; ACCRUED is each load balancer's current hourly cost times the hours
 since it was created, an estimate that assumes its price never changed.
+
+With --period=day (the last 24 hours) or --period=month (the month to
+date, from the 1st 00:00 UTC), it shows what each group cost over that
+period instead: FIXED (the hourly charges times the hours each load
+balancer existed in the period), USAGE (traffic-driven charges: as
+measured from the cloud's metrics when the operator runs with
+--usage-metrics, else the price list's estimate) and TOTAL; MEASURED
+counts the load balancers whose usage was measured.
 Costs are list-price estimates (see docs/cost.md), not a bill.`,
 		Example: `  kubectl lb cost -A
   kubectl lb cost -A --by class
-  kubectl lb cost -n shop -o json`,
+  kubectl lb cost -A --period=month
+  kubectl lb cost -n shop --period=day -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output); err != nil {
@@ -99,15 +123,21 @@ Costs are list-price estimates (see docs/cost.md), not a bill.`,
 			default:
 				return usageError(fmt.Errorf("--by %q: want namespace, class or region", by))
 			}
-			return g.cost(cmd.Context(), output, by)
+			switch period {
+			case "", periodDay, periodMonth:
+			default:
+				return usageError(fmt.Errorf("--period %q: want day or month", period))
+			}
+			return g.cost(cmd.Context(), output, by, period)
 		},
 	}
 	outputFlag(cmd, &output)
 	cmd.Flags().StringVar(&by, "by", byNamespace, "Group totals by namespace, class or region.")
+	cmd.Flags().StringVar(&period, "period", "", "Show the cost over a period instead of rates: day (the last 24 hours) or month (month to date, UTC), split into fixed and usage parts.")
 	return cmd
 }
 
-func (g *global) cost(ctx context.Context, output, by string) error {
+func (g *global) cost(ctx context.Context, output, by, period string) error {
 	c, err := g.connect(ctx)
 	if err != nil {
 		return err
@@ -118,7 +148,12 @@ func (g *global) cost(ctx context.Context, output, by string) error {
 		return err
 	}
 	op := g.checkOperator(ctx, c, ns, lbs.Items)
-	report, err := buildCostReport(lbs.Items, servicesByKey(ctx, c, ns), by, g.opts.Now())
+	var report *CostReport
+	if period != "" {
+		report, err = buildPeriodReport(lbs.Items, servicesByKey(ctx, c, ns), by, period, g.opts.Now())
+	} else {
+		report, err = buildCostReport(lbs.Items, servicesByKey(ctx, c, ns), by, g.opts.Now())
+	}
 	if err != nil {
 		return err
 	}
@@ -128,10 +163,18 @@ func (g *global) cost(ctx context.Context, output, by string) error {
 		}
 		return op.Down
 	}
-	if len(lbs.Items) == 0 {
+	switch {
+	case len(lbs.Items) == 0:
 		g.noneFound(ns)
-	} else if err := g.costTable(report, output == outputWide); err != nil {
-		return err
+	case period != "":
+		if err := g.periodTable(report, output == outputWide); err != nil {
+			return err
+		}
+		fmt.Fprintln(g.opts.ErrOut, describePeriod(report))
+	default:
+		if err := g.costTable(report, output == outputWide); err != nil {
+			return err
+		}
 	}
 	for _, l := range report.LoadBalancers {
 		if l.Unpriced != "" {
@@ -142,6 +185,9 @@ func (g *global) cost(ctx context.Context, output, by string) error {
 		}
 		if l.Stale {
 			fmt.Fprintf(g.opts.ErrOut, "Warning: %s/%s is priced from stale live prices (%s)\n", l.Namespace, l.Name, l.SourceError)
+		}
+		if l.Period != nil && l.Period.UsageNote != "" {
+			fmt.Fprintf(g.opts.ErrOut, "Warning: %s/%s usage: %s\n", l.Namespace, l.Name, l.Period.UsageNote)
 		}
 	}
 	g.warnUnprocessed(op)

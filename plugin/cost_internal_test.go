@@ -105,3 +105,54 @@ func TestAccruedSince(t *testing.T) {
 		t.Errorf("an unknown creation time accrued %s", got.FloatString(6))
 	}
 }
+
+func TestCostOverPeriod(t *testing.T) {
+	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	lb := func(hourly, fixed string, age time.Duration) *v1alpha1.LoadBalancer {
+		return &v1alpha1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "x", CreationTimestamp: metav1.NewTime(now.Add(-age))},
+			Status: v1alpha1.LoadBalancerStatus{Cost: &v1alpha1.CostStatus{Hourly: hourly, Fixed: fixed, Currency: "USD"}}}
+	}
+	for _, tc := range []struct {
+		name, period      string
+		lb                *v1alpha1.LoadBalancer
+		fixed, use, total string
+	}{
+		// Created 6 h ago: 6 × 0.0225 fixed, 6 × 0.006 estimated NLCU.
+		{"young, estimated usage", periodDay, lb("0.0285", "0.0225", 6*time.Hour), "0.135", "0.036", "0.171"},
+		// 20 days and 12 hours of November.
+		{"month to date", periodMonth, lb("0.0285", "0.0225", 90*24*time.Hour), "11.07", "2.952", "14.022"},
+		// A cost written before fixed parts: all of it counts as fixed.
+		{"no fixed part", periodDay, lb("0.0015", "", 48*time.Hour), "0.036", "0", "0.036"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start, end := periodWindow(tc.period, now)
+			pc, _, _, err := costOverPeriod(tc.lb, tc.period, start, end)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pc.Fixed != tc.fixed || pc.Usage != tc.use || pc.Total != tc.total || pc.Measured {
+				t.Errorf("%+v, want fixed %s usage %s total %s, estimated", pc, tc.fixed, tc.use, tc.total)
+			}
+		})
+	}
+	start, end := periodWindow(periodDay, now)
+	if _, _, _, err := costOverPeriod(lb("0.01", "0.02", time.Hour), periodDay, start, end); err == nil {
+		t.Error("a fixed part above the hourly cost was accepted")
+	}
+}
+
+// A month-to-date reading of a load balancer created this month starts at
+// its creation, and still stands for the month.
+func TestMeasuredPeriodOfALoadBalancerCreatedThisMonth(t *testing.T) {
+	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	start, end := periodWindow(periodMonth, now)
+	u := &v1alpha1.UsageCost{MeasuredAt: metav1.NewTime(now), MonthToDate: &v1alpha1.UsagePeriod{
+		Start: metav1.NewTime(time.Date(2026, 11, 18, 9, 0, 0, 0, time.UTC)), End: metav1.NewTime(now.Truncate(time.Hour)), Amount: "1"}}
+	if p, note := measuredPeriod(u, periodMonth, start, end); p == nil {
+		t.Errorf("not measured: %s", note)
+	}
+	u.MonthToDate.Start = metav1.NewTime(time.Date(2026, 10, 30, 0, 0, 0, 0, time.UTC))
+	if p, _ := measuredPeriod(u, periodMonth, start, end); p != nil {
+		t.Error("last month's reading stood for this month")
+	}
+}

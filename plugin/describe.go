@@ -307,6 +307,15 @@ func writeLoadBalancer(p func(int, string, ...any), lb *v1alpha1.LoadBalancer, s
 		p(1, "<none>: %s", unpricedReason(lb, svc))
 	} else {
 		p(1, "Hourly:\t%s %s", c.Hourly, c.Currency)
+		if c.Fixed != "" {
+			p(1, "Fixed:\t%s %s per hour", c.Fixed, c.Currency)
+		}
+		if u := c.Usage; u != nil {
+			p(1, "Usage:\t%s %s per hour (the last day's), from %s, read %s ago", u.Hourly, c.Currency, u.Source, age(u.MeasuredAt, now))
+			if u.Error != "" {
+				p(1, "Metrics:\tlatest reading failed: %s", brief(u.Error))
+			}
+		}
 		p(1, "Monthly:\t%s %s (730 h)", c.Monthly, c.Currency)
 		p(1, "Region:\t%s", orNone(c.Region))
 		p(1, "Prices:\t%s (list prices, see docs/cost.md)", c.Source)
@@ -328,6 +337,26 @@ func writeLoadBalancer(p func(int, string, ...any), lb *v1alpha1.LoadBalancer, s
 			p(1, "----\t--------\t------")
 			for _, it := range c.Breakdown {
 				p(1, "%s\t%d\t%s", it.Item, it.Quantity, it.Hourly)
+			}
+		}
+		if u := c.Usage; u != nil {
+			for _, per := range []struct {
+				name string
+				p    *v1alpha1.UsagePeriod
+			}{{"Last Day", u.LastDay}, {"Month to Date", u.MonthToDate}} {
+				if per.p == nil {
+					continue
+				}
+				var items []string
+				for _, it := range per.p.Items {
+					amount := it.Amount
+					if amount == "" {
+						amount = "included"
+					}
+					items = append(items, fmt.Sprintf("%s %s %s (%s)", it.Item, it.Quantity, it.Unit, amount))
+				}
+				p(1, "%s:\t%s %s, %s to %s: %s", per.name, per.p.Amount, c.Currency,
+					per.p.Start.UTC().Format("2006-01-02 15:04"), per.p.End.UTC().Format("2006-01-02 15:04"), strings.Join(items, ", "))
 			}
 		}
 	}

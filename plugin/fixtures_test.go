@@ -170,6 +170,24 @@ func withLivePrices(source string, ago time.Duration, stale bool, sourceErr stri
 	}
 }
 
+// withUsage adds usage measured from CloudWatch an hour ago: NLCU-hours
+// and processed GB over the last day and the month to date.
+func withUsage(fixed, usageHourly, dayAmount, dayNLCU, dayGB, monthAmount, monthNLCU, monthGB string) lbOption {
+	return func(lb *v1alpha1.LoadBalancer) {
+		end := now.Add(-time.Hour)
+		items := func(nlcu, amount, gb string) []v1alpha1.UsageItem {
+			return []v1alpha1.UsageItem{{Item: "nlcu", Unit: "nlcu-hours", Quantity: nlcu, Amount: amount}, {Item: "processed-bytes", Unit: "GB", Quantity: gb}}
+		}
+		c := lb.Status.Cost
+		c.Fixed = fixed
+		c.Usage = &v1alpha1.UsageCost{Source: "cloudwatch:AWS/NetworkELB", MeasuredAt: metav1.NewTime(end.Add(5 * time.Minute)), Hourly: usageHourly,
+			LastDay:     &v1alpha1.UsagePeriod{Start: metav1.NewTime(end.Add(-24 * time.Hour)), End: metav1.NewTime(end), Amount: dayAmount, Items: items(dayNLCU, dayAmount, dayGB)},
+			MonthToDate: &v1alpha1.UsagePeriod{Start: metav1.NewTime(time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)), End: metav1.NewTime(end), Amount: monthAmount, Items: items(monthNLCU, monthAmount, monthGB)},
+		}
+		lb.Status.Conditions = append(lb.Status.Conditions, metav1.Condition{Type: "lb.portico.dev/UsageMeasured", Status: metav1.ConditionTrue, Reason: "Measured", Message: "Usage read from cloudwatch:AWS/NetworkELB", LastTransitionTime: lb.CreationTimestamp})
+	}
+}
+
 // withBasis sets how the price is known ("carried:us-west-1").
 func withBasis(basis string) lbOption {
 	return func(lb *v1alpha1.LoadBalancer) { lb.Status.Cost.Basis = basis }
@@ -274,8 +292,8 @@ func cluster() []client.Object {
 		withEndpoints(3, 3, "node-a", "node-b", "node-c"),
 		withCost("0.0385", "28.105", "us-east-1", "embedded:aws-2026-11-21",
 			v1alpha1.CostItem{Item: "nlb-hour", Quantity: 1, Hourly: "0.0225"},
-			v1alpha1.CostItem{Item: "nlcu-estimate", Quantity: 1, Hourly: "0.006"},
 			v1alpha1.CostItem{Item: "public-ipv4", Quantity: 2, Hourly: "0.01"}),
+		withUsage("0.0325", "0.006", "0.144", "24", "120.5", "0.426", "71", "350"),
 		withLivePrices("live:aws-price-list", 30*time.Hour, true, "aws-price-list: GetProducts AWSELB: AccessDeniedException: User is not authorized to perform: pricing:GetProducts"),
 		withResources("loadBalancer", "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/k8s-shop-web/1a2b3c",
 			"targetGroup", "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/k8s-shop-web-80/4d5e6f"))

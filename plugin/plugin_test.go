@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -31,6 +32,8 @@ func TestTables(t *testing.T) {
 		{"cost-by-namespace", []string{"cost", "-A"}},
 		{"cost-by-class-wide", []string{"cost", "-A", "--by", "class", "-o", "wide"}},
 		{"cost-by-region", []string{"cost", "-A", "--by", "region"}},
+		{"cost-period-day", []string{"cost", "-A", "--period=day"}},
+		{"cost-period-month-by-class-wide", []string{"cost", "-A", "--period", "month", "--by", "class", "-o", "wide"}},
 		{"describe-web", []string{"describe", "-n", "shop", "web"}},
 		{"describe-dns", []string{"describe", "-n", "edge", "dns"}},
 		{"pools", []string{"pools"}},
@@ -67,7 +70,7 @@ func TestStatusJSONReadsBack(t *testing.T) {
 		t.Errorf("items %v, want edge/dns shop/db shop/web in order", names)
 	}
 	web := got.Items[2]
-	if web.Status.Cost == nil || web.Status.Cost.Monthly != "28.105" || len(web.Status.Cost.Breakdown) != 3 {
+	if web.Status.Cost == nil || web.Status.Cost.Monthly != "28.105" || len(web.Status.Cost.Breakdown) != 2 || web.Status.Cost.Usage.LastDay.Items[0].Quantity != "24" {
 		t.Errorf("shop/web cost did not survive the round trip: %+v", web.Status.Cost)
 	}
 }
@@ -102,6 +105,79 @@ func TestCostJSONReadsBack(t *testing.T) {
 	}
 	if len(got.LoadBalancers) != 3 || got.LoadBalancers[1].Name != "db" || !strings.HasPrefix(got.LoadBalancers[1].Unpriced, "RegionNotPriced") {
 		t.Errorf("lines %+v", got.LoadBalancers)
+	}
+}
+
+// TestCostPeriodJSON: shop/web has 24 NLCU-hours measured over the last
+// day and 71 this month; edge/dns has a cost without a fixed part (an
+// operator from before usage) and no usage.
+func TestCostPeriodJSON(t *testing.T) {
+	for _, tc := range []struct {
+		period                   string
+		fixed, use, total, start string
+		usageStart               string
+	}{
+		// 24 h × 0.0325 = 0.78, plus 24 NLCU-hours × 0.006 = 0.144.
+		{"day", "0.78", "0.144", "0.924", "2026-11-20T12:00:00Z", "2026-11-20T11:00:00Z"},
+		// web exists 72 h this month: 72 × 0.0325 = 2.34, plus 71 NLCU-hours × 0.006.
+		{"month", "2.34", "0.426", "2.766", "2026-11-01T00:00:00Z", "2026-11-01T00:00:00Z"},
+	} {
+		t.Run(tc.period, func(t *testing.T) {
+			r := world{objs: cluster()}.run(t, "cost", "-A", "--period", tc.period, "-o", "json")
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			var got plugin.CostReport
+			if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+				t.Fatalf("output is not a CostReport: %v\n%s", err, r.stdout)
+			}
+			if got.Period != tc.period || got.Start.UTC().Format(time.RFC3339) != tc.start || !got.End.Time.Equal(now) {
+				t.Errorf("period %q from %v to %v", got.Period, got.Start, got.End)
+			}
+			var web, dns *plugin.CostLine
+			for i := range got.LoadBalancers {
+				switch got.LoadBalancers[i].Name {
+				case "web":
+					web = &got.LoadBalancers[i]
+				case "dns":
+					dns = &got.LoadBalancers[i]
+				}
+			}
+			if web == nil || web.Period == nil || dns == nil || dns.Period == nil {
+				t.Fatalf("lines %+v", got.LoadBalancers)
+			}
+			if p := web.Period; p.Fixed != tc.fixed || p.Usage != tc.use || p.Total != tc.total || !p.Measured || p.UsageSource != "cloudwatch:AWS/NetworkELB" || p.UsageStart.UTC().Format(time.RFC3339) != tc.usageStart {
+				t.Errorf("web %+v", p)
+			}
+			if p := dns.Period; p.Fixed != "0" || p.Usage != "0" || p.Measured {
+				t.Errorf("dns %+v", p)
+			}
+			shop := got.Groups[1]
+			if shop.Key != "shop" || shop.Total != tc.total || shop.Measured != 1 || shop.Unpriced != 1 {
+				t.Errorf("shop group %+v", shop)
+			}
+		})
+	}
+}
+
+// A last-day reading older than six hours does not stand for the last 24
+// hours: the estimate does, with a warning.
+func TestCostPeriodOldUsageIsEstimated(t *testing.T) {
+	objs := cluster()
+	web := objs[0].(*v1alpha1.LoadBalancer)
+	web.Status.Cost.Usage.LastDay.End = metav1.NewTime(now.Add(-7 * time.Hour))
+	r := world{objs: objs}.run(t, "cost", "-A", "--period", "day", "-o", "json")
+	var got plugin.CostReport
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("%v\n%s", err, r.stdout)
+	}
+	// 24 h at the usage rate of 0.006 = 0.144 as an estimate.
+	if p := got.LoadBalancers[2].Period; p == nil || p.Measured || p.Usage != "0.144" || p.UsageNote == "" {
+		t.Errorf("web %+v", p)
+	}
+	r = world{objs: objs}.run(t, "cost", "-A", "--period", "day")
+	if !strings.Contains(r.stderr, "shop/web usage: usage last read at") {
+		t.Errorf("stderr lacks the warning:\n%s", r.stderr)
 	}
 }
 
@@ -230,6 +306,8 @@ func TestFailures(t *testing.T) {
 	}, {
 		name: "unknown grouping", w: world{}, args: []string{"cost", "--by", "team"}, code: plugin.ExitUsage, stderr: []string{`--by "team"`},
 	}, {
+		name: "unknown period", w: world{}, args: []string{"cost", "--period", "week"}, code: plugin.ExitUsage, stderr: []string{`--period "week": want day or month`},
+	}, {
 		name: "unknown flag", w: world{}, args: []string{"status", "--colour"}, code: plugin.ExitUsage, stderr: []string{"unknown flag: --colour"},
 	}, {
 		name: "unknown command", w: world{}, args: []string{"frobnicate"}, code: plugin.ExitError, stderr: []string{`unknown command "frobnicate"`},
@@ -264,7 +342,7 @@ func TestHelpAndVersion(t *testing.T) {
 		}
 	}
 	r = world{}.run(t, "cost", "--help")
-	for _, s := range []string{"kubectl lb cost", "--by", "-o, --output"} {
+	for _, s := range []string{"kubectl lb cost", "--by", "--period", "month to date", "-o, --output"} {
 		if !strings.Contains(r.stdout, s) {
 			t.Errorf("cost --help lacks %q:\n%s", s, r.stdout)
 		}

@@ -227,10 +227,14 @@ func priceEntry(in providers.CostInputs, e *entry) (*v1alpha1.CostStatus, error)
 		}
 	}
 
-	total := new(big.Rat)
+	measured := measuredUnits(in.Usage)
+	total, fixed := new(big.Rat), new(big.Rat)
 	var items []v1alpha1.CostItem
 	line := func(item string, qty int, hourly *big.Rat) {
 		total.Add(total, hourly)
+		if !strings.HasSuffix(item, "-estimate") {
+			fixed.Add(fixed, hourly)
+		}
 		items = append(items, v1alpha1.CostItem{Item: item, Quantity: int32(qty), Hourly: FormatAmount(hourly)})
 	}
 	if e.hourly != nil {
@@ -241,6 +245,9 @@ func priceEntry(in providers.CostInputs, e *entry) (*v1alpha1.CostStatus, error)
 		qty, reported := in.Units[name]
 		suffix := ""
 		if !reported && u.estimated {
+			if measured[name] {
+				continue // the usage part prices what was measured
+			}
 			qty, suffix = u.estimate, "-estimate"
 		}
 		if qty == 0 {
@@ -256,6 +263,16 @@ func priceEntry(in providers.CostInputs, e *entry) (*v1alpha1.CostStatus, error)
 			line(u.item+"-additional"+suffix, extra, perUnit(extra))
 		}
 	}
+	var usage *v1alpha1.UsageCost
+	if in.Usage != nil {
+		var usageHourly *big.Rat
+		var err error
+		usage, usageHourly, err = priceUsage(in.Kind, in.Usage, e)
+		if err != nil {
+			return nil, err
+		}
+		total = new(big.Rat).Add(fixed, usageHourly)
+	}
 	return &v1alpha1.CostStatus{
 		Hourly:    FormatAmount(total),
 		Monthly:   FormatAmount(Monthly(total)),
@@ -264,6 +281,8 @@ func priceEntry(in providers.CostInputs, e *entry) (*v1alpha1.CostStatus, error)
 		Region:    in.Region,
 		Basis:     e.basis,
 		Breakdown: items,
+		Fixed:     FormatAmount(fixed),
+		Usage:     usage,
 	}, nil
 }
 

@@ -32,7 +32,7 @@ func TestPriceEmbedded(t *testing.T) {
 		name: "aws nlb in us-east-1 with the NLCU estimate and two public IPv4 addresses",
 		in:   providers.CostInputs{Kind: "aws-nlb", Region: "us-east-1", Units: map[string]int{"listeners": 2, "targetGroups": 2, "targets": 3, "publicIPs": 2}},
 		want: &v1alpha1.CostStatus{
-			Hourly: "0.0385", Monthly: "28.105", Currency: "USD", Source: "embedded:aws-2026-11-21", Region: "us-east-1", Basis: "documented",
+			Hourly: "0.0385", Monthly: "28.105", Currency: "USD", Source: "embedded:aws-2026-11-21", Region: "us-east-1", Basis: "documented", Fixed: "0.0325",
 			Breakdown: []v1alpha1.CostItem{
 				{Item: "nlb-hour", Quantity: 1, Hourly: "0.0225"},
 				{Item: "listener", Quantity: 2, Hourly: "0"},
@@ -46,7 +46,7 @@ func TestPriceEmbedded(t *testing.T) {
 		name: "aws nlb reporting measured NLCUs replaces the estimate",
 		in:   providers.CostInputs{Kind: "aws-nlb", Region: "eu-central-1", Units: map[string]int{"nlcus": 4}},
 		want: &v1alpha1.CostStatus{
-			Hourly: "0.051", Monthly: "37.23", Currency: "USD", Source: "embedded:aws-2026-11-21", Region: "eu-central-1", Basis: "documented",
+			Hourly: "0.051", Monthly: "37.23", Currency: "USD", Source: "embedded:aws-2026-11-21", Region: "eu-central-1", Basis: "documented", Fixed: "0.051",
 			Breakdown: []v1alpha1.CostItem{
 				{Item: "nlb-hour", Quantity: 1, Hourly: "0.027"},
 				{Item: "nlcu", Quantity: 4, Hourly: "0.024"},
@@ -56,7 +56,7 @@ func TestPriceEmbedded(t *testing.T) {
 		name: "gcp: up to five rules cost the first-five block",
 		in:   providers.CostInputs{Kind: "gcp-forwarding-rule", Region: "us-central1", Tier: "PREMIUM", Units: map[string]int{"forwardingRules": 2, "addresses": 2}},
 		want: &v1alpha1.CostStatus{
-			Hourly: "0.025", Monthly: "18.25", Currency: "USD", Source: "embedded:gcp-2026-11-21", Region: "us-central1", Basis: "documented",
+			Hourly: "0.025", Monthly: "18.25", Currency: "USD", Source: "embedded:gcp-2026-11-21", Region: "us-central1", Basis: "documented", Fixed: "0.025",
 			Breakdown: []v1alpha1.CostItem{
 				{Item: "address", Quantity: 2, Hourly: "0"},
 				{Item: "forwarding-rules-first-5", Quantity: 2, Hourly: "0.025"},
@@ -66,7 +66,7 @@ func TestPriceEmbedded(t *testing.T) {
 		name: "aws nlb as the aws provider reports it: no units, so the NLB hour and the NLCU estimate",
 		in:   providers.CostInputs{Kind: "aws-nlb", Region: "us-east-2"},
 		want: &v1alpha1.CostStatus{
-			Hourly: "0.0285", Monthly: "20.805", Currency: "USD", Source: "embedded:aws-2026-11-21", Region: "us-east-2", Basis: "documented",
+			Hourly: "0.0285", Monthly: "20.805", Currency: "USD", Source: "embedded:aws-2026-11-21", Region: "us-east-2", Basis: "documented", Fixed: "0.0225",
 			Breakdown: []v1alpha1.CostItem{
 				{Item: "nlb-hour", Quantity: 1, Hourly: "0.0225"},
 				{Item: "nlcu-estimate", Quantity: 1, Hourly: "0.006"},
@@ -76,7 +76,7 @@ func TestPriceEmbedded(t *testing.T) {
 		name: "gcp as the gcp provider reports it: tier PREMIUM falls back to the tier-less entry",
 		in:   providers.CostInputs{Kind: "gcp-forwarding-rule", Region: "us-east4", Tier: "PREMIUM", Units: map[string]int{"forwardingRules": 2, "backendServices": 1, "healthChecks": 1}},
 		want: &v1alpha1.CostStatus{
-			Hourly: "0.025", Monthly: "18.25", Currency: "USD", Source: "embedded:gcp-2026-11-21", Region: "us-east4", Basis: "documented",
+			Hourly: "0.025", Monthly: "18.25", Currency: "USD", Source: "embedded:gcp-2026-11-21", Region: "us-east4", Basis: "documented", Fixed: "0.025",
 			Breakdown: []v1alpha1.CostItem{
 				{Item: "backend-service", Quantity: 1, Hourly: "0"},
 				{Item: "forwarding-rules-first-5", Quantity: 2, Hourly: "0.025"},
@@ -87,7 +87,7 @@ func TestPriceEmbedded(t *testing.T) {
 		name: "gcp: rules beyond five cost the additional price each",
 		in:   providers.CostInputs{Kind: "gcp-forwarding-rule", Region: "europe-west1", Units: map[string]int{"forwardingRules": 8}},
 		want: &v1alpha1.CostStatus{
-			Hourly: "0.055", Monthly: "40.15", Currency: "USD", Source: "embedded:gcp-2026-11-21", Region: "europe-west1", Basis: "documented",
+			Hourly: "0.055", Monthly: "40.15", Currency: "USD", Source: "embedded:gcp-2026-11-21", Region: "europe-west1", Basis: "documented", Fixed: "0.055",
 			Breakdown: []v1alpha1.CostItem{
 				{Item: "forwarding-rules-first-5", Quantity: 5, Hourly: "0.025"},
 				{Item: "forwarding-rules-additional", Quantity: 3, Hourly: "0.03"},
@@ -97,7 +97,7 @@ func TestPriceEmbedded(t *testing.T) {
 		name: "azure standard lb: rules and a public IP",
 		in:   providers.CostInputs{Kind: "azure-standard-lb", Region: "westeurope", Units: map[string]int{"rules": 6, "publicIPs": 1, "probes": 2}},
 		want: &v1alpha1.CostStatus{
-			Hourly: "0.04", Monthly: "29.2", Currency: "USD", Source: "embedded:azure-2026-11-21", Region: "westeurope", Basis: "documented",
+			Hourly: "0.04", Monthly: "29.2", Currency: "USD", Source: "embedded:azure-2026-11-21", Region: "westeurope", Basis: "documented", Fixed: "0.04",
 			Breakdown: []v1alpha1.CostItem{
 				{Item: "probe", Quantity: 2, Hourly: "0"},
 				{Item: "public-ip", Quantity: 1, Hourly: "0.005"},
@@ -109,14 +109,14 @@ func TestPriceEmbedded(t *testing.T) {
 		name: "local addresses are free in any region without an on-prem price",
 		in:   providers.CostInputs{Kind: "local-address", Units: map[string]int{"addresses": 3}},
 		want: &v1alpha1.CostStatus{
-			Hourly: "0", Monthly: "0", Currency: "USD", Source: "embedded:local-2026-11-21", Basis: "documented",
+			Hourly: "0", Monthly: "0", Currency: "USD", Source: "embedded:local-2026-11-21", Basis: "documented", Fixed: "0",
 			Breakdown: []v1alpha1.CostItem{{Item: "address", Quantity: 3, Hourly: "0"}},
 		},
 	}, {
 		name: "memory backend",
 		in:   providers.CostInputs{Kind: "memory", Units: map[string]int{"listeners": 1, "targets": 0}},
 		want: &v1alpha1.CostStatus{
-			Hourly: "0", Monthly: "0", Currency: "USD", Source: "embedded:local-2026-11-21", Basis: "documented",
+			Hourly: "0", Monthly: "0", Currency: "USD", Source: "embedded:local-2026-11-21", Basis: "documented", Fixed: "0",
 			Breakdown: []v1alpha1.CostItem{{Item: "listener", Quantity: 1, Hourly: "0"}},
 		},
 	}}

@@ -57,6 +57,10 @@ type RegionPrice struct {
 	// the provider reports but the list lacks is an error, never free: list
 	// free units with hourly "0".
 	Units map[string]UnitPrice `json:"units,omitempty"`
+	// PerGB prices data by the GB (10^9 bytes), keyed by item
+	// ("data-processed"): what metered usage (--usage-metrics, or the
+	// forwarders' byte counters for local addresses) measures in GB.
+	PerGB map[string]string `json:"perGB,omitempty"`
 	// Basis says how the prices are known for these regions: "documented"
 	// (the cloud's price page or price API lists them for the region),
 	// "observed" (read off a bill for the region) or "carried" (copied from
@@ -203,6 +207,7 @@ type compiled struct {
 	hourly     *big.Rat // nil: no fixed charge
 	hourlyItem string
 	units      map[string]compiledUnit
+	perGB      map[string]*big.Rat
 }
 
 type compiledUnit struct {
@@ -219,10 +224,20 @@ func compileRegionPrice(rp RegionPrice) (*compiled, error) {
 	if rp.Tier != "" && !tierPattern.MatchString(rp.Tier) {
 		return nil, fmt.Errorf("tier %q: want letters, digits, '_' and '-'", rp.Tier)
 	}
-	if rp.Hourly == "" && len(rp.Units) == 0 {
+	if rp.Hourly == "" && len(rp.Units) == 0 && len(rp.PerGB) == 0 {
 		return nil, fmt.Errorf("neither an hourly charge nor unit prices")
 	}
-	c := &compiled{hourlyItem: rp.HourlyItem, units: map[string]compiledUnit{}}
+	c := &compiled{hourlyItem: rp.HourlyItem, units: map[string]compiledUnit{}, perGB: map[string]*big.Rat{}}
+	for _, item := range sortedKeys(rp.PerGB) {
+		if !itemPattern.MatchString(item) {
+			return nil, fmt.Errorf("perGB.%s: want lower-case letters, digits and '-'", item)
+		}
+		r, err := ParseAmount(rp.PerGB[item])
+		if err != nil {
+			return nil, fmt.Errorf("perGB.%s: %w", item, err)
+		}
+		c.perGB[item] = r
+	}
 	switch rp.Basis {
 	case "", BasisDocumented, BasisObserved:
 		if rp.CarriedFrom != "" {

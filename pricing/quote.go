@@ -73,7 +73,25 @@ func overlay(tmpl *compiled, q *Quote, currency, source string) (*compiled, erro
 		}
 		return r, nil
 	}
-	out := &compiled{hourlyItem: tmpl.hourlyItem, units: map[string]compiledUnit{}, basis: BasisLive}
+	out := &compiled{hourlyItem: tmpl.hourlyItem, units: map[string]compiledUnit{}, perGB: map[string]*big.Rat{}, basis: BasisLive}
+	for _, item := range sortedKeys(tmpl.perGB) {
+		if tmpl.perGB[item].Sign() == 0 {
+			out.perGB[item] = tmpl.perGB[item] // free: Portico's product model
+			continue
+		}
+		s, ok := q.PerGB[item]
+		if !ok {
+			return nil, errorf(ReasonLivePriceMissing, "%s returned no price per GB for %s in %s", source, item, q.Region)
+		}
+		r, err := ParseAmount(s)
+		if err != nil {
+			return nil, errorf(ReasonLivePriceInvalid, "%s: price per GB of %s in %s: %v", source, item, q.Region, err)
+		}
+		if r.Sign() == 0 {
+			return nil, errorf(ReasonLivePriceMissing, "%s returned a zero price per GB for %s in %s, which is charged", source, item, q.Region)
+		}
+		out.perGB[item] = r
+	}
 	if tmpl.hourly != nil {
 		h, err := get(QuoteFixed, tmpl.hourlyItem)
 		if err != nil {

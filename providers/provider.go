@@ -10,6 +10,7 @@ package providers
 import (
 	"context"
 	"fmt"
+	"math/big"
 	"net/netip"
 	"time"
 
@@ -252,7 +253,54 @@ type CostInputs struct {
 	Units map[string]int
 	// Tier is a product tier where prices differ ("PREMIUM", "STANDARD").
 	Tier string
+	// MeterID is the resource the cloud's usage metrics are about (AWS:
+	// the NLB's ARN); empty when the backend has no metered usage.
+	MeterID string
+	// Usage is metered usage, filled by the operator from a usage meter
+	// (package usage) before pricing; providers leave it nil.
+	Usage *Usage
 }
+
+// Usage is traffic-driven usage read from a cloud's metrics or the
+// forwarders' counters, over the last day and the month to date.
+type Usage struct {
+	// Source names the metrics, e.g. "cloudwatch:AWS/NetworkELB".
+	Source     string
+	MeasuredAt time.Time
+	// LastDay and MonthToDate are the measured periods; either may be nil.
+	LastDay, MonthToDate *UsageWindow
+	// Error is the latest reading's failure while these are the last good
+	// quantities; empty after a good reading.
+	Error string
+}
+
+// UsageWindow is usage measured over [Start, End).
+type UsageWindow struct {
+	Start, End time.Time
+	Quantities []UsageQuantity
+}
+
+// UsageQuantity is one measured quantity. Exact decimal: no float reaches
+// the API.
+type UsageQuantity struct {
+	// Name is a CostInputs unit measured in unit-hours (Unit
+	// UnitHours, e.g. "nlcus": priced at the unit's hourly price) or a
+	// data item measured in GB (Unit "GB", e.g. "dataProcessed": priced
+	// at the price list's per-GB price).
+	Name string
+	Unit string
+	// Value is the quantity, never negative.
+	Value *big.Rat
+	// Included marks a quantity billed as part of another (AWS bills
+	// processed bytes through NLCUs): shown, not priced.
+	Included bool
+}
+
+// Units of a UsageQuantity.
+const (
+	UnitHours = "unit-hours"
+	UnitGB    = "GB"
+)
 
 // Status is what a provider observed after Ensure or Observe.
 type Status struct {

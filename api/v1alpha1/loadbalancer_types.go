@@ -156,6 +156,69 @@ type CostStatus struct {
 	// "embedded:..." it marks a fallback to the embedded catalog.
 	// +optional
 	SourceError string `json:"sourceError,omitempty"`
+	// Fixed is the part of Hourly billed by the hour whatever the traffic
+	// (the load balancer hour, rules, addresses): Hourly less the usage
+	// part, or less the estimated usage when none is measured.
+	// +optional
+	Fixed string `json:"fixed,omitempty"`
+	// Usage is the traffic-driven part measured from the cloud's metrics
+	// (--usage-metrics) or the forwarders' byte counters. When set,
+	// Hourly is Fixed plus Usage.Hourly, and no estimated usage line is
+	// left in Breakdown for what it measured.
+	// +optional
+	Usage *UsageCost `json:"usage,omitempty"`
+}
+
+// UsageCost is metered usage and its price over the last day and the
+// month to date.
+type UsageCost struct {
+	// Source names the metrics the quantities were read from, e.g.
+	// "cloudwatch:AWS/NetworkELB".
+	Source string `json:"source"`
+	// MeasuredAt is when the metrics were last read successfully.
+	MeasuredAt metav1.Time `json:"measuredAt"`
+	// Hourly is LastDay's amount divided by its hours: the usage part of
+	// the hourly rate, a decimal string.
+	Hourly string `json:"hourly"`
+	// LastDay is the 24 whole hours before MeasuredAt's hour.
+	// +optional
+	LastDay *UsagePeriod `json:"lastDay,omitempty"`
+	// MonthToDate runs from the first of the month, 00:00 UTC, to the same
+	// end as LastDay.
+	// +optional
+	MonthToDate *UsagePeriod `json:"monthToDate,omitempty"`
+	// Error says why the latest reading failed; the quantities are then
+	// those of MeasuredAt, kept rather than replaced by a zero.
+	// +optional
+	Error string `json:"error,omitempty"`
+}
+
+// UsagePeriod is usage measured over one period.
+type UsagePeriod struct {
+	// Start and End bound the period (End exclusive).
+	Start metav1.Time `json:"start"`
+	End   metav1.Time `json:"end"`
+	// Amount is the cost of the period's usage, a decimal string.
+	Amount string `json:"amount"`
+	// Items are the measured quantities.
+	// +optional
+	Items []UsageItem `json:"items,omitempty"`
+}
+
+// UsageItem is one measured quantity.
+type UsageItem struct {
+	// Item names what was measured, e.g. "nlcu", "processed-bytes".
+	Item string `json:"item"`
+	// Unit of Quantity: "<item>-hours" for a unit billed by the hour
+	// ("nlcu-hours"), or "GB" (10^9 bytes).
+	Unit string `json:"unit"`
+	// Quantity measured in the period, a decimal string.
+	Quantity string `json:"quantity"`
+	// Amount is what Quantity costs, a decimal string; empty when the
+	// quantity is billed through another item (AWS bills processed bytes
+	// as part of NLCUs).
+	// +optional
+	Amount string `json:"amount,omitempty"`
 }
 
 // CostItem is one priced line of a cost breakdown.

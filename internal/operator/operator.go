@@ -44,6 +44,8 @@ import (
 	"github.com/portico-lb/portico/providers/gcp"
 	"github.com/portico-lb/portico/providers/local"
 	"github.com/portico-lb/portico/providers/memory"
+	"github.com/portico-lb/portico/usage"
+	"github.com/portico-lb/portico/usage/meters"
 )
 
 // BackendConfig is a backend's own settings: its --<name>-* flags and the
@@ -113,6 +115,10 @@ type Options struct {
 	DeleteOrphans bool
 	// LivePrices configures the live price APIs (--live-prices).
 	LivePrices sources.Config
+	// UsageMetrics configures metered usage (--usage-metrics).
+	UsageMetrics meters.Config
+	// Usage, when set, replaces the meters built from UsageMetrics (tests).
+	Usage controllers.UsageMeter
 }
 
 // DefaultOptions returns the operator's defaults.
@@ -165,6 +171,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.OrphanScanInterval, "orphan-scan-interval", o.OrphanScanInterval, "How often each cloud backend is scanned for resources that carry this cluster's ownership marks but belong to no Service; they are counted in portico_orphaned_resources, listed in the portico-orphans ConfigMap ('kubectl lb orphans') and reported as an Event. 0 disables the scan.")
 	fs.BoolVar(&o.DeleteOrphans, "delete-orphans", o.DeleteOrphans, "Delete orphans that two scans in a row found, after re-reading from the API server that no Service claims them, through the backend's ownership checks. Off by default: orphans are only reported.")
 	o.LivePrices.AddFlags(fs)
+	o.UsageMetrics.AddFlags(fs)
 	fs.Float32Var(&o.QPS, "kube-api-qps", o.QPS, "Queries per second to the Kubernetes API.")
 	fs.IntVar(&o.Burst, "kube-api-burst", o.Burst, "Burst of queries to the Kubernetes API.")
 	for _, name := range o.backendNames() {
@@ -219,6 +226,9 @@ func (o *Options) Validate() error {
 		}
 	}
 	if err := o.LivePrices.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := o.UsageMetrics.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if o.ClusterID != "" {
@@ -339,11 +349,16 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 	if err != nil {
 		return nil, nil, err
 	}
+	meter, err := o.usageMeter(ctx, mgr)
+	if err != nil {
+		return nil, nil, err
+	}
 	*r = controllers.ServiceReconciler{
 		Client:             mgr.GetClient(),
 		Recorder:           mgr.GetEventRecorder("portico-operator"),
 		Metrics:            sharedMetrics(),
 		Pricer:             pricer,
+		Usage:              meter,
 		CostMetrics:        sharedCostMetrics(),
 		Providers:          provs,
 		DefaultClass:       o.DefaultClass,
@@ -428,6 +443,39 @@ var sharedCostMetrics = sync.OnceValue(func() *pricing.Metrics {
 	metrics.Registry.MustRegister(m)
 	return m
 })
+
+// usageMeter returns the usage tracker of the enabled backends' meters
+// (--usage-metrics), running as a runnable; nil when metering is off or
+// no enabled backend has a meter.
+func (o *Options) usageMeter(ctx context.Context, mgr manager.Manager) (controllers.UsageMeter, error) {
+	if o.Usage != nil {
+		return o.Usage, nil
+	}
+	if c, ok := o.Backends[aws.Name].(*aws.Config); ok && o.UsageMetrics.AWSRegion == "" {
+		o.UsageMetrics.AWSRegion = c.Region
+	}
+	if c, ok := o.Backends[azure.Name].(*azure.Config); ok && slices.Contains(o.Providers, azure.Name) && o.UsageMetrics.Enabled {
+		cfg, err := azure.CloudConfiguration(c.Cloud, c.ARMEndpoint)
+		if err != nil {
+			return nil, err
+		}
+		o.UsageMetrics.AzureCloud = cfg
+	}
+	ms, err := o.UsageMetrics.Build(ctx, o.Providers)
+	if err != nil || len(ms) == 0 {
+		return nil, err
+	}
+	log := ctrl.Log.WithName("usage")
+	// Every load balancer is asked about at least once per resync.
+	forget := 3 * max(o.UsageMetrics.Interval, o.ResyncPeriod)
+	t, err := usage.NewTracker(usage.Options{Meters: ms, Interval: o.UsageMetrics.Interval, ForgetAfter: forget, OnError: func(kind, region string, err error) {
+		log.Error(err, "Usage not read; keeping the last good reading", "kind", kind, "region", region)
+	}})
+	if err != nil {
+		return nil, err
+	}
+	return t, mgr.Add(manager.RunnableFunc(t.Run))
+}
 
 // pricer returns the catalog: the embedded prices, overridden by the price
 // ConfigMap, which a runnable re-reads every PriceRefresh, and with

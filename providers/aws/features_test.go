@@ -152,6 +152,10 @@ func TestListenersTargetGroupsAndHealthChecks(t *testing.T) {
 	if st.Cost.Kind != "aws-nlb" || st.Cost.Region != "us-east-1" || st.Cost.Units["listeners"] != 3 || st.Cost.Units["targetGroups"] != 3 || st.Cost.Units["targets"] != 6 {
 		t.Errorf("cost inputs %+v", st.Cost)
 	}
+	// The usage meter reads CloudWatch by the NLB's ARN.
+	if lbARN := st.Resources[0].ID; st.Cost.MeterID != lbARN || !strings.Contains(lbARN, ":loadbalancer/net/") {
+		t.Errorf("cost meter id %q, want the NLB's ARN %q", st.Cost.MeterID, lbARN)
+	}
 
 	// Narrowing the source ranges revokes the old rules; nothing else moves.
 	before := e.fake.MutatingCalls()

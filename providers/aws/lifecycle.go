@@ -68,7 +68,7 @@ func (p *Provider) status(lb *elbtypes.LoadBalancer, sgID string, listeners []el
 	st := &providers.Status{
 		Ingress:   []providers.Ingress{{Hostname: aws.ToString(lb.DNSName)}},
 		Resources: []providers.Resource{{Kind: KindLoadBalancer, ID: aws.ToString(lb.LoadBalancerArn)}},
-		Cost:      providers.CostInputs{Kind: CostKind, Region: p.opts.AWS.Region},
+		Cost:      providers.CostInputs{Kind: CostKind, Region: p.opts.AWS.Region, MeterID: aws.ToString(lb.LoadBalancerArn)},
 	}
 	if sgID != "" {
 		st.Resources = append(st.Resources, providers.Resource{Kind: KindSecurityGroup, ID: sgID})

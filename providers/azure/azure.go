@@ -527,6 +527,9 @@ func (p *Provider) status(lb *armnetwork.LoadBalancer, base string, pip *armnetw
 		return nil, providers.Retry(fmt.Errorf("frontend %s has no address yet", base), transientWait)
 	}
 	st.Ingress = []providers.Ingress{{IP: addr, IPMode: providers.IPModeVIP}}
+	// The usage meter's id (usage/meters.ParseAzureMeterID): the shared
+	// load balancer's metrics are split by frontend address.
+	st.Cost.MeterID = deref(lb.ID) + "#" + addr.String()
 	for _, r := range lb.Properties.LoadBalancingRules {
 		if !ownsChild(base, deref(r.Name)) || deref(r.Name) == base || r.Properties == nil {
 			continue

@@ -397,6 +397,11 @@ func TestStatusAndCost(t *testing.T) {
 	if st.Cost.Kind != CostKind || st.Cost.Region != testLocation || st.Cost.Units["rules"] != 2 || st.Cost.Units["publicIPs"] != 1 {
 		t.Errorf("cost = %+v", st.Cost)
 	}
+	// The usage meter reads the shared load balancer's ByteCount for this
+	// Service's frontend address.
+	if want := st.Resources[0].ID + "#" + st.Ingress[0].IP.String(); st.Cost.MeterID != want {
+		t.Errorf("cost meter id %q, want %q", st.Cost.MeterID, want)
+	}
 	if st.Backends.Total != 3 || st.Backends.Healthy != -1 {
 		t.Errorf("backends = %+v", st.Backends)
 	}

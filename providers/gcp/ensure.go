@@ -219,11 +219,19 @@ func (p *Provider) status(pl *plan, ip string, ownAddr bool, total, healthy int)
 		st.Cost.Units["addresses"] = 1
 		st.Resources = append(st.Resources, providers.Resource{Kind: kindAddress, ID: p.regional("addresses", base)})
 	}
+	var rules []string
 	for _, proto := range pl.protocols {
+		rules = append(rules, ForwardingRuleName(pl.key, proto))
 		st.Resources = append(st.Resources, providers.Resource{Kind: kindForwardingRule, ID: p.regional("forwardingRules", ForwardingRuleName(pl.key, proto))})
 		for _, port := range pl.ports[proto] {
 			st.Ports = append(st.Ports, providers.PortStatus{Port: port, Protocol: proto})
 		}
+	}
+	// The usage meter's id: every forwarding rule of the load balancer
+	// (usage/meters.ParseRuleMeterID). The meter reads the external
+	// passthrough metrics; internal load balancers are not metered.
+	if !pl.internal {
+		st.Cost.MeterID = p.regional("forwardingRules", strings.Join(rules, ","))
 	}
 	st.Resources = append(st.Resources,
 		providers.Resource{Kind: kindBackendService, ID: p.regional("backendServices", base)},

@@ -121,6 +121,16 @@ func TestExternalLoadBalancerShape(t *testing.T) {
 	if st.Backends.Total != 3 || st.Cost.Kind != "gcp-forwarding-rule" || st.Cost.Units["forwardingRules"] != 2 || st.Cost.Tier != "PREMIUM" || st.Cost.Region != testRegion {
 		t.Errorf("status = %+v", st)
 	}
+	// The usage meter reads Cloud Monitoring by the forwarding rules' names.
+	var rules []string
+	for _, r := range st.Resources {
+		if r.Kind == "forwardingRule" {
+			rules = append(rules, r.ID[strings.LastIndex(r.ID, "/")+1:])
+		}
+	}
+	if want := "projects/" + testProject + "/regions/" + testRegion + "/forwardingRules/" + strings.Join(rules, ","); len(rules) != 2 || st.Cost.MeterID != want {
+		t.Errorf("cost meter id %q, want %q", st.Cost.MeterID, want)
+	}
 }
 
 func TestFiveRulePortLimit(t *testing.T) {
@@ -185,6 +195,9 @@ func TestInternalLoadBalancer(t *testing.T) {
 	st, err := e.p.Ensure(t.Context(), d)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if st.Cost.MeterID != "" {
+		t.Errorf("internal load balancer metered as %q; the meter reads external metrics only", st.Cost.MeterID)
 	}
 	base := gcp.BaseName(k)
 	addr := e.object(t, regional("addresses", base))

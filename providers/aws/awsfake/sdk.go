@@ -35,6 +35,16 @@ type SDKOptions struct {
 // fake through BaseEndpoint, with static test credentials and a standard
 // retryer without client-side retry quota.
 func (f *Fake) SDKConfig(o SDKOptions) aws.Config {
+	return sdkConfig(f.URL(), f.opts.Region, o)
+}
+
+// SDKConfig returns an aws.Config for region that points the real
+// CloudWatch client at the fake, as Fake.SDKConfig does for ELBv2 and EC2.
+func (c *CloudWatch) SDKConfig(region string, o SDKOptions) aws.Config {
+	return sdkConfig(c.URL(), region, o)
+}
+
+func sdkConfig(url, region string, o SDKOptions) aws.Config {
 	if o.MaxAttempts == 0 {
 		o.MaxAttempts = 3
 	}
@@ -48,8 +58,8 @@ func (f *Fake) SDKConfig(o SDKOptions) aws.Config {
 		o.AccessKeyID = TestAccessKeyID
 	}
 	return aws.Config{
-		Region:       f.opts.Region,
-		BaseEndpoint: aws.String(f.URL()),
+		Region:       region,
+		BaseEndpoint: aws.String(url),
 		Credentials:  credentials.NewStaticCredentialsProvider(o.AccessKeyID, TestSecretAccessKey, ""),
 		HTTPClient:   awshttp.NewBuildableClient().WithTimeout(o.Timeout),
 		Retryer: func() aws.Retryer {
