@@ -131,7 +131,7 @@ func Start(h *netlab.Host, cfg Config, logDir string) (*Router, error) {
 		"bgpd.conf":  conf.String(),
 	}
 	if cfg.BFD {
-		files["bfdd.conf"] = "hostname router\nlog stdout informational\n"
+		files["bfdd.conf"] = "hostname router\nlog stdout debugging\ndebug bfd peer\ndebug bfd network\n"
 	}
 	// The daemons drop root for the frr user (running them as root needs
 	// root in the frrvty group): the directory and files are theirs.
