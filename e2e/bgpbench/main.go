@@ -6,8 +6,8 @@
 //
 //   - announce: --addresses Services (externalTrafficPolicy Cluster) are
 //     created at once; for each, the time from its address appearing in its
-//     status to the route being in the router's kernel table with one next
-//     hop per node.
+//     status (a watch event) to the route being in the router's kernel table
+//     with one next hop per node (read over netlink every 10 ms).
 //   - withdraw: up to 100 more Services, externalTrafficPolicy Local (a pod
 //     on every node); the pod on node 3 turns unready; for each of them, the
 //     time from its EndpointSlice losing node 3's ready endpoint to node 3's
@@ -27,6 +27,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"math"
 	"net/netip"
 	"os"
@@ -261,6 +262,13 @@ func (b *bench) announce(prefix string, count int, policy corev1.ServiceExternal
 	if policy == corev1.ServiceExternalTrafficPolicyLocal {
 		selector = map[string]string{"app": "web"}
 	}
+	// Each address is timed from the watch event that shows it in its
+	// Service's status.
+	addressed, err := b.watchAddresses(prefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer addressed.stop()
 	var wg sync.WaitGroup
 	errc := make(chan error, 8)
 	sem := make(chan struct{}, 8)
@@ -282,60 +290,42 @@ func (b *bench) announce(prefix string, count int, policy corev1.ServiceExternal
 			}
 		}()
 	}
-	addressed := map[netip.Addr]time.Time{}
 	routed := map[netip.Addr]time.Time{}
 	want := len(c.Nodes)
 	deadline := time.Now().Add(10 * time.Minute)
-	lastList := time.Time{}
-	for len(routed) < count || len(addressed) < count {
+	for {
 		if time.Now().After(deadline) {
-			return nil, nil, fmt.Errorf("after 10 minutes %d addresses, %d routed", len(addressed), len(routed))
+			return nil, nil, fmt.Errorf("after 10 minutes %d addresses, %d routed", len(addressed.seen()), len(routed))
 		}
 		select {
 		case err := <-errc:
 			return nil, nil, err
 		default:
 		}
-		now := time.Now()
-		// Status is read every 50 ms (a list of up to --addresses
-		// Services); an address seen first at a list counts from then.
-		if now.Sub(lastList) > 50*time.Millisecond && len(addressed) < count {
-			lastList = now
-			var svcs corev1.ServiceList
-			if err := c.Env.Client.List(ctx, &svcs, client.InNamespace(ns), client.MatchingLabels{"set": prefix}); err != nil {
-				return nil, nil, err
-			}
-			for _, s := range svcs.Items {
-				for _, in := range s.Status.LoadBalancer.Ingress {
-					if a, err := netip.ParseAddr(in.IP); err == nil {
-						if _, ok := addressed[a]; !ok {
-							addressed[a] = now
-						}
-					}
-				}
-			}
-		}
 		rs, err := b.routes()
 		if err != nil {
 			return nil, nil, err
 		}
-		now = time.Now()
+		now := time.Now()
 		for a, hops := range rs {
 			if _, ok := routed[a]; !ok && len(hops) == want && !slices.Contains(exclude, a) {
 				routed[a] = now
 			}
+		}
+		if seen := addressed.seen(); len(seen) == count && len(routed) >= count {
+			break
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	wg.Wait()
 	var addrs []netip.Addr
 	var lat []time.Duration
-	for a, t := range addressed {
+	for a, t := range addressed.seen() {
 		if _, ok := routed[a]; !ok {
 			return nil, nil, fmt.Errorf("%s never routed", a)
 		}
 		addrs = append(addrs, a)
-		// A route seen before the list that showed its address counts as 0.
+		// A route seen before the event that showed its address counts as 0.
 		lat = append(lat, max(0, routed[a].Sub(t)))
 	}
 	slices.SortFunc(addrs, netip.Addr.Compare)
@@ -349,6 +339,51 @@ func (b *bench) announce(prefix string, count int, policy corev1.ServiceExternal
 // loss to withdrawal, Portico's part. The time from the pod change, which
 // adds the EndpointSlice controller's queue and its client's rate limit
 // (20 writes/s in kube-controller-manager), is printed beside it.
+// addressWatch records when each address first appears in the status of a
+// Service of one set.
+type addressWatch struct {
+	mu    sync.Mutex
+	first map[netip.Addr]time.Time
+	stop  func()
+}
+
+func (w *addressWatch) seen() map[netip.Addr]time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return maps.Clone(w.first)
+}
+
+func (b *bench) watchAddresses(set string) (*addressWatch, error) {
+	wc, err := client.NewWithWatch(b.c.Env.Config, client.Options{Scheme: b.c.Env.Client.Scheme()})
+	if err != nil {
+		return nil, err
+	}
+	watch, err := wc.Watch(context.Background(), &corev1.ServiceList{}, client.InNamespace(ns), client.MatchingLabels{"set": set})
+	if err != nil {
+		return nil, err
+	}
+	w := &addressWatch{first: map[netip.Addr]time.Time{}, stop: watch.Stop}
+	go func() {
+		for ev := range watch.ResultChan() {
+			s, ok := ev.Object.(*corev1.Service)
+			if !ok {
+				continue
+			}
+			now := time.Now()
+			w.mu.Lock()
+			for _, in := range s.Status.LoadBalancer.Ingress {
+				if a, err := netip.ParseAddr(in.IP); err == nil {
+					if _, ok := w.first[a]; !ok {
+						w.first[a] = now
+					}
+				}
+			}
+			w.mu.Unlock()
+		}
+	}()
+	return w, nil
+}
+
 func (b *bench) withdraw(addrs []netip.Addr) ([]time.Duration, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
