@@ -269,27 +269,33 @@ func (b *bench) announce(prefix string, count int, policy corev1.ServiceExternal
 		return nil, nil, err
 	}
 	defer addressed.stop()
+	// The Services are created (8 at a time) while the routes are
+	// watched: the measurement must not wait for the last creation.
 	var wg sync.WaitGroup
 	errc := make(chan error, 8)
 	sem := make(chan struct{}, 8)
-	for i := range count {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("%s%04d", prefix, i), Labels: map[string]string{"set": prefix}},
-				Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr.To("lb.portico.dev/local"),
-					Selector: selector, ExternalTrafficPolicy: policy,
-					Ports: []corev1.ServicePort{{Name: "p", Protocol: corev1.ProtocolUDP, Port: 53, TargetPort: intstr.FromInt32(8080)}}}}
-			if err := c.Env.Client.Create(ctx, svc); err != nil {
-				select {
-				case errc <- err:
-				default:
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range count {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("%s%04d", prefix, i), Labels: map[string]string{"set": prefix}},
+					Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr.To("lb.portico.dev/local"),
+						Selector: selector, ExternalTrafficPolicy: policy,
+						Ports: []corev1.ServicePort{{Name: "p", Protocol: corev1.ProtocolUDP, Port: 53, TargetPort: intstr.FromInt32(8080)}}}}
+				if err := c.Env.Client.Create(ctx, svc); err != nil {
+					select {
+					case errc <- err:
+					default:
+					}
 				}
-			}
-		}()
-	}
+			}()
+		}
+	}()
 	routed := map[netip.Addr]time.Time{}
 	want := len(c.Nodes)
 	deadline := time.Now().Add(10 * time.Minute)
