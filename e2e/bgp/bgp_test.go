@@ -226,6 +226,69 @@ func (w *world) nodeAddrs(idx ...int) []netip.Addr {
 	return out
 }
 
+// outside6 is the IPv6 client behind the router, on fd99::/64.
+var (
+	outside6   = netip.MustParsePrefix("fd99::2/64")
+	outsideGW6 = netip.MustParsePrefix("fd99::1/64")
+)
+
+// plumbIPv6 gives the outside client, the pods and the nodes' forwarding
+// IPv6 as a dual-stack CNI would: each pod gets fd20:0:<n>::2/64 behind its
+// node (fd20:0:<n>::1) in its Pod object's podIPs, the other nodes route the
+// pod's /64 through its node, and the nodes reach the client's subnet
+// through the router.
+func (w *world) plumbIPv6(pods []*cluster.Pod) {
+	w.t.Helper()
+	must := func(_ string, err error) {
+		w.t.Helper()
+		if err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	rh := w.router.Host
+	out, err := rh.IP("-o", "-4", "addr", "show")
+	must(out, err)
+	gwLink := ""
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 3 && strings.HasPrefix(f[3], "10.99.0.1/") {
+			gwLink = f[1]
+		}
+	}
+	if gwLink == "" {
+		w.t.Fatalf("no link to the outside client in the router:\n%s", out)
+	}
+	must(rh.IP("addr", "add", outsideGW6.String(), "dev", gwLink, "nodad"))
+	must(w.outside.IP("addr", "add", outside6.String(), "dev", w.outside.Link, "nodad"))
+	must(w.outside.IP("-6", "route", "add", "default", "via", outsideGW6.Addr().String()))
+	nodeIdx := map[*cluster.Node]int{}
+	for i, n := range w.c.Nodes {
+		nodeIdx[n] = i
+		must(netlab.Run("ip", "netns", "exec", n.Host.NS, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"))
+		must(n.Host.IP("-6", "route", "add", "fd99::/64", "via", routerAddr6.String()))
+	}
+	for _, p := range pods {
+		idx := p.Gateway.As4()[2]
+		podAddr := netip.AddrFrom16([16]byte{0: 0xfd, 1: 0x20, 3: idx, 15: 2})
+		gw := netip.AddrFrom16([16]byte{0: 0xfd, 1: 0x20, 3: idx, 15: 1})
+		must(p.Host.IP("addr", "add", netip.PrefixFrom(podAddr, 64).String(), "dev", "eth0", "nodad"))
+		must(p.Host.IP("-6", "route", "add", "default", "via", gw.String()))
+		must(p.Node.Host.IP("addr", "add", netip.PrefixFrom(gw, 64).String(), "dev", fmt.Sprintf("pod%d", idx), "nodad"))
+		for _, other := range w.c.Nodes {
+			if other != p.Node {
+				must(other.Host.IP("-6", "route", "add", netip.PrefixFrom(podAddr, 64).Masked().String(), "via", nodeAddr6(nodeIdx[p.Node]).String()))
+			}
+		}
+		var obj corev1.Pod
+		if err := w.c.Env.Client.Get(context.Background(), client.ObjectKeyFromObject(p.Object), &obj); err != nil {
+			w.t.Fatal(err)
+		}
+		obj.Status.PodIPs = append(obj.Status.PodIPs, corev1.PodIP{IP: podAddr.String()})
+		if err := w.c.Env.Client.Status().Update(context.Background(), &obj); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+}
+
 // nodeAddrs6 are the IPv6 addresses of nodes i..., sorted.
 func (w *world) nodeAddrs6(idx ...int) []netip.Addr {
 	var out []netip.Addr
@@ -328,6 +391,24 @@ func TestBGPMode(t *testing.T) {
 			return nil
 		})
 		w.nextHops(addr6, w.nodeAddrs6(0, 1, 2), 30*time.Second)
+		// Traffic from an IPv6 client behind the router reaches the pods.
+		w.plumbIPv6(pods)
+		dst := netip.AddrPortFrom(addr6, 80)
+		eventually(t, 30*time.Second, func() error {
+			_, err := dptest.AskTCP(w.outside, dst, time.Second)
+			return err
+		})
+		seen := map[string]int{}
+		for range 30 {
+			r, err := dptest.AskTCP(w.outside, dst, 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen[r.Server]++
+		}
+		if len(seen) < 2 {
+			t.Errorf("30 IPv6 connections reached only %v", seen)
+		}
 		// The IPv4 peer is sent no IPv6 prefix, and the IPv6 peer no IPv4 one.
 		if got, err := w.router.NextHops(netip.PrefixFrom(addr.Addr(), 32)); err != nil || !slices.Equal(got, w.nodeAddrs(0, 1, 2)) {
 			t.Errorf("IPv4 route's next hops %v (%v), want the nodes' IPv4 addresses", got, err)
