@@ -135,6 +135,9 @@ func (w *Watcher) Start(ctx context.Context) error {
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
 	signal()
+	// Status is written on its own tick, never after a sync: a write to the
+	// apiserver (slow under load, and the advertised count changes with
+	// every route) must not hold up the next routes.
 	for {
 		select {
 		case <-ctx.Done():
@@ -147,9 +150,9 @@ func (w *Watcher) Start(ctx context.Context) error {
 		case <-retry.C:
 			signal()
 		case <-status.C:
-		}
-		if err := w.publish(ctx); err != nil {
-			log.Error(err, "Writing BGP session status; retrying")
+			if err := w.publish(ctx); err != nil {
+				log.Error(err, "Writing BGP session status; retrying")
+			}
 		}
 	}
 }

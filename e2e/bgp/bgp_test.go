@@ -50,7 +50,9 @@ var (
 )
 
 // nodeAddr6 is node i's IPv6 address on the nodes' bridge.
-func nodeAddr6(i int) netip.Addr { return netip.AddrFrom16([16]byte{0: 0xfd, 1: 0x88, 15: byte(i + 1)}) }
+func nodeAddr6(i int) netip.Addr {
+	return netip.AddrFrom16([16]byte{0: 0xfd, 1: 0x88, 15: byte(i + 1)})
+}
 
 func build(t *testing.T) string {
 	t.Helper()
