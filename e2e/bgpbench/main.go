@@ -31,7 +31,9 @@ import (
 	"math"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,7 +61,7 @@ var (
 	runs      = flag.Int("runs", 5, "Node failures to measure.")
 	useBFD    = flag.Bool("bfd", true, "Run BFD (3 x 100 ms) between the nodes and the router.")
 	forwarder = flag.String("forwarder", "bin/portico-forwarder", "portico-forwarder binary.")
-	logDir    = flag.String("log-dir", "", "Directory for logs (a temporary one when empty).")
+	logDir    = flag.String("log-dir", "", "Directory for logs and announce-<set>.txt (per address: Unix ns of its status and of its complete route; a temporary directory when empty).")
 )
 
 const (
@@ -335,6 +337,16 @@ func (b *bench) announce(prefix string, count int, policy corev1.ServiceExternal
 		lat = append(lat, max(0, routed[a].Sub(t)))
 	}
 	slices.SortFunc(addrs, netip.Addr.Compare)
+	// Per address: when its status showed it and when its route was
+	// complete (Unix ns), to lay beside a capture of the BGP UPDATEs.
+	var trace strings.Builder
+	seen := addressed.seen()
+	for _, a := range addrs {
+		fmt.Fprintf(&trace, "%s %d %d\n", a, seen[a].UnixNano(), routed[a].UnixNano())
+	}
+	if err := os.WriteFile(filepath.Join(*logDir, "announce-"+prefix+".txt"), []byte(trace.String()), 0o644); err != nil {
+		return nil, nil, err
+	}
 	fmt.Printf("announce: %d addresses routed over %d next hops, p50_ms=%d p99_ms=%d\n", len(addrs), want, p50(lat), p99(lat))
 	return addrs, lat, nil
 }
