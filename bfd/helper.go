@@ -137,20 +137,27 @@ func (h *Helper) State(peer netip.Addr) (State, bool) {
 	return st, ok
 }
 
-// Run keeps the helper running until ctx ends (restarting it a second after
-// it exits on its own), then stops it: its sessions send AdminDown.
+// Run keeps the helper running until ctx ends (restarting it when it exits
+// on its own: after a second, doubling up to 30 s while it keeps failing at
+// once), then stops it: its sessions send AdminDown.
 func (h *Helper) Run(ctx context.Context) error {
+	backoff := time.Second
 	for {
+		started := time.Now()
 		err := h.runOnce(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		h.Log.Error(err, "BFD helper exited; restarting")
+		if time.Since(started) > time.Minute {
+			backoff = time.Second
+		}
+		h.Log.Error(err, "BFD helper exited; restarting", "after", backoff.String())
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(time.Second):
+		case <-time.After(backoff):
 		}
+		backoff = min(2*backoff, 30*time.Second)
 	}
 }
 
