@@ -22,7 +22,7 @@ const (
 	peerEnv  = "PORTICO_BFD_TEST_PEER"
 )
 
-var testCfg = Config{DesiredMinTx: 50 * time.Millisecond, RequiredMinRx: 50 * time.Millisecond, DetectMult: 3}
+var testCfg = Config{DesiredMinTx: 100 * time.Millisecond, RequiredMinRx: 100 * time.Millisecond, DetectMult: 3}
 
 func TestMain(m *testing.M) {
 	switch os.Getenv(roleEnv) {
@@ -67,7 +67,7 @@ func runNode(helper bool) int {
 // gets no CPU for a second (SIGSTOP; in production: its garbage
 // collections and a loaded machine, which made FRR declare live nodes down).
 // With BFD inside the forwarder the peer's session goes Down within the
-// detection time (150 ms); with the helper it stays Up, and the helper
+// detection time (300 ms); with the helper it stays Up, and the helper
 // still follows the forwarder's commands afterwards (AdminDown when it
 // stops).
 func TestHelperKeepsTimeWhileForwarderStalls(t *testing.T) {
@@ -114,6 +114,19 @@ func TestHelperKeepsTimeWhileForwarderStalls(t *testing.T) {
 				}
 			}()
 			waitFor(t, peer, node, Up, 5*time.Second)
+			// Both ends Up at the fast rate: the peer's detection time is
+			// 3 x 100 ms (while the node is still Init it is 3 x 1 s).
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+				peer.mu.Lock()
+				d := peer.sessions[node].s.DetectionTime()
+				peer.mu.Unlock()
+				if d == 300*time.Millisecond {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("peer's detection time %s, want 300ms", d)
+				}
+			}
 
 			if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 				t.Fatal(err)
