@@ -239,7 +239,7 @@ func (m *Manager) shutdown() {
 	for peer, e := range m.sessions {
 		e.s.Shutdown()
 		for !e.s.Done() {
-			e.s.nextTx = time.Time{}
+			e.s.lastTx = time.Time{}
 			if p, _ := e.s.Next(time.Now()); p != nil {
 				_, _ = e.conn.Write(p.Marshal())
 			}

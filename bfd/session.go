@@ -32,11 +32,16 @@ type Session struct {
 	remote     State
 	diag       Diag
 
-	remoteMinRx   time.Duration
-	remoteMinTx   time.Duration
-	remoteMult    uint8
-	lastRx        time.Time
-	nextTx        time.Time
+	remoteMinRx time.Duration
+	remoteMinTx time.Duration
+	remoteMult  uint8
+	lastRx      time.Time
+	// lastTx is when the last periodic packet went out and txPct the
+	// jitter drawn for the next (percent of the interval): the interval
+	// itself is computed when it is due, so a change of either side's
+	// timers applies to the very next packet (RFC 5880 6.8.7).
+	lastTx        time.Time
+	txPct         int
 	polling       bool // a Poll Sequence is under way
 	sendFinal     bool
 	advertisedTx  time.Duration
@@ -82,7 +87,7 @@ func (s *Session) setState(st State, d Diag) {
 		s.polling = true
 		// Send the Poll at once, and from now on at the new rate: the
 		// peer may already time out at it.
-		s.nextTx = time.Time{}
+		s.lastTx = time.Time{}
 	}
 }
 
@@ -154,7 +159,8 @@ func (s *Session) Next(now time.Time) (out *Packet, changed bool) {
 	if s.Done() {
 		return nil, changed
 	}
-	if !s.sendFinal && now.Before(s.nextTx) {
+	due := s.txDue()
+	if !s.sendFinal && now.Before(due) {
 		return nil, changed
 	}
 	p := &Packet{Diag: s.diag, State: s.state, Poll: s.polling && !s.sendFinal, Final: s.sendFinal, DetectMult: s.cfg.DetectMult,
@@ -162,8 +168,8 @@ func (s *Session) Next(now time.Time) (out *Packet, changed bool) {
 	if s.adminDown {
 		s.sentAdminDown++
 	}
-	if !s.sendFinal || !now.Before(s.nextTx) {
-		s.nextTx = now.Add(s.jitter(max(s.advertisedTx, s.remoteMinRx)))
+	if !s.sendFinal || !now.Before(due) {
+		s.lastTx, s.txPct = now, s.jitterPct()
 	}
 	s.sendFinal = false
 	return p, changed
@@ -172,7 +178,7 @@ func (s *Session) Next(now time.Time) (out *Packet, changed bool) {
 // NextDue is when Next has a packet to send next (or the detection time
 // ends, whichever is first).
 func (s *Session) NextDue() time.Time {
-	due := s.nextTx
+	due := s.txDue()
 	if (s.state == Init || s.state == Up) && s.remoteMult > 0 {
 		if d := s.lastRx.Add(s.DetectionTime()); d.Before(due) {
 			due = d
@@ -181,12 +187,22 @@ func (s *Session) NextDue() time.Time {
 	return due
 }
 
-// jitter applies RFC 5880 6.8.7: 75-100% of the interval, 75-90% with a
+// txDue is when the next periodic packet is due: the interval
+// max(bfd.DesiredMinTxInterval, bfd.RemoteMinRxInterval) as they are now,
+// jittered as drawn at the last packet.
+func (s *Session) txDue() time.Time {
+	if s.lastTx.IsZero() {
+		return time.Time{}
+	}
+	return s.lastTx.Add(max(s.advertisedTx, s.remoteMinRx) * time.Duration(s.txPct) / 100)
+}
+
+// jitterPct applies RFC 5880 6.8.7: 75-100% of the interval, 75-90% with a
 // detect multiplier of 1.
-func (s *Session) jitter(d time.Duration) time.Duration {
+func (s *Session) jitterPct() int {
 	top := 25
 	if s.cfg.DetectMult == 1 {
 		top = 15
 	}
-	return d * time.Duration(75+rand.IntN(top+1)) / 100
+	return 75 + rand.IntN(top+1)
 }

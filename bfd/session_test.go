@@ -110,3 +110,46 @@ func TestSessionSlowWhileDown(t *testing.T) {
 		t.Fatalf("%d packets in 5s while Down, want about one per 0.75-1s", len(sent))
 	}
 }
+
+// TestSessionFollowsFasterPeerRx: the transmit interval is
+// max(DesiredMinTx, the peer's RequiredMinRx) at every moment (RFC 5880
+// 6.8.7), so when the peer lowers its RequiredMinRx the next packet comes
+// at the new interval. FRR advertises 1 s until it is Up, then polls with
+// 100 ms and expects a packet within its 300 ms detection time; a session
+// that kept the packet it had planned at the old 1 s interval fell silent
+// for 750-1000 ms, and FRR declared it down right after every BGP session
+// came up (bench-bgp's "flap after establishment").
+func TestSessionFollowsFasterPeerRx(t *testing.T) {
+	s := NewSession(1, fast)
+	now := time.Unix(1000, 0)
+	peer := Packet{State: Init, DetectMult: 3, MyDisc: 9, YourDisc: 1, DesiredMinTx: time.Second, RequiredMinRx: time.Second}
+	s.Receive(peer, now)
+	if s.State() != Up {
+		t.Fatalf("state %s after the peer's Init, want Up", s.State())
+	}
+	if out, _ := s.Next(now); out == nil || !out.Poll {
+		t.Fatalf("sent %+v, want the Poll at the new rate", out)
+	}
+	now = now.Add(time.Millisecond)
+	peer.State, peer.Poll, peer.DesiredMinTx, peer.RequiredMinRx = Up, true, 100*time.Millisecond, 100*time.Millisecond
+	s.Receive(peer, now)
+	if out, _ := s.Next(now); out == nil || !out.Final {
+		t.Fatalf("sent %+v, want the Final at once", out)
+	}
+	last := now
+	peer.Poll = false
+	for end := now.Add(time.Second); now.Before(end); now = now.Add(time.Millisecond) {
+		if now.Sub(s.lastRx) >= 100*time.Millisecond {
+			s.Receive(peer, now) // the peer keeps its 100 ms
+		}
+		if out, _ := s.Next(now); out != nil {
+			if gap := now.Sub(last); gap > 100*time.Millisecond {
+				t.Fatalf("packet %s after the previous one, want at most the peer's 100ms", gap)
+			}
+			last = now
+		}
+		if gap := now.Sub(last); gap > 100*time.Millisecond {
+			t.Fatalf("nothing sent for %s after the peer asked for 100ms (its detection time is 300ms)", gap)
+		}
+	}
+}

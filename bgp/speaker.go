@@ -53,6 +53,10 @@ type SpeakerConfig struct {
 	// one per family (optional; the kernel's choice otherwise).
 	LocalAddresses []netip.Addr
 	Log            logr.Logger
+	// BFDHelper runs BFD in a child process (bfd.Helper: this executable
+	// must serve bfd.HelperArg), so its timers do not depend on how busy the
+	// forwarder is; false runs it in this process.
+	BFDHelper bool
 }
 
 // Speaker holds this node's BGP sessions, one GoBGP server per BGPPeer, so
@@ -68,7 +72,7 @@ type Speaker struct {
 	// goroutine never returns.
 	idle []*server.BgpServer
 	// bfd runs the BFD sessions of peers that ask for them (IPv4).
-	bfd *bfd.Manager
+	bfd bfd.Runner
 }
 
 type session struct {
@@ -92,7 +96,9 @@ func NewSpeaker(cfg SpeakerConfig) *Speaker {
 	}
 	sp := &Speaker{cfg: cfg, routerID: id.String(), sessions: map[string]*session{}}
 	for _, a := range cfg.LocalAddresses {
-		if a.Is4() {
+		if a.Is4() && cfg.BFDHelper {
+			sp.bfd = &bfd.Helper{Local: a, Log: cfg.Log.WithName("bfd")}
+		} else if a.Is4() {
 			sp.bfd = &bfd.Manager{Local: a, Log: cfg.Log.WithName("bfd")}
 		}
 	}

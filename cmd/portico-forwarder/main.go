@@ -17,17 +17,23 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 
 	"github.com/spf13/pflag"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/portico-lb/portico/bfd"
 	"github.com/portico-lb/portico/internal/forwarder"
 	"github.com/portico-lb/portico/internal/version"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == bfd.HelperArg {
+		bfdHelper(os.Args[2:])
+		return
+	}
 	fs := pflag.NewFlagSet("portico-forwarder", pflag.ContinueOnError)
 	opts := forwarder.DefaultOptions()
 	opts.AddFlags(fs)
@@ -64,4 +70,28 @@ func main() {
 		log.Error(err, "Forwarder stopped")
 		os.Exit(1)
 	}
+}
+
+// bfdHelper runs the BFD sessions for the forwarder that started it
+// (bfd.Helper): commands on standard input, state changes on standard
+// output, logs on standard error. It exits when its input ends.
+func bfdHelper(args []string) {
+	fs := pflag.NewFlagSet("portico-forwarder "+bfd.HelperArg, pflag.ExitOnError)
+	local := fs.String("local", "", "The node's IPv4 address to run BFD from.")
+	zapOpts := zap.Options{}
+	goFlags := flag.NewFlagSet("", flag.ExitOnError)
+	zapOpts.BindFlags(goFlags)
+	fs.AddGoFlagSet(goFlags)
+	_ = fs.Parse(args)
+	log := zap.New(zap.UseFlagOptions(&zapOpts)).WithName("bgp").WithName("bfd")
+	addr, err := netip.ParseAddr(*local)
+	if err != nil {
+		log.Error(err, "Invalid --local")
+		os.Exit(2)
+	}
+	if err := bfd.ServeHelper(addr, os.Stdin, os.Stdout, log); err != nil {
+		log.Error(err, "BFD helper stopped")
+		os.Exit(1)
+	}
+	os.Exit(0)
 }

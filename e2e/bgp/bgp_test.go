@@ -44,7 +44,15 @@ const (
 	ns        = "web"
 )
 
-var routerAddr = netip.MustParseAddr("10.88.0.254")
+var (
+	routerAddr  = netip.MustParseAddr("10.88.0.254")
+	routerAddr6 = netip.MustParseAddr("fd88::fe")
+)
+
+// nodeAddr6 is node i's IPv6 address on the nodes' bridge.
+func nodeAddr6(i int) netip.Addr {
+	return netip.AddrFrom16([16]byte{0: 0xfd, 1: 0x88, 15: byte(i + 1)})
+}
 
 func build(t *testing.T) string {
 	t.Helper()
@@ -120,7 +128,19 @@ func setup(t *testing.T) *world {
 	if w.outside, err = c.Lab.AddHostBehind("outside", rh, netip.MustParsePrefix("10.99.0.1/24"), netip.MustParsePrefix("10.99.0.2/24")); err != nil {
 		t.Fatal(err)
 	}
-	cfg := frr.Config{ASN: routerASN, RouterID: routerAddr, HoldTime: 9, Keepalive: 3, GracefulRestart: true, BFD: true}
+	// IPv6 beside IPv4 on the same wire: the router and every node get an
+	// address of fd88::/64, and a second BGPPeer (MP-BGP, ipv6-unicast)
+	// carries the IPv6 pool's routes.
+	if _, err := rh.IP("addr", "add", netip.PrefixFrom(routerAddr6, 64).String(), "dev", rh.Link, "nodad"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := frr.Config{ASN: routerASN, RouterID: routerAddr, Address6: routerAddr6, HoldTime: 9, Keepalive: 3, GracefulRestart: true, BFD: true}
+	for i, n := range c.Nodes {
+		if _, err := n.Host.IP("addr", "add", netip.PrefixFrom(nodeAddr6(i), 64).String(), "dev", n.Host.Link, "nodad"); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Neighbors = append(cfg.Neighbors, frr.Neighbor{Address: nodeAddr6(i), ASN: nodeASN, Password: password})
+	}
 	for _, n := range c.Nodes {
 		// The router is the nodes' way to the client's subnet, as a
 		// top-of-rack switch is their default gateway.
@@ -141,6 +161,13 @@ func setup(t *testing.T) *world {
 		PasswordSecret: &lbv1.SecretKeyRef{Name: "tor-password"},
 		HoldTime:       &metav1.Duration{Duration: 9 * time.Second}, KeepaliveTime: &metav1.Duration{Duration: 3 * time.Second},
 	}})
+	w.create(&lbv1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "tor6"}, Spec: lbv1.BGPPeerSpec{
+		Address: routerAddr6.String(), PeerASN: routerASN, MyASN: nodeASN,
+		PasswordSecret: &lbv1.SecretKeyRef{Name: "tor-password"},
+		HoldTime:       &metav1.Duration{Duration: 9 * time.Second}, KeepaliveTime: &metav1.Duration{Duration: 3 * time.Second},
+	}})
+	w.create(&lbv1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "routed6"}, Spec: lbv1.IPPoolSpec{
+		Addresses: []string{"fd77::/124"}, Announce: lbv1.AnnounceBGP}})
 	// BGP only: nobody answers ARP for these; the router is the only way.
 	w.create(&lbv1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "routed"}, Spec: lbv1.IPPoolSpec{
 		Addresses: []string{"10.77.0.0/28"}, Announce: lbv1.AnnounceBGP}})
@@ -201,12 +228,86 @@ func (w *world) nodeAddrs(idx ...int) []netip.Addr {
 	return out
 }
 
-// nextHops waits until the router's kernel route to addr/32 has exactly
-// the next hops want (none: no route) and returns how long that took.
+// outside6 is the IPv6 client behind the router, on fd99::/64.
+var (
+	outside6   = netip.MustParsePrefix("fd99::2/64")
+	outsideGW6 = netip.MustParsePrefix("fd99::1/64")
+)
+
+// plumbIPv6 gives the outside client, the pods and the nodes' forwarding
+// IPv6 as a dual-stack CNI would: each pod gets fd20:0:<n>::2/64 behind its
+// node (fd20:0:<n>::1) in its Pod object's podIPs, the other nodes route the
+// pod's /64 through its node, and the nodes reach the client's subnet
+// through the router.
+func (w *world) plumbIPv6(pods []*cluster.Pod) {
+	w.t.Helper()
+	must := func(_ string, err error) {
+		w.t.Helper()
+		if err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	rh := w.router.Host
+	out, err := rh.IP("-o", "-4", "addr", "show")
+	must(out, err)
+	gwLink := ""
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 3 && strings.HasPrefix(f[3], "10.99.0.1/") {
+			gwLink = f[1]
+		}
+	}
+	if gwLink == "" {
+		w.t.Fatalf("no link to the outside client in the router:\n%s", out)
+	}
+	must(rh.IP("addr", "add", outsideGW6.String(), "dev", gwLink, "nodad"))
+	must(w.outside.IP("addr", "add", outside6.String(), "dev", w.outside.Link, "nodad"))
+	must(w.outside.IP("-6", "route", "add", "default", "via", outsideGW6.Addr().String()))
+	nodeIdx := map[*cluster.Node]int{}
+	for i, n := range w.c.Nodes {
+		nodeIdx[n] = i
+		must(netlab.Run("ip", "netns", "exec", n.Host.NS, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"))
+		must(n.Host.IP("-6", "route", "add", "fd99::/64", "via", routerAddr6.String()))
+	}
+	for _, p := range pods {
+		idx := p.Gateway.As4()[2]
+		podAddr := netip.AddrFrom16([16]byte{0: 0xfd, 1: 0x20, 3: idx, 15: 2})
+		gw := netip.AddrFrom16([16]byte{0: 0xfd, 1: 0x20, 3: idx, 15: 1})
+		must(p.Host.IP("addr", "add", netip.PrefixFrom(podAddr, 64).String(), "dev", "eth0", "nodad"))
+		must(p.Host.IP("-6", "route", "add", "default", "via", gw.String()))
+		must(p.Node.Host.IP("addr", "add", netip.PrefixFrom(gw, 64).String(), "dev", fmt.Sprintf("pod%d", idx), "nodad"))
+		for _, other := range w.c.Nodes {
+			if other != p.Node {
+				must(other.Host.IP("-6", "route", "add", netip.PrefixFrom(podAddr, 64).Masked().String(), "via", nodeAddr6(nodeIdx[p.Node]).String()))
+			}
+		}
+		var obj corev1.Pod
+		if err := w.c.Env.Client.Get(context.Background(), client.ObjectKeyFromObject(p.Object), &obj); err != nil {
+			w.t.Fatal(err)
+		}
+		obj.Status.PodIPs = append(obj.Status.PodIPs, corev1.PodIP{IP: podAddr.String()})
+		if err := w.c.Env.Client.Status().Update(context.Background(), &obj); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+}
+
+// nodeAddrs6 are the IPv6 addresses of nodes i..., sorted.
+func (w *world) nodeAddrs6(idx ...int) []netip.Addr {
+	var out []netip.Addr
+	for _, i := range idx {
+		out = append(out, nodeAddr6(i))
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+// nextHops waits until the router's kernel route to addr (a host route,
+// /32 or /128) has exactly the next hops want (none: no route) and returns
+// how long that took.
 func (w *world) nextHops(addr netip.Addr, want []netip.Addr, within time.Duration) time.Duration {
 	w.t.Helper()
 	start := time.Now()
-	prefix := netip.PrefixFrom(addr, 32)
+	prefix := netip.PrefixFrom(addr, addr.BitLen())
 	eventually(w.t, within, func() error {
 		got, err := w.router.NextHops(prefix)
 		if err != nil {
@@ -262,6 +363,76 @@ func TestBGPMode(t *testing.T) {
 
 	t.Run("Cluster: one next hop per node (ECMP)", func(t *testing.T) {
 		w.nextHops(addr.Addr(), w.nodeAddrs(0, 1, 2), 30*time.Second)
+	})
+
+	t.Run("IPv6: MP-BGP to the router, one next hop per node in its IPv6 kernel table", func(t *testing.T) {
+		web6 := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web6"},
+			Spec: corev1.ServiceSpec{
+				Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr.To(class), Selector: map[string]string{"app": "web"},
+				IPFamilies: []corev1.IPFamily{corev1.IPv6Protocol}, IPFamilyPolicy: ptr.To(corev1.IPFamilyPolicySingleStack),
+				Ports: []corev1.ServicePort{{Name: "p", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: intstr.FromInt32(8080)}},
+			},
+		}
+		w.create(web6)
+		addr6 := w.address(web6).Addr()
+		if !netip.MustParsePrefix("fd77::/124").Contains(addr6) {
+			t.Fatalf("address %s is not from the IPv6 BGP pool", addr6)
+		}
+		eventually(t, 30*time.Second, func() error {
+			peers, err := w.router.Summary(true)
+			if err != nil {
+				return err
+			}
+			for i, n := range c.Nodes {
+				p := peers[nodeAddr6(i).String()]
+				if p.State != "Established" || p.RemoteAS != nodeASN {
+					return fmt.Errorf("router's IPv6 view of %s: %+v (all: %+v)", n.Name, p, peers)
+				}
+			}
+			return nil
+		})
+		w.nextHops(addr6, w.nodeAddrs6(0, 1, 2), 30*time.Second)
+		// Traffic from an IPv6 client behind the router reaches the pods.
+		w.plumbIPv6(pods)
+		dst := netip.AddrPortFrom(addr6, 80)
+		eventually(t, 30*time.Second, func() error {
+			_, err := dptest.AskTCP(w.outside, dst, time.Second)
+			return err
+		})
+		seen := map[string]int{}
+		for range 30 {
+			r, err := dptest.AskTCP(w.outside, dst, 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen[r.Server]++
+		}
+		if len(seen) < 2 {
+			t.Errorf("30 IPv6 connections reached only %v", seen)
+		}
+		// The IPv4 peer is sent no IPv6 prefix, and the IPv6 peer no IPv4 one.
+		if got, err := w.router.NextHops(netip.PrefixFrom(addr.Addr(), 32)); err != nil || !slices.Equal(got, w.nodeAddrs(0, 1, 2)) {
+			t.Errorf("IPv4 route's next hops %v (%v), want the nodes' IPv4 addresses", got, err)
+		}
+		// Each node's kernel data plane holds the IPv6 address.
+		for _, n := range c.Nodes {
+			eventually(t, 20*time.Second, func() error {
+				out, err := netlab.Run("ip", "netns", "exec", n.Host.NS, "nft", "list", "ruleset")
+				if err != nil {
+					return err
+				}
+				if !strings.Contains(out, addr6.String()) {
+					return fmt.Errorf("%s's nftables ruleset lacks %s", n.Name, addr6)
+				}
+				return nil
+			})
+		}
+		// Deleting the Service withdraws its IPv6 route.
+		if err := c.Env.Client.Delete(context.Background(), web6); err != nil {
+			t.Fatal(err)
+		}
+		w.nextHops(addr6, nil, 30*time.Second)
 	})
 
 	t.Run("communities reach the router", func(t *testing.T) {

@@ -6,12 +6,13 @@
 //
 //   - announce: --addresses Services (externalTrafficPolicy Cluster) are
 //     created at once; for each, the time from its address appearing in its
-//     status to the route being in the router's kernel table with one next
-//     hop per node.
+//     status (a watch event) to the route being in the router's kernel table
+//     with one next hop per node (read over netlink every 10 ms).
 //   - withdraw: up to 100 more Services, externalTrafficPolicy Local (a pod
 //     on every node); the pod on node 3 turns unready; for each of them, the
-//     time from that change to node 3's next hop leaving the router's route
-//     (the EndpointSlice controller's update included).
+//     time from its EndpointSlice losing node 3's ready endpoint to node 3's
+//     next hop leaving the router's route (the time from the pod change,
+//     which adds the EndpointSlice controller's work, is printed too).
 //   - failover: --runs times, node 1 is cut off the wire while the client
 //     sends a UDP probe every 10 ms (each from a new port, so ECMP spreads
 //     them over the nodes); the time from the cut to the last lost probe.
@@ -26,10 +27,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"math"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +42,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -56,7 +61,7 @@ var (
 	runs      = flag.Int("runs", 5, "Node failures to measure.")
 	useBFD    = flag.Bool("bfd", true, "Run BFD (3 x 100 ms) between the nodes and the router.")
 	forwarder = flag.String("forwarder", "bin/portico-forwarder", "portico-forwarder binary.")
-	logDir    = flag.String("log-dir", "", "Directory for logs (a temporary one when empty).")
+	logDir    = flag.String("log-dir", "", "Directory for logs and announce-<set>.txt (per address: Unix ns of its status and of its complete route; a temporary directory when empty).")
 )
 
 const (
@@ -259,95 +264,200 @@ func (b *bench) announce(prefix string, count int, policy corev1.ServiceExternal
 	if policy == corev1.ServiceExternalTrafficPolicyLocal {
 		selector = map[string]string{"app": "web"}
 	}
+	// Each address is timed from the watch event that shows it in its
+	// Service's status.
+	addressed, err := b.watchAddresses(prefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer addressed.stop()
+	// The Services are created (8 at a time) while the routes are
+	// watched: the measurement must not wait for the last creation.
 	var wg sync.WaitGroup
 	errc := make(chan error, 8)
 	sem := make(chan struct{}, 8)
-	for i := range count {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("%s%04d", prefix, i), Labels: map[string]string{"set": prefix}},
-				Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr.To("lb.portico.dev/local"),
-					Selector: selector, ExternalTrafficPolicy: policy,
-					Ports: []corev1.ServicePort{{Name: "p", Protocol: corev1.ProtocolUDP, Port: 53, TargetPort: intstr.FromInt32(8080)}}}}
-			if err := c.Env.Client.Create(ctx, svc); err != nil {
-				select {
-				case errc <- err:
-				default:
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range count {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("%s%04d", prefix, i), Labels: map[string]string{"set": prefix}},
+					Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr.To("lb.portico.dev/local"),
+						Selector: selector, ExternalTrafficPolicy: policy,
+						Ports: []corev1.ServicePort{{Name: "p", Protocol: corev1.ProtocolUDP, Port: 53, TargetPort: intstr.FromInt32(8080)}}}}
+				if err := c.Env.Client.Create(ctx, svc); err != nil {
+					select {
+					case errc <- err:
+					default:
+					}
 				}
-			}
-		}()
-	}
-	addressed := map[netip.Addr]time.Time{}
+			}()
+		}
+	}()
 	routed := map[netip.Addr]time.Time{}
 	want := len(c.Nodes)
 	deadline := time.Now().Add(10 * time.Minute)
-	lastList := time.Time{}
-	for len(routed) < count || len(addressed) < count {
+	for {
 		if time.Now().After(deadline) {
-			return nil, nil, fmt.Errorf("after 10 minutes %d addresses, %d routed", len(addressed), len(routed))
+			return nil, nil, fmt.Errorf("after 10 minutes %d addresses, %d routed", len(addressed.seen()), len(routed))
 		}
 		select {
 		case err := <-errc:
 			return nil, nil, err
 		default:
 		}
-		now := time.Now()
-		// Status is read every 50 ms (a list of up to --addresses
-		// Services); an address seen first at a list counts from then.
-		if now.Sub(lastList) > 50*time.Millisecond && len(addressed) < count {
-			lastList = now
-			var svcs corev1.ServiceList
-			if err := c.Env.Client.List(ctx, &svcs, client.InNamespace(ns), client.MatchingLabels{"set": prefix}); err != nil {
-				return nil, nil, err
-			}
-			for _, s := range svcs.Items {
-				for _, in := range s.Status.LoadBalancer.Ingress {
-					if a, err := netip.ParseAddr(in.IP); err == nil {
-						if _, ok := addressed[a]; !ok {
-							addressed[a] = now
-						}
-					}
-				}
-			}
-		}
 		rs, err := b.routes()
 		if err != nil {
 			return nil, nil, err
 		}
-		now = time.Now()
+		now := time.Now()
 		for a, hops := range rs {
 			if _, ok := routed[a]; !ok && len(hops) == want && !slices.Contains(exclude, a) {
 				routed[a] = now
 			}
+		}
+		if seen := addressed.seen(); len(seen) == count && len(routed) >= count {
+			break
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	wg.Wait()
 	var addrs []netip.Addr
 	var lat []time.Duration
-	for a, t := range addressed {
+	for a, t := range addressed.seen() {
 		if _, ok := routed[a]; !ok {
 			return nil, nil, fmt.Errorf("%s never routed", a)
 		}
 		addrs = append(addrs, a)
-		// A route seen before the list that showed its address counts as 0.
+		// A route seen before the event that showed its address counts as 0.
 		lat = append(lat, max(0, routed[a].Sub(t)))
 	}
 	slices.SortFunc(addrs, netip.Addr.Compare)
+	// Per address: when its status showed it and when its route was
+	// complete (Unix ns), to lay beside a capture of the BGP UPDATEs.
+	var trace strings.Builder
+	seen := addressed.seen()
+	for _, a := range addrs {
+		fmt.Fprintf(&trace, "%s %d %d\n", a, seen[a].UnixNano(), routed[a].UnixNano())
+	}
+	if err := os.WriteFile(filepath.Join(*logDir, "announce-"+prefix+".txt"), []byte(trace.String()), 0o644); err != nil {
+		return nil, nil, err
+	}
 	fmt.Printf("announce: %d addresses routed over %d next hops, p50_ms=%d p99_ms=%d\n", len(addrs), want, p50(lat), p99(lat))
 	return addrs, lat, nil
 }
 
+// withdraw makes the pod on node 3 unready and measures, for each Local
+// Service, the time from its EndpointSlice losing node 3's ready endpoint
+// (seen through a watch) to node 3's next hop leaving its route: endpoint
+// loss to withdrawal, Portico's part. The time from the pod change, which
+// adds the EndpointSlice controller's queue and its client's rate limit
+// (20 writes/s in kube-controller-manager), is printed beside it.
+// addressWatch records when each address first appears in the status of a
+// Service of one set.
+type addressWatch struct {
+	mu    sync.Mutex
+	first map[netip.Addr]time.Time
+	stop  func()
+}
+
+func (w *addressWatch) seen() map[netip.Addr]time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return maps.Clone(w.first)
+}
+
+func (b *bench) watchAddresses(set string) (*addressWatch, error) {
+	wc, err := client.NewWithWatch(b.c.Env.Config, client.Options{Scheme: b.c.Env.Client.Scheme()})
+	if err != nil {
+		return nil, err
+	}
+	watch, err := wc.Watch(context.Background(), &corev1.ServiceList{}, client.InNamespace(ns), client.MatchingLabels{"set": set})
+	if err != nil {
+		return nil, err
+	}
+	w := &addressWatch{first: map[netip.Addr]time.Time{}, stop: watch.Stop}
+	go func() {
+		for ev := range watch.ResultChan() {
+			s, ok := ev.Object.(*corev1.Service)
+			if !ok {
+				continue
+			}
+			now := time.Now()
+			w.mu.Lock()
+			for _, in := range s.Status.LoadBalancer.Ingress {
+				if a, err := netip.ParseAddr(in.IP); err == nil {
+					if _, ok := w.first[a]; !ok {
+						w.first[a] = now
+					}
+				}
+			}
+			w.mu.Unlock()
+		}
+	}()
+	return w, nil
+}
+
 func (b *bench) withdraw(addrs []netip.Addr) ([]time.Duration, error) {
-	n3 := b.c.Nodes[2].Host.IPv4.Addr()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n3 := b.c.Nodes[2]
+	n3Addr := n3.Host.IPv4.Addr()
+	var svcs corev1.ServiceList
+	if err := b.c.Env.Client.List(ctx, &svcs, client.InNamespace(ns)); err != nil {
+		return nil, err
+	}
+	svcOf := map[netip.Addr]string{}
+	for _, s := range svcs.Items {
+		for _, in := range s.Status.LoadBalancer.Ingress {
+			if a, err := netip.ParseAddr(in.IP); err == nil {
+				svcOf[a] = s.Name
+			}
+		}
+	}
+	wc, err := client.NewWithWatch(b.c.Env.Config, client.Options{Scheme: b.c.Env.Client.Scheme()})
+	if err != nil {
+		return nil, err
+	}
+	watch, err := wc.Watch(ctx, &discoveryv1.EndpointSliceList{}, client.InNamespace(ns))
+	if err != nil {
+		return nil, err
+	}
+	defer watch.Stop()
+	var mu sync.Mutex
+	lost := map[string]time.Time{}
+	go func() {
+		for ev := range watch.ResultChan() {
+			es, ok := ev.Object.(*discoveryv1.EndpointSlice)
+			if !ok {
+				continue
+			}
+			now := time.Now()
+			ready := false
+			for _, ep := range es.Endpoints {
+				if ep.NodeName != nil && *ep.NodeName == n3.Name && (ep.Conditions.Ready == nil || *ep.Conditions.Ready) {
+					ready = true
+				}
+			}
+			svc := es.Labels[discoveryv1.LabelServiceName]
+			mu.Lock()
+			if _, seen := lost[svc]; !seen && !ready && svc != "" {
+				lost[svc] = now
+			}
+			mu.Unlock()
+		}
+	}()
+	// The watch starts with the current slices (node 3 ready in each).
+	time.Sleep(time.Second)
 	start := time.Now()
 	if err := b.c.SetPodReady(b.pods[2], false); err != nil {
 		return nil, err
 	}
-	gone := map[netip.Addr]time.Duration{}
+	gone := map[netip.Addr]time.Time{}
 	for len(gone) < len(addrs) {
 		if time.Since(start) > 2*time.Minute {
 			return nil, fmt.Errorf("withdraw: %d of %d routes lost node 3 within 2 minutes", len(gone), len(addrs))
@@ -356,22 +466,54 @@ func (b *bench) withdraw(addrs []netip.Addr) ([]time.Duration, error) {
 		if err != nil {
 			return nil, err
 		}
-		d := time.Since(start)
+		now := time.Now()
 		for _, a := range addrs {
-			if _, ok := gone[a]; !ok && !slices.Contains(rs[a], n3) {
-				gone[a] = d
+			if _, ok := gone[a]; !ok && !slices.Contains(rs[a], n3Addr) {
+				gone[a] = now
 			}
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	lat := slices.Collect(func(yield func(time.Duration) bool) {
-		for _, d := range gone {
-			if !yield(d) {
-				return
+	// Wait for every slice's change (the EndpointSlice controller may
+	// still be writing some when a route already lost node 3 for another
+	// reason, a BFD flap; such a route counts 0 and is reported).
+	for wait := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		n := 0
+		for _, a := range addrs {
+			if _, ok := lost[svcOf[a]]; ok {
+				n++
 			}
 		}
-	})
-	fmt.Printf("withdraw: %d routes lost node 3 after its endpoint went unready, p50_ms=%d p99_ms=%d\n", len(lat), p50(lat), p99(lat))
+		mu.Unlock()
+		if n == len(addrs) || time.Now().After(wait) {
+			break
+		}
+	}
+	mu.Lock()
+	var lat, fromPod []time.Duration
+	early := 0
+	for _, a := range addrs {
+		if t, ok := lost[svcOf[a]]; ok && gone[a].Before(t) {
+			early++
+		}
+	}
+	if early > 0 {
+		fmt.Printf("withdraw: %d routes lost node 3 before their EndpointSlice changed\n", early)
+	}
+	for _, a := range addrs {
+		fromPod = append(fromPod, gone[a].Sub(start))
+		t, ok := lost[svcOf[a]]
+		if !ok {
+			mu.Unlock()
+			return nil, fmt.Errorf("withdraw: the watch never saw Service %s (%s) lose node 3's endpoint", svcOf[a], a)
+		}
+		// A route gone before the watch event arrived counts as 0.
+		lat = append(lat, max(0, gone[a].Sub(t)))
+	}
+	mu.Unlock()
+	fmt.Printf("withdraw: %d routes lost node 3; from the EndpointSlice change p50_ms=%d p99_ms=%d; from the pod change p50_ms=%d p99_ms=%d\n",
+		len(lat), p50(lat), p99(lat), p50(fromPod), p99(fromPod))
 	if err := b.c.SetPodReady(b.pods[2], true); err != nil {
 		return nil, err
 	}

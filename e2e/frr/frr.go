@@ -56,6 +56,9 @@ type Neighbor struct {
 type Config struct {
 	ASN      uint32
 	RouterID netip.Addr
+	// Address6 is the router's IPv6 address, the source of its sessions
+	// with IPv6 neighbors (optional).
+	Address6 netip.Addr
 	// Neighbors are the nodes; they connect to the router (it listens on
 	// 179 in its namespace).
 	Neighbors []Neighbor
@@ -89,7 +92,11 @@ router bgp {{.ASN}}
  neighbor {{.Address}} remote-as {{.ASN}}
  neighbor {{.Address}} timers {{$.Keepalive}} {{$.HoldTime}}
  neighbor {{.Address}} timers connect 1
+{{- if .Address.Is4}}
  neighbor {{.Address}} update-source {{$.RouterID}}
+{{- else if $.Address6.IsValid}}
+ neighbor {{.Address}} update-source {{$.Address6}}
+{{- end}}
 {{- if .Password}}
  neighbor {{.Address}} password {{.Password}}
 {{- end}}
@@ -131,7 +138,7 @@ func Start(h *netlab.Host, cfg Config, logDir string) (*Router, error) {
 		"bgpd.conf":  conf.String(),
 	}
 	if cfg.BFD {
-		files["bfdd.conf"] = "hostname router\nlog stdout informational\n"
+		files["bfdd.conf"] = "hostname router\nlog stdout debugging\ndebug bfd peer\ndebug bfd network\n"
 	}
 	// The daemons drop root for the frr user (running them as root needs
 	// root in the frrvty group): the directory and files are theirs.

@@ -318,7 +318,7 @@ func Run(ctx context.Context, o Options) error {
 	components = append(components, w.Start, lease.Start)
 	if o.BGP {
 		sp := bgp.NewSpeaker(bgp.SpeakerConfig{RouterID: listen, NodeName: o.NodeName, LocalAddresses: []netip.Addr{listen},
-			Log: log.WithName("bgp")})
+			Log: log.WithName("bgp"), BFDHelper: true})
 		bw := &bgp.Watcher{Self: o.NodeName, Namespace: o.Namespace, Cache: mgr.GetCache(), Client: mgr.GetClient(),
 			Recorder: rec, Speaker: sp}
 		components = append(components, bw.Start)

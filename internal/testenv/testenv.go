@@ -107,9 +107,10 @@ func NewWith(opts Options) (*Env, error) {
 		Scheme:                e.Scheme,
 	}
 	// Room for thousands of Services (benchmarks, scale tests): envtest's
-	// default ClusterIP range is a /24.
+	// default ClusterIP range is a /24. Dual-stack, so IPv6 Services can be
+	// created (e2e/bgp); Services that name no family stay IPv4.
 	e.env.ControlPlane.GetAPIServer().Configure().
-		Set("service-cluster-ip-range", "10.96.0.0/16")
+		Set("service-cluster-ip-range", "10.96.0.0/16,fd00:10:96::/108")
 	if opts.NodePortRange != "" {
 		e.env.ControlPlane.GetAPIServer().Configure().Set("service-node-port-range", opts.NodePortRange)
 	}

@@ -1,0 +1,27 @@
+package bgp
+
+import (
+	"fmt"
+	"testing"
+
+	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
+)
+
+// BenchmarkPlan: one node's plan at bench-bgp's size (1,100 Services with
+// their EndpointSlices, one peer, one BGP pool), as the watcher computes it
+// on every event.
+func BenchmarkPlan(b *testing.B) {
+	in := Inputs{Node: testNode("n1", true, nil), Pools: []lbv1.IPPool{pool("routed", "BGP", "10.64.0.0/16")},
+		Peers: []lbv1.BGPPeer{peer("tor", "10.88.0.254")}}
+	for i := range 1100 {
+		name := fmt.Sprintf("s%04d", i)
+		in.Services = append(in.Services, svc(name, i >= 1000, fmt.Sprintf("10.64.%d.%d", i/256, i%256)))
+		in.EndpointSlices = append(in.EndpointSlices, endpoints(name, map[string]bool{"n1": true, "n2": true, "n3": true}))
+	}
+	b.ResetTimer()
+	for range b.N {
+		if got := len(Plan(in)["tor"].Routes); got != 1100 {
+			b.Fatalf("%d routes", got)
+		}
+	}
+}
