@@ -284,7 +284,7 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 		return ctrl.Result{}, err
 	}
 	serving, eps := servingCondition(svc.Generation, svc, desired.Endpoints)
-	r.servingEvent(svc, serving)
+	r.emitServingEvent(svc, serving)
 	if r.upToDate(key, hash) {
 		// Applied within the resync period by this process; the cache may
 		// not show our own writes yet, so trust memory. A deleted record
