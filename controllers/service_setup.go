@@ -140,10 +140,21 @@ func servicePredicate() predicate.Predicate {
 			return !equality.Semantic.DeepEqual(o.(*corev1.Service).Spec, n.(*corev1.Service).Spec) ||
 				!equality.Semantic.DeepEqual(o.GetAnnotations(), n.GetAnnotations()) ||
 				!equality.Semantic.DeepEqual(o.GetLabels(), n.GetLabels()) ||
-				!equality.Semantic.DeepEqual(o.GetFinalizers(), n.GetFinalizers()) ||
+				finalizersChanged(o.GetFinalizers(), n.GetFinalizers()) ||
 				!n.GetDeletionTimestamp().IsZero()
 		},
 	}
+}
+
+// finalizersChanged reports a change of the finalizers other than the
+// addition of Portico's own: the reconcile that adds it goes on to the
+// backend in the same pass, so its own write needs no second reconcile.
+func finalizersChanged(o, n []string) bool {
+	if slices.Equal(o, n) {
+		return false
+	}
+	added := !slices.Contains(o, Finalizer) && slices.Contains(n, Finalizer)
+	return !added || !slices.Equal(o, slices.DeleteFunc(slices.Clone(n), func(f string) bool { return f == Finalizer }))
 }
 
 // nodeHandler enqueues every managed Service after NodeBatchWindow when a

@@ -108,3 +108,37 @@ func TestStaleCopyKeepsReady(t *testing.T) {
 		t.Errorf("ingress after the write: %+v; want the address kept", got.Status.LoadBalancer.Ingress)
 	}
 }
+
+// TestOwnFinalizerNoReconcile: the update that only adds Portico's finalizer
+// is the reconcile's own write, made on its way to the backend: it costs no
+// second reconcile. Every other change of the finalizers (someone removes
+// ours) and of spec, annotations or labels still does.
+func TestOwnFinalizerNoReconcile(t *testing.T) {
+	p := servicePredicate()
+	base := gen.Service("ns", "web", gen.WithClass(providers.Class(memory.Name)))
+	withFinalizer := base.DeepCopy()
+	withFinalizer.Finalizers = []string{Finalizer}
+	withOther := base.DeepCopy()
+	withOther.Finalizers = []string{"example.com/keep"}
+	both := withOther.DeepCopy()
+	both.Finalizers = append(both.Finalizers, Finalizer)
+	annotated := withFinalizer.DeepCopy()
+	annotated.Annotations = map[string]string{"lb.portico.dev/release": "true"}
+	for _, tc := range []struct {
+		name     string
+		old, new *corev1.Service
+		want     bool
+	}{
+		{"Portico adds its finalizer", base, withFinalizer, false},
+		{"Portico adds its finalizer beside another", withOther, both, false},
+		{"someone removes Portico's finalizer", withFinalizer, base, true},
+		{"another finalizer added", base, withOther, true},
+		{"finalizer and an annotation", base, annotated, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := p.Update(event.UpdateEvent{ObjectOld: tc.old, ObjectNew: tc.new}); got != tc.want {
+				t.Errorf("reconcile = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -93,6 +93,8 @@ type Options struct {
 	ReconcileTimeout    time.Duration
 	QPS                 float32
 	Burst               int
+	// PprofAddr serves net/http/pprof for profiling; "" or "0" disables it.
+	PprofAddr string
 
 	// Backends holds every backend's config, bound to flags.
 	Backends map[string]BackendConfig
@@ -167,6 +169,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.LivePrices.AddFlags(fs)
 	fs.Float32Var(&o.QPS, "kube-api-qps", o.QPS, "Queries per second to the Kubernetes API.")
 	fs.IntVar(&o.Burst, "kube-api-burst", o.Burst, "Burst of queries to the Kubernetes API.")
+	fs.StringVar(&o.PprofAddr, "pprof-bind-address", o.PprofAddr, "Address of Go's profiling endpoints (/debug/pprof/), for diagnosing CPU and memory; empty or \"0\" (the default) disables them. They are unauthenticated: bind to localhost and reach them with kubectl port-forward.")
 	for _, name := range o.backendNames() {
 		o.Backends[name].AddFlags(fs)
 	}
@@ -300,6 +303,9 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 		// Several managers share a process in tests.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 		Cache:      cacheOptions(),
+		// controller-runtime serves pprof when the address is neither
+		// empty nor "0".
+		PprofBindAddress: o.PprofAddr,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating manager: %w", err)
