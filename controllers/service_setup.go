@@ -159,7 +159,10 @@ func finalizersChanged(o, n []string) bool {
 
 // nodeHandler enqueues every managed Service after NodeBatchWindow when a
 // node change can alter backends; changes within a window share one pass, so
-// node churn reaches each load balancer at most once per window.
+// node churn reaches each load balancer at most once per window. The
+// eligible-node set changes only when the window closes: a reconcile inside
+// the window for another reason (an EndpointSlice, the record pass) sees the
+// nodes as they were and leaves the backend alone.
 func (r *ServiceReconciler) nodeHandler() handler.EventHandler {
 	// One pass over the managed Services per batch window, however many
 	// node events arrive in it: a thousand node changes cost one List, not
@@ -177,6 +180,7 @@ func (r *ServiceReconciler) nodeHandler() handler.EventHandler {
 			mu.Lock()
 			scheduled = false
 			mu.Unlock()
+			r.nodes.invalidate()
 			for _, svc := range r.managedServices(ctx) {
 				q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&svc)})
 			}
@@ -184,23 +188,22 @@ func (r *ServiceReconciler) nodeHandler() handler.EventHandler {
 	}
 	return handler.Funcs{
 		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			r.nodes.invalidate()
 			// The initial list of Nodes at start needs no pass: every
-			// Service is reconciled at start anyway.
+			// Service is reconciled at start anyway, after the caches
+			// synced.
 			if e.IsInInitialList {
+				r.nodes.invalidate()
 				return
 			}
 			enqueueAll(ctx, q)
 		},
 		DeleteFunc: func(ctx context.Context, _ event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			r.nodes.invalidate()
 			enqueueAll(ctx, q)
 		},
 		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			o, okO := e.ObjectOld.(*corev1.Node)
 			n, okN := e.ObjectNew.(*corev1.Node)
 			if okO && okN && model.NodeChanged(o, n) {
-				r.nodes.invalidate()
 				enqueueAll(ctx, q)
 			}
 		},

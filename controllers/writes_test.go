@@ -1,6 +1,7 @@
 package controllers_test
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -8,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
 
 	"github.com/portico-lb/portico/internal/gen"
+	"github.com/portico-lb/portico/internal/operator"
 	"github.com/portico-lb/portico/providers/memory"
 )
 
@@ -92,4 +95,64 @@ func TestCreateWrites(t *testing.T) {
 		t.Errorf("the record's status was written before the Service's address:\n%s", strings.Join(writes, "\n"))
 	}
 	deleteAndWait(t, svc)
+}
+
+// TestAddressesBeforeRecords: when many Services wait (the operator starts
+// after an upgrade, a burst), their addresses go out before the records'
+// status: the record's status and the Ensured Event follow in a pass of lower
+// priority, so the user-visible address waits for no bookkeeping of other
+// Services. One worker makes the order strict. Before, every Service's
+// record status was written in the reconcile that wrote its address.
+func TestAddressesBeforeRecords(t *testing.T) {
+	ns := namespace(t)
+	const n = 20
+	var svcs []*corev1.Service
+	for i := range n {
+		svc := gen.Service(ns, fmt.Sprintf("s%d", i), gen.WithClass(memoryClass), gen.ForAPI())
+		create(t, svc)
+		svcs = append(svcs, svc)
+	}
+	var mu sync.Mutex
+	var log []string
+	cfg := rest.CopyConfig(operatorConfig)
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return logRT{rt, &mu, &log} }
+	old := operatorConfig
+	operatorConfig = cfg
+	defer func() { operatorConfig = old }()
+	withOperator(t, memory.New(memory.Options{ClusterID: "test"}), func(o *operator.Options) { o.Workers = 1 })
+	prefix := "/namespaces/" + ns + "/"
+	eventually(t, 30*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		records := 0
+		for _, w := range log {
+			if strings.Contains(w, prefix+"loadbalancers/") && strings.HasSuffix(w, "/status") {
+				records++
+			}
+		}
+		if records < n {
+			return fmt.Errorf("%d record status writes, want %d", records, n)
+		}
+		return nil
+	})
+	mu.Lock()
+	writes := slices.Clone(log)
+	mu.Unlock()
+	lastAddress, recordsBefore := -1, 0
+	for i, w := range writes {
+		if strings.Contains(w, prefix+"services/") && strings.HasSuffix(w, "/status") {
+			lastAddress = i
+		}
+	}
+	for _, w := range writes[:lastAddress+1] {
+		if strings.Contains(w, prefix+"loadbalancers/") && strings.HasSuffix(w, "/status") {
+			recordsBefore++
+		}
+	}
+	if recordsBefore > n/4 {
+		t.Errorf("%d of %d record status writes went out before the last Service's address:\n%s", recordsBefore, n, strings.Join(writes, "\n"))
+	}
+	for _, svc := range svcs {
+		waitReady(t, svc)
+	}
 }

@@ -25,9 +25,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -166,7 +164,7 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 	// Burst phase.
 	profiled := make(chan error, 1)
 	if pprofAddr != "" {
-		go func() { profiled <- profileCPU(ctx, pprofAddr, cpuProfile) }()
+		go func() { profiled <- testenv.SaveProfile(ctx, pprofAddr, "profile?seconds=10", cpuProfile) }()
 	}
 	start := time.Now()
 	sem := make(chan struct{}, 64)
@@ -304,32 +302,6 @@ func peakRSSMB(pid int) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
-}
-
-// profileCPU writes the operator's CPU profile of the next 10 seconds to
-// path.
-func profileCPU(ctx context.Context, addr, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/debug/pprof/profile?seconds=10", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", req.URL, resp.Status)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 func freePort() (int, error) {

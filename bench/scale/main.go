@@ -64,6 +64,7 @@ type config struct {
 	workers         int
 	kwokLease       time.Duration
 	operatorBin     string
+	heapProfile     string
 	readyTimeout    time.Duration
 }
 
@@ -74,6 +75,7 @@ func main() {
 	flag.IntVar(&cfg.workers, "workers", 32, "Operator --workers.")
 	flag.DurationVar(&cfg.kwokLease, "kwok-lease", 5*time.Minute, "Node Lease duration kwok keeps (renewed every quarter of it). The kubelet default, 40s, is 500 Lease writes per second at 5,000 nodes, more than two shared cores carry beside the rest.")
 	flag.StringVar(&cfg.operatorBin, "operator", "bin/portico-operator", "Path of the portico-operator binary.")
+	flag.StringVar(&cfg.heapProfile, "heap-profile", "", "Write the operator's heap profile, taken once the writes after the start settled, to this file.")
 	flag.DurationVar(&cfg.readyTimeout, "ready-timeout", 15*time.Minute, "Give up when not every Service has an address this long after the operator's start.")
 	flag.Parse()
 	if err := run(cfg); err != nil {
@@ -141,11 +143,20 @@ func run(cfg config) (err error) {
 	}
 	metricsURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
 	opStart := time.Now()
-	op, err := testenv.StartProcess("portico-operator", exec.Command(cfg.operatorBin,
-		"--kubeconfig", env.Kubeconfig, "--providers", "memory", "--memory-ipv4-range", "10.128.0.0/14",
+	args := []string{"--kubeconfig", env.Kubeconfig, "--providers", "memory", "--memory-ipv4-range", "10.128.0.0/14",
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", port), "--metrics-secure=false", "--health-probe-bind-address", "0",
 		"--workers", strconv.Itoa(cfg.workers), "--kube-api-qps", "5000", "--kube-api-burst", "10000",
-		"--zap-log-level", "error"), testenv.ProcessOptions{CleanExit: true})
+		"--zap-log-level", "error"}
+	pprofAddr := ""
+	if cfg.heapProfile != "" {
+		pport, err := freePort()
+		if err != nil {
+			return err
+		}
+		pprofAddr = fmt.Sprintf("127.0.0.1:%d", pport)
+		args = append(args, "--pprof-bind-address", pprofAddr)
+	}
+	op, err := testenv.StartProcess("portico-operator", exec.Command(cfg.operatorBin, args...), testenv.ProcessOptions{CleanExit: true})
 	if err != nil {
 		return err
 	}
@@ -172,6 +183,11 @@ func run(cfg config) (err error) {
 		fmt.Println("warning: writes had not stopped 5 minutes after the last address")
 	}
 	writes := writesAfter - writesBefore
+	if pprofAddr != "" {
+		if err := testenv.SaveProfile(ctx, pprofAddr, "heap", cfg.heapProfile); err != nil {
+			return fmt.Errorf("heap profile: %w", err)
+		}
+	}
 	fmt.Printf("writes: total=%.0f per_service=%.2f settled_s=%.1f\n", writes, writes/float64(cfg.services), time.Since(opStart).Seconds())
 
 	// A heartbeat of every node.
