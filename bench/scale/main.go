@@ -75,7 +75,7 @@ func main() {
 	flag.IntVar(&cfg.workers, "workers", 32, "Operator --workers.")
 	flag.DurationVar(&cfg.kwokLease, "kwok-lease", 5*time.Minute, "Node Lease duration kwok keeps (renewed every quarter of it). The kubelet default, 40s, is 500 Lease writes per second at 5,000 nodes, more than two shared cores carry beside the rest.")
 	flag.StringVar(&cfg.operatorBin, "operator", "bin/portico-operator", "Path of the portico-operator binary.")
-	flag.StringVar(&cfg.heapProfile, "heap-profile", "", "Write the operator's heap profile, taken once the writes after the start settled, to this file.")
+	flag.StringVar(&cfg.heapProfile, "heap-profile", "", "Write the operator's heap profile, taken when the last Service got its address, to this file.")
 	flag.DurationVar(&cfg.readyTimeout, "ready-timeout", 15*time.Minute, "Give up when not every Service has an address this long after the operator's start.")
 	flag.Parse()
 	if err := run(cfg); err != nil {
@@ -175,6 +175,11 @@ func run(cfg config) (err error) {
 	}
 	allReady := w.readyAt().Sub(opStart)
 	fmt.Printf("ready: services=%d all_ready_s=%.1f\n", cfg.services, allReady.Seconds())
+	if pprofAddr != "" {
+		if err := testenv.SaveProfile(ctx, pprofAddr, "heap", cfg.heapProfile); err != nil {
+			return fmt.Errorf("heap profile: %w", err)
+		}
+	}
 
 	// The operator goes on writing status and Events after the addresses;
 	// count until it stops.
@@ -183,11 +188,6 @@ func run(cfg config) (err error) {
 		fmt.Println("warning: writes had not stopped 5 minutes after the last address")
 	}
 	writes := writesAfter - writesBefore
-	if pprofAddr != "" {
-		if err := testenv.SaveProfile(ctx, pprofAddr, "heap", cfg.heapProfile); err != nil {
-			return fmt.Errorf("heap profile: %w", err)
-		}
-	}
 	fmt.Printf("writes: total=%.0f per_service=%.2f settled_s=%.1f\n", writes, writes/float64(cfg.services), time.Since(opStart).Seconds())
 
 	// A heartbeat of every node.

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -269,22 +270,43 @@ func InstallNamespace() string {
 }
 
 // cacheOptions trims what the informers keep: no object's managedFields
-// (Portico never reads them), and no Node's image list (a kubelet reports
-// up to 50 images per node; nothing Portico decides depends on them). At
-// thousands of Nodes and Services this is most of the cache.
+// (Portico never reads them), and of a Node only what package model reads
+// (trimNode). At thousands of Nodes and Services this is most of the cache.
 func cacheOptions() cache.Options {
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Node{}: {Transform: func(obj any) (any, error) {
 				if n, ok := obj.(*corev1.Node); ok {
-					n.ManagedFields = nil
-					n.Status.Images = nil
+					return trimNode(n), nil
 				}
 				return obj, nil
 			}},
 		},
 	}
+}
+
+// trimNode keeps of n what the operator's decisions read (model.EligibleNode,
+// model.ProviderNode, model.NodeChanged): name, labels, deletion, provider ID,
+// taints, the Ready condition and the addresses. The kubelet's system info,
+// capacity, images, volumes and other conditions, and every annotation, are
+// dropped: nothing in the operator reads them, and the operator never writes
+// a Node, so no write can lose them.
+func trimNode(n *corev1.Node) *corev1.Node {
+	out := &corev1.Node{
+		TypeMeta: n.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion,
+			Generation: n.Generation, CreationTimestamp: n.CreationTimestamp, DeletionTimestamp: n.DeletionTimestamp,
+			Labels: n.Labels},
+		Spec:   corev1.NodeSpec{ProviderID: n.Spec.ProviderID, Taints: n.Spec.Taints},
+		Status: corev1.NodeStatus{Addresses: n.Status.Addresses},
+	}
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			out.Status.Conditions = []corev1.NodeCondition{c}
+		}
+	}
+	return out
 }
 
 // New builds the manager with the Service controller; the caller starts it.

@@ -585,7 +585,7 @@ func listenerKey(port providers.Port) string {
 }
 
 func desiredTargets(d *providers.LoadBalancer) []string {
-	var out []string
+	out := make([]string, 0, max(len(d.Nodes), len(d.Endpoints)))
 	if d.TargetPods {
 		for _, ep := range d.Endpoints {
 			if ep.Ready {
@@ -602,6 +602,9 @@ func desiredTargets(d *providers.LoadBalancer) []string {
 }
 
 func sortedUnion(a, b []string) []string {
+	if len(a) == 0 {
+		return b // sorted and compact already
+	}
 	out := append(slices.Clone(a), b...)
 	sort.Strings(out)
 	return slices.Compact(out)
