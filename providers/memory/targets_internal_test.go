@@ -2,6 +2,7 @@ package memory
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/portico-lb/portico/providers"
@@ -22,5 +23,32 @@ func TestTargetsAllocateOnce(t *testing.T) {
 	targets := desiredTargets(d)
 	if n := testing.AllocsPerRun(10, func() { sortedUnion(nil, targets) }); n > 0 {
 		t.Errorf("the union with no targets yet: %v allocations, want none", n)
+	}
+}
+
+// TestInternedTargetsCostNothing: when the node list of an Ensure equals one
+// interned already (every Service shares the cluster's node set), the
+// backend returns the interned list without building another; a different
+// list is still built, and an unsorted one is never mistaken for it.
+func TestInternedTargetsCostNothing(t *testing.T) {
+	p := New(Options{ClusterID: "t"})
+	d := &providers.LoadBalancer{}
+	for i := range 5000 {
+		d.Nodes = append(d.Nodes, providers.Node{Name: fmt.Sprintf("node-%05d", i)})
+	}
+	first := p.internTargets(d)
+	if n := testing.AllocsPerRun(10, func() { p.internTargets(d) }); n != 0 {
+		t.Errorf("an interned node list: %v allocations, want none", n)
+	}
+	if got := p.internTargets(d); &got[0] != &first[0] {
+		t.Error("the interned list was not shared")
+	}
+	fewer := &providers.LoadBalancer{Nodes: d.Nodes[1:]}
+	if got := p.internTargets(fewer); len(got) != 4999 || got[0] != "node-00001" {
+		t.Errorf("a different node list gave %d targets from %s", len(got), got[0])
+	}
+	swapped := &providers.LoadBalancer{Nodes: append([]providers.Node{d.Nodes[1], d.Nodes[0]}, d.Nodes[2:]...)}
+	if got := p.internTargets(swapped); !slices.Equal(got, first) {
+		t.Error("an unsorted list of the same nodes gave other targets")
 	}
 }
