@@ -25,10 +25,12 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/model"
@@ -294,16 +296,23 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 		return ctrl.Result{}, err
 	}
 	serving, eps := servingCondition(svc.Generation, svc, desired.Endpoints)
-	r.servingEvent(svc, serving)
+	r.emitServingEvent(svc, serving)
 	if r.upToDate(key, hash) {
 		// Applied within the resync period by this process; the cache may
 		// not show our own writes yet, so trust memory. A deleted record
-		// clears this (see SetupWithManager). Endpoints may still have
-		// changed: say whether anything can carry traffic. The cached copy
-		// may predate our own writes, so only the Serving condition is
+		// clears this (see SetupWithManager). The record's status may still
+		// be due from that Ensure (the record pass). Endpoints may still
+		// have changed: say whether anything can carry traffic. The cached
+		// copy may predate our own writes, so only the Serving condition is
 		// patched (merged by type), never the address or Ready.
-		if err := r.writeServiceStatus(ctx, svc, svc.Status.LoadBalancer.Ingress, serving); err != nil {
+		if err := r.writeDueRecord(ctx, svc, record, hash, eps); err != nil {
 			return ctrl.Result{}, err
+		}
+		if !r.wroteServing(key, serving, false) {
+			if err := r.writeServiceStatus(ctx, svc, svc.Status.LoadBalancer.Ingress, serving); err != nil {
+				return ctrl.Result{}, err
+			}
+			r.wroteServing(key, serving, true)
 		}
 		if err := r.writeEndpoints(ctx, record, eps); err != nil {
 			return ctrl.Result{}, err
@@ -327,14 +336,50 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 	if !hadAddress && len(st.Ingress) > 0 {
 		r.Metrics.TimeToAddress.Observe(time.Since(svc.CreationTimestamp.Time).Seconds())
 	}
-	if err := r.writeRecord(ctx, svc, record, class, st, hash, &eps, nil); err != nil {
-		return ctrl.Result{}, err
+	// The address is out. The record's status and the Ensured Event follow
+	// in the record pass, queued below every Service still waiting for its
+	// address: they guard nothing (the record already names the class, the
+	// Service holds the address), and when thousands of Services wait, as
+	// at start or in a burst, their addresses come first.
+	r.remember(key, hash, &dueRecord{status: st, class: class, changed: changed}, &serving)
+	return ctrl.Result{RequeueAfter: recordPassDelay, Priority: ptr.To(recordPassPriority)}, nil
+}
+
+// The record pass: after an Ensure, the record's status and the Ensured
+// Event are written by the next reconcile of the Service, queued at
+// recordPassPriority, below the initial list's handler.LowPriority, after
+// recordPassDelay, by which the cache shows the Service's new status.
+const (
+	recordPassPriority = handler.LowPriority - 100
+	recordPassDelay    = 100 * time.Millisecond
+)
+
+// dueRecord is what an Ensure left for the record pass.
+type dueRecord struct {
+	status  *providers.Status
+	class   string
+	changed bool
+}
+
+// writeDueRecord writes the record's status (and the Ensured Event) that the
+// Ensure of hash left for the record pass, if any; it is kept for a retry
+// when the write fails. A newer Ensure replaces it, a failure or a deleted
+// record drops it (fail writes the record itself; a rebuilt record comes
+// with a new Ensure).
+func (r *ServiceReconciler) writeDueRecord(ctx context.Context, svc *corev1.Service, record *lbv1.LoadBalancer, hash string, eps lbv1.EndpointsStatus) error {
+	key := client.ObjectKeyFromObject(svc)
+	due := r.due(key, hash)
+	if due == nil {
+		return nil
 	}
-	if changed {
-		r.event(svc, corev1.EventTypeNormal, ReasonEnsured, "Ensure", "Ensured %s load balancer at %s", class, addressList(st))
+	if err := r.writeRecord(ctx, svc, record, due.class, due.status, hash, &eps, nil); err != nil {
+		return err
 	}
-	r.remember(key, hash, &eps)
-	return ctrl.Result{RequeueAfter: r.jitter(r.ResyncPeriod)}, nil
+	if due.changed {
+		r.event(svc, corev1.EventTypeNormal, ReasonEnsured, "Ensure", "Ensured %s load balancer at %s", due.class, addressList(due.status))
+	}
+	r.recordWritten(key, due, &eps)
+	return nil
 }
 
 // ensuringEventAfter is how long a changed load balancer's Ensure may take

@@ -570,8 +570,9 @@ func TestDeletedRecordIsRebuilt(t *testing.T) {
 
 // TestSelectorMatchingNoPod: a Service whose selector matches no ready pod
 // gets its address (Ready keeps its meaning) and Serving=False/NoEndpoints
-// naming the selector, with a Warning Event; the condition clears and the
-// record counts the endpoint as soon as a ready one appears.
+// naming the selector (no Event: a new Service usually comes before its
+// pods); the condition clears, with a Normal Event, and the record counts the
+// endpoint as soon as a ready one appears; losing it again is a Warning.
 func TestSelectorMatchingNoPod(t *testing.T) {
 	p := memory.New(memory.Options{ClusterID: "test"})
 	withOperator(t, p)
@@ -592,10 +593,14 @@ func TestSelectorMatchingNoPod(t *testing.T) {
 		})
 	}
 	serving(metav1.ConditionFalse, controllers.ReasonNoEndpoints, "no pod matches the selector app=wbe")
-	waitEvent(t, svc, controllers.ReasonNoEndpoints)
 
-	create(t, gen.EndpointSlice(ns, "typo", "http", 8080, gen.Endpoint{IP: "10.2.0.1", Node: "n1", Ready: true}))
+	slice := gen.EndpointSlice(ns, "typo", "http", 8080, gen.Endpoint{IP: "10.2.0.1", Node: "n1", Ready: true})
+	create(t, slice)
 	serving(metav1.ConditionTrue, controllers.ReasonEndpointsReady, "ready endpoints")
+	waitEvent(t, svc, controllers.ReasonEndpointsReady)
+	if r := eventReasons(t, svc); slices.Contains(r, controllers.ReasonNoEndpoints) {
+		t.Errorf("a new Service without endpoints got a NoEndpoints Event: %v", r)
+	}
 	eventually(t, 20*time.Second, func() error {
 		rec := get(t, &lbv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "typo"}})
 		if e := rec.Status.Endpoints; e == nil || e.Ready != 1 || e.Total != 1 || fmt.Sprint(e.Nodes) != "[n1]" {
@@ -606,6 +611,11 @@ func TestSelectorMatchingNoPod(t *testing.T) {
 	if c := meta.FindStatusCondition(get(t, svc.DeepCopy()).Status.Conditions, controllers.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
 		t.Errorf("Ready changed with endpoints: %+v", c)
 	}
+	if err := env.Client.Delete(t.Context(), slice); err != nil {
+		t.Fatal(err)
+	}
+	serving(metav1.ConditionFalse, controllers.ReasonNoEndpoints, "no pod matches the selector app=wbe")
+	waitEvent(t, svc, controllers.ReasonNoEndpoints)
 }
 
 // TestNodeHeartbeatCostsNothing: kubelet heartbeats (and other updates that

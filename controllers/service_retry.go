@@ -13,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -27,6 +28,12 @@ type applied struct {
 	// endpoints is what this process last wrote to the record's
 	// status.endpoints: the cached record may not show it yet.
 	endpoints *lbv1.EndpointsStatus
+	// record is the record status the Ensure of hash left for the
+	// record pass; nil once written.
+	record *dueRecord
+	// serving is the Serving condition this process last wrote to the
+	// Service: the cached Service may not show it yet.
+	serving *metav1.Condition
 }
 
 // fail reports err on the Service and the record and decides the retry.
@@ -103,14 +110,56 @@ func (r *ServiceReconciler) markReensure(key types.NamespacedName) {
 	r.reensure[key] = true
 }
 
-func (r *ServiceReconciler) remember(key types.NamespacedName, hash string, eps *lbv1.EndpointsStatus) {
+// remember records that hash was applied to key's load balancer, that the
+// record's status is due (the record pass) and that serving was written.
+func (r *ServiceReconciler) remember(key types.NamespacedName, hash string, due *dueRecord, serving *metav1.Condition) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.applied == nil {
 		r.applied = map[types.NamespacedName]applied{}
 	}
-	r.applied[key] = applied{hash: hash, at: time.Now(), endpoints: eps}
+	r.applied[key] = applied{hash: hash, at: time.Now(), record: due, serving: serving}
 	delete(r.failures, key)
+}
+
+// wroteServing reports whether this process last wrote c as key's Serving
+// condition; with written set it records that it just did.
+func (r *ServiceReconciler) wroteServing(key types.NamespacedName, c metav1.Condition, written bool) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a, ok := r.applied[key]
+	if !ok {
+		return false
+	}
+	if written {
+		a.serving = &c
+		r.applied[key] = a
+		return true
+	}
+	return a.serving != nil && a.serving.Status == c.Status && a.serving.Reason == c.Reason &&
+		a.serving.Message == c.Message && a.serving.ObservedGeneration == c.ObservedGeneration
+}
+
+// due returns the record status left for the record pass by the Ensure of
+// hash, or nil.
+func (r *ServiceReconciler) due(key types.NamespacedName, hash string) *dueRecord {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if a, ok := r.applied[key]; ok && a.hash == hash {
+		return a.record
+	}
+	return nil
+}
+
+// recordWritten records that due, with endpoints eps, is written, unless
+// something replaced or dropped it meanwhile.
+func (r *ServiceReconciler) recordWritten(key types.NamespacedName, due *dueRecord, eps *lbv1.EndpointsStatus) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if a, ok := r.applied[key]; ok && a.record == due {
+		a.record, a.endpoints = nil, eps
+		r.applied[key] = a
+	}
 }
 
 // wroteEndpoints reports whether this process last wrote eps to key's

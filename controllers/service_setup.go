@@ -154,15 +154,29 @@ func servicePredicate() predicate.Predicate {
 			return !equality.Semantic.DeepEqual(o.(*corev1.Service).Spec, n.(*corev1.Service).Spec) ||
 				!equality.Semantic.DeepEqual(o.GetAnnotations(), n.GetAnnotations()) ||
 				!equality.Semantic.DeepEqual(o.GetLabels(), n.GetLabels()) ||
-				!equality.Semantic.DeepEqual(o.GetFinalizers(), n.GetFinalizers()) ||
+				finalizersChanged(o.GetFinalizers(), n.GetFinalizers()) ||
 				!n.GetDeletionTimestamp().IsZero()
 		},
 	}
 }
 
+// finalizersChanged reports a change of the finalizers other than the
+// addition of Portico's own: the reconcile that adds it goes on to the
+// backend in the same pass, so its own write needs no second reconcile.
+func finalizersChanged(o, n []string) bool {
+	if slices.Equal(o, n) {
+		return false
+	}
+	added := !slices.Contains(o, Finalizer) && slices.Contains(n, Finalizer)
+	return !added || !slices.Equal(o, slices.DeleteFunc(slices.Clone(n), func(f string) bool { return f == Finalizer }))
+}
+
 // nodeHandler enqueues every managed Service after NodeBatchWindow when a
 // node change can alter backends; changes within a window share one pass, so
-// node churn reaches each load balancer at most once per window.
+// node churn reaches each load balancer at most once per window. The
+// eligible-node set changes only when the window closes: a reconcile inside
+// the window for another reason (an EndpointSlice, the record pass) sees the
+// nodes as they were and leaves the backend alone.
 func (r *ServiceReconciler) nodeHandler() handler.EventHandler {
 	// One pass over the managed Services per batch window, however many
 	// node events arrive in it: a thousand node changes cost one List, not
@@ -180,6 +194,7 @@ func (r *ServiceReconciler) nodeHandler() handler.EventHandler {
 			mu.Lock()
 			scheduled = false
 			mu.Unlock()
+			r.nodes.invalidate()
 			for _, svc := range r.managedServices(ctx) {
 				q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&svc)})
 			}
@@ -187,23 +202,22 @@ func (r *ServiceReconciler) nodeHandler() handler.EventHandler {
 	}
 	return handler.Funcs{
 		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			r.nodes.invalidate()
 			// The initial list of Nodes at start needs no pass: every
-			// Service is reconciled at start anyway.
+			// Service is reconciled at start anyway, after the caches
+			// synced.
 			if e.IsInInitialList {
+				r.nodes.invalidate()
 				return
 			}
 			enqueueAll(ctx, q)
 		},
 		DeleteFunc: func(ctx context.Context, _ event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			r.nodes.invalidate()
 			enqueueAll(ctx, q)
 		},
 		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			o, okO := e.ObjectOld.(*corev1.Node)
 			n, okN := e.ObjectNew.(*corev1.Node)
 			if okO && okN && model.NodeChanged(o, n) {
-				r.nodes.invalidate()
 				enqueueAll(ctx, q)
 			}
 		},

@@ -108,3 +108,77 @@ func TestStaleCopyKeepsReady(t *testing.T) {
 		t.Errorf("ingress after the write: %+v; want the address kept", got.Status.LoadBalancer.Ingress)
 	}
 }
+
+// TestOwnFinalizerNoReconcile: the update that only adds Portico's finalizer
+// is the reconcile's own write, made on its way to the backend: it costs no
+// second reconcile. Every other change of the finalizers (someone removes
+// ours) and of spec, annotations or labels still does.
+func TestOwnFinalizerNoReconcile(t *testing.T) {
+	p := servicePredicate()
+	base := gen.Service("ns", "web", gen.WithClass(providers.Class(memory.Name)))
+	withFinalizer := base.DeepCopy()
+	withFinalizer.Finalizers = []string{Finalizer}
+	withOther := base.DeepCopy()
+	withOther.Finalizers = []string{"example.com/keep"}
+	both := withOther.DeepCopy()
+	both.Finalizers = append(both.Finalizers, Finalizer)
+	annotated := withFinalizer.DeepCopy()
+	annotated.Annotations = map[string]string{"lb.portico.dev/release": "true"}
+	for _, tc := range []struct {
+		name     string
+		old, new *corev1.Service
+		want     bool
+	}{
+		{"Portico adds its finalizer", base, withFinalizer, false},
+		{"Portico adds its finalizer beside another", withOther, both, false},
+		{"someone removes Portico's finalizer", withFinalizer, base, true},
+		{"another finalizer added", base, withOther, true},
+		{"finalizer and an annotation", base, annotated, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := p.Update(event.UpdateEvent{ObjectOld: tc.old, ObjectNew: tc.new}); got != tc.want {
+				t.Errorf("reconcile = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestNodeSetChangesPerWindow: within a batch window every reconcile sees the
+// eligible nodes as they were when the window opened; the change reaches the
+// desired state of every Service together, when the window closes. Before,
+// the set changed at the node event: any reconcile inside the window (an
+// EndpointSlice change, the record pass after an Ensure) updated its load
+// balancer again, outside the batch.
+func TestNodeSetChangesPerWindow(t *testing.T) {
+	n1 := gen.Node("n1", "10.0.0.1")
+	c := fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(n1).Build()
+	r := &ServiceReconciler{Client: c, NodeBatchWindow: 200 * time.Millisecond}
+	h := r.nodeHandler()
+	q := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]())
+	defer q.ShutDown()
+	ctx := t.Context()
+	before, err := r.nodes.get(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2 := gen.Node("n2", "10.0.0.2")
+	if err := c.Create(ctx, n2); err != nil {
+		t.Fatal(err)
+	}
+	h.Create(ctx, event.CreateEvent{Object: n2}, q)
+	during, err := r.nodes.get(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if during.hash != before.hash {
+		t.Errorf("the node set changed inside the batch window: %d nodes, was %d", len(during.nodes), len(before.nodes))
+	}
+	time.Sleep(400 * time.Millisecond)
+	after, err := r.nodes.get(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after.nodes) != 2 {
+		t.Errorf("after the window: %d nodes, want 2", len(after.nodes))
+	}
+}

@@ -337,14 +337,30 @@ func (r *ServiceReconciler) writeEndpoints(ctx context.Context, rec *lbv1.LoadBa
 	return nil
 }
 
-// servingEvent tells the user when the load balancer loses its last ready
-// endpoint, and when it has one again.
-func (r *ServiceReconciler) servingEvent(svc *corev1.Service, c metav1.Condition) {
-	prev := meta.FindStatusCondition(svc.Status.Conditions, ConditionServing)
+// servingEvent returns the Event (type and reason, or "" for none) for a
+// change of the Serving condition from prev to c. Events mark changes of
+// whether the Service can carry traffic: losing its last ready endpoint is a
+// Warning, getting one is Normal. A Service seen for the first time (prev
+// nil) costs no Event whatever its endpoints: most Services are created
+// before their pods (Helm installs Services before Deployments), so a Warning
+// then would be noise and a write per Service; the condition says why the
+// Service is not serving, and a message change while it stays False (pods
+// found but none ready) only updates the condition.
+func servingEvent(prev *metav1.Condition, c metav1.Condition) (eventType, reason string) {
 	switch {
-	case c.Status == metav1.ConditionFalse && (prev == nil || prev.Status != c.Status || prev.Message != c.Message):
-		r.event(svc, corev1.EventTypeWarning, ReasonNoEndpoints, "Serve", "%s", c.Message)
-	case c.Status == metav1.ConditionTrue && prev != nil && prev.Status == metav1.ConditionFalse:
-		r.event(svc, corev1.EventTypeNormal, ReasonEndpointsReady, "Serve", "%s", c.Message)
+	case prev == nil || prev.Status == c.Status:
+		return "", ""
+	case c.Status == metav1.ConditionFalse && prev.Status == metav1.ConditionTrue:
+		return corev1.EventTypeWarning, ReasonNoEndpoints
+	case c.Status == metav1.ConditionTrue:
+		return corev1.EventTypeNormal, ReasonEndpointsReady
+	}
+	return "", ""
+}
+
+// emitServingEvent records servingEvent's Event for svc, if any.
+func (r *ServiceReconciler) emitServingEvent(svc *corev1.Service, c metav1.Condition) {
+	if typ, reason := servingEvent(meta.FindStatusCondition(svc.Status.Conditions, ConditionServing), c); typ != "" {
+		r.event(svc, typ, reason, "Serve", "%s", c.Message)
 	}
 }

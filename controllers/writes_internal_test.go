@@ -29,7 +29,8 @@ func TestStaleRecordCostsNoSecondWrite(t *testing.T) {
 	r := &ServiceReconciler{Client: c}
 	key := client.ObjectKeyFromObject(stale)
 	written := lbv1.EndpointsStatus{Ready: 2, Total: 2}
-	r.remember(key, "hash", &written)
+	r.remember(key, "hash", nil, nil)
+	r.wroteEndpoints(key, &written, true)
 
 	if err := r.writeEndpoints(ctx, stale.DeepCopy(), written); err != nil {
 		t.Fatal(err)

@@ -25,6 +25,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,12 +51,16 @@ func main() {
 	nodes := flag.Int("nodes", 10, "Ready Node objects behind every load balancer.")
 	workers := flag.Int("workers", 32, "Operator --workers.")
 	operatorBin := flag.String("operator", "bin/portico-operator", "Path of the portico-operator binary.")
+	flag.StringVar(&cpuProfile, "cpu-profile", "", "Write a CPU profile of the operator during the burst to this file (the operator serves pprof on a free local port).")
 	flag.Parse()
 	if err := run(*services, *paced, *rate, *nodes, *workers, *operatorBin); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-reconcile:", err)
 		os.Exit(1)
 	}
 }
+
+// cpuProfile, when set, is where the operator's CPU profile of the burst goes.
+var cpuProfile string
 
 func run(services, paced, rate, nodes, workers int, operatorBin string) (err error) {
 	// The bare Services, the paced and the burst phase each take a node port.
@@ -97,11 +102,20 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 	}
 	fmt.Printf("bare: services=%d per_s=%.0f\n", services, bare)
 
-	op, err := testenv.StartProcess("portico-operator", exec.Command(operatorBin,
-		"--kubeconfig", env.Kubeconfig, "--providers", "memory", "--memory-ipv4-range", "10.128.0.0/16",
+	args := []string{"--kubeconfig", env.Kubeconfig, "--providers", "memory", "--memory-ipv4-range", "10.128.0.0/16",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0",
 		"--workers", strconv.Itoa(workers), "--kube-api-qps", "5000", "--kube-api-burst", "10000",
-		"--zap-log-level", "error"), testenv.ProcessOptions{CleanExit: true})
+		"--zap-log-level", "error"}
+	pprofAddr := ""
+	if cpuProfile != "" {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		pprofAddr = fmt.Sprintf("127.0.0.1:%d", port)
+		args = append(args, "--pprof-bind-address", pprofAddr)
+	}
+	op, err := testenv.StartProcess("portico-operator", exec.Command(operatorBin, args...), testenv.ProcessOptions{CleanExit: true})
 	if err != nil {
 		return err
 	}
@@ -148,6 +162,10 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 	fmt.Printf("paced: services=%d rate=%d/s p50_ms=%d p99_ms=%d max_ms=%d\n", paced, rate, p50.Milliseconds(), p99.Milliseconds(), lat[len(lat)-1].Milliseconds())
 
 	// Burst phase.
+	profiled := make(chan error, 1)
+	if pprofAddr != "" {
+		go func() { profiled <- testenv.SaveProfile(ctx, pprofAddr, "profile?seconds=10", cpuProfile) }()
+	}
 	start := time.Now()
 	sem := make(chan struct{}, 64)
 	errs := make(chan error, services)
@@ -169,6 +187,11 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 	}
 	perS := float64(services) / elapsed.Seconds()
 	fmt.Printf("burst: services=%d elapsed_ms=%d\n", services, elapsed.Milliseconds())
+	if pprofAddr != "" {
+		if err := <-profiled; err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+	}
 
 	rss, err := peakRSSMB(op.Pid())
 	if err != nil {
@@ -279,4 +302,13 @@ func peakRSSMB(pid int) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -64,6 +64,7 @@ type config struct {
 	workers         int
 	kwokLease       time.Duration
 	operatorBin     string
+	heapProfile     string
 	readyTimeout    time.Duration
 }
 
@@ -74,6 +75,7 @@ func main() {
 	flag.IntVar(&cfg.workers, "workers", 32, "Operator --workers.")
 	flag.DurationVar(&cfg.kwokLease, "kwok-lease", 5*time.Minute, "Node Lease duration kwok keeps (renewed every quarter of it). The kubelet default, 40s, is 500 Lease writes per second at 5,000 nodes, more than two shared cores carry beside the rest.")
 	flag.StringVar(&cfg.operatorBin, "operator", "bin/portico-operator", "Path of the portico-operator binary.")
+	flag.StringVar(&cfg.heapProfile, "heap-profile", "", "Write the operator's heap profile, taken when the last Service got its address, to this file.")
 	flag.DurationVar(&cfg.readyTimeout, "ready-timeout", 15*time.Minute, "Give up when not every Service has an address this long after the operator's start.")
 	flag.Parse()
 	if err := run(cfg); err != nil {
@@ -141,11 +143,20 @@ func run(cfg config) (err error) {
 	}
 	metricsURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
 	opStart := time.Now()
-	op, err := testenv.StartProcess("portico-operator", exec.Command(cfg.operatorBin,
-		"--kubeconfig", env.Kubeconfig, "--providers", "memory", "--memory-ipv4-range", "10.128.0.0/14",
+	args := []string{"--kubeconfig", env.Kubeconfig, "--providers", "memory", "--memory-ipv4-range", "10.128.0.0/14",
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", port), "--metrics-secure=false", "--health-probe-bind-address", "0",
 		"--workers", strconv.Itoa(cfg.workers), "--kube-api-qps", "5000", "--kube-api-burst", "10000",
-		"--zap-log-level", "error"), testenv.ProcessOptions{CleanExit: true})
+		"--zap-log-level", "error"}
+	pprofAddr := ""
+	if cfg.heapProfile != "" {
+		pport, err := freePort()
+		if err != nil {
+			return err
+		}
+		pprofAddr = fmt.Sprintf("127.0.0.1:%d", pport)
+		args = append(args, "--pprof-bind-address", pprofAddr)
+	}
+	op, err := testenv.StartProcess("portico-operator", exec.Command(cfg.operatorBin, args...), testenv.ProcessOptions{CleanExit: true})
 	if err != nil {
 		return err
 	}
@@ -164,6 +175,11 @@ func run(cfg config) (err error) {
 	}
 	allReady := w.readyAt().Sub(opStart)
 	fmt.Printf("ready: services=%d all_ready_s=%.1f\n", cfg.services, allReady.Seconds())
+	if pprofAddr != "" {
+		if err := testenv.SaveProfile(ctx, pprofAddr, "heap", cfg.heapProfile); err != nil {
+			return fmt.Errorf("heap profile: %w", err)
+		}
+	}
 
 	// The operator goes on writing status and Events after the addresses;
 	// count until it stops.

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -95,6 +96,8 @@ type Options struct {
 	ReconcileTimeout    time.Duration
 	QPS                 float32
 	Burst               int
+	// PprofAddr serves net/http/pprof for profiling; "" or "0" disables it.
+	PprofAddr string
 
 	// Backends holds every backend's config, bound to flags.
 	Backends map[string]BackendConfig
@@ -174,6 +177,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.UsageMetrics.AddFlags(fs)
 	fs.Float32Var(&o.QPS, "kube-api-qps", o.QPS, "Queries per second to the Kubernetes API.")
 	fs.IntVar(&o.Burst, "kube-api-burst", o.Burst, "Burst of queries to the Kubernetes API.")
+	fs.StringVar(&o.PprofAddr, "pprof-bind-address", o.PprofAddr, "Address of Go's profiling endpoints (/debug/pprof/), for diagnosing CPU and memory; empty or \"0\" (the default) disables them. They are unauthenticated: bind to localhost and reach them with kubectl port-forward.")
 	for _, name := range o.backendNames() {
 		o.Backends[name].AddFlags(fs)
 	}
@@ -276,22 +280,43 @@ func InstallNamespace() string {
 }
 
 // cacheOptions trims what the informers keep: no object's managedFields
-// (Portico never reads them), and no Node's image list (a kubelet reports
-// up to 50 images per node; nothing Portico decides depends on them). At
-// thousands of Nodes and Services this is most of the cache.
+// (Portico never reads them), and of a Node only what package model reads
+// (trimNode). At thousands of Nodes and Services this is most of the cache.
 func cacheOptions() cache.Options {
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Node{}: {Transform: func(obj any) (any, error) {
 				if n, ok := obj.(*corev1.Node); ok {
-					n.ManagedFields = nil
-					n.Status.Images = nil
+					return trimNode(n), nil
 				}
 				return obj, nil
 			}},
 		},
 	}
+}
+
+// trimNode keeps of n what the operator's decisions read (model.EligibleNode,
+// model.ProviderNode, model.NodeChanged): name, labels, deletion, provider ID,
+// taints, the Ready condition and the addresses. The kubelet's system info,
+// capacity, images, volumes and other conditions, and every annotation, are
+// dropped: nothing in the operator reads them, and the operator never writes
+// a Node, so no write can lose them.
+func trimNode(n *corev1.Node) *corev1.Node {
+	out := &corev1.Node{
+		TypeMeta: n.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion,
+			Generation: n.Generation, CreationTimestamp: n.CreationTimestamp, DeletionTimestamp: n.DeletionTimestamp,
+			Labels: n.Labels},
+		Spec:   corev1.NodeSpec{ProviderID: n.Spec.ProviderID, Taints: n.Spec.Taints},
+		Status: corev1.NodeStatus{Addresses: n.Status.Addresses},
+	}
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			out.Status.Conditions = []corev1.NodeCondition{c}
+		}
+	}
+	return out
 }
 
 // New builds the manager with the Service controller; the caller starts it.
@@ -310,6 +335,9 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 		// Several managers share a process in tests.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 		Cache:      cacheOptions(),
+		// controller-runtime serves pprof when the address is neither
+		// empty nor "0".
+		PprofBindAddress: o.PprofAddr,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating manager: %w", err)

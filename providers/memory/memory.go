@@ -218,7 +218,7 @@ func (p *Provider) Ensure(ctx context.Context, d *providers.LoadBalancer) (*prov
 		}
 	}
 
-	targets := p.intern(desiredTargets(d))
+	targets := p.internTargets(d)
 	if !slices.Equal(targets, lb.targets) {
 		// Register new targets before deregistering old ones, as a cloud
 		// controller must, so a node change never drops traffic.
@@ -580,12 +580,45 @@ func (p *Provider) intern(targets []string) []string {
 	return targets
 }
 
+// internTargets returns d's target list, interned. When d targets nodes
+// sorted by name, as the Service controller's shared node set is, and an
+// equal list is interned already, it is returned without building d's: at
+// thousands of nodes, building the list for every Ensure was most of the
+// allocations of the process the memory backend runs in.
+func (p *Provider) internTargets(d *providers.LoadBalancer) []string {
+	if !d.TargetPods && slices.IsSortedFunc(d.Nodes, func(a, b providers.Node) int { return strings.Compare(a.Name, b.Name) }) {
+		p.mu.Lock()
+		for _, have := range p.recent {
+			if sameNames(have, d.Nodes) {
+				p.mu.Unlock()
+				return have
+			}
+		}
+		p.mu.Unlock()
+	}
+	return p.intern(desiredTargets(d))
+}
+
+// sameNames reports whether targets lists exactly the names of nodes, in
+// order.
+func sameNames(targets []string, nodes []providers.Node) bool {
+	if len(targets) != len(nodes) {
+		return false
+	}
+	for i, n := range nodes {
+		if targets[i] != n.Name {
+			return false
+		}
+	}
+	return true
+}
+
 func listenerKey(port providers.Port) string {
 	return fmt.Sprintf("%s/%d", port.Protocol, port.Port)
 }
 
 func desiredTargets(d *providers.LoadBalancer) []string {
-	var out []string
+	out := make([]string, 0, max(len(d.Nodes), len(d.Endpoints)))
 	if d.TargetPods {
 		for _, ep := range d.Endpoints {
 			if ep.Ready {
@@ -602,6 +635,9 @@ func desiredTargets(d *providers.LoadBalancer) []string {
 }
 
 func sortedUnion(a, b []string) []string {
+	if len(a) == 0 {
+		return b // sorted and compact already
+	}
 	out := append(slices.Clone(a), b...)
 	sort.Strings(out)
 	return slices.Compact(out)
