@@ -34,6 +34,7 @@ func (r *recorder) Run(ctx context.Context, tx *knftables.Transaction) error {
 
 func newFake(t *testing.T, opts Options) (*Dataplane, *recorder) {
 	t.Helper()
+	newEpoch = func() string { return "test-epoch" }
 	rec := &recorder{Fake: knftables.NewFake(knftables.InetFamily, "portico")}
 	opts.NFT = rec
 	if opts.NodeName == "" {
