@@ -34,7 +34,9 @@ func (r *recorder) Run(ctx context.Context, tx *knftables.Transaction) error {
 
 func newFake(t *testing.T, opts Options) (*Dataplane, *recorder) {
 	t.Helper()
+	real := newEpoch
 	newEpoch = func() string { return "test-epoch" }
+	t.Cleanup(func() { newEpoch = real })
 	rec := &recorder{Fake: knftables.NewFake(knftables.InetFamily, "portico")}
 	opts.NFT = rec
 	if opts.NodeName == "" {
