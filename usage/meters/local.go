@@ -34,6 +34,11 @@ import (
 type LocalBytes struct {
 	// Snapshots lists each node's annotation value (node -> value).
 	Snapshots func(ctx context.Context) (map[string]string, error)
+	// PollInterval is how often Start polls (default a minute), so that
+	// bytes land in the hour they were counted in.
+	PollInterval time.Duration
+	// OnError hears about failed polls (to log them).
+	OnError func(error)
 
 	mu    sync.Mutex
 	nodes map[string]*usage.ByteSnapshot
@@ -156,14 +161,17 @@ func (m *LocalBytes) Poll(ctx context.Context) error {
 	return nil
 }
 
-// Run polls every interval until ctx ends (a manager.RunnableFunc body),
-// so that bytes land in the hour they were counted in.
-func (m *LocalBytes) Run(ctx context.Context, interval time.Duration, onError func(error)) error {
+// Start polls every PollInterval until ctx ends (a manager.Runnable).
+func (m *LocalBytes) Start(ctx context.Context) error {
+	interval := m.PollInterval
+	if interval <= 0 {
+		interval = time.Minute
+	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
-		if err := m.Poll(ctx); err != nil && onError != nil {
-			onError(err)
+		if err := m.Poll(ctx); err != nil && m.OnError != nil {
+			m.OnError(err)
 		}
 		select {
 		case <-ctx.Done():
