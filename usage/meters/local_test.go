@@ -60,6 +60,13 @@ func TestLocalBytesDeltas(t *testing.T) {
 		},
 		want: map[netip.Addr]map[int]uint64{addrA: {0: 350}},
 	}, {
+		name: "a new epoch whose counter already passed the old value is still a reset",
+		readings: []reading{
+			{"a", "e1", 10 * time.Minute, map[netip.Addr]uint64{addrA: 1000}},
+			{"a", "e2", 40 * time.Minute, map[netip.Addr]uint64{addrA: 1500}},
+		},
+		want: map[netip.Addr]map[int]uint64{addrA: {0: 1500}},
+	}, {
 		name: "a counter lower than before in the same epoch was re-created: its value is new",
 		readings: []reading{
 			{"a", "e1", 10 * time.Minute, map[netip.Addr]uint64{addrA: 1000}},
