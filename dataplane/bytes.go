@@ -67,7 +67,11 @@ func parseCounterName(name string) (dir string, addr netip.Addr, ok bool) {
 		return "", netip.Addr{}, false
 	}
 	addr, ok = netip.AddrFromSlice(raw)
-	return dir, addr, ok
+	if !ok || counterName(dir, addr) != name {
+		// Not one of ours (upper-case hex): leave it alone.
+		return "", netip.Addr{}, false
+	}
+	return dir, addr, true
 }
 
 // countedAddrs are the addresses of svcs, sorted.

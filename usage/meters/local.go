@@ -44,6 +44,8 @@ type LocalBytes struct {
 	nodes map[string]*usage.ByteSnapshot
 	hours map[netip.Addr]map[time.Time]uint64
 	first time.Time
+	// pruned is the hour old tallies were last dropped at.
+	pruned time.Time
 	// bad names the nodes whose last snapshot did not parse.
 	bad map[string]error
 }
@@ -97,6 +99,11 @@ func (m *LocalBytes) Ingest(node string, s *usage.ByteSnapshot) {
 		m.hours[a][hour] += delta
 	}
 	m.nodes[node] = s
+	// Old hours are dropped once an hour, not at every snapshot.
+	if !hour.After(m.pruned) {
+		return
+	}
+	m.pruned = hour
 	for a, hs := range m.hours {
 		for h := range hs {
 			if s.Time.Sub(h) > keepHours {
