@@ -62,6 +62,8 @@ type Dataplane struct {
 	svcs   map[ServiceKey]Service
 	// dispatch are the shared dispatch chains in the table.
 	dispatch map[string]bool
+	// counted are the addresses the byte counters were written for.
+	counted []netip.Addr
 }
 
 // New prepares a Dataplane; it changes nothing in the kernel until Sync.
@@ -133,15 +135,24 @@ func (d *Dataplane) Sync(ctx context.Context, services []Service) error {
 			log.Info("Services claim the same address and port; the first by name wins", "key", k.key, "winner", w.String(), "claimants", len(cl[k]))
 		}
 	}
+	var counters []*knftables.Counter
+	if existing != nil {
+		if counters, err = d.listCounters(ctx); err != nil {
+			return err
+		}
+	}
 	b := d.gen.base()
 	tx := d.nft.NewTransaction()
 	writeFull(tx, b, desired, cl, existing)
+	counted := countedAddrs(svcs)
+	writeCounters(tx, counted, counters)
 	log.V(1).Info("Syncing nftables table", "services", len(desired), "operations", tx.NumOperations())
 	if err := d.nft.Run(ctx, tx); err != nil {
 		return fmt.Errorf("full sync of %d services: %w", len(desired), err)
 	}
 	old := d.svcs
 	d.state, d.claims, d.svcs, d.synced = desired, cl, svcs, true
+	d.counted = counted
 	d.dispatch = map[string]bool{}
 	for _, o := range desired {
 		for name := range o.dispatch {
@@ -193,7 +204,7 @@ func writeFull(tx *knftables.Transaction, b *base, desired map[ServiceKey]*objec
 	}
 	var staleChains []string
 	for _, name := range existing["chain"] {
-		if !baseChains[name] && all.chains[name] == nil {
+		if !baseChains[name] && all.chains[name] == nil && name != chainBytesIn && name != chainBytesOut {
 			staleChains = append(staleChains, name)
 			tx.Flush(&knftables.Chain{Name: name})
 		}
@@ -241,7 +252,7 @@ func (d *Dataplane) Update(ctx context.Context, svc Service) error {
 	}
 	prev := d.svcs[svc.Key]
 	d.svcs[svc.Key] = svc
-	return d.clean(ctx, &prev, &svc)
+	return errors.Join(d.syncCounters(ctx), d.clean(ctx, &prev, &svc))
 }
 
 // Delete removes one Service's objects in one transaction.
@@ -259,7 +270,7 @@ func (d *Dataplane) Delete(ctx context.Context, key ServiceKey) error {
 	}
 	prev := d.svcs[key]
 	delete(d.svcs, key)
-	return d.clean(ctx, &prev, &Service{Key: key})
+	return errors.Join(d.syncCounters(ctx), d.clean(ctx, &prev, &Service{Key: key}))
 }
 
 func (d *Dataplane) apply(ctx context.Context, key ServiceKey, o *objects) error {
@@ -382,6 +393,7 @@ func (d *Dataplane) Cleanup(ctx context.Context) error {
 	}
 	d.state, d.claims, d.svcs, d.synced = map[ServiceKey]*objects{}, claims{}, map[ServiceKey]Service{}, false
 	d.dispatch = map[string]bool{}
+	d.counted = nil
 	return nil
 }
 

@@ -444,3 +444,63 @@ func TestKernelEstablishedSurvivesRemovalAndRestart(t *testing.T) {
 		}
 	}
 }
+
+// bytesOf reads the per-address byte counters in the node namespace.
+func (tb *testbed) bytesOf(t *testing.T) dataplane.Bytes {
+	t.Helper()
+	var b dataplane.Bytes
+	tb.do(t, func() error {
+		var err error
+		b, err = tb.dp.Bytes(context.Background())
+		return err
+	})
+	return b
+}
+
+func TestKernelCountsBytesPerAddress(t *testing.T) {
+	tb := newTestbed(t, 1, 1, dataplane.Options{})
+	svc := webService(endpoint(tb.pods[0], nodeName))
+	tb.sync(t, svc)
+	before := tb.bytesOf(t)
+	if before.Epoch == "" {
+		t.Fatal("no counter epoch after the first sync")
+	}
+	askMany(t, tb.clients[0], netip.AddrPortFrom(vip, 80), 5)
+	after := tb.bytesOf(t)
+	if after.In[vip] <= before.In[vip] || after.Out[vip] <= before.Out[vip] {
+		t.Fatalf("bytes to/from %s did not grow with 5 TCP connections: before %+v after %+v", vip, before, after)
+	}
+	// A TCP handshake, a request and an answer each way: at least 3
+	// packets of 40 bytes or more per direction and connection.
+	if got := after.In[vip] - before.In[vip]; got < 5*3*40 {
+		t.Errorf("bytes in = %d, want at least %d for 5 connections", got, 5*3*40)
+	}
+
+	// A restarted forwarder (a new Dataplane over the same table) keeps
+	// the counters and the epoch.
+	tb.do(t, func() error {
+		var err error
+		tb.dp, err = dataplane.New(dataplane.Options{NodeName: nodeName})
+		return err
+	})
+	tb.sync(t, svc)
+	restarted := tb.bytesOf(t)
+	if restarted.Epoch != after.Epoch || restarted.In[vip] < after.In[vip] {
+		t.Errorf("after a forwarder restart: epoch %q bytes in %d, want epoch %q and at least %d", restarted.Epoch, restarted.In[vip], after.Epoch, after.In[vip])
+	}
+
+	// A re-created table resets the counters under a new epoch.
+	tb.do(t, func() error { return tb.dp.Cleanup(context.Background()) })
+	tb.sync(t, svc)
+	recreated := tb.bytesOf(t)
+	if recreated.Epoch == after.Epoch {
+		t.Errorf("re-created table kept epoch %q; its counters restarted from zero", recreated.Epoch)
+	}
+
+	// An address no longer programmed has no counter.
+	svc.LoadBalancerIPs = []netip.Addr{netip.MustParseAddr("203.0.113.11")}
+	tb.update(t, svc)
+	if b := tb.bytesOf(t); b.Has(vip) || !b.Has(svc.LoadBalancerIPs[0]) {
+		t.Errorf("after moving the Service to %s: counters %+v", svc.LoadBalancerIPs[0], b)
+	}
+}

@@ -34,6 +34,9 @@ func (r *recorder) Run(ctx context.Context, tx *knftables.Transaction) error {
 
 func newFake(t *testing.T, opts Options) (*Dataplane, *recorder) {
 	t.Helper()
+	real := newEpoch
+	newEpoch = func() string { return "test-epoch" }
+	t.Cleanup(func() { newEpoch = real })
 	rec := &recorder{Fake: knftables.NewFake(knftables.InetFamily, "portico")}
 	opts.NFT = rec
 	if opts.NodeName == "" {
@@ -476,4 +479,22 @@ func TestCounts(t *testing.T) {
 	if c := dp.Counts(); c != one {
 		t.Errorf("after deleting one of two: %+v, want %+v", c, one)
 	}
+}
+
+// FuzzCounterName: counter names are read back from the kernel table; only
+// a name counterName makes parses, and it parses back to its address.
+func FuzzCounterName(f *testing.F) {
+	f.Add("bytes-in-cb00710a")
+	f.Add("bytes-out-20010db8000000000000000000000001")
+	f.Add("bytes-epoch")
+	f.Add("bytes-in-zz")
+	f.Fuzz(func(t *testing.T, name string) {
+		dir, addr, ok := parseCounterName(name)
+		if !ok {
+			return
+		}
+		if got := counterName(dir, addr); got != name {
+			t.Fatalf("parseCounterName(%q) = %s %s, which names %q", name, dir, addr, got)
+		}
+	})
 }

@@ -243,7 +243,11 @@ func (t *Tracker) Refresh(ctx context.Context, onlyNew bool) map[string]error {
 			}
 			if idErr == nil {
 				var u *providers.Usage
-				if u, idErr = summarize(m, hours[id], now, day, month); idErr == nil {
+				u, idErr = summarize(m, hours[id], now, day, month)
+				if ms, ok := m.(MeasuringSincer); ok && idErr == nil {
+					u, idErr = measuredSince(u, ms.MeasuringSince(), m.Source())
+				}
+				if idErr == nil {
 					st.good = u
 				}
 			}
@@ -258,6 +262,26 @@ func (t *Tracker) Refresh(ctx context.Context, onlyNew bool) map[string]error {
 		t.mu.Unlock()
 	}
 	return failed
+}
+
+// MeasuringSincer is a Meter that has measured only since a time (the
+// local byte meter's tally starts with the operator): every period starts
+// no earlier than MeasuringSince, a whole hour; zero is not yet.
+type MeasuringSincer interface {
+	MeasuringSince() time.Time
+}
+
+// measuredSince narrows u to the hours a meter measured: earlier hours are
+// unknown, not idle.
+func measuredSince(u *providers.Usage, since time.Time, source string) (*providers.Usage, error) {
+	if since.IsZero() {
+		return nil, &Error{Reason: ReasonPending, Message: source + " has not measured yet"}
+	}
+	out, err := Since(u, since)
+	if err != nil {
+		return nil, &Error{Reason: ReasonPending, Message: fmt.Sprintf("%s has measured since %s: no whole hour yet", source, since.UTC().Format(time.RFC3339))}
+	}
+	return out, nil
 }
 
 // summarize sums a resource's hourly values into the two windows.

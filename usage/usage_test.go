@@ -186,3 +186,39 @@ func TestTrackerKeepsLoadBalancersAskedAboutWithinForgetAfter(t *testing.T) {
 		t.Errorf("a load balancer asked about a day ago was forgotten (calls %d)", m.calls)
 	}
 }
+
+// recentMeter has measured only since a given hour (the local byte meter,
+// whose tally starts with the operator).
+type recentMeter struct {
+	scriptedMeter
+	since time.Time
+}
+
+func (m *recentMeter) MeasuringSince() time.Time { return m.since }
+
+func TestTrackerStartsPeriodsWhereTheMeterBeganMeasuring(t *testing.T) {
+	now := time.Date(2026, 11, 3, 5, 42, 0, 0, time.UTC)
+	since := time.Date(2026, 11, 3, 2, 0, 0, 0, time.UTC)
+	m := &recentMeter{scriptedMeter: scriptedMeter{hours: map[string]usage.Hours{"id": {"nlcus": {since: r(3, 1)}}}}, since: since}
+	tr, err := usage.NewTracker(usage.Options{Meters: []usage.Meter{m}, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := providers.CostInputs{Kind: "aws-nlb", MeterID: "id"}
+	_, _ = tr.Usage(in)
+	tr.Refresh(context.Background(), true)
+	u, err := tr.Usage(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !u.LastDay.Start.Equal(since) || !u.MonthToDate.Start.Equal(since) {
+		t.Errorf("periods start %s and %s; want %s, when the meter began: hours before are unmeasured, not idle", u.LastDay.Start, u.MonthToDate.Start, since)
+	}
+
+	// Before a whole hour was measured there is no usage yet.
+	m.since = time.Date(2026, 11, 3, 6, 0, 0, 0, time.UTC)
+	tr.Refresh(context.Background(), false)
+	if u, err := tr.Usage(in); usage.ReasonOf(err) != usage.ReasonPending || (u != nil && u.Error == "") {
+		t.Errorf("no whole hour measured: %+v, %v; want %s", u, err, usage.ReasonPending)
+	}
+}

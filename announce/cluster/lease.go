@@ -46,6 +46,26 @@ type Lease struct {
 	Node      string
 	// Duration is the lease duration; it is renewed every Duration/4.
 	Duration time.Duration
+	// Annotations, when set, gives annotations written with each renewal
+	// (the forwarder's byte snapshot); an empty value removes its key.
+	Annotations func() map[string]string
+}
+
+// annotate sets the annotations of l.Annotations on lease.
+func (l *Lease) annotate(lease *coordinationv1.Lease) {
+	if l.Annotations == nil {
+		return
+	}
+	for k, v := range l.Annotations() {
+		if v == "" {
+			delete(lease.Annotations, k)
+			continue
+		}
+		if lease.Annotations == nil {
+			lease.Annotations = map[string]string{}
+		}
+		lease.Annotations[k] = v
+	}
 }
 
 // Start renews the Lease until ctx ends. Failures are logged and retried:
@@ -89,6 +109,7 @@ func (l *Lease) renew(ctx context.Context) error {
 			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(l.Node), LeaseDurationSeconds: ptr.To(int32(l.Duration / time.Second)),
 				AcquireTime: &now, RenewTime: &now},
 		}
+		l.annotate(&lease)
 		if err := l.Client.Create(ctx, &lease); err != nil {
 			return fmt.Errorf("creating Lease %s: %w", key, err)
 		}
@@ -100,6 +121,7 @@ func (l *Lease) renew(ctx context.Context) error {
 	lease.Spec.HolderIdentity = ptr.To(l.Node)
 	lease.Spec.LeaseDurationSeconds = ptr.To(int32(l.Duration / time.Second))
 	lease.Spec.RenewTime = &now
+	l.annotate(&lease)
 	if err := l.Client.Update(ctx, &lease); err != nil {
 		return fmt.Errorf("renewing Lease %s: %w", key, err)
 	}

@@ -334,7 +334,14 @@ func Run(ctx context.Context, o Options) error {
 			defer hc.Close()
 		}
 		sy := &kubesync.Syncer{Informers: mgr.GetCache(), Reader: mgr.GetCache(), Dataplane: dp, Health: hc, NodeName: o.NodeName}
-		components = append(components, sy.Start)
+		// Per-address byte counters: a metric, and a snapshot on the
+		// Lease for the operator's local usage meter.
+		br := &byteReporter{Read: dp.Bytes, Interval: time.Minute, Now: time.Now}
+		if err := reg.Register(br); err != nil {
+			return err
+		}
+		lease.Annotations = br.Annotations
+		components = append(components, sy.Start, br.Start)
 	}
 	for _, c := range components {
 		if err := mgr.Add(manager.RunnableFunc(c)); err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -286,6 +287,9 @@ func cacheOptions() cache.Options {
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
+			// Leases are read (the forwarders' byte snapshots) only in
+			// the install namespace, where the Role allows it.
+			&coordinationv1.Lease{}: {Namespaces: map[string]cache.Config{InstallNamespace(): {}}},
 			&corev1.Node{}: {Transform: func(obj any) (any, error) {
 				if n, ok := obj.(*corev1.Node); ok {
 					return trimNode(n), nil
@@ -489,9 +493,20 @@ func (o *Options) usageMeter(ctx context.Context, mgr manager.Manager) (controll
 		}
 		o.UsageMetrics.AzureCloud = cfg
 	}
+	// The local meter reads the forwarders' Leases through the cache
+	// (namespaced to InstallNamespace, see cacheOptions).
+	o.UsageMetrics.Leases, o.UsageMetrics.Namespace = mgr.GetCache(), InstallNamespace()
 	ms, err := o.UsageMetrics.Build(ctx, o.Providers)
 	if err != nil || len(ms) == 0 {
 		return nil, err
+	}
+	for _, m := range ms {
+		// A meter that keeps its own tally (local) polls on its own.
+		if r, ok := m.(manager.Runnable); ok {
+			if err := mgr.Add(r); err != nil {
+				return nil, err
+			}
+		}
 	}
 	log := ctrl.Log.WithName("usage")
 	// Every load balancer is asked about at least once per resync.

@@ -261,6 +261,12 @@ func status(a *Allocation) *providers.Status {
 		Backends: providers.Backends{Total: a.Nodes, Healthy: a.Nodes},
 		Cost:     providers.CostInputs{Kind: "local-address", Units: map[string]int{"addresses": len(a.Addresses)}},
 	}
+	// The forwarders count bytes per address (usage/meters.LocalBytes).
+	ids := make([]string, 0, len(a.Addresses))
+	for _, ip := range a.Addresses {
+		ids = append(ids, ip.String())
+	}
+	st.Cost.MeterID = strings.Join(ids, ",")
 	for _, ip := range a.Addresses {
 		st.Ingress = append(st.Ingress, providers.Ingress{IP: ip, IPMode: providers.IPModeVIP})
 		st.Resources = append(st.Resources, providers.Resource{Kind: "address", ID: ip.String()})

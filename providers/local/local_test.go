@@ -3,6 +3,7 @@ package local_test
 import (
 	"errors"
 	"fmt"
+	"github.com/portico-lb/portico/usage/meters"
 	"net/netip"
 	"strings"
 	"sync"
@@ -411,5 +412,21 @@ func TestListFailureIsRetryable(t *testing.T) {
 	}
 	if _, err := p.Ensure(t.Context(), desired("x")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The usage meter of local addresses (usage/meters.LocalBytes) is asked
+// about the Service's addresses: they name the forwarders' byte counters.
+func TestCostMetersTheAddresses(t *testing.T) {
+	p := newProvider(t, nil, pool("small", "192.0.2.10-192.0.2.13"))
+	st, err := p.Ensure(t.Context(), desired("web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := st.Ingress[0].IP.String(); st.Cost.MeterID != want {
+		t.Errorf("MeterID = %q, want the address %s", st.Cost.MeterID, want)
+	}
+	if _, err := meters.ParseLocalMeterID(st.Cost.MeterID); err != nil {
+		t.Error(err)
 	}
 }
