@@ -101,22 +101,11 @@ func (w *Watcher) Start(ctx context.Context) error {
 		obj     client.Object
 		handler toolscache.ResourceEventHandler
 	}{
-		{&corev1.Service{}, w.changes(func(o client.Object) string { return o.GetNamespace() + "/" + o.GetName() })},
+		{&corev1.Service{}, w.changes(serviceKey)},
 		// A Service's record has the Service's namespace and name.
-		{&lbv1.LoadBalancer{}, w.changes(func(o client.Object) string { return o.GetNamespace() + "/" + o.GetName() })},
-		{&discoveryv1.EndpointSlice{}, w.changes(func(o client.Object) string {
-			if name := o.GetLabels()[discoveryv1.LabelServiceName]; name != "" {
-				return o.GetNamespace() + "/" + name
-			}
-			return ""
-		})},
-		// Plan reads only this node's Node.
-		{&corev1.Node{}, w.changes(func(o client.Object) string {
-			if o.GetName() == w.Self {
-				return replanAll
-			}
-			return ""
-		})},
+		{&lbv1.LoadBalancer{}, w.changes(serviceKey)},
+		{&discoveryv1.EndpointSlice{}, w.changes(sliceKey)},
+		{&corev1.Node{}, w.changes(w.nodeKey)},
 		{&lbv1.IPPool{}, w.specChanges()},
 		{&lbv1.BGPPeer{}, w.specChanges()},
 		{&lbv1.BGPAdvertisement{}, w.specChanges()},
@@ -185,6 +174,23 @@ func (w *Watcher) Start(ctx context.Context) error {
 // replanAll is the key of a change that may concern every Service: this
 // node, an IPPool, BGPPeer, BGPAdvertisement or Secret.
 const replanAll = "\x00all"
+
+func serviceKey(o client.Object) string { return o.GetNamespace() + "/" + o.GetName() }
+
+func sliceKey(o client.Object) string {
+	if name := o.GetLabels()[discoveryv1.LabelServiceName]; name != "" {
+		return o.GetNamespace() + "/" + name
+	}
+	return ""
+}
+
+// nodeKey: Plan reads only this node's Node.
+func (w *Watcher) nodeKey(o client.Object) string {
+	if o.GetName() == w.Self {
+		return replanAll
+	}
+	return ""
+}
 
 // changes returns an event handler that marks the Service key(obj) names
 // ("" for none) to be replanned.
