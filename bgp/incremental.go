@@ -8,24 +8,25 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/portico-lb/portico/model"
 )
 
 // Incremental keeps one node's Plan up to date Service by Service, so a
 // change to one Service costs one Service's planning, not every Service's.
 //
-// Plan stays the single rule: a Service's contribution is Plan over the
-// shared inputs (Node, Pools, Peers, Advertisements, Secrets) and that
-// Service alone with its EndpointSlices, and the routes of a prefix are the
+// Plan stays the single rule: a Service's contribution is what Plan's own
+// steps (planner: the shared inputs read once; planner.service: one
+// Service) give for that Service alone with its EndpointSlices, and the routes of a prefix are the
 // merge (addRoute's: communities united, highest LOCAL_PREF) of the
 // contributions of every Service holding it. Plan's only cross-Service step
 // is that merge, so the result equals Plan over all Services
 // (TestIncrementalEqualsPlan checks it over random sequences of changes).
 // It is not safe for concurrent use.
 type Incremental struct {
-	shared Inputs
-	// peers is Plan of the shared inputs: every peer's settings and Error,
-	// without routes.
-	peers map[string]PeerPlan
+	// pl is Plan's reading of the shared inputs (peers with their
+	// settings and Error, pools, advertisements).
+	pl *planner
 	// bySvc is each Service's contribution: peer -> prefix -> route.
 	bySvc map[string]map[string]map[netip.Prefix]Route
 	// holders: peer -> prefix -> keys of the Services contributing it.
@@ -43,8 +44,7 @@ type Delta map[string]map[netip.Prefix]*Route
 
 // Reset plans every Service of in from scratch.
 func (inc *Incremental) Reset(in Inputs) {
-	inc.shared = Inputs{Node: in.Node, Pools: in.Pools, Peers: in.Peers, Advertisements: in.Advertisements, Secrets: in.Secrets}
-	inc.peers = Plan(inc.shared)
+	inc.pl = newPlanner(in)
 	inc.bySvc = map[string]map[string]map[netip.Prefix]Route{}
 	inc.holders = map[string]map[netip.Prefix]map[string]bool{}
 	inc.routes = map[string]map[netip.Prefix]Route{}
@@ -71,15 +71,17 @@ func slicesByService(eps []discoveryv1.EndpointSlice) map[string][]discoveryv1.E
 func (inc *Incremental) Update(key string, svc *corev1.Service, eps []discoveryv1.EndpointSlice) Delta {
 	contrib := map[string]map[netip.Prefix]Route{}
 	if svc != nil {
-		in := inc.shared
-		in.Services, in.EndpointSlices = []*corev1.Service{svc}, eps
 		inc.Planned++
-		for name, pp := range Plan(in) {
-			for _, r := range pp.Routes {
-				if contrib[name] == nil {
-					contrib[name] = map[netip.Prefix]Route{}
-				}
-				contrib[name][r.Prefix] = r
+		var endpoints map[string][]string
+		if model.LocalTraffic(svc) {
+			endpoints = model.EndpointNodes(eps)
+		}
+		routes := map[string]map[netip.Prefix]*Route{}
+		inc.pl.service(svc, endpoints, routes)
+		for name, rs := range routes {
+			contrib[name] = map[netip.Prefix]Route{}
+			for p, r := range rs {
+				contrib[name][p] = *r
 			}
 		}
 	}
@@ -153,7 +155,7 @@ func (inc *Incremental) Update(key string, svc *corev1.Service, eps []discoveryv
 // Plans returns the whole plan, as Plan over every Service would.
 func (inc *Incremental) Plans() map[string]PeerPlan {
 	out := map[string]PeerPlan{}
-	for name, pp := range inc.peers {
+	for name, pp := range inc.pl.peers {
 		for _, r := range inc.routes[name] {
 			pp.Routes = append(pp.Routes, r)
 		}
@@ -164,4 +166,4 @@ func (inc *Incremental) Plans() map[string]PeerPlan {
 }
 
 // Peers returns every planned peer's settings and Error, without routes.
-func (inc *Incremental) Peers() map[string]PeerPlan { return inc.peers }
+func (inc *Incremental) Peers() map[string]PeerPlan { return inc.pl.peers }
