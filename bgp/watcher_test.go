@@ -25,6 +25,11 @@ func TestWatcherMarks(t *testing.T) {
 	if full, keys := take(); full || len(keys) != 2 || keys[0] != "ns/a" || keys[1] != "ns/b" {
 		t.Errorf("full %v keys %v, want ns/a and ns/b only", full, keys)
 	}
+	moved := endpoints("c", nil)
+	w.changes(sliceKey).OnUpdate(&es, &moved)
+	if full, keys := take(); full || len(keys) != 2 || keys[0] != "ns/b" || keys[1] != "ns/c" {
+		t.Errorf("a slice moving from b to c marked full %v keys %v, want both", full, keys)
+	}
 	p1 := peer("tor", "10.88.0.254")
 	p1.Generation = 1
 	p2 := *p1.DeepCopy()
