@@ -206,7 +206,7 @@ func (w *Watcher) changes(key func(client.Object) string) toolscache.ResourceEve
 		}
 	}
 	return toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { f(obj) },
+		AddFunc: func(obj any) { f(obj) },
 		// Both: an EndpointSlice can change the Service it names.
 		UpdateFunc: func(oldObj, obj any) { f(oldObj); f(obj) },
 		DeleteFunc: f,
