@@ -108,10 +108,60 @@ type Inputs struct {
 //     advertisement selects is advertised as host routes to every peer.
 //   - A peer receives only prefixes of its own address family.
 func Plan(in Inputs) map[string]PeerPlan {
-	out := map[string]PeerPlan{}
-	if in.Node == nil {
-		return out
+	pl := newPlanner(in)
+	routes := map[string]map[netip.Prefix]*Route{}
+	if pl.active {
+		// Only Local Services need their endpoints' nodes: reading every
+		// Service's slices was more than half of a plan's time at 1,000
+		// Cluster Services (BenchmarkPlan).
+		local := map[string]bool{}
+		for _, svc := range in.Services {
+			if model.LocalTraffic(svc) {
+				local[svc.Namespace+"/"+svc.Name] = true
+			}
+		}
+		var localSlices []discoveryv1.EndpointSlice
+		for i := range in.EndpointSlices {
+			es := &in.EndpointSlices[i]
+			if local[es.Namespace+"/"+es.Labels[discoveryv1.LabelServiceName]] {
+				localSlices = append(localSlices, *es)
+			}
+		}
+		endpoints := model.EndpointNodes(localSlices)
+		for _, svc := range in.Services {
+			pl.service(svc, endpoints, routes)
+		}
 	}
+	out := maps.Clone(pl.peers)
+	for name, rs := range routes {
+		pp := out[name]
+		for _, r := range rs {
+			pp.Routes = append(pp.Routes, *r)
+		}
+		sort.Slice(pp.Routes, func(i, j int) bool { return prefixLess(pp.Routes[i].Prefix, pp.Routes[j].Prefix) })
+		out[name] = pp
+	}
+	return out
+}
+
+// planner is Plan's reading of the inputs every Service shares: the node,
+// its peers, the BGP pools and the advertisements. Incremental keeps one to
+// plan Services one at a time by the same rule.
+type planner struct {
+	node  string
+	peers map[string]PeerPlan // without routes
+	pools []bgpPool
+	advs  []lbv1.BGPAdvertisement
+	// active: the node has a peer, is eligible and some pool is BGP's.
+	active bool
+}
+
+func newPlanner(in Inputs) *planner {
+	pl := &planner{peers: map[string]PeerPlan{}}
+	if in.Node == nil {
+		return pl
+	}
+	pl.node = in.Node.Name
 	nodeLabels := labels.Set(in.Node.Labels)
 	byAddress := map[netip.Addr]string{}
 	peers := slices.Clone(in.Peers)
@@ -132,63 +182,41 @@ func Plan(in Inputs) map[string]PeerPlan {
 		if err != nil {
 			pp.Error = err.Error()
 		}
-		out[bp.Name] = pp
+		pl.peers[bp.Name] = pp
 	}
-	if len(out) == 0 || !model.EligibleNode(in.Node) {
-		return out
+	if len(pl.peers) == 0 || !model.EligibleNode(in.Node) {
+		return pl
 	}
+	pl.pools, pl.advs = bgpPools(in.Pools), in.Advertisements
+	pl.active = len(pl.pools) > 0
+	return pl
+}
 
-	pools := bgpPools(in.Pools)
-	if len(pools) == 0 {
-		return out
+// service adds svc's routes to routes (peer -> prefix); endpoints are the
+// nodes of ready endpoints by "namespace/name" (model.EndpointNodes), read
+// only for externalTrafficPolicy Local.
+func (pl *planner) service(svc *corev1.Service, endpoints map[string][]string, routes map[string]map[netip.Prefix]*Route) {
+	if !pl.active {
+		return
 	}
-	// Only Local Services need their endpoints' nodes: reading every
-	// Service's slices was more than half of a plan's time at 1,000
-	// Cluster Services (BenchmarkPlan).
-	local := map[string]bool{}
-	for _, svc := range in.Services {
-		if model.LocalTraffic(svc) {
-			local[svc.Namespace+"/"+svc.Name] = true
-		}
+	if model.LocalTraffic(svc) && !slices.Contains(endpoints[svc.Namespace+"/"+svc.Name], pl.node) {
+		return
 	}
-	var localSlices []discoveryv1.EndpointSlice
-	for i := range in.EndpointSlices {
-		es := &in.EndpointSlices[i]
-		if local[es.Namespace+"/"+es.Labels[discoveryv1.LabelServiceName]] {
-			localSlices = append(localSlices, *es)
-		}
-	}
-	endpoints := model.EndpointNodes(localSlices)
-	routes := map[string]map[netip.Prefix]*Route{}
-	for _, svc := range in.Services {
-		if model.LocalTraffic(svc) && !slices.Contains(endpoints[svc.Namespace+"/"+svc.Name], in.Node.Name) {
-			continue
-		}
-		for _, ip := range model.IngressIPs(svc) {
-			for _, pool := range pools {
-				if !pool.contains(ip) {
-					continue
-				}
-				for _, adv := range advertisementsFor(pool.obj, svc, in.Advertisements) {
-					for name, pp := range out {
-						if pp.Error != "" || pp.Peer.Address.Is4() != ip.Is4() || !adv.toPeer(name) {
-							continue
-						}
-						addRoute(routes, name, ip, adv)
+	for _, ip := range model.IngressIPs(svc) {
+		for _, pool := range pl.pools {
+			if !pool.contains(ip) {
+				continue
+			}
+			for _, adv := range advertisementsFor(pool.obj, svc, pl.advs) {
+				for name, pp := range pl.peers {
+					if pp.Error != "" || pp.Peer.Address.Is4() != ip.Is4() || !adv.toPeer(name) {
+						continue
 					}
+					addRoute(routes, name, ip, adv)
 				}
 			}
 		}
 	}
-	for name, rs := range routes {
-		pp := out[name]
-		for _, r := range rs {
-			pp.Routes = append(pp.Routes, *r)
-		}
-		sort.Slice(pp.Routes, func(i, j int) bool { return prefixLess(pp.Routes[i].Prefix, pp.Routes[j].Prefix) })
-		out[name] = pp
-	}
-	return out
 }
 
 func prefixLess(a, b netip.Prefix) bool {

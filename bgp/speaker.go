@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -151,6 +152,66 @@ func (s *Speaker) Apply(ctx context.Context, plans map[string]PeerPlan) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Patch applies a change of routes (Incremental's Delta) to the open
+// sessions: only the prefixes named are added, replaced or withdrawn. Peers
+// without an open session are skipped (Apply opens sessions, with their
+// whole plan).
+func (s *Speaker) Patch(ctx context.Context, d Delta) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for _, name := range sortedKeys(d) {
+		ss := s.sessions[name]
+		if ss == nil {
+			continue
+		}
+		ps := d[name]
+		for _, p := range slices.SortedFunc(maps.Keys(ps), comparePrefix) {
+			if err := ss.set(ctx, p, ps[p]); err != nil {
+				errs = append(errs, fmt.Errorf("advertising to %s (%s): %w", name, ss.peer.Address, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// set makes the session advertise r for prefix p (r nil: withdraw it).
+func (ss *session) set(ctx context.Context, p netip.Prefix, r *Route) error {
+	a, ok := ss.paths[p]
+	if ok && r != nil && sameRoute(*r, a.route) {
+		return nil
+	}
+	if ok {
+		if err := ss.srv.DeletePath(ctx, &apipb.DeletePathRequest{TableType: apipb.TableType_GLOBAL, Family: family(p.Addr()), Uuid: a.uuid}); err != nil {
+			return fmt.Errorf("withdrawing %s: %w", p, err)
+		}
+		delete(ss.paths, p)
+	}
+	if r == nil {
+		return nil
+	}
+	path, err := toPath(*r)
+	if err != nil {
+		return err
+	}
+	resp, err := ss.srv.AddPath(ctx, &apipb.AddPathRequest{TableType: apipb.TableType_GLOBAL, Path: path})
+	if err != nil {
+		return fmt.Errorf("advertising %s: %w", p, err)
+	}
+	ss.paths[p] = advertised{route: *r, uuid: resp.Uuid}
+	return nil
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	if prefixLess(a, b) {
+		return -1
+	}
+	if prefixLess(b, a) {
+		return 1
+	}
+	return 0
 }
 
 func (s *Speaker) open(ctx context.Context, p Peer) (*session, error) {

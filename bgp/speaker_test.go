@@ -124,6 +124,32 @@ func TestSpeakerAdvertisesAndWithdraws(t *testing.T) {
 		}
 		return nil
 	})
+	// Patch changes only the prefixes it names: a new one, a changed
+	// community, a withdrawal, and one to a peer without a session.
+	if err := sp.Patch(ctx, Delta{"tor": {
+		netip.MustParsePrefix("192.0.2.3/32"): {Prefix: netip.MustParsePrefix("192.0.2.3/32")},
+		netip.MustParsePrefix("192.0.2.2/32"): {Prefix: netip.MustParsePrefix("192.0.2.2/32"), Communities: []string{"65000:8"}},
+	}, "none": {netip.MustParsePrefix("192.0.2.9/32"): {Prefix: netip.MustParsePrefix("192.0.2.9/32")}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "patched routes", func() error {
+		if got := fmt.Sprint(r.routes(t)); got != "[192.0.2.2/32 [4259840008] 192.0.2.3/32]" {
+			return fmt.Errorf("router has %s", got)
+		}
+		return nil
+	})
+	if err := sp.Patch(ctx, Delta{"tor": {netip.MustParsePrefix("192.0.2.2/32"): nil}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "patched withdrawal", func() error {
+		if got := fmt.Sprint(r.routes(t)); got != "[192.0.2.3/32]" {
+			return fmt.Errorf("router has %s", got)
+		}
+		return nil
+	})
+	if st := sp.Sessions(ctx)["tor"]; st.Advertised != 1 {
+		t.Errorf("session advertises %d, want 1", st.Advertised)
+	}
 	sp.Close(ctx)
 	waitFor(t, "withdrawal on close", func() error {
 		if got := r.routes(t); len(got) != 0 {

@@ -4,6 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"net/netip"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -76,34 +80,43 @@ type Watcher struct {
 	Recorder Recorder
 	Speaker  *Speaker
 
+	// plans are the peers' plans without routes (publish reads their
+	// settings and errors); inc holds the routes.
 	plans   map[string]PeerPlan
 	written map[string]lbv1.BGPSession
+	inc     *Incremental
+
+	kick  chan struct{}
+	mu    sync.Mutex
+	full  bool
+	dirty map[string]bool
 }
 
 // Start runs until ctx ends, then closes the sessions (withdrawing their
 // routes unless the peer has graceful restart).
 func (w *Watcher) Start(ctx context.Context) error {
 	log := logr.FromContextOrDiscard(ctx).WithName("bgp")
-	kick := make(chan struct{}, 1)
-	signal := func() {
-		select {
-		case kick <- struct{}{}:
-		default:
-		}
-	}
-	handler := toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { signal() },
-		UpdateFunc: func(any, any) { signal() },
-		DeleteFunc: func(any) { signal() },
-	}
-	for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Node{}, &lbv1.LoadBalancer{},
-		&lbv1.IPPool{}, &lbv1.BGPPeer{}, &lbv1.BGPAdvertisement{}, &corev1.Secret{}} {
-		inf, err := w.Cache.GetInformer(ctx, obj)
+	w.kick = make(chan struct{}, 1)
+	for _, h := range []struct {
+		obj     client.Object
+		handler toolscache.ResourceEventHandler
+	}{
+		{&corev1.Service{}, w.changes(serviceKey)},
+		// A Service's record has the Service's namespace and name.
+		{&lbv1.LoadBalancer{}, w.changes(serviceKey)},
+		{&discoveryv1.EndpointSlice{}, w.changes(sliceKey)},
+		{&corev1.Node{}, w.changes(w.nodeKey)},
+		{&lbv1.IPPool{}, w.specChanges()},
+		{&lbv1.BGPPeer{}, w.specChanges()},
+		{&lbv1.BGPAdvertisement{}, w.specChanges()},
+		{&corev1.Secret{}, w.changes(func(client.Object) string { return replanAll })},
+	} {
+		inf, err := w.Cache.GetInformer(ctx, h.obj)
 		if err != nil {
-			return fmt.Errorf("watching %T: %w", obj, err)
+			return fmt.Errorf("watching %T: %w", h.obj, err)
 		}
-		if _, err := inf.AddEventHandler(handler); err != nil {
-			return fmt.Errorf("watching %T: %w", obj, err)
+		if _, err := inf.AddEventHandler(h.handler); err != nil {
+			return fmt.Errorf("watching %T: %w", h.obj, err)
 		}
 	}
 	if !w.Cache.WaitForCacheSync(ctx) {
@@ -134,7 +147,7 @@ func (w *Watcher) Start(ctx context.Context) error {
 	defer status.Stop()
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
-	signal()
+	w.mark(replanAll)
 	// Status is written on its own tick, never after a sync: a write to the
 	// apiserver (slow under load, and the advertised count changes with
 	// every route) must not hold up the next routes.
@@ -142,13 +155,14 @@ func (w *Watcher) Start(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-kick:
+		case <-w.kick:
 			if err := w.sync(ctx); err != nil {
 				log.Error(err, "Applying BGP advertisements; retrying")
+				w.markFull()
 				retry.Reset(time.Second)
 			}
 		case <-retry.C:
-			signal()
+			w.mark(replanAll)
 		case <-status.C:
 			if err := w.publish(ctx); err != nil {
 				log.Error(err, "Writing BGP session status; retrying")
@@ -157,13 +171,161 @@ func (w *Watcher) Start(ctx context.Context) error {
 	}
 }
 
-func (w *Watcher) sync(ctx context.Context) error {
-	in, err := w.inputs(ctx)
-	if err != nil {
-		return err
+// replanAll is the key of a change that may concern every Service: this
+// node, an IPPool, BGPPeer, BGPAdvertisement or Secret.
+const replanAll = "\x00all"
+
+func serviceKey(o client.Object) string { return o.GetNamespace() + "/" + o.GetName() }
+
+func sliceKey(o client.Object) string {
+	if name := o.GetLabels()[discoveryv1.LabelServiceName]; name != "" {
+		return o.GetNamespace() + "/" + name
 	}
-	w.plans = Plan(in)
-	return w.Speaker.Apply(ctx, w.plans)
+	return ""
+}
+
+// nodeKey: Plan reads only this node's Node.
+func (w *Watcher) nodeKey(o client.Object) string {
+	if o.GetName() == w.Self {
+		return replanAll
+	}
+	return ""
+}
+
+// changes returns an event handler that marks the Service key(obj) names
+// ("" for none) to be replanned.
+func (w *Watcher) changes(key func(client.Object) string) toolscache.ResourceEventHandler {
+	f := func(obj any) {
+		if t, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
+		if o, ok := obj.(client.Object); ok {
+			if k := key(o); k != "" {
+				w.mark(k)
+			}
+		}
+	}
+	return toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) { f(obj) },
+		// Both: an EndpointSlice can change the Service it names.
+		UpdateFunc: func(oldObj, obj any) { f(oldObj); f(obj) },
+		DeleteFunc: f,
+	}
+}
+
+// specChanges marks everything to be replanned when an object Plan reads
+// by spec, name and labels changes, but not on its status writes (the
+// forwarders write BGPPeer status, the operator IPPool status, often).
+func (w *Watcher) specChanges() toolscache.ResourceEventHandler {
+	return toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { w.mark(replanAll) },
+		UpdateFunc: func(oldObj, newObj any) {
+			o, ok1 := oldObj.(client.Object)
+			n, ok2 := newObj.(client.Object)
+			if ok1 && ok2 && o.GetGeneration() == n.GetGeneration() && o.GetGeneration() != 0 &&
+				maps.Equal(o.GetLabels(), n.GetLabels()) {
+				return
+			}
+			w.mark(replanAll)
+		},
+		DeleteFunc: func(any) { w.mark(replanAll) },
+	}
+}
+
+// mark queues a Service key (or replanAll) and wakes the loop. Changes that
+// arrive while a sync runs are taken together by the next one: under a burst
+// they coalesce, with no delay when events are few.
+func (w *Watcher) mark(key string) {
+	w.mu.Lock()
+	if key == replanAll {
+		w.full = true
+	} else {
+		if w.dirty == nil {
+			w.dirty = map[string]bool{}
+		}
+		w.dirty[key] = true
+	}
+	w.mu.Unlock()
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (w *Watcher) markFull() {
+	w.mu.Lock()
+	w.full = true
+	w.mu.Unlock()
+}
+
+// sync replans what changed: everything after a change of the shared inputs
+// (or an error), else only the Services marked, whose changed prefixes alone
+// go to the sessions.
+func (w *Watcher) sync(ctx context.Context) error {
+	w.mu.Lock()
+	full, dirty := w.full || w.inc == nil, w.dirty
+	w.full, w.dirty = false, nil
+	w.mu.Unlock()
+	if full {
+		in, err := w.inputs(ctx)
+		if err != nil {
+			return err
+		}
+		if w.inc == nil {
+			w.inc = &Incremental{}
+		}
+		w.inc.Reset(in)
+		w.plans = w.inc.Peers()
+		return w.Speaker.Apply(ctx, w.inc.Plans())
+	}
+	delta := Delta{}
+	for key := range dirty {
+		svc, eps, err := w.service(ctx, key)
+		if err != nil {
+			return err
+		}
+		for peer, ps := range w.inc.Update(key, svc, eps) {
+			if delta[peer] == nil {
+				delta[peer] = map[netip.Prefix]*Route{}
+			}
+			maps.Copy(delta[peer], ps)
+		}
+	}
+	return w.Speaker.Patch(ctx, delta)
+}
+
+// service reads one Service's part of Plan's inputs from the cache: the
+// Service if the operator serves it through the local class, and for
+// externalTrafficPolicy Local its EndpointSlices (Plan reads no others).
+func (w *Watcher) service(ctx context.Context, key string) (*corev1.Service, []discoveryv1.EndpointSlice, error) {
+	ns, name, _ := strings.Cut(key, "/")
+	nn := client.ObjectKey{Namespace: ns, Name: name}
+	var svc corev1.Service
+	if err := w.Cache.Get(ctx, nn, &svc); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil, nil
+		}
+		return nil, nil, fmt.Errorf("reading Service %s: %w", key, err)
+	}
+	var rec lbv1.LoadBalancer
+	if err := w.Cache.Get(ctx, nn, &rec); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil, nil
+		}
+		return nil, nil, fmt.Errorf("reading LoadBalancer %s: %w", key, err)
+	}
+	if model.Recorded(&svc, &rec) != model.LocalClass {
+		return nil, nil, nil
+	}
+	if !model.LocalTraffic(&svc) {
+		return &svc, nil, nil
+	}
+	var eps discoveryv1.EndpointSliceList
+	if err := w.Cache.List(ctx, &eps, client.InNamespace(ns), client.MatchingLabels{discoveryv1.LabelServiceName: name},
+		client.UnsafeDisableDeepCopy); err != nil {
+		return nil, nil, fmt.Errorf("listing EndpointSlices of %s: %w", key, err)
+	}
+	return &svc, eps.Items, nil
 }
 
 // inputs reads Plan's inputs from the cache.
