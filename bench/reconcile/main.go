@@ -47,7 +47,7 @@ import (
 func main() {
 	services := flag.Int("services", 1000, "Services created in the burst phase.")
 	paced := flag.Int("paced", 500, "Services created in the paced phase.")
-	rate := flag.Int("rate", 100, "Creates per second in the paced phase.")
+	rate := flag.Int("rate", 50, "Creates per second in the paced phase (issue 18 compares with MetalLB at 50/s).")
 	nodes := flag.Int("nodes", 10, "Ready Node objects behind every load balancer.")
 	workers := flag.Int("workers", 32, "Operator --workers.")
 	operatorBin := flag.String("operator", "bin/portico-operator", "Path of the portico-operator binary.")
