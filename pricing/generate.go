@@ -123,5 +123,23 @@ func fillTemplate(tmpl RegionPrice, q *Quote) (RegionPrice, error) {
 		}
 		rp.Units[name] = u
 	}
+	for item, price := range tmpl.PerGB {
+		if rp.PerGB == nil {
+			rp.PerGB = map[string]string{}
+		}
+		if strings.Trim(price, "0.") == "" {
+			rp.PerGB[item] = price // free in Portico's product model
+			continue
+		}
+		s, ok := q.PerGB[item]
+		if !ok {
+			return rp, fmt.Errorf("no price per GB for %s", item)
+		}
+		r, err := ParseAmount(s)
+		if err != nil || r.Sign() == 0 {
+			return rp, fmt.Errorf("price per GB of %s: %q is not a positive amount", item, s)
+		}
+		rp.PerGB[item] = FormatAmount(r)
+	}
 	return rp, nil
 }

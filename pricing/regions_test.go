@@ -1,8 +1,10 @@
 package pricing_test
 
 import (
+	"math/big"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/portico-lb/portico/pricing"
 	"github.com/portico-lb/portico/providers"
@@ -90,5 +92,39 @@ func TestCarriedPricesMatchTheirDocumentedOrigin(t *testing.T) {
 	}
 	if checked == 0 {
 		t.Error("no carried entries checked")
+	}
+}
+
+// Every region prices the data that --usage-metrics measures for the kinds
+// whose cloud bills it per GB (GCP's inbound data processed by the load
+// balancer, Azure's Standard Load Balancer data processed): measured data
+// must never be UnitNotPriced with the embedded catalog alone. AWS measures
+// NLCU-hours, priced through the capacity-unit price.
+func TestEveryPublicRegionPricesDataProcessed(t *testing.T) {
+	cat, err := pricing.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+	units := map[string]map[string]int{
+		"gcp-forwarding-rule": {"forwardingRules": 1, "addresses": 1, "backendServices": 1, "healthChecks": 1, "targets": 3},
+		"azure-standard-lb":   {"rules": 1, "publicIPs": 1, "probes": 1, "targets": 3},
+	}
+	// Per GB (10^9 bytes): GCP lists $0.008 per GiB (0.0074505806 per GB), Azure $0.005 per GB.
+	wantDay := map[string]string{"gcp-forwarding-rule": "0.74505806", "azure-standard-lb": "0.5"}
+	for kind, u := range units {
+		for _, r := range pricing.PublicRegions[kind] {
+			usage := &providers.Usage{Source: "test", MeasuredAt: day.Add(24 * time.Hour), LastDay: &providers.UsageWindow{
+				Start: day, End: day.Add(24 * time.Hour),
+				Quantities: []providers.UsageQuantity{{Name: "dataProcessed", Unit: providers.UnitGB, Value: big.NewRat(100, 1)}}}}
+			cost, err := cat.Price("test", providers.CostInputs{Kind: kind, Region: r, Units: u, Usage: usage})
+			if err != nil {
+				t.Errorf("%s in %s: 100 GB processed: %v", kind, r, err)
+				continue
+			}
+			if cost.Usage == nil || cost.Usage.LastDay == nil || cost.Usage.LastDay.Amount != wantDay[kind] {
+				t.Errorf("%s in %s: usage %+v; want 100 GB priced at %s", kind, r, cost.Usage, wantDay[kind])
+			}
+		}
 	}
 }

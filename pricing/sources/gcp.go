@@ -112,7 +112,11 @@ func QuoteGCP(skus []*cloudbilling.Sku, region, currency string) (*pricing.Quote
 		}
 		for p, sku := range prices {
 			if want.perGB {
-				q.PerGB[want.key] = p
+				perGB, err := perGBFromPerGiB(p)
+				if err != nil {
+					return nil, pricing.LiveErrorf(pricing.ReasonLivePriceInvalid, "gcp-billing-catalog: price of %q in %s: %v", want.phrase, region, err)
+				}
+				q.PerGB[want.key] = perGB
 			} else {
 				q.Hourly[want.key] = p
 			}
@@ -120,6 +124,19 @@ func QuoteGCP(skus []*cloudbilling.Sku, region, currency string) (*pricing.Quote
 		}
 	}
 	return q, nil
+}
+
+// perGBFromPerGiB turns a price per GiB (2^30 bytes), the unit the Cloud
+// Billing Catalog uses for data ("GiBy"), into Portico's price per GB
+// (10^9 bytes): p x 10^9 / 2^30, rounded half-up to the price lists' 10
+// decimal places.
+func perGBFromPerGiB(p string) (string, error) {
+	r, err := pricing.ParseAmount(p)
+	if err != nil {
+		return "", err
+	}
+	r.Mul(r, big.NewRat(1_000_000_000, 1<<30))
+	return pricing.FormatAmount(r), nil
 }
 
 // gcpFirstTier is the unit price of the tier starting at 0 of the SKU's

@@ -350,7 +350,7 @@ func TestGCPBillingCatalogQuote(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := quoteString(q), "USD forwardingRules=0.011 forwardingRules.firstBlock=0.0275 data-processed=0.0088"; got != want {
+	if got, want := quoteString(q), "USD forwardingRules=0.011 forwardingRules.firstBlock=0.0275 data-processed=0.0081956387"; got != want {
 		t.Errorf("quote %q, want %q", got, want)
 	}
 	if f.Calls != 3 {
@@ -361,7 +361,7 @@ func TestGCPBillingCatalogQuote(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := quoteString(q), "EUR forwardingRules=0.0092 forwardingRules.firstBlock=0.023 data-processed=0.00736"; got != want {
+		if got, want := quoteString(q), "EUR forwardingRules=0.0092 forwardingRules.firstBlock=0.023 data-processed=0.0068545341"; got != want {
 			t.Errorf("quote %q, want %q", got, want)
 		}
 	})

@@ -35,8 +35,8 @@ var _ AzureMetricsAPI = (*armmonitor.MetricsClient)(nil)
 // balancer gets the bytes of its own frontend
 // (https://learn.microsoft.com/en-us/azure/load-balancer/load-balancer-standard-diagnostics).
 // They are "dataProcessed" in GB, priced at the price list's perGB
-// "data-processed" (Azure bills "Data Processed" per GB); set it in the
-// price ConfigMap.
+// "data-processed" (Azure bills "Data Processed" per GB; the embedded
+// catalog carries $0.005, a live price or the price ConfigMap may replace it).
 type AzureStandardLB struct {
 	API AzureMetricsAPI
 }

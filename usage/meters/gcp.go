@@ -33,9 +33,9 @@ const (
 // GCPForwardingRule meters kind gcp-forwarding-rule from Cloud Monitoring:
 // the bytes clients sent through the load balancer's forwarding rules,
 // summed per hour, as "dataProcessed" in GB. They are priced at the price
-// list's perGB "data-processed"; the embedded prices have none, so set it
-// in the price ConfigMap (a quantity without a price is UnitNotPriced,
-// never free).
+// list's perGB "data-processed": the embedded catalog's (GCP's $0.008 per
+// GiB, converted to GB), a live price (--live-prices) or the price
+// ConfigMap's (a quantity without a price is UnitNotPriced, never free).
 type GCPForwardingRule struct {
 	Service *monitoring.Service
 	// PageSize of timeSeries.list; zero leaves the API's default. Tests
