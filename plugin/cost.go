@@ -247,12 +247,8 @@ func buildCostReport(lbs []v1alpha1.LoadBalancer, svcs map[types.NamespacedName]
 	for i := range lbs {
 		lb := &lbs[i]
 		svc := svcs[types.NamespacedName{Namespace: lb.Namespace, Name: lb.Name}]
-		line := CostLine{Namespace: lb.Namespace, Name: lb.Name, Class: classOf(svc, lb), Created: lb.CreationTimestamp}
+		line, key := costLine(lb, svc, by)
 		cost := lb.Status.Cost
-		if cost != nil {
-			line.Region = cost.Region
-		}
-		key := map[string]string{byNamespace: lb.Namespace, byClass: line.Class, byRegion: line.Region}[by]
 		if buckets[key] == nil {
 			buckets[key] = &bucket{currencies: map[string]*sum{}}
 		}
@@ -339,4 +335,15 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// costLine is a record's line of the cost report, without amounts, and the
+// group it falls in under by (namespace, class or region), the same for
+// the hourly report and the report over a period.
+func costLine(lb *v1alpha1.LoadBalancer, svc *corev1.Service, by string) (CostLine, string) {
+	line := CostLine{Namespace: lb.Namespace, Name: lb.Name, Class: classOf(svc, lb), Created: lb.CreationTimestamp}
+	if lb.Status.Cost != nil {
+		line.Region = lb.Status.Cost.Region
+	}
+	return line, map[string]string{byNamespace: lb.Namespace, byClass: line.Class, byRegion: line.Region}[by]
 }

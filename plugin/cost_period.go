@@ -156,12 +156,8 @@ func buildPeriodReport(lbs []v1alpha1.LoadBalancer, svcs map[types.NamespacedNam
 	for i := range lbs {
 		lb := &lbs[i]
 		svc := svcs[types.NamespacedName{Namespace: lb.Namespace, Name: lb.Name}]
-		line := CostLine{Namespace: lb.Namespace, Name: lb.Name, Class: classOf(svc, lb), Created: lb.CreationTimestamp}
+		line, key := costLine(lb, svc, by)
 		cost := lb.Status.Cost
-		if cost != nil {
-			line.Region = cost.Region
-		}
-		key := map[string]string{byNamespace: lb.Namespace, byClass: line.Class, byRegion: line.Region}[by]
 		if buckets[key] == nil {
 			buckets[key] = &bucket{currencies: map[string]*periodSum{}}
 		}
