@@ -2,6 +2,7 @@ package bgp
 
 import (
 	"net/netip"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -19,6 +20,11 @@ import (
 // status) are exactly the nodes whose Plan routes it, when every planned
 // session is Established: both follow model.BGPAdvertisementsFor, and the
 // node rules (eligibility, ready endpoint for Local, nodeSelector) agree.
+// An address shared by several Services is routed when any of them
+// qualifies; every holder reports the same nodes. Before, each holder was
+// judged alone: a Local sharer named only its own endpoints' nodes, and one
+// that a serviceSelector left out named none (and was not Ready) while the
+// routers had the address from its sharer.
 func TestOperatorAgreesWithPlan(t *testing.T) {
 	nodes := []*corev1.Node{
 		testNode("a", true, map[string]string{"rack": "1", "tier": "edge"}),
@@ -39,8 +45,14 @@ func TestOperatorAgreesWithPlan(t *testing.T) {
 		svc("api", false, "198.51.100.1"),
 		svc("l2", false, "203.0.113.1"),
 		svc("quiet", false, "192.0.2.3"),
+		// Shared addresses: loud shares quiet's address, which the
+		// not-quiet advertisement sends for loud only; db2 shares db's
+		// address with its endpoint on another node.
+		svc("loud", false, "192.0.2.3"),
+		svc("db2", true, "192.0.2.2"),
 	}
-	eps := []discoveryv1.EndpointSlice{endpoints("db", map[string]bool{"a": false, "b": true, "c": true})}
+	eps := []discoveryv1.EndpointSlice{endpoints("db", map[string]bool{"a": false, "b": true, "c": true}),
+		endpoints("db2", map[string]bool{"a": true})}
 	advs := [][]lbv1.BGPAdvertisement{
 		nil,
 		{adv("to-tor2", lbv1.BGPAdvertisementSpec{IPPools: []string{"routed"}, Peers: []string{"tor2"}})},
@@ -68,15 +80,35 @@ func TestOperatorAgreesWithPlan(t *testing.T) {
 			}
 		}
 		endpointNodes := model.EndpointNodes(eps)
-		for _, s := range services {
+		servingOf := func(s *corev1.Service) []string {
 			var serving []string
 			for _, n := range nodes {
 				if model.EligibleNode(n) && (!model.LocalTraffic(s) || slices.Contains(endpointNodes[s.Namespace+"/"+s.Name], n.Name)) {
 					serving = append(serving, n.Name)
 				}
 			}
-			res := local.BGPStatus(local.BGPInputs{Labels: s.Labels, Addresses: model.IngressIPs(s), Serving: serving, NodeLabels: labels,
-				Pools: pools, Peers: withSessions, Advertisements: adv})
+			return serving
+		}
+		reported := map[netip.Addr]lbv1.BGPAddressStatus{}
+		for _, s := range services {
+			var sharers []local.BGPSharer
+			for _, o := range services {
+				if o != s && slices.ContainsFunc(model.IngressIPs(o), func(ip netip.Addr) bool { return slices.Contains(model.IngressIPs(s), ip) }) {
+					sharers = append(sharers, local.BGPSharer{Labels: o.Labels, Addresses: model.IngressIPs(o), Serving: servingOf(o)})
+				}
+			}
+			res := local.BGPStatus(local.BGPInputs{Labels: s.Labels, Addresses: model.IngressIPs(s), Serving: servingOf(s), NodeLabels: labels,
+				Pools: pools, Peers: withSessions, Advertisements: adv, Sharers: sharers})
+			// Every holder of a shared address reports it alike.
+			if res.Status != nil {
+				for _, a := range res.Status.Addresses {
+					ip := netip.MustParseAddr(a.Address)
+					if prev, ok := reported[ip]; ok && !reflect.DeepEqual(prev, a) {
+						t.Errorf("advertisements #%d, %s %s: reported as %+v, by another holder as %+v", i, s.Name, ip, a, prev)
+					}
+					reported[ip] = a
+				}
+			}
 			for _, ip := range model.IngressIPs(s) {
 				var want []string
 				for _, n := range nodes {

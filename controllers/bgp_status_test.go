@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
@@ -21,6 +24,7 @@ import (
 	"github.com/portico-lb/portico/internal/gen"
 	"github.com/portico-lb/portico/internal/operator"
 	"github.com/portico-lb/portico/internal/testenv"
+	"github.com/portico-lb/portico/model"
 	"github.com/portico-lb/portico/providers/local"
 	"github.com/portico-lb/portico/providers/memory"
 )
@@ -248,4 +252,203 @@ func TestIPPoolAdvertisedByNoPeer(t *testing.T) {
 	create(t, peer)
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), peer) })
 	eventually(t, 20*time.Second, advertised(metav1.ConditionTrue, "Advertised", "tor-"+suffix))
+}
+
+// bgpOf reads the Service's LoadBalancer status.bgp.
+func bgpOf(svc *corev1.Service) (*lbv1.BGPStatus, error) {
+	var rec lbv1.LoadBalancer
+	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(svc), &rec); err != nil {
+		return nil, err
+	}
+	return rec.Status.BGP, nil
+}
+
+// routedBy waits until svc is Ready with status.bgp naming exactly nodes
+// as advertising its one address to peer.
+func routedBy(t *testing.T, svc *corev1.Service, peer string, nodes ...string) {
+	t.Helper()
+	eventually(t, 20*time.Second, func() error {
+		c, err := readyOf(svc)
+		if err != nil {
+			return err
+		}
+		if c.Status != metav1.ConditionTrue {
+			return fmt.Errorf("%s: Ready condition %+v, want True", svc.Name, c)
+		}
+		b, err := bgpOf(svc)
+		if err != nil {
+			return err
+		}
+		if b == nil || len(b.Addresses) != 1 || !slices.Equal(b.Addresses[0].Nodes, nodes) || !slices.Equal(b.Addresses[0].Peers, []string{peer}) {
+			return fmt.Errorf("%s: status.bgp %+v, want nodes %v advertising to %s", svc.Name, b, nodes, peer)
+		}
+		return nil
+	})
+}
+
+// notRouted waits until svc is not Ready for reason, with status.bgp naming
+// no advertising node.
+func notRouted(t *testing.T, svc *corev1.Service, reason string) {
+	t.Helper()
+	eventually(t, 20*time.Second, func() error {
+		c, err := readyOf(svc)
+		if err != nil {
+			return err
+		}
+		if c.Status != metav1.ConditionFalse || c.Reason != reason {
+			return fmt.Errorf("%s: Ready condition %+v, want False/%s", svc.Name, c, reason)
+		}
+		b, err := bgpOf(svc)
+		if err != nil {
+			return err
+		}
+		if b == nil || len(b.AdvertisingNodes) != 0 {
+			return fmt.Errorf("%s: status.bgp %+v, want no advertising node", svc.Name, b)
+		}
+		return nil
+	})
+}
+
+// TestBGPSharedAddressJudgedTogether: two Services share an address of a
+// BGP-only pool; a BGPAdvertisement's serviceSelector leaves out one of
+// them, so the forwarders advertise the address for the other (bgp.Plan:
+// an address is advertised when any holder qualifies). Both Services must
+// say so: Ready, with the node in status.bgp. When the other one's labels
+// change so that neither qualifies, both are not Ready (NoBGPPeer), without
+// waiting for the resync. Before, the left-out Service was judged alone:
+// not Ready (NoBGPPeer) while the routers had its address.
+func TestBGPSharedAddressJudgedTogether(t *testing.T) {
+	ns := namespace(t)
+	withOperator(t, nil, func(o *operator.Options) {
+		o.Providers = []string{memory.Name, local.Name}
+		o.ResyncPeriod = time.Hour
+	})
+	suffix := fmt.Sprint(time.Now().UnixNano() % 100000)
+	node := "bgp-share-" + suffix
+	createNode(t, gen.Node(node, "10.1.9.3"))
+	pool := ippool("bgp-shared-"+suffix, "203.0.113.108/32")
+	pool.Generation = 0
+	pool.Spec.Announce = lbv1.AnnounceBGP
+	peer := &lbv1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "tor-share-" + suffix},
+		Spec: lbv1.BGPPeerSpec{Address: "10.0.0.4", PeerASN: 64512, MyASN: 64513}}
+	adv := &lbv1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "not-quiet-" + suffix},
+		Spec: lbv1.BGPAdvertisementSpec{IPPools: []string{pool.Name}, ServiceSelector: &metav1.LabelSelector{
+			MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tier", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"quiet"}}}}}}
+	create(t, &pool, peer, adv)
+	t.Cleanup(func() {
+		for _, o := range []client.Object{&pool, peer, adv} {
+			_ = env.Client.Delete(context.Background(), o)
+		}
+	})
+	setSessions(t, peer.Name, node+":Established")
+	mk := func(name, tier string, port int32) *corev1.Service {
+		svc := localService(name, localClass)
+		svc.Namespace = ns
+		svc.Labels = map[string]string{"tier": tier}
+		svc.Annotations = map[string]string{model.AnnotationAllowSharedIP: "k"}
+		svc.Spec.Ports = []corev1.ServicePort{{Port: port, Protocol: corev1.ProtocolTCP}}
+		create(t, &svc)
+		t.Cleanup(func() { testenv.DeleteServiceAndWait(t, env.Client, &svc) })
+		return &svc
+	}
+	quiet := mk("quiet", "quiet", 80)
+	notRouted(t, quiet, "NoBGPPeer") // alone, nothing advertises it
+	loud := mk("loud", "loud", 443)
+	routedBy(t, loud, peer.Name, node)
+	if ip, err := readyOf(loud); err != nil || loud.Status.LoadBalancer.Ingress[0].IP != "203.0.113.108" {
+		t.Fatalf("loud does not share the pool's one address: %v %v", ip, err)
+	}
+	routedBy(t, quiet, peer.Name, node)
+
+	testenv.UpdateService(t, env.Client, loud, func(s *corev1.Service) { s.Labels["tier"] = "quiet" })
+	notRouted(t, loud, "NoBGPPeer")
+	notRouted(t, quiet, "NoBGPPeer")
+}
+
+// TestBGPNodeRelabel: a BGPPeer's nodeSelector picks nodes by label; when
+// the node is relabelled out of it, its forwarder closes the session, so the
+// Service's status.bgp and Ready say at once that no node advertises the
+// address, and again when it is relabelled back; the resync period (an
+// hour here) is not waited for. Label changes no selector sees and node
+// heartbeats cost no write. Before, nothing watched node labels for BGP:
+// the status waited for the resync.
+func TestBGPNodeRelabel(t *testing.T) {
+	ns := namespace(t)
+	var mu sync.Mutex
+	var log []string
+	cfg := rest.CopyConfig(operatorConfig)
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return logRT{rt, &mu, &log} }
+	old := operatorConfig
+	operatorConfig = cfg
+	defer func() { operatorConfig = old }()
+	withOperator(t, nil, func(o *operator.Options) {
+		o.Providers = []string{memory.Name, local.Name}
+		o.ResyncPeriod = time.Hour
+	})
+	ctx := context.Background()
+	suffix := fmt.Sprint(time.Now().UnixNano() % 100000)
+	node := "bgp-rack-" + suffix
+	n := gen.Node(node, "10.1.9.4", gen.WithLabel("rack", "a"))
+	createNode(t, n)
+	pool := ippool("bgp-rack-"+suffix, "203.0.113.112/30")
+	pool.Generation = 0
+	pool.Spec.Announce = lbv1.AnnounceBGP
+	peer := &lbv1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "tor-rack-" + suffix},
+		Spec: lbv1.BGPPeerSpec{Address: "10.0.0.5", PeerASN: 64512, MyASN: 64513,
+			NodeSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"rack": "a"}}}}
+	create(t, &pool, peer)
+	t.Cleanup(func() {
+		_ = env.Client.Delete(context.Background(), &pool)
+		_ = env.Client.Delete(context.Background(), peer)
+	})
+	// The forwarder's entry stays Established: the operator must see that
+	// the peer no longer selects the node (a forwarder that is slow to
+	// close, or a dead one, leaves its entry as it was).
+	setSessions(t, peer.Name, node+":Established")
+	svc := localService("racked", localClass)
+	svc.Namespace = ns
+	svc.Spec.Ports = []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}
+	create(t, &svc)
+	t.Cleanup(func() { testenv.DeleteServiceAndWait(t, env.Client, &svc) })
+	routedBy(t, &svc, peer.Name, node)
+
+	relabel := func(k, v string) {
+		t.Helper()
+		var cur corev1.Node
+		if err := env.Client.Get(ctx, client.ObjectKey{Name: node}, &cur); err != nil {
+			t.Fatal(err)
+		}
+		patch := client.MergeFrom(cur.DeepCopy())
+		cur.Labels[k] = v
+		if err := env.Client.Patch(ctx, &cur, patch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Heartbeats and a label no selector reads: no write at all.
+	time.Sleep(time.Second)
+	mu.Lock()
+	log = nil
+	mu.Unlock()
+	relabel("unrelated", "x")
+	for i := range 10 {
+		cur := get(t, n.DeepCopy())
+		for j := range cur.Status.Conditions {
+			cur.Status.Conditions[j].LastHeartbeatTime = metav1.NewTime(time.Now().Add(time.Duration(i) * time.Second))
+		}
+		if err := env.Client.Status().Update(ctx, cur); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(2 * time.Second) // more than the node batch window and the BGP watch's
+	mu.Lock()
+	writes := slices.Clone(log)
+	mu.Unlock()
+	if len(writes) != 0 {
+		t.Errorf("heartbeats and an unrelated label cost %d writes:\n%s", len(writes), strings.Join(writes, "\n"))
+	}
+
+	relabel("rack", "b")
+	notRouted(t, &svc, "NoBGPSession")
+	relabel("rack", "a")
+	routedBy(t, &svc, peer.Name, node)
 }

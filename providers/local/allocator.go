@@ -195,6 +195,15 @@ func (t *Table) All() []*Allocation {
 	return out
 }
 
+// Holders returns the keys of the Services that hold ip.
+func (t *Table) Holders(ip netip.Addr) []providers.Key {
+	var out []providers.Key
+	for _, k := range t.byAddr[ip] {
+		out = append(out, t.byKey[k].Key)
+	}
+	return out
+}
+
 // Used reports whether any Service holds ip.
 func (t *Table) Used(ip netip.Addr) bool { return len(t.byAddr[ip]) > 0 }
 

@@ -36,6 +36,36 @@ type BGPInputs struct {
 	Pools          []lbv1.IPPool
 	Peers          []lbv1.BGPPeer
 	Advertisements []lbv1.BGPAdvertisement
+	// Sharers are the other Services that hold one of Addresses (the
+	// shared-address annotation). The forwarders advertise a shared address
+	// from a node to a peer when any of its holders qualifies there
+	// (bgp.Plan), so a shared address is judged over all its holders and
+	// every holder reports the same.
+	Sharers []BGPSharer
+}
+
+// BGPSharer is another Service holding an address of the one judged.
+type BGPSharer struct {
+	Labels map[string]string
+	// Addresses are the addresses in its status.
+	Addresses []netip.Addr
+	// Serving are the nodes that may serve it, as BGPInputs.Serving.
+	Serving []string
+}
+
+// holder is one Service holding an address, as BGPStatus reads it.
+type holder struct {
+	svc     *corev1.Service
+	serving map[string]bool
+}
+
+func newHolder(labels map[string]string, serving []string) holder {
+	h := holder{svc: &corev1.Service{}, serving: make(map[string]bool, len(serving))}
+	h.svc.Labels = labels
+	for _, n := range serving {
+		h.serving[n] = true
+	}
+	return h
 }
 
 // BGPResult is how a Service's addresses are advertised over BGP.
@@ -54,7 +84,11 @@ type BGPResult struct {
 // BGP, which BGPPeers receive it (model.BGPAdvertisementsFor, the rule
 // bgp.Plan follows) and which nodes advertise it: a node that may serve the
 // Service, selected by one of those peers, whose forwarder reports an
-// Established session with it. It is pure.
+// Established session with it. An address shared with other Services
+// (Sharers) is judged as the routers see it: a peer receives it when it
+// does for one of its holders, and a node advertises it to that peer when
+// it may serve that holder (MetalLB's speakers likewise advertise a shared
+// address while any of its Services wants it). It is pure.
 //
 // An address of a pool announced by BGP only that no node advertises makes
 // the Service not ready: NoBGPPeer when no BGPPeer receives it,
@@ -64,11 +98,10 @@ type BGPResult struct {
 // Local) is left to the Serving condition.
 func BGPStatus(in BGPInputs) BGPResult {
 	var res BGPResult
-	svc := &corev1.Service{}
-	svc.Labels = in.Labels
-	serving := make(map[string]bool, len(in.Serving))
-	for _, n := range in.Serving {
-		serving[n] = true
+	self := newHolder(in.Labels, in.Serving)
+	sharers := make([]holder, len(in.Sharers))
+	for i, sh := range in.Sharers {
+		sharers[i] = newHolder(sh.Labels, sh.Serving)
 	}
 	peers := slices.Clone(in.Peers)
 	slices.SortFunc(peers, func(a, b lbv1.BGPPeer) int { return strings.Compare(a.Name, b.Name) })
@@ -80,13 +113,42 @@ func BGPStatus(in BGPInputs) BGPResult {
 		if res.Status == nil {
 			res.Status = &lbv1.BGPStatus{}
 		}
+		holders := []holder{self}
+		for i, sh := range in.Sharers {
+			if slices.Contains(sh.Addresses, ip) {
+				holders = append(holders, sharers[i])
+			}
+		}
 		st := lbv1.BGPAddressStatus{Address: ip.String(), IPPool: pool.Name, Announce: pool.Spec.Announce}
-		applied, selected := model.BGPAdvertisementsFor(pool, svc, in.Advertisements)
+		type advs struct {
+			applied  []*lbv1.BGPAdvertisement
+			selected bool
+		}
+		byHolder := make([]advs, len(holders))
+		for i, h := range holders {
+			byHolder[i].applied, byHolder[i].selected = model.BGPAdvertisementsFor(pool, h.svc, in.Advertisements)
+		}
 		established := false
 		nodes := map[string]bool{}
+		var serving []string
+		for _, h := range holders {
+			for n := range h.serving {
+				if !slices.Contains(serving, n) {
+					serving = append(serving, n)
+				}
+			}
+		}
+		slices.Sort(serving)
 		for i := range peers {
 			p := &peers[i]
-			if !receives(p, ip, applied, selected) {
+			// The holders whose advertisements send ip to p.
+			var via []holder
+			for j, h := range holders {
+				if receives(p, ip, byHolder[j].applied, byHolder[j].selected) {
+					via = append(via, h)
+				}
+			}
+			if len(via) == 0 {
 				continue
 			}
 			st.Peers = append(st.Peers, p.Name)
@@ -99,7 +161,7 @@ func BGPStatus(in BGPInputs) BGPResult {
 					continue // a node gone, not eligible, or no longer selected: a stale entry
 				}
 				established = true
-				if serving[s.Node] && !nodes[s.Node] {
+				if !nodes[s.Node] && slices.ContainsFunc(via, func(h holder) bool { return h.serving[s.Node] }) {
 					nodes[s.Node] = true
 					st.Nodes = append(st.Nodes, s.Node)
 				}
@@ -115,15 +177,15 @@ func BGPStatus(in BGPInputs) BGPResult {
 		switch {
 		case len(st.Peers) == 0:
 			p = &providers.Problem{Reason: providers.ReasonNoBGPPeer, Message: fmt.Sprintf(
-				"address %s of IPPool %s is advertised to no BGPPeer: %s", ip, pool.Name, whyNoPeer(pool, ip, peers, applied, selected, in.Advertisements))}
+				"address %s of IPPool %s is advertised to no BGPPeer: %s", ip, pool.Name, whyNoPeer(pool, ip, peers, byHolder[0].applied, byHolder[0].selected, in.Advertisements))}
 		case !established:
 			p = &providers.Problem{Reason: providers.ReasonNoBGPSession, Message: fmt.Sprintf(
 				"address %s of IPPool %s is advertised to BGPPeer %s, but no node has an Established session with it (kubectl lb peers)",
 				ip, pool.Name, strings.Join(st.Peers, ", "))}
-		case len(in.Serving) > 0:
+		case len(serving) > 0:
 			p = &providers.Problem{Reason: providers.ReasonNotAdvertised, Message: fmt.Sprintf(
 				"address %s of IPPool %s is advertised by no node: the nodes that serve it (%s) have no Established session with BGPPeer %s",
-				ip, pool.Name, strings.Join(shortList(in.Serving), ", "), strings.Join(st.Peers, ", "))}
+				ip, pool.Name, strings.Join(shortList(serving), ", "), strings.Join(st.Peers, ", "))}
 		default:
 			continue
 		}

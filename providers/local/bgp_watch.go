@@ -3,12 +3,15 @@ package local
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -60,9 +63,118 @@ func (p *Provider) advertised(ctx context.Context, d *providers.LoadBalancer, st
 	for _, n := range d.Nodes {
 		in.Serving = append(in.Serving, n.Name)
 	}
+	sharers, keys, err := p.sharers(ctx, d.Key, in.Addresses, in.NodeLabels)
+	if err != nil {
+		return err
+	}
+	in.Sharers = sharers
 	res := BGPStatus(in)
 	st.BGP, st.NotReady, st.Warning = res.Status, res.NotReady, res.Warning
+	return p.resyncSharers(ctx, keys, res.Status)
+}
+
+// sharers reads the other Services that hold one of addrs (from the
+// allocation table, then their Services from the cache): their labels, the
+// addresses in their status (what the forwarders plan from) and the nodes
+// that may serve them, eligible ones (keys of eligible) holding a ready
+// endpoint for externalTrafficPolicy Local (model.EndpointNodes, as the
+// forwarders), every eligible one otherwise.
+func (p *Provider) sharers(ctx context.Context, self providers.Key, addrs []netip.Addr, eligible map[string]map[string]string) ([]BGPSharer, []types.NamespacedName, error) {
+	var keys []types.NamespacedName
+	p.mu.Lock()
+	for _, ip := range addrs {
+		for _, k := range p.table.Holders(ip) {
+			nn := types.NamespacedName{Namespace: k.Namespace, Name: k.Name}
+			if (k.Namespace != self.Namespace || k.Name != self.Name) && !slices.Contains(keys, nn) {
+				keys = append(keys, nn)
+			}
+		}
+	}
+	p.mu.Unlock()
+	if len(keys) == 0 {
+		return nil, nil, nil
+	}
+	var all []string
+	for n := range eligible {
+		all = append(all, n)
+	}
+	slices.Sort(all)
+	var out []BGPSharer
+	var found []types.NamespacedName
+	for _, nn := range keys {
+		var svc corev1.Service
+		if err := p.opts.Client.Get(ctx, nn, &svc, client.UnsafeDisableDeepCopy); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return nil, nil, providers.Retry(fmt.Errorf("reading Service %s, which shares an address: %w", nn, err), 0)
+		}
+		sh := BGPSharer{Labels: svc.Labels, Addresses: model.IngressIPs(&svc), Serving: all}
+		if model.LocalTraffic(&svc) {
+			var eps discoveryv1.EndpointSliceList
+			if err := p.opts.Client.List(ctx, &eps, client.InNamespace(nn.Namespace),
+				client.MatchingLabels{discoveryv1.LabelServiceName: nn.Name}, client.UnsafeDisableDeepCopy); err != nil {
+				return nil, nil, providers.Retry(fmt.Errorf("listing EndpointSlices of %s, which shares an address: %w", nn, err), 0)
+			}
+			sh.Serving = nil
+			for _, n := range model.EndpointNodes(eps.Items)[nn.String()] {
+				if _, ok := eligible[n]; ok {
+					sh.Serving = append(sh.Serving, n)
+				}
+			}
+		}
+		out = append(out, sh)
+		found = append(found, nn)
+	}
+	return out, found, nil
+}
+
+// resyncSharers has the Service controller ensure again the sharers whose
+// LoadBalancer reports a shared address otherwise than st: a change of one
+// holder (its endpoints, its labels) changes what every holder reports.
+// Once they agree, nothing is ensured again.
+func (p *Provider) resyncSharers(ctx context.Context, keys []types.NamespacedName, st *lbv1.BGPStatus) error {
+	if len(keys) == 0 || st == nil || p.opts.Reensure == nil {
+		return nil
+	}
+	var stale []types.NamespacedName
+	for _, nn := range keys {
+		var rec lbv1.LoadBalancer
+		if err := p.opts.Client.Get(ctx, nn, &rec, client.UnsafeDisableDeepCopy); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return providers.Retry(fmt.Errorf("reading LoadBalancer %s, which shares an address: %w", nn, err), 0)
+		}
+		for _, a := range st.Addresses {
+			if !sameAddressStatus(a, addressStatus(rec.Status.BGP, a.Address)) {
+				stale = append(stale, nn)
+				break
+			}
+		}
+	}
+	if len(stale) > 0 {
+		ctrl.LoggerFrom(ctx).V(1).Info("Ensuring again the Services that share an address advertised over BGP", "services", stale)
+		p.opts.Reensure(stale)
+	}
 	return nil
+}
+
+// addressStatus is st's entry for address, or the zero entry.
+func addressStatus(st *lbv1.BGPStatus, address string) lbv1.BGPAddressStatus {
+	if st != nil {
+		for _, a := range st.Addresses {
+			if a.Address == address {
+				return a
+			}
+		}
+	}
+	return lbv1.BGPAddressStatus{}
+}
+
+func sameAddressStatus(a, b lbv1.BGPAddressStatus) bool {
+	return a.Address == b.Address && a.IPPool == b.IPPool && a.Announce == b.Announce &&
+		slices.Equal(a.Peers, b.Peers) && slices.Equal(a.Nodes, b.Nodes)
 }
 
 // BGPWatch has the Service controller ensure local Services again when who
@@ -99,6 +211,20 @@ func (w *BGPWatch) Start(ctx context.Context) error {
 			return !equality.Semantic.DeepEqual(o.Spec, n.Spec) || !equality.Semantic.DeepEqual(o.Labels, n.Labels)
 		}, signal),
 	}
+	// A node's labels decide which BGPPeers it peers with (nodeSelector):
+	// a relabelled node starts or stops advertising at once, so its
+	// Services' status must not wait for the resync. Heartbeats and label
+	// changes no selector sees change nothing here.
+	handlers[&corev1.Node{}] = changes(func(o, n *corev1.Node) bool {
+		if maps.Equal(o.Labels, n.Labels) {
+			return false
+		}
+		var peers lbv1.BGPPeerList
+		if err := w.Cache.List(ctx, &peers, client.UnsafeDisableDeepCopy); err != nil {
+			return true
+		}
+		return PeerSelectionChanged(peers.Items, o.Labels, n.Labels)
+	}, signal)
 	for obj, h := range handlers {
 		inf, err := w.Cache.GetInformer(ctx, obj)
 		if err != nil {
@@ -160,6 +286,18 @@ func (w *BGPWatch) routed(ctx context.Context) ([]types.NamespacedName, error) {
 		}
 	}
 	return out, nil
+}
+
+// PeerSelectionChanged reports whether a node relabelled from o to n is
+// selected by a different set of the BGPPeers (their nodeSelectors).
+func PeerSelectionChanged(peers []lbv1.BGPPeer, o, n map[string]string) bool {
+	for i := range peers {
+		sel := peers[i].Spec.NodeSelector
+		if model.Selects(sel, o) != model.Selects(sel, n) {
+			return true
+		}
+	}
+	return false
 }
 
 // sessionStates is what of a BGPPeer's sessions decides who advertises:
