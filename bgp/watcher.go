@@ -105,7 +105,7 @@ func (w *Watcher) Start(ctx context.Context) error {
 		// A Service's record has the Service's namespace and name.
 		{&lbv1.LoadBalancer{}, w.changes(serviceKey)},
 		{&discoveryv1.EndpointSlice{}, w.changes(sliceKey)},
-		{&corev1.Node{}, w.changes(w.nodeKey)},
+		{&corev1.Node{}, w.nodeChanges()},
 		{&lbv1.IPPool{}, w.specChanges()},
 		{&lbv1.BGPPeer{}, w.specChanges()},
 		{&lbv1.BGPAdvertisement{}, w.specChanges()},
@@ -190,6 +190,26 @@ func (w *Watcher) nodeKey(o client.Object) string {
 		return replanAll
 	}
 	return ""
+}
+
+// nodeChanges replans everything when this node's Node changes what Plan
+// reads of it: its labels (BGPPeer nodeSelectors) and whether it is eligible
+// (model.EligibleNode). A heartbeat, or any other status write, does not
+// replan.
+func (w *Watcher) nodeChanges() toolscache.ResourceEventHandler {
+	self := w.changes(w.nodeKey)
+	return toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) { self.OnAdd(obj, false) },
+		UpdateFunc: func(oldObj, newObj any) {
+			o, ok1 := oldObj.(*corev1.Node)
+			n, ok2 := newObj.(*corev1.Node)
+			if ok1 && ok2 && maps.Equal(o.Labels, n.Labels) && model.EligibleNode(o) == model.EligibleNode(n) {
+				return
+			}
+			self.OnUpdate(oldObj, newObj)
+		},
+		DeleteFunc: self.OnDelete,
+	}
 }
 
 // changes returns an event handler that marks the Service key(obj) names

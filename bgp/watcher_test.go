@@ -59,4 +59,36 @@ func TestWatcherMarks(t *testing.T) {
 	if full, _ := take(); !full {
 		t.Error("this node's change did not replan everything")
 	}
+
+	// Of this node, Plan reads the labels and eligibility: a heartbeat
+	// replans nothing, a relabelling or readiness change everything.
+	n1 := testNode("n1", true, map[string]string{"rack": "a"})
+	beat := n1.DeepCopy()
+	beat.ResourceVersion = "2"
+	beat.Status.Conditions[0].LastHeartbeatTime = metav1.Now()
+	w.nodeChanges().OnUpdate(n1, beat)
+	if full, keys := take(); full || len(keys) != 0 {
+		t.Errorf("a heartbeat marked full %v keys %v", full, keys)
+	}
+	relabelled := n1.DeepCopy()
+	relabelled.Labels["rack"] = "b"
+	w.nodeChanges().OnUpdate(n1, relabelled)
+	if full, _ := take(); !full {
+		t.Error("relabelling this node did not replan everything")
+	}
+	other := testNode("n2", true, map[string]string{"rack": "a"})
+	otherRelabelled := other.DeepCopy()
+	otherRelabelled.Labels["rack"] = "b"
+	w.nodeChanges().OnUpdate(other, otherRelabelled)
+	if full, keys := take(); full || len(keys) != 0 {
+		t.Errorf("relabelling another node marked full %v keys %v", full, keys)
+	}
+	w.nodeChanges().OnUpdate(n1, testNode("n1", false, map[string]string{"rack": "a"}))
+	if full, _ := take(); !full {
+		t.Error("this node turning NotReady did not replan everything")
+	}
+	w.nodeChanges().OnDelete(toolscache.DeletedFinalStateUnknown{Key: "n1", Obj: n1})
+	if full, _ := take(); !full {
+		t.Error("this node's deletion did not replan everything")
+	}
 }
