@@ -24,7 +24,8 @@ import (
 
 type noEvents struct{}
 
-func (noEvents) Eventf(runtime.Object, runtime.Object, string, string, string, string, ...interface{}) {}
+func (noEvents) Eventf(runtime.Object, runtime.Object, string, string, string, string, ...interface{}) {
+}
 
 // TestWatcherFollowsNodeLabels runs the forwarder's BGP watcher on the real
 // apiserver with an in-process router: a BGPPeer's nodeSelector picks the
