@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/controllers"
@@ -451,4 +453,132 @@ func TestBGPNodeRelabel(t *testing.T) {
 	notRouted(t, &svc, "NoBGPSession")
 	relabel("rack", "a")
 	routedBy(t, &svc, peer.Name, node)
+}
+
+// TestBGPKwokHeartbeatsCostNothing: kwok nodes (kwok renews their Leases
+// every 2s and posts their Ready heartbeat) selected by a BGPPeer, each with
+// an Established session, advertise the addresses of BGP-only Services;
+// once the Services are Ready, the heartbeats cost the operator no write
+// (issue 18's rule, with the BGP status watching nodes).
+func TestBGPKwokHeartbeatsCostNothing(t *testing.T) {
+	ns := namespace(t)
+	var mu sync.Mutex
+	var log []string
+	cfg := rest.CopyConfig(operatorConfig)
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return logRT{rt, &mu, &log} }
+	old := operatorConfig
+	operatorConfig = cfg
+	defer func() { operatorConfig = old }()
+	withOperator(t, nil, func(o *operator.Options) {
+		o.Providers = []string{memory.Name, local.Name}
+		o.ResyncPeriod = time.Hour
+	})
+	ctx := context.Background()
+	suffix := fmt.Sprint(time.Now().UnixNano() % 100000)
+	var nodes, sessions []string
+	for i := range 3 {
+		name := fmt.Sprintf("kwok-bgp-%s-%d", suffix, i)
+		n := gen.Node(name, fmt.Sprintf("10.1.10.%d", i+1), gen.WithLabel("rack", "a"))
+		n.Annotations = map[string]string{testenv.KwokNodeAnnotation: testenv.KwokNodeValue}
+		n.Status.Conditions[0].LastHeartbeatTime = metav1.Now()
+		if err := testenv.CreateNodeWithStatus(ctx, env.Client, n); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), n) })
+		nodes = append(nodes, name)
+		sessions = append(sessions, name+":Established")
+	}
+	pool := ippool("bgp-kwok-"+suffix, "203.0.113.116/30")
+	pool.Generation = 0
+	pool.Spec.Announce = lbv1.AnnounceBGP
+	peer := &lbv1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "tor-kwok-" + suffix},
+		Spec: lbv1.BGPPeerSpec{Address: "10.0.0.6", PeerASN: 64512, MyASN: 64513,
+			NodeSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"rack": "a"}}}}
+	create(t, &pool, peer)
+	t.Cleanup(func() {
+		_ = env.Client.Delete(context.Background(), &pool)
+		_ = env.Client.Delete(context.Background(), peer)
+	})
+	setSessions(t, peer.Name, sessions...)
+	var svcs []*corev1.Service
+	for i := range 2 {
+		svc := localService(fmt.Sprint("kwok-", i), localClass)
+		svc.Namespace = ns
+		svc.Spec.Ports = []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}
+		create(t, &svc)
+		t.Cleanup(func() { testenv.DeleteServiceAndWait(t, env.Client, &svc) })
+		svcs = append(svcs, &svc)
+	}
+	for _, svc := range svcs {
+		routedBy(t, svc, peer.Name, nodes...)
+	}
+	// kwok has taken the nodes over: their Leases are renewed.
+	eventually(t, 20*time.Second, func() error {
+		for _, name := range nodes {
+			var l coordinationv1.Lease
+			if err := env.Client.Get(ctx, client.ObjectKey{Namespace: corev1.NamespaceNodeLease, Name: name}, &l); err != nil {
+				return err
+			}
+			if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" {
+				return fmt.Errorf("Lease of %s has no holder", name)
+			}
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second) // the Services' own writes settle
+	mu.Lock()
+	log = nil
+	mu.Unlock()
+	calls := localCalls(t)
+	// Lease renewals for 6s, and a Ready heartbeat of every node as kwok
+	// posts it (every 10 minutes, too rarely to wait for).
+	for _, name := range nodes {
+		var n corev1.Node
+		if err := env.Client.Get(ctx, client.ObjectKey{Name: name}, &n); err != nil {
+			t.Fatal(err)
+		}
+		for i := range n.Status.Conditions {
+			n.Status.Conditions[i].LastHeartbeatTime = metav1.Now()
+		}
+		if err := env.Client.Status().Update(ctx, &n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(6 * time.Second)
+	mu.Lock()
+	writes := slices.Clone(log)
+	mu.Unlock()
+	if len(writes) != 0 {
+		t.Errorf("kwok heartbeats of BGP nodes cost %d writes:\n%s", len(writes), strings.Join(writes, "\n"))
+	}
+	if got := localCalls(t); got != calls {
+		t.Errorf("kwok heartbeats of BGP nodes cost %v calls of the local backend", got-calls)
+	}
+	for _, svc := range svcs {
+		routedBy(t, svc, peer.Name, nodes...)
+	}
+}
+
+// localCalls is the number of calls of the local backend so far
+// (portico_provider_calls_total).
+func localCalls(t *testing.T) float64 {
+	t.Helper()
+	mfs, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != "portico_provider_calls_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "class" && l.GetValue() == localClass {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return sum
 }

@@ -39,8 +39,9 @@ func TestMain(m *testing.M) {
 	// kube-controller-manager runs beside the apiserver: the node lifecycle
 	// controller marks a node whose heartbeat stops Unknown, the
 	// EndpointSlice controller publishes selector Services, the garbage
-	// collector removes records whose Service is gone.
-	env, err = testenv.NewWith(testenv.Options{Controllers: true})
+	// collector removes records whose Service is gone. kwok is the kubelet
+	// of the nodes annotated for it (TestBGPKwokHeartbeatsCostNothing).
+	env, err = testenv.NewWith(testenv.Options{Controllers: true, Kwok: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting control plane:", err)
 		os.Exit(1)

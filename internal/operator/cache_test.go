@@ -8,7 +8,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/model"
+	"github.com/portico-lb/portico/providers/local"
 )
 
 // kubeletNode is a Node as a kubelet and the cloud node controller leave it.
@@ -58,6 +60,7 @@ func TestNodeCacheKeepsOnlyWhatPorticoReads(t *testing.T) {
 		func(n *corev1.Node) { n.Status.Conditions[1].Status = corev1.ConditionFalse },
 		func(n *corev1.Node) { n.Labels[model.LabelExcludeFromLB] = "" },
 		func(n *corev1.Node) { n.DeletionTimestamp = &metav1.Time{} },
+		func(n *corev1.Node) { n.Labels["rack"] = "b" },
 	} {
 		full := kubeletNode()
 		mutate(full)
@@ -69,6 +72,13 @@ func TestNodeCacheKeepsOnlyWhatPorticoReads(t *testing.T) {
 		if model.EligibleNode(trimmed) != model.EligibleNode(full) || !reflect.DeepEqual(model.ProviderNode(trimmed), model.ProviderNode(full)) {
 			t.Errorf("the trimmed Node decides differently: eligible %v/%v, %+v / %+v", model.EligibleNode(trimmed), model.EligibleNode(full), model.ProviderNode(trimmed), model.ProviderNode(full))
 		}
+		// BGPPeer nodeSelectors read the labels (bgp.Plan in the
+		// forwarders, local.BGPStatus in the operator).
+		for _, sel := range bgpSelectors {
+			if model.Selects(sel, trimmed.Labels) != model.Selects(sel, full.Labels) {
+				t.Errorf("the trimmed Node is selected differently by %v", sel)
+			}
+		}
 		if trimmed.Name != full.Name || trimmed.ResourceVersion != full.ResourceVersion || trimmed.UID != full.UID {
 			t.Errorf("identity lost: %+v", trimmed.ObjectMeta)
 		}
@@ -76,6 +86,71 @@ func TestNodeCacheKeepsOnlyWhatPorticoReads(t *testing.T) {
 		if trimmed.ManagedFields != nil || trimmed.Annotations != nil || st.Images != nil || st.Capacity != nil || st.Allocatable != nil ||
 			st.NodeInfo != (corev1.NodeSystemInfo{}) || len(st.Conditions) != 1 || st.DaemonEndpoints != (corev1.NodeDaemonEndpoints{}) || trimmed.Spec.PodCIDR != "" {
 			t.Errorf("the cached Node keeps what Portico never reads: %+v", trimmed)
+		}
+	}
+}
+
+// bgpSelectors are BGPPeer nodeSelectors of every kind.
+var bgpSelectors = []*metav1.LabelSelector{
+	nil,
+	{MatchLabels: map[string]string{"rack": "a"}},
+	{MatchLabels: map[string]string{model.LabelZone: "zone-a"}},
+	{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "rack", Operator: metav1.LabelSelectorOpExists}}},
+	{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "rack", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"b"}}}},
+}
+
+// TestNodeHeartbeatIsNoChange: of two cached copies of a Node that differ by
+// a heartbeat (the kubelet's or kwok's: heartbeat times, a new
+// resourceVersion, images), no decision sees a change: not the backends'
+// (model.NodeChanged), not BGP's (which BGPPeers select the node), so a
+// heartbeat costs no reconcile and no write. A relabelling that moves the
+// node in or out of a BGPPeer's nodeSelector is a change (issue 17: the
+// status of the node's routes must not wait for the resync); one no
+// selector reads is not.
+func TestNodeHeartbeatIsNoChange(t *testing.T) {
+	var transform func(any) (any, error)
+	for obj, by := range cacheOptions().ByObject {
+		if _, ok := obj.(*corev1.Node); ok {
+			transform = by.Transform
+		}
+	}
+	cached := func(mutate func(*corev1.Node)) *corev1.Node {
+		n := kubeletNode()
+		n.Labels["rack"] = "a"
+		mutate(n)
+		out, err := transform(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.(*corev1.Node)
+	}
+	var peers []lbv1.BGPPeer
+	for _, sel := range bgpSelectors {
+		peers = append(peers, lbv1.BGPPeer{Spec: lbv1.BGPPeerSpec{NodeSelector: sel}})
+	}
+	before := cached(func(*corev1.Node) {})
+	for _, c := range []struct {
+		name   string
+		mutate func(*corev1.Node)
+		change bool
+	}{
+		{"heartbeat", func(n *corev1.Node) {
+			n.ResourceVersion = "8"
+			for i := range n.Status.Conditions {
+				n.Status.Conditions[i].LastHeartbeatTime = metav1.Now()
+			}
+			n.Status.Images = append(n.Status.Images, corev1.ContainerImage{Names: []string{"img:2"}})
+		}, false},
+		{"unrelated label", func(n *corev1.Node) { n.Labels["team"] = "x" }, false},
+		{"relabelled out of a peer", func(n *corev1.Node) { n.Labels["rack"] = "b" }, true},
+		{"label a peer requires removed", func(n *corev1.Node) { delete(n.Labels, "rack") }, true},
+	} {
+		after := cached(c.mutate)
+		if model.NodeChanged(before, after) {
+			t.Errorf("%s: model.NodeChanged says the backends must see it", c.name)
+		}
+		if got := local.PeerSelectionChanged(peers, before.Labels, after.Labels); got != c.change {
+			t.Errorf("%s: BGP peer selection changed %v, want %v", c.name, got, c.change)
 		}
 	}
 }
