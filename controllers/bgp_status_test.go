@@ -316,8 +316,9 @@ func notRouted(t *testing.T, svc *corev1.Service, reason string) {
 // them, so the forwarders advertise the address for the other (bgp.Plan:
 // an address is advertised when any holder qualifies). Both Services must
 // say so: Ready, with the node in status.bgp. When the other one's labels
-// change so that neither qualifies, both are not Ready (NoBGPPeer), without
-// waiting for the resync. Before, the left-out Service was judged alone:
+// change so that neither qualifies, both are not Ready (NoBGPPeer), and
+// when it is deleted the left-out one is not Ready, without waiting for the
+// resync (an hour here). Before, the left-out Service was judged alone:
 // not Ready (NoBGPPeer) while the routers had its address.
 func TestBGPSharedAddressJudgedTogether(t *testing.T) {
 	ns := namespace(t)
@@ -364,6 +365,11 @@ func TestBGPSharedAddressJudgedTogether(t *testing.T) {
 
 	testenv.UpdateService(t, env.Client, loud, func(s *corev1.Service) { s.Labels["tier"] = "quiet" })
 	notRouted(t, loud, "NoBGPPeer")
+	notRouted(t, quiet, "NoBGPPeer")
+	testenv.UpdateService(t, env.Client, loud, func(s *corev1.Service) { s.Labels["tier"] = "loud" })
+	routedBy(t, quiet, peer.Name, node)
+	// loud goes: nothing advertises quiet's address any more.
+	testenv.DeleteServiceAndWait(t, env.Client, loud)
 	notRouted(t, quiet, "NoBGPPeer")
 }
 

@@ -47,7 +47,7 @@ type BGPInputs struct {
 // BGPSharer is another Service holding an address of the one judged.
 type BGPSharer struct {
 	Labels map[string]string
-	// Addresses are the addresses in its status.
+	// Addresses are the addresses it holds.
 	Addresses []netip.Addr
 	// Serving are the nodes that may serve it, as BGPInputs.Serving.
 	Serving []string

@@ -70,23 +70,27 @@ func (p *Provider) advertised(ctx context.Context, d *providers.LoadBalancer, st
 	in.Sharers = sharers
 	res := BGPStatus(in)
 	st.BGP, st.NotReady, st.Warning = res.Status, res.NotReady, res.Warning
-	return p.resyncSharers(ctx, keys, res.Status)
+	p.resyncSharers(ctx, types.NamespacedName{Namespace: d.Key.Namespace, Name: d.Key.Name}, keys, res.Status)
+	return nil
 }
 
-// sharers reads the other Services that hold one of addrs (from the
-// allocation table, then their Services from the cache): their labels, the
-// addresses in their status (what the forwarders plan from) and the nodes
-// that may serve them, eligible ones (keys of eligible) holding a ready
-// endpoint for externalTrafficPolicy Local (model.EndpointNodes, as the
-// forwarders), every eligible one otherwise.
+// sharers reads the other Services that hold one of addrs: their addresses
+// from the allocation table (a sharer's Service status may not show a new
+// address yet, which would leave it out until its next resync), then from
+// the cache their labels and the nodes that may serve them, eligible ones
+// (keys of eligible) holding a ready endpoint for externalTrafficPolicy
+// Local (model.EndpointNodes, as the forwarders), every eligible one
+// otherwise.
 func (p *Provider) sharers(ctx context.Context, self providers.Key, addrs []netip.Addr, eligible map[string]map[string]string) ([]BGPSharer, []types.NamespacedName, error) {
 	var keys []types.NamespacedName
+	held := map[types.NamespacedName][]netip.Addr{}
 	p.mu.Lock()
 	for _, ip := range addrs {
 		for _, k := range p.table.Holders(ip) {
 			nn := types.NamespacedName{Namespace: k.Namespace, Name: k.Name}
 			if (k.Namespace != self.Namespace || k.Name != self.Name) && !slices.Contains(keys, nn) {
 				keys = append(keys, nn)
+				held[nn] = slices.Clone(p.table.Get(k).Addresses)
 			}
 		}
 	}
@@ -109,7 +113,7 @@ func (p *Provider) sharers(ctx context.Context, self providers.Key, addrs []neti
 			}
 			return nil, nil, providers.Retry(fmt.Errorf("reading Service %s, which shares an address: %w", nn, err), 0)
 		}
-		sh := BGPSharer{Labels: svc.Labels, Addresses: model.IngressIPs(&svc), Serving: all}
+		sh := BGPSharer{Labels: svc.Labels, Addresses: held[nn], Serving: all}
 		if model.LocalTraffic(&svc) {
 			var eps discoveryv1.EndpointSliceList
 			if err := p.opts.Client.List(ctx, &eps, client.InNamespace(nn.Namespace),
@@ -129,47 +133,42 @@ func (p *Provider) sharers(ctx context.Context, self providers.Key, addrs []neti
 	return out, found, nil
 }
 
-// resyncSharers has the Service controller ensure again the sharers whose
-// LoadBalancer reports a shared address otherwise than st: a change of one
-// holder (its endpoints, its labels) changes what every holder reports.
-// Once they agree, nothing is ensured again.
-func (p *Provider) resyncSharers(ctx context.Context, keys []types.NamespacedName, st *lbv1.BGPStatus) error {
-	if len(keys) == 0 || st == nil || p.opts.Reensure == nil {
-		return nil
+// resyncSharers has the Service controller ensure again the sharers (keys)
+// whose last judgement of a shared address differs from self's, st: a
+// change of one holder (its endpoints, its labels) changes what every holder
+// reports. The judgements are kept in memory (p.shared), not read from the
+// sharers' LoadBalancer records: the controller writes a record in a pass
+// after the Ensure, which a new Ensure postpones, so two sharers comparing
+// each other's records ensured each other again and again before either
+// record was written. Once they agree, nothing is ensured again.
+func (p *Provider) resyncSharers(ctx context.Context, self types.NamespacedName, keys []types.NamespacedName, st *lbv1.BGPStatus) {
+	if len(keys) == 0 || st == nil {
+		return
+	}
+	mine := map[string]lbv1.BGPAddressStatus{}
+	for _, a := range st.Addresses {
+		mine[a.Address] = a
 	}
 	var stale []types.NamespacedName
+	p.mu.Lock()
+	if p.shared == nil {
+		p.shared = map[types.NamespacedName]map[string]lbv1.BGPAddressStatus{}
+	}
+	p.shared[self] = mine
 	for _, nn := range keys {
-		var rec lbv1.LoadBalancer
-		if err := p.opts.Client.Get(ctx, nn, &rec, client.UnsafeDisableDeepCopy); err != nil {
-			if apierrors.IsNotFound(err) {
-				continue
-			}
-			return providers.Retry(fmt.Errorf("reading LoadBalancer %s, which shares an address: %w", nn, err), 0)
-		}
 		for _, a := range st.Addresses {
-			if !sameAddressStatus(a, addressStatus(rec.Status.BGP, a.Address)) {
+			b, ok := p.shared[nn][a.Address]
+			if !ok || !sameAddressStatus(a, b) {
 				stale = append(stale, nn)
 				break
 			}
 		}
 	}
-	if len(stale) > 0 {
+	p.mu.Unlock()
+	if len(stale) > 0 && p.opts.Reensure != nil {
 		ctrl.LoggerFrom(ctx).V(1).Info("Ensuring again the Services that share an address advertised over BGP", "services", stale)
 		p.opts.Reensure(stale)
 	}
-	return nil
-}
-
-// addressStatus is st's entry for address, or the zero entry.
-func addressStatus(st *lbv1.BGPStatus, address string) lbv1.BGPAddressStatus {
-	if st != nil {
-		for _, a := range st.Addresses {
-			if a.Address == address {
-				return a
-			}
-		}
-	}
-	return lbv1.BGPAddressStatus{}
 }
 
 func sameAddressStatus(a, b lbv1.BGPAddressStatus) bool {

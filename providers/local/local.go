@@ -70,6 +70,9 @@ type Provider struct {
 	mu     sync.Mutex
 	synced bool
 	table  *Table
+	// shared is, per Service holding an address with others, how it last
+	// judged each of its BGP addresses (resyncSharers).
+	shared map[types.NamespacedName]map[string]v1alpha1.BGPAddressStatus
 }
 
 var _ providers.Provider = (*Provider)(nil)
@@ -166,6 +169,9 @@ func (p *Provider) allocate(ctx context.Context, d *providers.LoadBalancer) (*pr
 		if err := p.call(OpReserve); err != nil {
 			return nil, fmt.Errorf("reserving %v for %s: %w", addrs, d.Key, err)
 		}
+		if have != nil {
+			defer p.sharersChanged(slices.DeleteFunc(slices.Clone(have.Addresses), func(ip netip.Addr) bool { return slices.Contains(want.Addresses, ip) }), d.Key)
+		}
 		if freed := p.table.Put(want); len(freed) > 0 {
 			defer p.released()
 		}
@@ -230,11 +236,35 @@ func (p *Provider) Delete(ctx context.Context, key providers.Key) error {
 	if err := p.call(OpRelease); err != nil {
 		return fmt.Errorf("releasing addresses of %s: %w", key, err)
 	}
+	defer p.sharersChanged(p.table.Get(key).Addresses, key)
+	delete(p.shared, types.NamespacedName{Namespace: key.Namespace, Name: key.Name})
 	if freed := p.table.Delete(key); len(freed) > 0 {
 		ctrlLog(ctx).V(1).Info("Released addresses", "addresses", freed)
 		defer p.released()
 	}
 	return nil
+}
+
+// sharersChanged has the Service controller ensure again the Services
+// still holding one of addrs after key left them: a shared address is
+// judged over all its holders (BGPStatus), so theirs may have changed.
+// Callers defer it while holding p.mu; Reensure runs in a goroutine.
+func (p *Provider) sharersChanged(addrs []netip.Addr, key providers.Key) {
+	if p.opts.Reensure == nil {
+		return
+	}
+	var keys []types.NamespacedName
+	for _, ip := range addrs {
+		for _, k := range p.table.Holders(ip) {
+			nn := types.NamespacedName{Namespace: k.Namespace, Name: k.Name}
+			if (k.Namespace != key.Namespace || k.Name != key.Name) && !slices.Contains(keys, nn) {
+				keys = append(keys, nn)
+			}
+		}
+	}
+	if len(keys) > 0 {
+		go p.opts.Reensure(keys)
+	}
 }
 
 // released notifies OnRelease. Callers defer it while holding p.mu, so it
