@@ -61,13 +61,15 @@ type BGPAddressStatus struct {
 	// Announce is the pool's spec.announce (BGP or L2AndBGP).
 	Announce string `json:"announce"`
 	// Peers are the BGPPeers the address is advertised to (by the
-	// BGPAdvertisements that select its pool and Service), sorted.
+	// BGPAdvertisements that select its pool and Service, or another
+	// Service sharing the address), sorted.
 	// +optional
 	Peers []string `json:"peers,omitempty"`
-	// Nodes advertise the address, sorted: each may serve it (eligible
-	// and, for externalTrafficPolicy Local, holding a ready endpoint) and
-	// reports an Established session, with at least one prefix advertised,
-	// with one of Peers that selects it.
+	// Nodes advertise the address, sorted: each may serve it, or another
+	// Service sharing it (eligible and, for externalTrafficPolicy Local,
+	// holding a ready endpoint), and reports an Established session with
+	// one of Peers that selects it and receives the address for that
+	// Service.
 	// +optional
 	Nodes []string `json:"nodes,omitempty"`
 }
