@@ -50,6 +50,7 @@ func TestBGPStatus(t *testing.T) {
 		notReady string              // reason; "" none
 		warning  string              // part of the warning; "" none
 		message  string              // part of the NotReady message
+		sharers  []local.BGPSharer
 	}{
 		{name: "L2 pool: no BGP status", addrs: []string{"192.0.2.1"}, serving: []string{"a"},
 			pools: []lbv1.IPPool{bgpPool("p", lbv1.AnnounceL2, "192.0.2.0/24")}, peers: []lbv1.BGPPeer{bgpPeer("tor", "10.0.0.1", "a:Established")}},
@@ -76,6 +77,37 @@ func TestBGPStatus(t *testing.T) {
 			advs: []lbv1.BGPAdvertisement{{ObjectMeta: metav1.ObjectMeta{Name: "adv"}, Spec: lbv1.BGPAdvertisementSpec{
 				ServiceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "y"}}}}},
 			want: map[string][]string{"192.0.2.1": nil}, notReady: providers.ReasonNoBGPPeer, message: "serviceSelector"},
+		{name: "shared: a sharer the serviceSelector picks routes the address", addrs: []string{"192.0.2.1"}, serving: []string{"a"}, labels: map[string]string{"app": "x"},
+			pools: []lbv1.IPPool{bgpPool("p", lbv1.AnnounceBGP, "192.0.2.0/24")},
+			peers: []lbv1.BGPPeer{bgpPeer("tor", "10.0.0.1", "a:Established")},
+			advs: []lbv1.BGPAdvertisement{{ObjectMeta: metav1.ObjectMeta{Name: "adv"}, Spec: lbv1.BGPAdvertisementSpec{
+				ServiceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "y"}}}}},
+			sharers: []local.BGPSharer{{Labels: map[string]string{"app": "y"}, Addresses: []netip.Addr{netip.MustParseAddr("192.0.2.1")}, Serving: []string{"a"}}},
+			want:    map[string][]string{"192.0.2.1": {"a"}}, peersOf: map[string][]string{"192.0.2.1": {"tor"}}},
+		{name: "shared: a Service of another address is no sharer", addrs: []string{"192.0.2.1"}, serving: []string{"a"}, labels: map[string]string{"app": "x"},
+			pools: []lbv1.IPPool{bgpPool("p", lbv1.AnnounceBGP, "192.0.2.0/24")},
+			peers: []lbv1.BGPPeer{bgpPeer("tor", "10.0.0.1", "a:Established")},
+			advs: []lbv1.BGPAdvertisement{{ObjectMeta: metav1.ObjectMeta{Name: "adv"}, Spec: lbv1.BGPAdvertisementSpec{
+				ServiceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "y"}}}}},
+			sharers: []local.BGPSharer{{Labels: map[string]string{"app": "y"}, Addresses: []netip.Addr{netip.MustParseAddr("192.0.2.2")}, Serving: []string{"a"}}},
+			want:    map[string][]string{"192.0.2.1": nil}, notReady: providers.ReasonNoBGPPeer, message: "serviceSelector"},
+		{name: "shared Local: the union of the holders' endpoint nodes", addrs: []string{"192.0.2.1"}, serving: []string{"b"},
+			pools:   []lbv1.IPPool{bgpPool("p", lbv1.AnnounceBGP, "192.0.2.0/24")},
+			peers:   []lbv1.BGPPeer{bgpPeer("tor", "10.0.0.1", "a:Established", "b:Established", "c:Established")},
+			sharers: []local.BGPSharer{{Addresses: []netip.Addr{netip.MustParseAddr("192.0.2.1")}, Serving: []string{"c"}}},
+			want:    map[string][]string{"192.0.2.1": {"b", "c"}}},
+		{name: "shared: a node serving only a sharer the peer does not receive does not advertise", addrs: []string{"192.0.2.1"}, serving: []string{"a"},
+			labels: map[string]string{"app": "y"},
+			pools:  []lbv1.IPPool{bgpPool("p", lbv1.AnnounceBGP, "192.0.2.0/24")},
+			peers:  []lbv1.BGPPeer{bgpPeer("tor", "10.0.0.1", "a:Active", "b:Established")},
+			advs: []lbv1.BGPAdvertisement{{ObjectMeta: metav1.ObjectMeta{Name: "adv"}, Spec: lbv1.BGPAdvertisementSpec{
+				ServiceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "y"}}}}},
+			sharers: []local.BGPSharer{{Labels: map[string]string{"app": "x"}, Addresses: []netip.Addr{netip.MustParseAddr("192.0.2.1")}, Serving: []string{"b"}}},
+			want:    map[string][]string{"192.0.2.1": nil}, notReady: providers.ReasonNotAdvertised},
+		{name: "shared: sessions up on no node serving a holder", addrs: []string{"192.0.2.1"}, serving: []string{"a"},
+			pools: []lbv1.IPPool{bgpPool("p", lbv1.AnnounceBGP, "192.0.2.0/24")}, peers: []lbv1.BGPPeer{rack2},
+			sharers: []local.BGPSharer{{Addresses: []netip.Addr{netip.MustParseAddr("192.0.2.1")}}},
+			want:    map[string][]string{"192.0.2.1": nil}, notReady: providers.ReasonNotAdvertised, message: "nodes that serve it (a)"},
 		{name: "IPv6 address and only IPv4 peers", addrs: []string{"2001:db8::1"}, serving: []string{"a"},
 			pools: []lbv1.IPPool{bgpPool("p", lbv1.AnnounceBGP, "2001:db8::/120")},
 			peers: []lbv1.BGPPeer{bgpPeer("tor", "10.0.0.1", "a:Established")},
@@ -118,7 +150,7 @@ func TestBGPStatus(t *testing.T) {
 				addrs = append(addrs, netip.MustParseAddr(a))
 			}
 			res := local.BGPStatus(local.BGPInputs{Labels: tc.labels, Addresses: addrs, Serving: tc.serving, NodeLabels: nodes,
-				Pools: tc.pools, Peers: tc.peers, Advertisements: tc.advs})
+				Pools: tc.pools, Peers: tc.peers, Advertisements: tc.advs, Sharers: tc.sharers})
 			if tc.want == nil {
 				if res.Status != nil || res.NotReady != nil || res.Warning != "" {
 					t.Fatalf("got %+v, want no BGP status", res)
