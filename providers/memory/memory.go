@@ -102,14 +102,14 @@ type injectedError struct {
 type Provider struct {
 	opts Options
 
-	mu      sync.Mutex
-	lbs     map[string]*loadBalancer // by name
-	used    map[netip.Addr]string    // address -> lb name
-	calls   []Call
+	mu    sync.Mutex
+	lbs   map[string]*loadBalancer // by name
+	used  map[netip.Addr]string    // address -> lb name
+	calls []Call
 	// mutating counts mutating backend calls, failed ones too.
 	mutating int
 	faults   []injectedError
-	latency time.Duration
+	latency  time.Duration
 	// recent are the last distinct target lists stored (see intern).
 	recent [][]string
 	// inj is the fault core shared with the cloud fakes: crashes and
