@@ -131,7 +131,9 @@ type Injector struct {
 	crashAfter int // mutating calls left before a crash; < 0 disabled
 	crashed    bool
 	calls      []Call
-	stats      Stats
+	// callLog is how many recent calls the log keeps; < 0 every call.
+	callLog int
+	stats   Stats
 }
 
 // New returns an Injector whose random choices follow seed.
@@ -140,6 +142,7 @@ func New(seed uint64) *Injector {
 		rng:        rand.New(rand.NewPCG(seed, seed^0x5eed)),
 		now:        time.Now,
 		crashAfter: -1,
+		callLog:    -1,
 		stats:      Stats{Injected: map[Kind]int{}},
 	}
 }
@@ -223,21 +226,44 @@ func matches(times int, rate float64, ruleOp, op string) bool {
 	return ruleOp == "" || ruleOp == op
 }
 
+// SetCallLog keeps only the n most recent calls in the log (Calls); n < 0,
+// the default, keeps every call. The statistics count every call either way.
+// A long-running process sets it: an unbounded log grows with every call.
+func (i *Injector) SetCallLog(n int) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.callLog = n
+	i.calls = trimLog(i.calls, n)
+}
+
+// trimLog drops all but the n most recent entries of log once it holds 2n,
+// so that appending stays amortized O(1) and the log at most 2n long.
+func trimLog[T any](log []T, n int) []T {
+	if n < 0 || len(log) < 2*n || len(log) == 0 {
+		return log
+	}
+	return append(make([]T, 0, 2*n), log[len(log)-n:]...)
+}
+
 // Record logs a call and its outcome.
 func (i *Injector) Record(req Request, outcome string) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	i.calls = append(i.calls, Call{Request: req, Outcome: outcome})
+	i.calls = trimLog(append(i.calls, Call{Request: req, Outcome: outcome}), i.callLog)
 	i.stats.Calls++
 	if req.Mutating {
 		i.stats.Mutating++
 	}
 }
 
-// Calls returns every recorded call.
+// Calls returns every recorded call, or the most recent ones under
+// SetCallLog.
 func (i *Injector) Calls() []Call {
 	i.mu.Lock()
 	defer i.mu.Unlock()
+	if i.callLog >= 0 && len(i.calls) > i.callLog {
+		return append([]Call(nil), i.calls[len(i.calls)-i.callLog:]...)
+	}
 	return append([]Call(nil), i.calls...)
 }
 

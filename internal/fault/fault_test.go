@@ -119,3 +119,27 @@ func TestRecordLog(t *testing.T) {
 		t.Errorf("mutating %d", i.MutatingCalls())
 	}
 }
+
+// TestCallLogLimit: with a limit the Injector keeps only the most recent
+// calls (a long-running process, such as the operator with the memory
+// backend, otherwise keeps every call forever), while the statistics still
+// count every call.
+func TestCallLogLimit(t *testing.T) {
+	i := New(1)
+	i.SetCallLog(10)
+	for n := range 1000 {
+		r := read
+		r.Op = string(rune('a' + n%26))
+		i.Record(r, "")
+	}
+	calls := i.Calls()
+	if len(calls) != 10 || calls[9].Op != string(rune('a'+999%26)) || calls[0].Op != string(rune('a'+990%26)) {
+		t.Errorf("kept %d calls (%v), want the last 10", len(calls), calls)
+	}
+	if cap(i.calls) > 20 {
+		t.Errorf("the log holds room for %d calls, want at most 20", cap(i.calls))
+	}
+	if s := i.Stats(); s.Calls != 1000 {
+		t.Errorf("stats counted %d calls, want 1000", s.Calls)
+	}
+}

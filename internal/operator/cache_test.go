@@ -5,10 +5,16 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/controllers"
+	"github.com/portico-lb/portico/internal/gen"
 	"github.com/portico-lb/portico/model"
 	"github.com/portico-lb/portico/providers/local"
 )
@@ -151,6 +157,167 @@ func TestNodeHeartbeatIsNoChange(t *testing.T) {
 		}
 		if got := local.PeerSelectionChanged(peers, before.Labels, after.Labels); got != c.change {
 			t.Errorf("%s: BGP peer selection changed %v, want %v", c.name, got, c.change)
+		}
+	}
+}
+
+// transformFor returns the cache's transform for objects like obj.
+func transformFor(t *testing.T, obj client.Object) func(any) (any, error) {
+	t.Helper()
+	for o, by := range cacheOptions().ByObject {
+		if reflect.TypeOf(o) == reflect.TypeOf(obj) && by.Transform != nil {
+			return by.Transform
+		}
+	}
+	t.Fatalf("no transform for %T", obj)
+	return nil
+}
+
+func transformed[T client.Object](t *testing.T, obj T) T {
+	t.Helper()
+	out, err := transformFor(t, obj)(obj.DeepCopyObject())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.(T)
+}
+
+// appliedService is a LoadBalancer Service as kubectl apply leaves it, with
+// Portico's finalizer and status.
+func appliedService() *corev1.Service {
+	svc := gen.Service("web", "shop", gen.WithClass("lb.portico.dev/memory"), gen.ForAPI())
+	svc.UID, svc.ResourceVersion, svc.Generation = "u1", "9", 2
+	svc.Finalizers = []string{controllers.Finalizer}
+	svc.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl-client-side-apply"}}
+	svc.Labels = map[string]string{"app": "shop"}
+	svc.Annotations = map[string]string{
+		corev1.LastAppliedConfigAnnotation: `{"apiVersion":"v1","kind":"Service","metadata":{"name":"shop"},"spec":{"type":"LoadBalancer","ports":[{"port":80}]}}`,
+		model.AnnotationAllowSharedIP:      "team-a",
+	}
+	svc.Spec.ClusterIP, svc.Spec.ClusterIPs = "10.96.0.10", []string{"10.96.0.10"}
+	svc.Spec.Ports[0].NodePort = 30080
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "198.51.100.7", IPMode: ptr.To(corev1.LoadBalancerIPModeVIP)}}
+	svc.Status.Conditions = []metav1.Condition{{Type: controllers.ConditionReady, Status: metav1.ConditionTrue, Reason: "Provisioned"}}
+	return svc
+}
+
+// TestServiceCacheKeepsOnlyWhatPorticoReads: of a LoadBalancer Service (or
+// one Portico still holds by its finalizer) the cache drops only kubectl's
+// last-applied configuration, a second copy of the spec that nothing in
+// Portico reads; of every other Service (in a real cluster most of them:
+// ClusterIP, headless, NodePort) it keeps only what decides that Portico has
+// nothing to do with it: identity, type, class, finalizers, deletion.
+func TestServiceCacheKeepsOnlyWhatPorticoReads(t *testing.T) {
+	full := appliedService()
+	trimmed := transformed(t, full.DeepCopy())
+	if _, ok := trimmed.Annotations[corev1.LastAppliedConfigAnnotation]; ok {
+		t.Error("the cached Service keeps kubectl's last-applied configuration")
+	}
+	want := full.DeepCopy()
+	want.ManagedFields = nil
+	delete(want.Annotations, corev1.LastAppliedConfigAnnotation)
+	if !reflect.DeepEqual(trimmed, want) {
+		t.Errorf("the cached LoadBalancer Service lost more than the last-applied annotation:\n got %+v\nwant %+v", trimmed, want)
+	}
+	dFull, errFull := controllers.Desired(controllers.DesiredInput{ClusterID: "c", Class: "lb.portico.dev/memory", Service: full})
+	dTrim, errTrim := controllers.Desired(controllers.DesiredInput{ClusterID: "c", Class: "lb.portico.dev/memory", Service: trimmed})
+	if errFull != nil || errTrim != nil {
+		t.Fatal(errFull, errTrim)
+	}
+	delete(dFull.Annotations, corev1.LastAppliedConfigAnnotation)
+	if !reflect.DeepEqual(dFull, dTrim) {
+		t.Errorf("the trimmed Service decides differently:\n%+v\n%+v", dFull, dTrim)
+	}
+
+	// Type changed away from LoadBalancer: Portico still holds it by its
+	// finalizer and cleans up from the cached copy.
+	leaving := full.DeepCopy()
+	leaving.Spec.Type = corev1.ServiceTypeClusterIP
+	if got := transformed(t, leaving.DeepCopy()); !reflect.DeepEqual(got.Spec, leaving.Spec) || !reflect.DeepEqual(got.Status, leaving.Status) {
+		t.Errorf("a Service Portico still holds lost its spec or status: %+v", got)
+	}
+
+	other := full.DeepCopy()
+	other.Spec.Type = corev1.ServiceTypeClusterIP
+	other.Spec.LoadBalancerClass = nil
+	other.Finalizers = []string{"example.com/other"}
+	other.Status = corev1.ServiceStatus{}
+	got := transformed(t, other.DeepCopy())
+	if got.Name != other.Name || got.Namespace != other.Namespace || got.UID != other.UID || got.ResourceVersion != other.ResourceVersion ||
+		got.Spec.Type != corev1.ServiceTypeClusterIP || !reflect.DeepEqual(got.Finalizers, other.Finalizers) {
+		t.Errorf("a ClusterIP Service lost what decides it is not Portico's: %+v", got)
+	}
+	if got.Annotations != nil || got.Labels != nil || got.ManagedFields != nil || got.Spec.Ports != nil || got.Spec.Selector != nil || got.Spec.ClusterIPs != nil {
+		t.Errorf("the cached ClusterIP Service keeps what Portico never reads: %+v", got)
+	}
+	if (model.Classes{Enabled: []string{"lb.portico.dev/memory"}, Default: "lb.portico.dev/memory"}).For(got) != "" {
+		t.Error("the trimmed ClusterIP Service is taken for Portico's")
+	}
+}
+
+// controllerSlice is an EndpointSlice as the EndpointSlice controller writes
+// it.
+func controllerSlice() *discoveryv1.EndpointSlice {
+	return &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "shop-abcde", UID: "s1", ResourceVersion: "5", Generation: 3,
+			Labels:          map[string]string{discoveryv1.LabelServiceName: "shop", discoveryv1.LabelManagedBy: "endpointslice-controller.k8s.io"},
+			Annotations:     map[string]string{"endpoints.kubernetes.io/last-change-trigger-time": "2026-11-30T07:00:00Z"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Service", Name: "shop", UID: "u1"}},
+			ManagedFields:   []metav1.ManagedFieldsEntry{{Manager: "endpointslice-controller"}}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints: []discoveryv1.Endpoint{
+			{Addresses: []string{"10.244.1.5"}, NodeName: ptr.To("n1"), Zone: ptr.To("zone-a"), Hostname: ptr.To("shop-0"),
+				Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true), Serving: ptr.To(true), Terminating: ptr.To(false)},
+				TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: "web", Name: "shop-7d9f-x2x", UID: "p1"},
+				Hints:      &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: "zone-a"}}}},
+			{Addresses: []string{"10.244.2.6"}, NodeName: ptr.To("n2"), Zone: ptr.To("zone-b"),
+				Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(false), Serving: ptr.To(true), Terminating: ptr.To(true)},
+				TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: "web", Name: "shop-7d9f-y3y", UID: "p2"}},
+		},
+		Ports: []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080), Protocol: ptr.To(corev1.ProtocolTCP)}},
+	}
+}
+
+// TestEndpointSliceCacheKeepsOnlyWhatPorticoReads: the operator caches every
+// EndpointSlice of the cluster, most of them for Services Portico does not
+// serve; it keeps of each only what the desired state and the Serving
+// condition read (the Service label, addresses, node, conditions, ports), not
+// the pods' references, hostnames, zones, hints or annotations.
+func TestEndpointSliceCacheKeepsOnlyWhatPorticoReads(t *testing.T) {
+	full := controllerSlice()
+	trimmed := transformed(t, full.DeepCopy())
+	svc := appliedService()
+	svc.Spec.Ports[0].TargetPort = intstr.FromString("http")
+	for _, policy := range []corev1.ServiceExternalTrafficPolicy{corev1.ServiceExternalTrafficPolicyCluster, corev1.ServiceExternalTrafficPolicyLocal} {
+		svc.Spec.ExternalTrafficPolicy = policy
+		in := controllers.DesiredInput{ClusterID: "c", Class: "lb.portico.dev/memory", Service: svc, Nodes: []corev1.Node{*kubeletNode()}}
+		in.Slices = []discoveryv1.EndpointSlice{*full}
+		dFull, err := controllers.Desired(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in.Slices = []discoveryv1.EndpointSlice{*trimmed}
+		dTrim, err := controllers.Desired(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(dFull, dTrim) {
+			t.Errorf("%s: the trimmed slice decides differently:\n%+v\n%+v", policy, dFull, dTrim)
+		}
+	}
+	if !reflect.DeepEqual(model.EndpointNodes([]discoveryv1.EndpointSlice{*full}), model.EndpointNodes([]discoveryv1.EndpointSlice{*trimmed})) {
+		t.Error("the trimmed slice gives other endpoint nodes")
+	}
+	if trimmed.Name != full.Name || trimmed.Namespace != full.Namespace || trimmed.ResourceVersion != full.ResourceVersion ||
+		trimmed.Labels[discoveryv1.LabelServiceName] != "shop" {
+		t.Errorf("identity or Service label lost: %+v", trimmed.ObjectMeta)
+	}
+	if trimmed.Annotations != nil || trimmed.OwnerReferences != nil || trimmed.ManagedFields != nil {
+		t.Errorf("the cached slice keeps metadata Portico never reads: %+v", trimmed.ObjectMeta)
+	}
+	for _, e := range trimmed.Endpoints {
+		if e.TargetRef != nil || e.Hostname != nil || e.Zone != nil || e.Hints != nil {
+			t.Errorf("the cached endpoint keeps what Portico never reads: %+v", e)
 		}
 	}
 }

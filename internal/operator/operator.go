@@ -20,9 +20,11 @@ import (
 	"github.com/spf13/pflag"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -289,15 +291,70 @@ func cacheOptions() cache.Options {
 		ByObject: map[client.Object]cache.ByObject{
 			// Leases are read (the forwarders' byte snapshots) only in
 			// the install namespace, where the Role allows it.
-			&coordinationv1.Lease{}: {Namespaces: map[string]cache.Config{InstallNamespace(): {}}},
-			&corev1.Node{}: {Transform: func(obj any) (any, error) {
-				if n, ok := obj.(*corev1.Node); ok {
-					return trimNode(n), nil
-				}
-				return obj, nil
-			}},
+			&coordinationv1.Lease{}:      {Namespaces: map[string]cache.Config{InstallNamespace(): {}}},
+			&corev1.Node{}:               {Transform: transform(trimNode)},
+			&corev1.Service{}:            {Transform: transform(trimService)},
+			&discoveryv1.EndpointSlice{}: {Transform: transform(trimEndpointSlice)},
 		},
 	}
+}
+
+// transform makes trim a cache transform. A ByObject transform replaces
+// DefaultTransform, so each trim drops managedFields itself.
+func transform[T any](trim func(T) T) toolscache.TransformFunc {
+	return func(obj any) (any, error) {
+		if o, ok := obj.(T); ok {
+			return trim(o), nil
+		}
+		return obj, nil // a DeletedFinalStateUnknown tombstone
+	}
+}
+
+// trimService keeps of a Service Portico serves or still holds (type
+// LoadBalancer, or Portico's finalizer) everything but kubectl's
+// last-applied configuration, a second copy of the spec nothing in Portico
+// reads. Of every other Service (in a real cluster most of them) it keeps
+// only what shows that Portico has nothing to do with it: identity, type,
+// class, finalizers and deletion. The operator writes Services only by
+// patches computed against the cached copy, so a dropped field is never
+// written back.
+func trimService(s *corev1.Service) *corev1.Service {
+	if s.Spec.Type == corev1.ServiceTypeLoadBalancer || slices.Contains(s.Finalizers, controllers.Finalizer) {
+		s.ManagedFields = nil
+		if _, ok := s.Annotations[corev1.LastAppliedConfigAnnotation]; ok {
+			s.Annotations = maps.Clone(s.Annotations)
+			delete(s.Annotations, corev1.LastAppliedConfigAnnotation)
+		}
+		return s
+	}
+	return &corev1.Service{
+		TypeMeta: s.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: s.Name, UID: s.UID, ResourceVersion: s.ResourceVersion,
+			Generation: s.Generation, CreationTimestamp: s.CreationTimestamp, DeletionTimestamp: s.DeletionTimestamp,
+			Finalizers: s.Finalizers},
+		Spec: corev1.ServiceSpec{Type: s.Spec.Type, LoadBalancerClass: s.Spec.LoadBalancerClass},
+	}
+}
+
+// trimEndpointSlice keeps of an EndpointSlice what the desired state and
+// the Serving condition read (controllers.Desired, model.EndpointNodes): the
+// Service label, each endpoint's addresses, node and conditions, and the
+// ports. The pods' references, hostnames, zones, hints, owner references
+// and annotations are dropped; the operator never writes an EndpointSlice.
+func trimEndpointSlice(es *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
+	out := &discoveryv1.EndpointSlice{
+		TypeMeta: es.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: es.Name, UID: es.UID, ResourceVersion: es.ResourceVersion,
+			Generation: es.Generation, CreationTimestamp: es.CreationTimestamp, DeletionTimestamp: es.DeletionTimestamp,
+			Labels: es.Labels},
+		AddressType: es.AddressType,
+		Ports:       es.Ports,
+		Endpoints:   make([]discoveryv1.Endpoint, len(es.Endpoints)),
+	}
+	for i, e := range es.Endpoints {
+		out.Endpoints[i] = discoveryv1.Endpoint{Addresses: e.Addresses, Conditions: e.Conditions, NodeName: e.NodeName}
+	}
+	return out
 }
 
 // trimNode keeps of n what the operator's decisions read (model.EligibleNode,

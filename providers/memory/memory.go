@@ -67,7 +67,15 @@ type Options struct {
 	IPv4, IPv6 netip.Prefix
 	// Latency is added to every backend call.
 	Latency time.Duration
+	// CallLog is how many recent calls Calls keeps; 0 keeps every call
+	// (tests read them all). MutatingCalls counts every call either way.
+	CallLog int
 }
+
+// operatorCallLog is the CallLog of the backend the operator runs
+// (Config.Factory): nothing in the operator reads the log, which otherwise
+// grows with every call for the life of the process.
+const operatorCallLog = 1000
 
 // Resource is one object in the in-memory cloud.
 type Resource struct {
@@ -94,12 +102,14 @@ type injectedError struct {
 type Provider struct {
 	opts Options
 
-	mu      sync.Mutex
-	lbs     map[string]*loadBalancer // by name
-	used    map[netip.Addr]string    // address -> lb name
-	calls   []Call
-	faults  []injectedError
-	latency time.Duration
+	mu    sync.Mutex
+	lbs   map[string]*loadBalancer // by name
+	used  map[netip.Addr]string    // address -> lb name
+	calls []Call
+	// mutating counts mutating backend calls, failed ones too.
+	mutating int
+	faults   []injectedError
+	latency  time.Duration
 	// recent are the last distinct target lists stored (see intern).
 	recent [][]string
 	// inj is the fault core shared with the cloud fakes: crashes and
@@ -120,13 +130,17 @@ func New(opts Options) *Provider {
 	if !opts.IPv6.IsValid() {
 		opts.IPv6 = netip.MustParsePrefix("2001:db8:100::/120")
 	}
-	return &Provider{
+	p := &Provider{
 		opts:    opts,
 		lbs:     map[string]*loadBalancer{},
 		used:    map[netip.Addr]string{},
 		latency: opts.Latency,
 		inj:     fault.New(1),
 	}
+	if opts.CallLog > 0 {
+		p.inj.SetCallLog(opts.CallLog)
+	}
+	return p
 }
 
 // Config holds the operator flags of the memory backend.
@@ -144,7 +158,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 // Factory returns a providers.Factory bound to c.
 func (c *Config) Factory() providers.Factory {
 	return func(_ context.Context, opts providers.Options) (providers.Provider, error) {
-		o := Options{ClusterID: opts.ClusterID, Latency: c.Latency}
+		o := Options{ClusterID: opts.ClusterID, Latency: c.Latency, CallLog: operatorCallLog}
 		if c.IPv4Range != "" {
 			p, err := netip.ParsePrefix(c.IPv4Range)
 			if err != nil || !p.Addr().Is4() {
@@ -423,7 +437,7 @@ func (p *Provider) call(ctx context.Context, op string, key providers.Key, mutat
 		err = p.takeFault(op)
 	}
 	p.inj.Record(fault.Request{Service: Name, Op: op, Mutating: mutating}, string(d.Kind))
-	p.calls = append(p.calls, Call{Op: op, Key: key.String(), Err: err})
+	p.logCall(Call{Op: op, Key: key.String(), Err: err})
 	return err
 }
 
@@ -457,7 +471,19 @@ func (p *Provider) takeFault(op string) error {
 func (p *Provider) record(op string, key providers.Key, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.calls = append(p.calls, Call{Op: op, Key: key.String(), Err: err})
+	p.logCall(Call{Op: op, Key: key.String(), Err: err})
+}
+
+// logCall appends c to the log, keeping at most 2 x CallLog entries (Calls
+// returns the last CallLog). Called with p.mu held.
+func (p *Provider) logCall(c Call) {
+	if IsMutating(c.Op) {
+		p.mutating++
+	}
+	p.calls = append(p.calls, c)
+	if n := p.opts.CallLog; n > 0 && len(p.calls) >= 2*n {
+		p.calls = append(make([]Call, 0, 2*n), p.calls[len(p.calls)-n:]...)
+	}
 }
 
 // InjectError makes the next times calls of op ("*" for any backend call)
@@ -499,22 +525,23 @@ func (p *Provider) CrashAfter(n int) {
 	p.inj.CrashAfter(n)
 }
 
-// Calls returns a copy of every recorded call.
+// Calls returns a copy of every recorded call (the last Options.CallLog
+// when set).
 func (p *Provider) Calls() []Call {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if n := p.opts.CallLog; n > 0 && len(p.calls) > n {
+		return slices.Clone(p.calls[len(p.calls)-n:])
+	}
 	return slices.Clone(p.calls)
 }
 
-// MutatingCalls counts the recorded mutating backend calls (failed ones too).
+// MutatingCalls counts the mutating backend calls (failed ones too), all of
+// them even when the log keeps only the recent ones.
 func (p *Provider) MutatingCalls() int {
-	n := 0
-	for _, c := range p.Calls() {
-		if IsMutating(c.Op) {
-			n++
-		}
-	}
-	return n
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mutating
 }
 
 // IsMutating reports whether op changes the in-memory cloud.

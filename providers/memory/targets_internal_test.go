@@ -1,7 +1,9 @@
 package memory
 
 import (
+	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 	"testing"
 
@@ -50,5 +52,42 @@ func TestInternedTargetsCostNothing(t *testing.T) {
 	swapped := &providers.LoadBalancer{Nodes: append([]providers.Node{d.Nodes[1], d.Nodes[0]}, d.Nodes[2:]...)}
 	if got := p.internTargets(swapped); !slices.Equal(got, first) {
 		t.Error("an unsorted list of the same nodes gave other targets")
+	}
+}
+
+// TestOperatorCallLogIsBounded: the backend the operator builds from its
+// flags keeps only its most recent calls; it used to keep every call twice
+// (its own log and the fault core's) for the life of the process, which grew
+// by megabytes per pass over 10,000 Services in make bench-scale. The count
+// of mutating calls still covers every call.
+func TestOperatorCallLogIsBounded(t *testing.T) {
+	c := &Config{IPv4Range: "10.128.0.0/14"}
+	pp, err := c.Factory()(context.Background(), providers.Options{ClusterID: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pp.(*Provider)
+	unbounded := New(Options{ClusterID: "t", IPv4: netip.MustParsePrefix("10.128.0.0/14")})
+	for i := range 3 * operatorCallLog {
+		d := &providers.LoadBalancer{Key: providers.Key{ClusterID: "t", Namespace: "ns", Name: fmt.Sprintf("s%d", i)},
+			IPFamilies: []string{"IPv4"}, Ports: []providers.Port{{Name: "http", Protocol: "TCP", Port: 80, NodePort: 30080}}}
+		for _, q := range []*Provider{p, unbounded} {
+			if _, err := q.Ensure(context.Background(), d); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n := len(p.Calls()); n > operatorCallLog {
+		t.Errorf("the operator's backend keeps %d calls, want at most %d", n, operatorCallLog)
+	}
+	if cap(p.calls) > 2*operatorCallLog || len(p.inj.Calls()) > operatorCallLog {
+		t.Errorf("the backend's log holds room for %d calls (want at most %d), the fault core's keeps %d (want at most %d)",
+			cap(p.calls), 2*operatorCallLog, len(p.inj.Calls()), operatorCallLog)
+	}
+	if got, want := p.MutatingCalls(), unbounded.MutatingCalls(); got != want || want < 3*operatorCallLog {
+		t.Errorf("mutating calls %d, want %d as the unbounded log counts (at least %d)", got, want, 3*operatorCallLog)
+	}
+	if n := len(unbounded.Calls()); n < 3*operatorCallLog {
+		t.Errorf("a backend built for tests keeps %d calls, want every one", n)
 	}
 }
