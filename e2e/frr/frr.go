@@ -80,6 +80,7 @@ type Router struct {
 var bgpdConf = template.Must(template.New("bgpd").Parse(`frr defaults datacenter
 hostname router
 log stdout debugging
+log timestamp precision 3
 !
 router bgp {{.ASN}}
  bgp router-id {{.RouterID}}
@@ -134,11 +135,11 @@ func Start(h *netlab.Host, cfg Config, logDir string) (*Router, error) {
 		return nil, err
 	}
 	files := map[string]string{
-		"zebra.conf": "hostname router\n",
+		"zebra.conf": "hostname router\nlog stdout debugging\nlog timestamp precision 3\n",
 		"bgpd.conf":  conf.String(),
 	}
 	if cfg.BFD {
-		files["bfdd.conf"] = "hostname router\nlog stdout debugging\ndebug bfd peer\ndebug bfd network\n"
+		files["bfdd.conf"] = "hostname router\nlog stdout debugging\nlog timestamp precision 3\ndebug bfd peer\ndebug bfd network\n"
 	}
 	// The daemons drop root for the frr user (running them as root needs
 	// root in the frrvty group): the directory and files are theirs.
