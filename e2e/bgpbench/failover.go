@@ -106,6 +106,9 @@ type probe struct {
 	fd     int
 	ok     bool
 	server string // the pod that answered ("pod-2")
+	// refused: an ICMP error came back instead (port unreachable: the
+	// node that got it had no rule for the address yet, or no route).
+	refused bool
 }
 
 // prober sends the client's probes: every 10 ms a datagram from a new
@@ -166,11 +169,18 @@ func (p *prober) finish() ([]probe, error) {
 	buf := make([]byte, 1500)
 	for i := range p.probes {
 		pr := &p.probes[i]
-		n, _, rerr := unix.Recvfrom(pr.fd, buf, unix.MSG_DONTWAIT)
-		if rerr == nil {
-			pr.ok = true
-			if f := strings.Fields(string(buf[:n])); len(f) > 0 {
-				pr.server = f[0]
+		// A pending ICMP error is reported first; an answer may follow.
+		for range 2 {
+			n, _, rerr := unix.Recvfrom(pr.fd, buf, unix.MSG_DONTWAIT)
+			if rerr == nil {
+				pr.ok = true
+				if f := strings.Fields(string(buf[:n])); len(f) > 0 {
+					pr.server = f[0]
+				}
+				break
+			}
+			if rerr != unix.EAGAIN {
+				pr.refused = true
 			}
 		}
 		unix.Close(pr.fd)
@@ -346,7 +356,10 @@ func writeTimeline(file string, cut time.Time, probes []probe) error {
 	var sb strings.Builder
 	for _, p := range probes {
 		who := p.server
-		if !p.ok {
+		switch {
+		case !p.ok && p.refused:
+			who = "refused"
+		case !p.ok:
 			who = "lost"
 		}
 		fmt.Fprintf(&sb, "%.1f %s\n", float64(p.sent.Sub(cut).Microseconds())/1000, who)
