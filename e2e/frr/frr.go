@@ -79,8 +79,8 @@ type Router struct {
 
 var bgpdConf = template.Must(template.New("bgpd").Parse(`frr defaults datacenter
 hostname router
-log stdout debugging
 log timestamp precision 3
+log stdout debugging
 !
 router bgp {{.ASN}}
  bgp router-id {{.RouterID}}
