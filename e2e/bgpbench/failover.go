@@ -13,6 +13,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/portico-lb/portico/dataplane/dptest"
 )
 
 // routeEvent is one change of a BGP route in the router's kernel table.
@@ -76,6 +78,31 @@ func (b *bench) watchRoutes(node netip.Addr) (*routeWatch, error) {
 		}
 	}()
 	return w, nil
+}
+
+// waitServed waits until 30 probes in a row are answered, by every node's
+// pod.
+func (b *bench) waitServed(target netip.AddrPort, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		pods := map[string]bool{}
+		answered := 0
+		for range 30 {
+			r, err := dptest.AskUDP(b.outside, target, 300*time.Millisecond)
+			if err != nil {
+				break
+			}
+			answered++
+			pods[r.Server] = true
+		}
+		if answered == 30 && len(pods) == len(b.c.Nodes) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not served by every node after %s (last try: %d of 30 probes answered, by %d pods)", target, within, answered, len(pods))
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 func hopsOf(r netlink.Route) []netip.Addr {
@@ -266,6 +293,13 @@ func (b *bench) failover(addr netip.Addr) ([]time.Duration, error) {
 	for run := 1; run <= *runs; run++ {
 		if err := b.waitHops([]netip.Addr{addr}, len(b.c.Nodes), 2*time.Minute); err != nil {
 			return nil, err
+		}
+		// The route can be in place before every node's data plane
+		// serves the address (the forwarders advertise it as soon as the
+		// Service has it, nftables may follow later on a loaded
+		// machine): probes lost to that would be counted as failover.
+		if err := b.waitServed(target, 2*time.Minute); err != nil {
+			return nil, fmt.Errorf("run %d: %w", run, err)
 		}
 		probes := b.startProbes(target)
 		time.Sleep(500 * time.Millisecond)
