@@ -13,8 +13,9 @@ import (
 // session Up over real UDP (TTL 255, port 3784), and when one ends its
 // session the other hears AdminDown and goes Down.
 func TestManagersOverUDP(t *testing.T) {
-	a := &Manager{Local: netip.MustParseAddr("127.0.0.1"), Log: testr.New(t)}
-	b := &Manager{Local: netip.MustParseAddr("127.0.0.2"), Log: testr.New(t)}
+	aAddr, bAddr := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+	a := &Manager{Locals: []netip.Addr{aAddr}, Log: testr.New(t)}
+	b := &Manager{Locals: []netip.Addr{bAddr}, Log: testr.New(t)}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for _, m := range []*Manager{a, b} {
@@ -25,10 +26,10 @@ func TestManagersOverUDP(t *testing.T) {
 		}()
 	}
 	cfg := Config{DesiredMinTx: 50 * time.Millisecond, RequiredMinRx: 50 * time.Millisecond, DetectMult: 3}
-	if err := a.Add(b.Local, cfg); err != nil {
+	if err := a.Add(bAddr, cfg); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Add(a.Local, cfg); err != nil {
+	if err := b.Add(aAddr, cfg); err != nil {
 		t.Fatal(err)
 	}
 	waitState := func(m *Manager, peer netip.Addr, want State) {
@@ -45,11 +46,11 @@ func TestManagersOverUDP(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	waitState(a, b.Local, Up)
-	waitState(b, a.Local, Up)
-	a.Remove(b.Local)
-	waitState(b, a.Local, Down)
-	if err := a.Add(netip.MustParseAddr("2001:db8::1"), cfg); err == nil {
-		t.Error("an IPv6 peer was accepted")
+	waitState(a, bAddr, Up)
+	waitState(b, aAddr, Up)
+	a.Remove(bAddr)
+	waitState(b, aAddr, Down)
+	if err := a.Add(netip.MustParseAddr("fe80::1"), cfg); err == nil {
+		t.Error("a link-local peer was accepted")
 	}
 }

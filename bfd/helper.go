@@ -58,11 +58,12 @@ var (
 // every peer AdminDown; after a crash it falls silent, so routers detect the
 // failure within their detection time.
 type Helper struct {
-	Local netip.Addr
-	Log   logr.Logger
+	// Locals are the node's addresses to run BFD from (Manager.Locals).
+	Locals []netip.Addr
+	Log    logr.Logger
 	// Command makes the child's command, which must serve ServeHelper on
 	// its standard input and output; by default this executable with
-	// HelperArg and --local.
+	// HelperArg and --local for each of Locals.
 	Command func() (*exec.Cmd, error)
 
 	mu     sync.Mutex
@@ -86,8 +87,9 @@ type helperMsg struct {
 
 // Add asks the helper for a session with peer.
 func (h *Helper) Add(peer netip.Addr, cfg Config) error {
-	if !peer.Is4() || !h.Local.Is4() {
-		return errors.New("BFD is implemented for IPv4 peers only")
+	peer = peer.Unmap().WithZone("")
+	if err := checkPeer(peer); err != nil {
+		return err
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -119,6 +121,7 @@ func (h *Helper) send(m helperMsg) {
 
 // Remove ends the session with peer (AdminDown).
 func (h *Helper) Remove(peer netip.Addr) {
+	peer = peer.Unmap().WithZone("")
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, ok := h.wanted[peer]; !ok {
@@ -131,6 +134,7 @@ func (h *Helper) Remove(peer netip.Addr) {
 
 // State is the session's state as the helper last reported it.
 func (h *Helper) State(peer netip.Addr) (State, bool) {
+	peer = peer.Unmap().WithZone("")
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	st, ok := h.states[peer]
@@ -169,7 +173,11 @@ func (h *Helper) command() (*exec.Cmd, error) {
 	if err != nil {
 		return nil, err
 	}
-	return exec.Command(self, HelperArg, "--local", h.Local.String()), nil
+	args := []string{HelperArg}
+	for _, l := range h.Locals {
+		args = append(args, "--local", l.String())
+	}
+	return exec.Command(self, args...), nil
 }
 
 func (h *Helper) runOnce(ctx context.Context) error {
@@ -258,11 +266,11 @@ func parseState(s string) State {
 	return Down
 }
 
-// ServeHelper is the helper's side: it runs a Manager on local, takes
+// ServeHelper is the helper's side: it runs a Manager on locals, takes
 // commands from in and reports state changes on out. A stop command ends
 // the sessions with AdminDown; the end of in (the forwarder is gone) ends
 // ServeHelper without telling the peers, as a crash would.
-func ServeHelper(local netip.Addr, in io.Reader, out io.Writer, log logr.Logger) error {
+func ServeHelper(locals []netip.Addr, in io.Reader, out io.Writer, log logr.Logger) error {
 	var mu sync.Mutex
 	enc := json.NewEncoder(out)
 	report := func(m helperMsg) {
@@ -270,7 +278,7 @@ func ServeHelper(local netip.Addr, in io.Reader, out io.Writer, log logr.Logger)
 		defer mu.Unlock()
 		_ = enc.Encode(m)
 	}
-	m := &Manager{Local: local, Log: log, OnChange: func(peer netip.Addr, st State) {
+	m := &Manager{Locals: locals, Log: log, OnChange: func(peer netip.Addr, st State) {
 		report(helperMsg{Peer: peer, State: st.String()})
 	}}
 	// Run's context ends only on stop: after the end of in the caller

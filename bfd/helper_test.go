@@ -2,6 +2,7 @@ package bfd
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/netip"
 	"os"
@@ -25,9 +26,15 @@ const (
 var testCfg = Config{DesiredMinTx: 100 * time.Millisecond, RequiredMinRx: 100 * time.Millisecond, DetectMult: 3}
 
 func TestMain(m *testing.M) {
+	if os.Getenv(netnsEnv) != "" {
+		if err := setupNetns(); err != nil {
+			fmt.Fprintln(os.Stderr, "setting up the network namespace:", err)
+			os.Exit(1)
+		}
+	}
 	switch os.Getenv(roleEnv) {
 	case "helper":
-		if err := ServeHelper(netip.MustParseAddr(os.Getenv(localEnv)), os.Stdin, os.Stdout, logr.Discard()); err != nil {
+		if err := ServeHelper([]netip.Addr{netip.MustParseAddr(os.Getenv(localEnv))}, os.Stdin, os.Stdout, logr.Discard()); err != nil {
 			os.Exit(1)
 		}
 		os.Exit(0)
@@ -41,9 +48,9 @@ func TestMain(m *testing.M) {
 // its standard input ends.
 func runNode(helper bool) int {
 	local := netip.MustParseAddr(os.Getenv(localEnv))
-	var r Runner = &Manager{Local: local, Log: logr.Discard()}
+	var r Runner = &Manager{Locals: []netip.Addr{local}, Log: logr.Discard()}
 	if helper {
-		r = &Helper{Local: local, Log: logr.Discard(), Command: func() (*exec.Cmd, error) {
+		r = &Helper{Locals: []netip.Addr{local}, Log: logr.Discard(), Command: func() (*exec.Cmd, error) {
 			cmd := exec.Command(os.Args[0])
 			cmd.Env = append(os.Environ(), roleEnv+"=helper")
 			return cmd, nil
@@ -80,7 +87,7 @@ func TestHelperKeepsTimeWhileForwarderStalls(t *testing.T) {
 	} {
 		t.Run(tc.role, func(t *testing.T) {
 			node, router := netip.MustParseAddr("127.0.0.3"), netip.MustParseAddr("127.0.0.4")
-			peer := &Manager{Local: router, Log: testr.New(t)}
+			peer := &Manager{Locals: []netip.Addr{router}, Log: testr.New(t)}
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
 			go func() {

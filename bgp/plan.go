@@ -292,9 +292,6 @@ func readPeer(bp *lbv1.BGPPeer, secrets map[string]*corev1.Secret) (Peer, error)
 		if p.BFD.DesiredMinTx < 10*time.Millisecond || p.BFD.RequiredMinRx < 10*time.Millisecond {
 			return p, fmt.Errorf("bfd intervals must be at least 10ms")
 		}
-		if !p.Address.Is4() {
-			return p, fmt.Errorf("bfd is implemented for IPv4 peers only")
-		}
 	}
 	if ref := s.PasswordSecret; ref != nil {
 		key := cmp.Or(ref.Key, DefaultPasswordKey)

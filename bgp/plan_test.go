@@ -229,8 +229,8 @@ func TestPlanPeerSettings(t *testing.T) {
 	if got, want := fmt.Sprintf("%+v", plan["tuned"].Peer), "{Name:tuned Address:10.0.0.2 Port:1179 PeerASN:64512 MyASN:64513 Password:s3cret HoldTime:3s KeepaliveTime:1s EBGPMultiHop:true GracefulRestart:true RestartTime:30s BFD:{DesiredMinTx:50ms RequiredMinRx:300ms DetectMult:4}}"; got != want {
 		t.Errorf("tuned\n got %s\nwant %s", got, want)
 	}
-	if got := plan["bfd-v6"].Error; got != "bfd is implemented for IPv4 peers only" {
-		t.Errorf("BFD with an IPv6 peer: %q", got)
+	if got, want := fmt.Sprintf("%s %+v", plan["bfd-v6"].Error, plan["bfd-v6"].Peer.BFD), " {DesiredMinTx:300ms RequiredMinRx:300ms DetectMult:3}"; got != want {
+		t.Errorf("BFD with an IPv6 peer (RFC 5881 over IPv6): %q, want %q", got, want)
 	}
 	if got := plan["bfd-mult"].Error; got != "bfd.detectMultiplier 1 is out of range 2..255" {
 		t.Errorf("BFD multiplier 1: %q", got)

@@ -72,7 +72,7 @@ type Speaker struct {
 	// idle servers are stopped and reused: a GoBGP server's Serve
 	// goroutine never returns.
 	idle []*server.BgpServer
-	// bfd runs the BFD sessions of peers that ask for them (IPv4).
+	// bfd runs the BFD sessions of peers that ask for them.
 	bfd bfd.Runner
 }
 
@@ -96,23 +96,17 @@ func NewSpeaker(cfg SpeakerConfig) *Speaker {
 		id = netip.AddrFrom4([4]byte{h[0], h[1], h[2], h[3]})
 	}
 	sp := &Speaker{cfg: cfg, routerID: id.String(), sessions: map[string]*session{}}
-	for _, a := range cfg.LocalAddresses {
-		if a.Is4() && cfg.BFDHelper {
-			sp.bfd = &bfd.Helper{Local: a, Log: cfg.Log.WithName("bfd")}
-		} else if a.Is4() {
-			sp.bfd = &bfd.Manager{Local: a, Log: cfg.Log.WithName("bfd")}
-		}
+	if cfg.BFDHelper {
+		sp.bfd = &bfd.Helper{Locals: cfg.LocalAddresses, Log: cfg.Log.WithName("bfd")}
+	} else {
+		sp.bfd = &bfd.Manager{Locals: cfg.LocalAddresses, Log: cfg.Log.WithName("bfd")}
 	}
 	return sp
 }
 
 // RunBFD runs the BFD sessions until ctx ends (then they tell their peers
-// AdminDown). Without an IPv4 local address there is nothing to run.
+// AdminDown).
 func (s *Speaker) RunBFD(ctx context.Context) error {
-	if s.bfd == nil {
-		<-ctx.Done()
-		return nil
-	}
 	return s.bfd.Run(ctx)
 }
 
@@ -260,9 +254,7 @@ func (s *Speaker) open(ctx context.Context, p Peer) (*session, error) {
 		return nil, err
 	}
 	if p.BFD.DetectMult != 0 {
-		if s.bfd == nil {
-			la.remember("BFD needs an IPv4 address on the node", nil)
-		} else if err := s.bfd.Add(p.Address, p.BFD); err != nil {
+		if err := s.bfd.Add(p.Address, p.BFD); err != nil {
 			la.remember("BFD: "+err.Error(), nil)
 		}
 	}
@@ -274,7 +266,7 @@ func (s *Speaker) open(ctx context.Context, p Peer) (*session, error) {
 // exit, so the router sees the TCP session drop without a NOTIFICATION and
 // keeps the routes for the restart time.
 func (s *Speaker) close(ctx context.Context, ss *session, keep bool) {
-	if ss.peer.BFD.DetectMult != 0 && s.bfd != nil {
+	if ss.peer.BFD.DetectMult != 0 {
 		// AdminDown: the router does not take the end for a failure,
 		// which would flush the routes graceful restart keeps.
 		s.bfd.Remove(ss.peer.Address)
@@ -320,7 +312,7 @@ func (s *Speaker) Sessions(ctx context.Context) map[string]SessionState {
 		if st.State == StateEstablished {
 			st.Advertised = len(ss.paths)
 		}
-		if ss.peer.BFD.DetectMult != 0 && s.bfd != nil {
+		if ss.peer.BFD.DetectMult != 0 {
 			b, _ := s.bfd.State(ss.peer.Address)
 			st.BFD = b.String()
 		}

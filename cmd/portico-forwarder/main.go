@@ -77,19 +77,23 @@ func main() {
 // output, logs on standard error. It exits when its input ends.
 func bfdHelper(args []string) {
 	fs := pflag.NewFlagSet("portico-forwarder "+bfd.HelperArg, pflag.ExitOnError)
-	local := fs.String("local", "", "The node's IPv4 address to run BFD from.")
+	local := fs.StringArray("local", nil, "The node's address to run BFD from, at most one per family (repeat for both); a family without one uses every address of the family.")
 	zapOpts := zap.Options{}
 	goFlags := flag.NewFlagSet("", flag.ExitOnError)
 	zapOpts.BindFlags(goFlags)
 	fs.AddGoFlagSet(goFlags)
 	_ = fs.Parse(args)
 	log := zap.New(zap.UseFlagOptions(&zapOpts)).WithName("bgp").WithName("bfd")
-	addr, err := netip.ParseAddr(*local)
-	if err != nil {
-		log.Error(err, "Invalid --local")
-		os.Exit(2)
+	var addrs []netip.Addr
+	for _, l := range *local {
+		a, err := netip.ParseAddr(l)
+		if err != nil {
+			log.Error(err, "Invalid --local")
+			os.Exit(2)
+		}
+		addrs = append(addrs, a)
 	}
-	if err := bfd.ServeHelper(addr, os.Stdin, os.Stdout, log); err != nil {
+	if err := bfd.ServeHelper(addrs, os.Stdin, os.Stdout, log); err != nil {
 		log.Error(err, "BFD helper stopped")
 		os.Exit(1)
 	}

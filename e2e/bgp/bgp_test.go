@@ -9,7 +9,6 @@ package bgp_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -26,6 +25,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -656,63 +656,85 @@ func TestBGPMode(t *testing.T) {
 		w.nextHops(addr.Addr(), w.nodeAddrs(0, 1, 2), 5*time.Second)
 	})
 
-	t.Run("BFD withdraws a dead node's next hop in well under a second", func(t *testing.T) {
-		var p lbv1.BGPPeer
-		if err := c.Env.Client.Get(context.Background(), client.ObjectKey{Name: "tor"}, &p); err != nil {
-			t.Fatal(err)
+	t.Run("BFD withdraws a dead node's next hop in well under a second, IPv4 and IPv6", func(t *testing.T) {
+		// An IPv6 Service beside the IPv4 one: the IPv6 BGPPeer runs
+		// BFD over IPv6 (RFC 5881, hop limit 255) with the router.
+		web6 := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web6-bfd"},
+			Spec: corev1.ServiceSpec{
+				Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr.To(class), Selector: map[string]string{"app": "web"},
+				IPFamilies: []corev1.IPFamily{corev1.IPv6Protocol}, IPFamilyPolicy: ptr.To(corev1.IPFamilyPolicySingleStack),
+				Ports: []corev1.ServicePort{{Name: "p", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: intstr.FromInt32(8080)}},
+			},
 		}
+		w.create(web6)
+		addr6 := w.address(web6).Addr()
 		ms100 := &metav1.Duration{Duration: 100 * time.Millisecond}
-		p.Spec.GracefulRestart, p.Spec.RestartTime = false, nil
-		p.Spec.BFD = &lbv1.BFDSettings{ReceiveInterval: ms100, TransmitInterval: ms100, DetectMultiplier: ptr.To[int32](3)}
-		if err := c.Env.Client.Update(context.Background(), &p); err != nil {
-			t.Fatal(err)
+		for _, name := range []string{"tor", "tor6"} {
+			// The forwarders write the status meanwhile.
+			if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				var p lbv1.BGPPeer
+				if err := c.Env.Client.Get(context.Background(), client.ObjectKey{Name: name}, &p); err != nil {
+					return err
+				}
+				p.Spec.GracefulRestart, p.Spec.RestartTime = false, nil
+				p.Spec.BFD = &lbv1.BFDSettings{ReceiveInterval: ms100, TransmitInterval: ms100, DetectMultiplier: ptr.To[int32](3)}
+				return c.Env.Client.Update(context.Background(), &p)
+			}); err != nil {
+				t.Fatal(err)
+			}
 		}
 		cmds := []string{"bfd", "profile fast", "receive-interval 100", "transmit-interval 100", "detect-multiplier 3", "exit", "exit",
 			fmt.Sprintf("router bgp %d", routerASN)}
-		for _, n := range c.Nodes {
-			cmds = append(cmds, "neighbor "+n.Host.IPv4.Addr().String()+" bfd profile fast")
+		bfdPeers := append(w.nodeAddrs(0, 1, 2), w.nodeAddrs6(0, 1, 2)...)
+		for _, a := range bfdPeers {
+			cmds = append(cmds, "neighbor "+a.String()+" bfd profile fast")
 		}
 		if err := w.router.Configure(cmds...); err != nil {
 			t.Fatal(err)
 		}
+		// Every session Up on the router, IPv4 and IPv6, and detecting a
+		// silent node within the configured 3 x 100 ms: a node that
+		// advertised a slower transmit interval (or stayed at the 1 s of
+		// a session not yet Up) would make the router wait longer, and
+		// every failover with it.
 		eventually(t, 30*time.Second, func() error {
-			out, err := w.router.Vtysh("show bfd peers json")
+			peers, err := w.router.BFDPeers()
 			if err != nil {
 				return err
 			}
-			var peers []struct {
-				Peer   string `json:"peer"`
-				Status string `json:"status"`
-			}
-			if err := json.Unmarshal([]byte(out), &peers); err != nil {
-				return fmt.Errorf("parsing %q: %w", out, err)
-			}
-			up := 0
-			for _, bp := range peers {
-				if bp.Status == "up" {
-					up++
+			for _, a := range bfdPeers {
+				p, ok := peers[a]
+				if !ok || p.Status != "up" {
+					return fmt.Errorf("router's BFD session with %s: %+v, want up (all: %+v)", a, p, peers)
 				}
-			}
-			if up != 3 {
-				return fmt.Errorf("router's BFD peers %+v, want 3 up", peers)
+				if d := p.DetectionTime(); d != 300*time.Millisecond {
+					return fmt.Errorf("router's BFD session with %s detects in %s, want the configured 3 x 100ms (%+v)", a, d, p)
+				}
 			}
 			return nil
 		})
 		w.nextHops(addr.Addr(), w.nodeAddrs(0, 1, 2), 30*time.Second)
+		w.nextHops(addr6, w.nodeAddrs6(0, 1, 2), 30*time.Second)
 		eventually(t, 10*time.Second, func() error {
-			var p lbv1.BGPPeer
-			if err := c.Env.Client.Get(context.Background(), client.ObjectKey{Name: "tor"}, &p); err != nil {
-				return err
-			}
-			for _, s := range p.Status.Sessions {
-				if s.BFD != "Up" {
-					return fmt.Errorf("session %+v, want BFD Up", s)
+			for _, name := range []string{"tor", "tor6"} {
+				var p lbv1.BGPPeer
+				if err := c.Env.Client.Get(context.Background(), client.ObjectKey{Name: name}, &p); err != nil {
+					return err
+				}
+				for _, s := range p.Status.Sessions {
+					if s.BFD != "Up" {
+						return fmt.Errorf("%s session %+v, want BFD Up", name, s)
+					}
 				}
 			}
 			return nil
 		})
-		if body := scrape(t, c.Nodes[1]); !strings.Contains(body, `portico_bgp_bfd_up{peer="tor"} 1`) {
-			t.Errorf("metrics lack portico_bgp_bfd_up 1")
+		body := scrape(t, c.Nodes[1])
+		for _, name := range []string{"tor", "tor6"} {
+			if !strings.Contains(body, `portico_bgp_bfd_up{peer="`+name+`"} 1`) {
+				t.Errorf("metrics lack portico_bgp_bfd_up{peer=%q} 1", name)
+			}
 		}
 		// The node dies on the wire: no withdrawal, no NOTIFICATION, no
 		// AdminDown, no TCP FIN (a killed process would still get one from
@@ -721,30 +743,41 @@ func TestBGPMode(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		prefix := netip.PrefixFrom(addr.Addr(), 32)
-		for {
-			got, err := w.router.NextHops(prefix)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if slices.Equal(got, w.nodeAddrs(1, 2)) {
-				break
+		gone := map[netip.Addr]time.Duration{}
+		for len(gone) < 2 {
+			for a, want := range map[netip.Addr][]netip.Addr{addr.Addr(): w.nodeAddrs(1, 2), addr6: w.nodeAddrs6(1, 2)} {
+				if _, ok := gone[a]; ok {
+					continue
+				}
+				got, err := w.router.NextHops(netip.PrefixFrom(a, a.BitLen()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if slices.Equal(got, want) {
+					gone[a] = time.Since(start)
+				}
 			}
 			if time.Since(start) > 3*time.Second {
-				t.Fatalf("next hops %v 3s after n1's cable was cut; BFD should have withdrawn it within a second", got)
+				t.Fatalf("3s after n1's cable was cut only %v lost its next hop; BFD should have withdrawn both within a second", gone)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		d := time.Since(start)
-		t.Logf("dead node's next hop withdrawn after %s", d)
-		if d > time.Second {
-			t.Errorf("withdrawn after %s, want well under a second with BFD 3 x 100ms", d)
+		t.Logf("dead node's next hops withdrawn after %s (IPv4) and %s (IPv6)", gone[addr.Addr()], gone[addr6])
+		for a, d := range gone {
+			if d > time.Second {
+				t.Errorf("%s: withdrawn after %s, want well under a second with BFD 3 x 100ms", a, d)
+			}
 		}
 		if err := c.Nodes[0].Host.SetCable(true); err != nil {
 			t.Fatal(err)
 		}
 		// n1's side learns of the loss at its hold time, then reconnects.
 		w.nextHops(addr.Addr(), w.nodeAddrs(0, 1, 2), 60*time.Second)
+		w.nextHops(addr6, w.nodeAddrs6(0, 1, 2), 60*time.Second)
+		if err := c.Env.Client.Delete(context.Background(), web6); err != nil {
+			t.Fatal(err)
+		}
+		w.nextHops(addr6, nil, 30*time.Second)
 	})
 
 	t.Run("no route for an address that is not allocated", func(t *testing.T) {

@@ -50,7 +50,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
-	"github.com/portico-lb/portico/dataplane/dptest"
 	"github.com/portico-lb/portico/e2e/cluster"
 	"github.com/portico-lb/portico/e2e/frr"
 	"github.com/portico-lb/portico/e2e/netlab"
@@ -541,81 +540,6 @@ func (b *bench) waitHops(addrs []netip.Addr, want int, within time.Duration) err
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func (b *bench) failover(addr netip.Addr) ([]time.Duration, error) {
-	target := netip.AddrPortFrom(addr, 53)
-	n1 := b.c.Nodes[0]
-	var gaps []time.Duration
-	for run := 1; run <= *runs; run++ {
-		if err := b.waitHops([]netip.Addr{addr}, len(b.c.Nodes), 2*time.Minute); err != nil {
-			return nil, err
-		}
-		var mu sync.Mutex
-		var lastLost time.Time
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			t := time.NewTicker(10 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-t.C:
-				}
-				sent := time.Now()
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					if _, err := dptest.AskUDP(b.outside, target, 300*time.Millisecond); err != nil {
-						mu.Lock()
-						if sent.After(lastLost) {
-							lastLost = sent
-						}
-						mu.Unlock()
-					}
-				}()
-			}
-		}()
-		time.Sleep(500 * time.Millisecond)
-		mu.Lock()
-		lastLost = time.Time{}
-		mu.Unlock()
-		cut := time.Now()
-		if err := n1.Host.SetCable(false); err != nil {
-			return nil, err
-		}
-		// Wait for the route to lose n1, then 1 s of probes.
-		for {
-			rs, err := b.routes()
-			if err != nil {
-				return nil, err
-			}
-			if !slices.Contains(rs[addr], n1.Host.IPv4.Addr()) {
-				break
-			}
-			if time.Since(cut) > time.Minute {
-				return nil, fmt.Errorf("run %d: n1 still a next hop a minute after its cable was cut", run)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		time.Sleep(time.Second)
-		close(stop)
-		wg.Wait()
-		gap := time.Duration(0)
-		if !lastLost.IsZero() && lastLost.After(cut) {
-			gap = lastLost.Sub(cut) + 10*time.Millisecond
-		}
-		fmt.Printf("run %d: node 1 cut off, client outage %d ms\n", run, gap.Milliseconds())
-		gaps = append(gaps, gap)
-		if err := n1.Host.SetCable(true); err != nil {
-			return nil, err
-		}
-	}
-	return gaps, b.waitHops([]netip.Addr{addr}, len(b.c.Nodes), 2*time.Minute)
 }
 
 func pct(ds []time.Duration, q float64) int64 {

@@ -79,6 +79,7 @@ type Router struct {
 
 var bgpdConf = template.Must(template.New("bgpd").Parse(`frr defaults datacenter
 hostname router
+log timestamp precision 3
 log stdout debugging
 !
 router bgp {{.ASN}}
@@ -134,11 +135,11 @@ func Start(h *netlab.Host, cfg Config, logDir string) (*Router, error) {
 		return nil, err
 	}
 	files := map[string]string{
-		"zebra.conf": "hostname router\n",
+		"zebra.conf": "hostname router\nlog stdout debugging\nlog timestamp precision 3\n",
 		"bgpd.conf":  conf.String(),
 	}
 	if cfg.BFD {
-		files["bfdd.conf"] = "hostname router\nlog stdout debugging\ndebug bfd peer\ndebug bfd network\n"
+		files["bfdd.conf"] = "hostname router\nlog stdout debugging\nlog timestamp precision 3\ndebug bfd peer\ndebug bfd network\n"
 	}
 	// The daemons drop root for the frr user (running them as root needs
 	// root in the frrvty group): the directory and files are theirs.
@@ -334,4 +335,44 @@ func (r *Router) Close() error {
 	}
 	_ = os.RemoveAll(r.dir)
 	return err
+}
+
+// BFDPeer is a row of "show bfd peers json" (intervals in milliseconds).
+type BFDPeer struct {
+	Peer                   string `json:"peer"`
+	Local                  string `json:"local"`
+	Status                 string `json:"status"`
+	ReceiveInterval        int    `json:"receive-interval"`
+	TransmitInterval       int    `json:"transmit-interval"`
+	DetectMultiplier       int    `json:"detect-multiplier"`
+	RemoteReceiveInterval  int    `json:"remote-receive-interval"`
+	RemoteTransmitInterval int    `json:"remote-transmit-interval"`
+	RemoteDetectMultiplier int    `json:"remote-detect-multiplier"`
+}
+
+// DetectionTime is how long the router waits without a packet from the
+// peer before it declares the session down (RFC 5880 6.8.4): the peer's
+// detect multiplier times the greater of the router's required receive
+// interval and the peer's desired transmit interval.
+func (p BFDPeer) DetectionTime() time.Duration {
+	return time.Duration(p.RemoteDetectMultiplier) * time.Duration(max(p.ReceiveInterval, p.RemoteTransmitInterval)) * time.Millisecond
+}
+
+// BFDPeers returns the router's BFD sessions by peer address.
+func (r *Router) BFDPeers() (map[netip.Addr]BFDPeer, error) {
+	out, err := r.Vtysh("show bfd peers json")
+	if err != nil {
+		return nil, err
+	}
+	var peers []BFDPeer
+	if err := json.Unmarshal([]byte(out), &peers); err != nil {
+		return nil, fmt.Errorf("parsing %q: %w", out, err)
+	}
+	m := map[netip.Addr]BFDPeer{}
+	for _, p := range peers {
+		if a, err := netip.ParseAddr(p.Peer); err == nil {
+			m[a] = p
+		}
+	}
+	return m, nil
 }
