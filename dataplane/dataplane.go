@@ -238,84 +238,140 @@ func writeFull(tx *knftables.Transaction, b *base, desired map[ServiceKey]*objec
 // kernel is unchanged (transactions are atomic); the caller retries or
 // resyncs.
 func (d *Dataplane) Update(ctx context.Context, svc Service) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if !d.synced {
-		return ErrNotSynced
-	}
-	o, err := d.gen.serviceObjects(&svc)
-	if err != nil {
-		return err
-	}
-	if err := d.apply(ctx, svc.Key, o); err != nil {
-		return err
-	}
-	prev := d.svcs[svc.Key]
-	d.svcs[svc.Key] = svc
-	return errors.Join(d.syncCounters(ctx), d.clean(ctx, &prev, &svc))
+	return d.Apply(ctx, []Service{svc}, nil)
 }
 
 // Delete removes one Service's objects in one transaction.
 func (d *Dataplane) Delete(ctx context.Context, key ServiceKey) error {
+	return d.Apply(ctx, nil, []ServiceKey{key})
+}
+
+// change is one Service's part of an Apply: its objects, nil to remove it.
+type change struct {
+	key ServiceKey
+	o   *objects
+	svc Service
+}
+
+// Apply programs updates (new or changed Services) and removes deletes in
+// one transaction that touches only those Services' chains, sets and map
+// elements. A burst of changes costs one nft run, not one per Service:
+// every run makes nft read the table, so per-Service runs cost time that
+// grows with the table and fell behind a burst of a thousand Services by
+// minutes (issue 17), while the routers were already sending their traffic.
+// A Service that cannot be programmed is left out and reported in the
+// returned error; the others are programmed. On a failed run the kernel
+// and this Dataplane are unchanged; the caller retries or resyncs.
+func (d *Dataplane) Apply(ctx context.Context, updates []Service, deletes []ServiceKey) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.synced {
 		return ErrNotSynced
 	}
-	if _, ok := d.state[key]; !ok {
-		return nil
+	var errs []error
+	var changes []change
+	for i := range updates {
+		o, err := d.gen.serviceObjects(&updates[i])
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		changes = append(changes, change{key: updates[i].Key, o: o, svc: updates[i]})
 	}
-	if err := d.apply(ctx, key, nil); err != nil {
-		return err
+	for _, key := range deletes {
+		if _, ok := d.state[key]; ok {
+			changes = append(changes, change{key: key, svc: Service{Key: key}})
+		}
 	}
-	prev := d.svcs[key]
-	delete(d.svcs, key)
-	return errors.Join(d.syncCounters(ctx), d.clean(ctx, &prev, &Service{Key: key}))
+	if len(changes) == 0 {
+		return errors.Join(errs...)
+	}
+	if err := d.apply(ctx, changes); err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	var gone []RemovedEndpoint
+	for i := range changes {
+		c := &changes[i]
+		prev := d.svcs[c.key]
+		if c.o == nil {
+			delete(d.svcs, c.key)
+		} else {
+			d.svcs[c.key] = c.svc
+		}
+		if d.cleaner != nil {
+			gone = append(gone, d.removedEndpoints(&prev, &c.svc)...)
+		}
+	}
+	errs = append(errs, d.syncCounters(ctx))
+	if len(gone) > 0 {
+		if err := d.cleaner(ctx, gone); err != nil {
+			errs = append(errs, fmt.Errorf("flushing conntrack for %d services: %w", len(changes), err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
-func (d *Dataplane) apply(ctx context.Context, key ServiceKey, o *objects) error {
-	old := d.state[key]
+// apply writes changes, in order, into one transaction and commits the
+// claims, dispatch chains and objects once it ran.
+func (d *Dataplane) apply(ctx context.Context, changes []change) error {
 	affected := map[elemKey]bool{}
-	for _, x := range []*objects{old, o} {
-		if x != nil {
-			for k := range x.elements {
-				affected[k] = true
+	for _, c := range changes {
+		for _, x := range []*objects{d.state[c.key], c.o} {
+			if x != nil {
+				for k := range x.elements {
+					affected[k] = true
+				}
 			}
 		}
 	}
-	// Work on a copy of the affected claims; commit it only when the
-	// transaction succeeded.
+	// Work on copies of the affected claims and of the changed Services'
+	// objects; commit them only when the transaction succeeded.
 	cl := d.claims.clone(affected)
-	before, after, lost := cl.set(key, old, o)
+	state := map[ServiceKey]*objects{}
+	current := func(key ServiceKey) *objects {
+		if o, ok := state[key]; ok {
+			return o
+		}
+		return d.state[key]
+	}
 	log := logr.FromContextOrDiscard(ctx)
-	for _, k := range lost {
-		w, _, _ := cl.winner(k)
-		log.Info("Address and port already belong to another Service; not programmed", "service", key.String(), "key", k.key, "owner", w.String())
-	}
-
 	tx := d.nft.NewTransaction()
-	var newDispatch []string
-	if o != nil {
-		for _, name := range sortedKeys(o.dispatch) {
-			if !d.dispatch[name] {
-				newDispatch = append(newDispatch, name)
-				tx.Add(&knftables.Chain{Name: name})
+	newDispatch := map[string]bool{}
+	for _, c := range changes {
+		old := current(c.key)
+		before, after, lost := cl.set(c.key, old, c.o)
+		for _, k := range lost {
+			w, _, _ := cl.winner(k)
+			log.Info("Address and port already belong to another Service; not programmed", "service", c.key.String(), "key", k.key, "owner", w.String())
+		}
+		if c.o != nil {
+			var added []string
+			for _, name := range sortedKeys(c.o.dispatch) {
+				if !d.dispatch[name] && !newDispatch[name] {
+					added = append(added, name)
+					newDispatch[name] = true
+					tx.Add(&knftables.Chain{Name: name})
+				}
+			}
+			for _, name := range added {
+				for _, r := range c.o.dispatch[name].rules() {
+					tx.Add(&knftables.Rule{Chain: name, Rule: r})
+				}
 			}
 		}
-		for _, name := range newDispatch {
-			for _, r := range o.dispatch[name].rules() {
-				tx.Add(&knftables.Rule{Chain: name, Rule: r})
-			}
-		}
+		writeDiff(tx, old, c.o, before, after)
+		state[c.key] = c.o
 	}
-	writeDiff(tx, old, o, before, after)
 	if tx.NumOperations() > 0 {
-		log.V(2).Info("Updating nftables for service", "service", key.String(), "operations", tx.NumOperations())
+		log.V(2).Info("Updating nftables", "services", len(changes), "operations", tx.NumOperations())
 		if err := d.nft.Run(ctx, tx); err != nil {
-			return fmt.Errorf("programming service %s: %w", key, err)
+			if len(changes) == 1 {
+				return fmt.Errorf("programming service %s: %w", changes[0].key, err)
+			}
+			return fmt.Errorf("programming %d services: %w", len(changes), err)
 		}
 	}
-	for _, name := range newDispatch {
+	for name := range newDispatch {
 		d.dispatch[name] = true
 	}
 	for k := range affected {
@@ -325,24 +381,12 @@ func (d *Dataplane) apply(ctx context.Context, key ServiceKey, o *objects) error
 			delete(d.claims, k)
 		}
 	}
-	if o == nil {
-		delete(d.state, key)
-	} else {
-		d.state[key] = o
-	}
-	return nil
-}
-
-func (d *Dataplane) clean(ctx context.Context, prev, cur *Service) error {
-	if d.cleaner == nil {
-		return nil
-	}
-	gone := d.removedEndpoints(prev, cur)
-	if len(gone) == 0 {
-		return nil
-	}
-	if err := d.cleaner(ctx, gone); err != nil {
-		return fmt.Errorf("flushing conntrack for service %s: %w", cur.Key, err)
+	for key, o := range state {
+		if o == nil {
+			delete(d.state, key)
+		} else {
+			d.state[key] = o
+		}
 	}
 	return nil
 }

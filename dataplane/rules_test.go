@@ -498,3 +498,58 @@ func FuzzCounterName(f *testing.F) {
 		}
 	})
 }
+
+// TestApplyBatchMatchesFullSync applies random batches of Updates and
+// Deletes in one call each (Services of a batch share addresses and ports,
+// so claims change hands inside one transaction) and checks, after each,
+// that the table equals a fresh full Sync of the same Services and that the
+// batch ran as one transaction.
+func TestApplyBatchMatchesFullSync(t *testing.T) {
+	dropDispatch = true
+	defer func() { dropDispatch = false }()
+	rng := rand.New(rand.NewPCG(3, 4))
+	ctx := context.Background()
+	dp, rec := newFake(t, Options{})
+	if err := dp.Sync(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	live := map[ServiceKey]Service{}
+	for step := range 200 {
+		var updates []Service
+		var deletes []ServiceKey
+		seen := map[string]bool{}
+		for range 1 + rng.IntN(5) {
+			name := fmt.Sprintf("s%d", rng.IntN(8))
+			if seen[name] {
+				continue
+			}
+			seen[name] = true
+			if rng.IntN(4) == 0 {
+				deletes = append(deletes, ServiceKey{"default", name})
+				delete(live, ServiceKey{"default", name})
+				continue
+			}
+			s := randomService(rng, name)
+			updates = append(updates, s)
+			live[s.Key] = s
+		}
+		runs := len(rec.txs)
+		if err := dp.Apply(ctx, updates, deletes); err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+		if n := len(rec.txs) - runs; n > 2 {
+			t.Fatalf("step %d: a batch of %d changes ran %d transactions, want one (and one for counters)", step, len(updates)+len(deletes), n)
+		}
+		fresh, frec := newFake(t, Options{})
+		var all []Service
+		for _, s := range live {
+			all = append(all, s)
+		}
+		if err := fresh.Sync(ctx, all); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(dump(frec), dump(rec)); diff != "" {
+			t.Fatalf("step %d: batched table differs from a full sync (-full +batched):\n%s", step, diff)
+		}
+	}
+}

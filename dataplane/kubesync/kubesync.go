@@ -215,6 +215,8 @@ func (s *Syncer) incremental(ctx context.Context) error {
 	s.pending = map[types.NamespacedName]bool{}
 	s.mu.Unlock()
 	var errs []error
+	var updates []dataplane.Service
+	var deletes []dataplane.ServiceKey
 	for key := range keys {
 		svc, ok, err := s.build(ctx, key)
 		var ce *providers.ConfigError
@@ -226,20 +228,24 @@ func (s *Syncer) incremental(ctx context.Context) error {
 			errs = append(errs, err)
 			continue
 		}
-		dk := dataplane.ServiceKey{Namespace: key.Namespace, Name: key.Name}
 		if !ok {
-			if err := s.Dataplane.Delete(ctx, dk); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			delete(s.current, key)
+			deletes = append(deletes, dataplane.ServiceKey{Namespace: key.Namespace, Name: key.Name})
 			continue
 		}
-		if err := s.Dataplane.Update(ctx, svc); err != nil {
-			errs = append(errs, err)
-			continue
+		updates = append(updates, svc)
+	}
+	// Everything that changed since the last pass goes to the kernel in one
+	// transaction (Dataplane.Apply).
+	if len(updates)+len(deletes) > 0 {
+		if err := s.Dataplane.Apply(ctx, updates, deletes); err != nil {
+			return errors.Join(append(errs, err)...)
 		}
-		s.current[key] = svc
+	}
+	for _, svc := range updates {
+		s.current[types.NamespacedName{Namespace: svc.Key.Namespace, Name: svc.Key.Name}] = svc
+	}
+	for _, key := range deletes {
+		delete(s.current, types.NamespacedName{Namespace: key.Namespace, Name: key.Name})
 	}
 	return errors.Join(errs...)
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -175,4 +176,95 @@ func mustGetForUpdate(t *testing.T, c client.Client, obj *discoveryv1.EndpointSl
 	}
 	obj.ResourceVersion = cur.ResourceVersion
 	return obj
+}
+
+// gatedNFT counts transactions and holds the one after the initial sync
+// until released, so the changes that arrive meanwhile queue up.
+type gatedNFT struct {
+	*knftables.Fake
+	mu   sync.Mutex
+	runs int
+	gate chan struct{}
+}
+
+func (g *gatedNFT) Run(ctx context.Context, tx *knftables.Transaction) error {
+	g.mu.Lock()
+	g.runs++
+	n := g.runs
+	g.mu.Unlock()
+	if n == 2 {
+		<-g.gate
+	}
+	return g.Fake.Run(ctx, tx)
+}
+
+func (g *gatedNFT) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.runs
+}
+
+// TestSyncerBatchesABurst: Services that arrive while the data plane is busy
+// are programmed together, in one nft run, not one run each. Each run makes
+// nft read the whole table, so a run per Service fell behind a burst of a
+// thousand Services by minutes while BGP already routed their addresses to
+// the node (issue 17).
+func TestSyncerBatchesABurst(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first := service("s0", "203.0.113.100", 0)
+	reader := fake.NewClientBuilder().WithScheme(scheme.New()).Build()
+	informers := &informertest.FakeInformers{Scheme: scheme.New()}
+	svcInf, err := informers.FakeInformerFor(ctx, &corev1.Service{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, obj := range []client.Object{&discoveryv1.EndpointSlice{}, &lbv1.LoadBalancer{}} {
+		if _, err := informers.FakeInformerFor(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nft := &gatedNFT{Fake: knftables.NewFake(knftables.InetFamily, "portico"), gate: make(chan struct{})}
+	dp, err := dataplane.New(dataplane.Options{NFT: nft, NodeName: "node-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Syncer{Informers: informers, Reader: reader, Dataplane: dp, NodeName: "node-a"}
+	done := make(chan error, 1)
+	go func() { done <- s.Start(ctx) }()
+	eventually(t, "the initial sync", func() bool { return nft.count() == 1 })
+
+	add := func(svc *corev1.Service) {
+		for _, obj := range []client.Object{svc, record(svc), endpointSlice(svc.Name, "10.0.0.1")} {
+			if err := reader.Create(ctx, obj); err != nil {
+				t.Fatal(err)
+			}
+		}
+		svcInf.Add(svc)
+	}
+	add(first)
+	eventually(t, "the first Service's run", func() bool { return nft.count() == 2 })
+	const burst = 50
+	for i := 1; i <= burst; i++ {
+		add(service(fmt.Sprintf("s%d", i), fmt.Sprintf("203.0.113.%d", i), 0))
+	}
+	close(nft.gate)
+	eventually(t, "the burst is programmed", func() bool {
+		d := nft.Dump()
+		for i := 1; i <= burst; i++ {
+			if !strings.Contains(d, fmt.Sprintf("203.0.113.%d . 80 . 0 : 10.0.0.1 . 8080", i)) {
+				return false
+			}
+		}
+		return true
+	})
+	// The initial sync, the first Service, then the burst: each with at
+	// most one more run for the byte counters.
+	if n := nft.count(); n > 5 {
+		t.Errorf("%d Services arriving together cost %d nft runs, want at most 5", burst, n)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Start returned %v", err)
+	}
 }
