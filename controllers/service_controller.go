@@ -30,7 +30,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/model"
@@ -115,6 +114,9 @@ type ServiceReconciler struct {
 	// nodes is the eligible-node set shared by every Service's desired
 	// state, rebuilt after node changes.
 	nodes nodeSnapshots
+	// addressing holds record passes back while Services await their
+	// first address (recordpass.go).
+	addressing addressWork
 
 	mu      sync.Mutex
 	applied map[types.NamespacedName]applied
@@ -178,6 +180,12 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 			return res, err
 		}
 		record = nil
+	}
+	// A Service on its way to its first address holds back the record
+	// passes of others until it has it (recordpass.go).
+	if len(svc.Status.LoadBalancer.Ingress) == 0 && !r.wasApplied(req.NamespacedName) {
+		r.addressing.set(req.NamespacedName, true)
+		defer r.addressing.set(req.NamespacedName, false)
 	}
 	if err := r.ensureFinalizerAndRecord(ctx, svc, class, &record); err != nil {
 		return ctrl.Result{}, err
@@ -305,7 +313,8 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 		// have changed: say whether anything can carry traffic. The cached
 		// copy may predate our own writes, so only the Serving condition is
 		// patched (merged by type), never the address or Ready.
-		if err := r.writeDueRecord(ctx, svc, record, hash, eps); err != nil {
+		wait, err := r.writeDueRecord(ctx, svc, record, hash, eps)
+		if err != nil {
 			return ctrl.Result{}, err
 		}
 		if !r.wroteServing(key, serving, false) {
@@ -314,6 +323,11 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 			}
 			r.wroteServing(key, serving, true)
 		}
+		if wait > 0 {
+			// The record pass waits for other Services' addresses; the
+			// endpoints go with it.
+			return ctrl.Result{RequeueAfter: wait, Priority: ptr.To(recordPassPriority)}, nil
+		}
 		if err := r.writeEndpoints(ctx, record, eps); err != nil {
 			return ctrl.Result{}, err
 		}
@@ -321,7 +335,8 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 	}
 	changed := record == nil || record.Status.AppliedHash != hash
 	ctrl.LoggerFrom(ctx).V(2).Info("Ensuring load balancer", "class", class, "nodes", len(desired.Nodes), "ports", len(desired.Ports))
-	st, err := r.ensureWithProgress(ctx, provider, svc, desired, changed)
+	var st *providers.Status
+	r.addressing.during(key, func() { st, err = r.ensureWithProgress(ctx, provider, svc, desired, changed) })
 	if err != nil {
 		return r.fail(ctx, svc, record, class, err)
 	}
@@ -337,49 +352,12 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 		r.Metrics.TimeToAddress.Observe(time.Since(svc.CreationTimestamp.Time).Seconds())
 	}
 	// The address is out. The record's status and the Ensured Event follow
-	// in the record pass, queued below every Service still waiting for its
-	// address: they guard nothing (the record already names the class, the
-	// Service holds the address), and when thousands of Services wait, as
-	// at start or in a burst, their addresses come first.
-	r.remember(key, hash, &dueRecord{status: st, class: class, changed: changed}, &serving)
+	// in the record pass (recordpass.go), after every Service still waiting
+	// for its address: they guard nothing (the record already names the
+	// class, the Service holds the address), and when thousands of
+	// Services wait, as at start or in a burst, their addresses come first.
+	r.remember(key, hash, &dueRecord{status: st, class: class, changed: changed, at: time.Now()}, &serving)
 	return ctrl.Result{RequeueAfter: recordPassDelay, Priority: ptr.To(recordPassPriority)}, nil
-}
-
-// The record pass: after an Ensure, the record's status and the Ensured
-// Event are written by the next reconcile of the Service, queued at
-// recordPassPriority, below the initial list's handler.LowPriority, after
-// recordPassDelay, by which the cache shows the Service's new status.
-const (
-	recordPassPriority = handler.LowPriority - 100
-	recordPassDelay    = 100 * time.Millisecond
-)
-
-// dueRecord is what an Ensure left for the record pass.
-type dueRecord struct {
-	status  *providers.Status
-	class   string
-	changed bool
-}
-
-// writeDueRecord writes the record's status (and the Ensured Event) that the
-// Ensure of hash left for the record pass, if any; it is kept for a retry
-// when the write fails. A newer Ensure replaces it, a failure or a deleted
-// record drops it (fail writes the record itself; a rebuilt record comes
-// with a new Ensure).
-func (r *ServiceReconciler) writeDueRecord(ctx context.Context, svc *corev1.Service, record *lbv1.LoadBalancer, hash string, eps lbv1.EndpointsStatus) error {
-	key := client.ObjectKeyFromObject(svc)
-	due := r.due(key, hash)
-	if due == nil {
-		return nil
-	}
-	if err := r.writeRecord(ctx, svc, record, due.class, due.status, hash, &eps, nil); err != nil {
-		return err
-	}
-	if due.changed {
-		r.event(svc, corev1.EventTypeNormal, ReasonEnsured, "Ensure", "Ensured %s load balancer at %s", due.class, addressList(due.status))
-	}
-	r.recordWritten(key, due, &eps)
-	return nil
 }
 
 // ensuringEventAfter is how long a changed load balancer's Ensure may take

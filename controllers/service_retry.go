@@ -100,6 +100,15 @@ func (r *ServiceReconciler) upToDate(key types.NamespacedName, hash string) bool
 	return ok && a.hash == hash && time.Since(a.at) < r.ResyncPeriod
 }
 
+// wasApplied reports whether an Ensure of key's load balancer succeeded in
+// this process (within the resync period or not).
+func (r *ServiceReconciler) wasApplied(key types.NamespacedName) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.applied[key]
+	return ok
+}
+
 // markReensure makes the next upToDate of key false.
 func (r *ServiceReconciler) markReensure(key types.NamespacedName) {
 	r.mu.Lock()
