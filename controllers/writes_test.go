@@ -188,6 +188,9 @@ func TestBurstAddressesBeforeRecords(t *testing.T) {
 	}
 	done := func(w string) {
 		name, ok := strings.CutPrefix(w, "PATCH /api/v1"+prefix+"services/")
+		if !ok {
+			return
+		}
 		if name, ok = strings.CutSuffix(name, "/status"); !ok {
 			return
 		}
