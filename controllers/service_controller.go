@@ -124,6 +124,9 @@ type ServiceReconciler struct {
 	// even if an Ensure in flight remembers them as applied (Reensure).
 	reensure map[types.NamespacedName]bool
 	failures map[types.NamespacedName]int
+	// own is what this process wrote to new Services' metadata and
+	// records, while the cache may not show it (trustOwnWrites).
+	own map[types.NamespacedName]ownWrites
 }
 
 // Reconcile brings one Service's load balancer to its desired state.
@@ -152,6 +155,7 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	record = r.trustOwnWrites(svc, record)
 	class := r.classFor(svc)
 	built := ""
 	if record != nil {
@@ -198,8 +202,16 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 // depends on the other, so a new Service's two writes go out together and
 // its address comes one API round trip sooner.
 func (r *ServiceReconciler) ensureFinalizerAndRecord(ctx context.Context, svc *corev1.Service, class string, record **lbv1.LoadBalancer) error {
-	if *record != nil || controllerutil.ContainsFinalizer(svc, Finalizer) {
-		return r.ensureFinalizer(ctx, svc)
+	from := svc.ResourceVersion
+	if controllerutil.ContainsFinalizer(svc, Finalizer) {
+		return nil
+	}
+	if *record != nil {
+		if err := r.ensureFinalizer(ctx, svc); err != nil {
+			return err
+		}
+		r.wroteOwn(svc, from, nil)
+		return nil
 	}
 	// The record's owner reference is read from a copy: the finalizer
 	// patch rewrites svc meanwhile.
@@ -220,7 +232,63 @@ func (r *ServiceReconciler) ensureFinalizerAndRecord(ctx context.Context, svc *c
 		return recErr
 	}
 	*record = rec
+	r.wroteOwn(svc, from, rec)
 	return nil
+}
+
+// ownWrites is what this process wrote to a new Service's metadata and
+// record, for the reconciles that read a cache not showing it yet
+// (kube-controller-manager's EndpointSlice for a new Service queues one at
+// once).
+type ownWrites struct {
+	uid types.UID
+	// patchedFrom is the Service's resourceVersion that the finalizer
+	// patch applied to: a cached copy still at it predates the patch.
+	patchedFrom string
+	// record is the record this process created.
+	record *lbv1.LoadBalancer
+}
+
+// wroteOwn records that this process added the finalizer to svc, patching
+// it from resourceVersion from, and created rec (nil: none).
+func (r *ServiceReconciler) wroteOwn(svc *corev1.Service, from string, rec *lbv1.LoadBalancer) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.own == nil {
+		r.own = map[types.NamespacedName]ownWrites{}
+	}
+	r.own[client.ObjectKeyFromObject(svc)] = ownWrites{uid: svc.UID, patchedFrom: from, record: rec}
+}
+
+// trustOwnWrites returns record, or the record this process created for svc
+// when the cache does not show it yet, and adds to svc the finalizer this
+// process added when the cached copy predates that patch: a reconcile on a
+// lagging cache writes neither again (a finalizer patch on a stale copy is
+// refused by its optimistic lock; a second create finds the record exists).
+// Once the cache shows both, it is the cache that counts.
+func (r *ServiceReconciler) trustOwnWrites(svc *corev1.Service, record *lbv1.LoadBalancer) *lbv1.LoadBalancer {
+	key := client.ObjectKeyFromObject(svc)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w, ok := r.own[key]
+	switch {
+	case !ok:
+		return record
+	case w.uid != svc.UID:
+		delete(r.own, key)
+		return record
+	}
+	stale := svc.ResourceVersion == w.patchedFrom
+	if stale {
+		controllerutil.AddFinalizer(svc, Finalizer)
+	}
+	if record == nil && w.record != nil && metav1.IsControlledBy(w.record, svc) {
+		return w.record.DeepCopy()
+	}
+	if !stale {
+		delete(r.own, key)
+	}
+	return record
 }
 
 // notServed handles a LoadBalancer Service whose class this operator does

@@ -188,6 +188,14 @@ func (r *ServiceReconciler) wroteEndpoints(key types.NamespacedName, eps *lbv1.E
 	return a.endpoints != nil && equality.Semantic.DeepEqual(a.endpoints, eps)
 }
 
+// forgetOwn drops what this process remembers writing to key's metadata and
+// record (the record was deleted).
+func (r *ServiceReconciler) forgetOwn(key types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.own, key)
+}
+
 func (r *ServiceReconciler) forgetApplied(key types.NamespacedName) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -199,6 +207,7 @@ func (r *ServiceReconciler) forget(key types.NamespacedName) {
 	defer r.mu.Unlock()
 	delete(r.applied, key)
 	delete(r.failures, key)
+	delete(r.own, key)
 }
 
 // backoff returns the next exponential delay for key.

@@ -66,6 +66,7 @@ func (r *ServiceReconciler) recordHandler() handler.EventHandler {
 		DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			key := client.ObjectKeyFromObject(e.Object)
 			r.forgetApplied(key)
+			r.forgetOwn(key)
 			q.Add(reconcile.Request{NamespacedName: key})
 		},
 	}

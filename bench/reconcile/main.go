@@ -103,11 +103,13 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 	if err != nil {
 		return err
 	}
+	cpuBefore := cpuSeconds()
 	bare, err := bareCreateRate(ctx, cs, services)
 	if err != nil {
 		return fmt.Errorf("bare apiserver: %w", err)
 	}
 	fmt.Printf("bare: services=%d per_s=%.0f\n", services, bare)
+	fmt.Printf("cpu_s: phase=bare %s\n", cpuSince(cpuSeconds(), cpuBefore))
 	// kube-controller-manager writes an EndpointSlice for each bare Service
 	// at its own client rate, long after the bare Creates returned; that
 	// backlog must not run into the measured phases.
@@ -159,6 +161,7 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 	if before, err = apiWrites(ctx, cs); err != nil {
 		return err
 	}
+	cpuBefore = cpuSeconds()
 	var lat []timing
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -192,6 +195,7 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 	// operator, its queue, the finalizer and record writes, watch back) and
 	// finalizer seen -> address seen (the backend, the status write, watch
 	// back).
+	fmt.Printf("cpu_s: phase=paced %s\n", cpuSince(cpuSeconds(), cpuBefore))
 	fmt.Printf("paced: to_finalizer_p50_ms=%d to_finalizer_p99_ms=%d finalizer_to_address_p50_ms=%d finalizer_to_address_p99_ms=%d\n",
 		f50.Milliseconds(), f99.Milliseconds(), s50.Milliseconds(), s99.Milliseconds())
 	if err := settle(ctx, cs); err != nil {
@@ -210,6 +214,7 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 	if before, err = apiWrites(ctx, cs); err != nil {
 		return err
 	}
+	cpuBefore = cpuSeconds()
 	start := time.Now()
 	sem := make(chan struct{}, 64)
 	errs := make(chan error, services)
@@ -231,6 +236,7 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 	}
 	perS := float64(services) / elapsed.Seconds()
 	fmt.Printf("burst: services=%d elapsed_ms=%d\n", services, elapsed.Milliseconds())
+	fmt.Printf("cpu_s: phase=burst %s\n", cpuSince(cpuSeconds(), cpuBefore))
 	// The writes while the burst got its addresses, and all it cost once
 	// everything (records, Events, EndpointSlices) settled.
 	during, err := apiWrites(ctx, cs)
@@ -422,8 +428,12 @@ func apiWrites(ctx context.Context, cs kubernetes.Interface) (writeCounts, error
 	}
 	out := writeCounts{}
 	for _, line := range strings.Split(string(body), "\n") {
-		labels, value, ok := strings.Cut(strings.TrimPrefix(line, "apiserver_request_total{"), "} ")
-		if !ok || len(labels) == len(line) {
+		rest, ok := strings.CutPrefix(line, "apiserver_request_total{")
+		if !ok {
+			continue
+		}
+		labels, value, ok := strings.Cut(rest, "} ")
+		if !ok {
 			continue
 		}
 		l := map[string]string{}
@@ -493,4 +503,52 @@ func settle(ctx context.Context, cs kubernetes.Interface) error {
 		time.Sleep(250 * time.Millisecond)
 	}
 	return errors.New("the control plane's writes did not settle within 2m")
+}
+
+// cpuSeconds returns the CPU time (user and system) used so far by this
+// program and each process it started (kube-apiserver, etcd,
+// kube-controller-manager, kwok, portico-operator), by command name.
+func cpuSeconds() map[string]float64 {
+	out := map[string]float64{}
+	self := os.Getpid()
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ... utime stime: fields 14 and 15.
+		open, end := strings.IndexByte(string(data), '('), strings.LastIndexByte(string(data), ')')
+		if open < 0 || end < open {
+			continue
+		}
+		comm := string(data[open+1 : end])
+		f := strings.Fields(string(data[end+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(f[1]); pid != self && ppid != self {
+			continue
+		}
+		utime, _ := strconv.ParseFloat(f[11], 64)
+		stime, _ := strconv.ParseFloat(f[12], 64)
+		out[comm] += (utime + stime) / clockTicks
+	}
+	return out
+}
+
+// clockTicks is the kernel's USER_HZ, the unit of /proc/<pid>/stat times.
+const clockTicks = 100
+
+// cpuSince prints the CPU seconds used since before, by process.
+func cpuSince(after, before map[string]float64) string {
+	var parts []string
+	for _, name := range slices.Sorted(maps.Keys(after)) {
+		parts = append(parts, fmt.Sprintf("%s=%.1f", name, after[name]-before[name]))
+	}
+	return strings.Join(parts, " ")
 }
