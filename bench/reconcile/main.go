@@ -15,6 +15,14 @@
 // bare apiserver's creation rate, which bounds the burst. burst_ratio is the
 // burst rate over that rate.
 //
+// Between phases the run waits until the control plane's writes settle
+// (kube-controller-manager writes the bare Services' EndpointSlices at its
+// own client rate for tens of seconds). For each phase it prints the
+// apiserver's write requests per Service by resource ("writes:", from its
+// apiserver_request_total), the CPU seconds of every process it started
+// ("cpu_s:"), and for the paced phase where the time goes: Create returned
+// to finalizer seen, finalizer seen to address seen.
+//
 // The last line is:
 //
 //	reconcile: services=<burst n> p50_ms=<paced p50> p99_ms=<paced p99> per_s=<burst rate> operator_rss_mb=<peak RSS> burst_ratio=<per_s / bare per_s>
