@@ -9,7 +9,7 @@
 //     handler.LowPriority included);
 //   - in time: a pass that comes due while another reconcile is on its way
 //     to a Service's first address (finalizer, record, Service status; not
-//     while its backend takes long), or less than recordPassQuiet after the
+//     while its backend takes long), or less than RecordPassQuiet after the
 //     last one, is parked, and queued again once address work has been
 //     quiet that long, or after recordPassMaxWait at the latest. In a burst
 //     the Services awaiting addresses are mostly in the workers or still
@@ -44,11 +44,12 @@ const (
 	// recordPassDelay is how long after the Ensure the pass is queued: by
 	// then the cache shows the Service's new status.
 	recordPassDelay = 100 * time.Millisecond
-	// recordPassQuiet is how long no reconcile must have been on its way
-	// to a first address before record passes go: in a burst, Services
-	// keep arriving at much shorter intervals, and the apiserver's
-	// capacity goes to their Creates and addresses first.
-	recordPassQuiet = 500 * time.Millisecond
+	// DefaultRecordPassQuiet is how long no reconcile must have been on
+	// its way to a first address before record passes go
+	// (ServiceReconciler.RecordPassQuiet): in a burst, Services keep
+	// arriving at much shorter intervals, and the apiserver's capacity
+	// goes to their Creates and addresses first.
+	DefaultRecordPassQuiet = time.Second
 	// recordPassMaxWait bounds how long a pass waits for other Services'
 	// addresses: under a stream of new Services that never lets up, a
 	// record's status lags its Service's by at most this.
@@ -108,6 +109,15 @@ type addressWork struct {
 	// releasing is set while a release is scheduled.
 	releasing bool
 	released  chan event.GenericEvent
+	// quiet is the quiet period; zero means DefaultRecordPassQuiet.
+	quiet time.Duration
+}
+
+func (a *addressWork) quietPeriod() time.Duration {
+	if a.quiet > 0 {
+		return a.quiet
+	}
+	return DefaultRecordPassQuiet
 }
 
 // set marks key's reconcile as address work (on) or not.
@@ -127,19 +137,19 @@ func (a *addressWork) set(key types.NamespacedName, on bool) {
 	delete(a.active, key)
 	a.lastEnd = time.Now()
 	if len(a.active) == 0 {
-		a.scheduleReleaseLocked(recordPassQuiet)
+		a.scheduleReleaseLocked(a.quietPeriod())
 	}
 }
 
 // busyLocked reports whether a reconcile other than key's own is address
-// work, or one ended less than recordPassQuiet ago: Services are still
+// work, or one ended less than the quiet period ago: Services are still
 // arriving.
 func (a *addressWork) busyLocked(key types.NamespacedName) bool {
 	n := len(a.active)
 	if a.active[key] {
 		n--
 	}
-	return n > 0 || time.Since(a.lastEnd) < recordPassQuiet
+	return n > 0 || time.Since(a.lastEnd) < a.quietPeriod()
 }
 
 // park holds key's record pass while address work is busy, and reports
@@ -156,7 +166,7 @@ func (a *addressWork) park(key types.NamespacedName) bool {
 	}
 	a.parked[key] = true
 	if len(a.active) == 0 {
-		a.scheduleReleaseLocked(recordPassQuiet - time.Since(a.lastEnd))
+		a.scheduleReleaseLocked(a.quietPeriod() - time.Since(a.lastEnd))
 	}
 	return true
 }
@@ -176,8 +186,8 @@ func (a *addressWork) scheduleReleaseLocked(d time.Duration) {
 		switch {
 		case len(a.active) > 0:
 			// The last of them schedules the next release.
-		case time.Since(a.lastEnd) < recordPassQuiet:
-			a.scheduleReleaseLocked(recordPassQuiet - time.Since(a.lastEnd))
+		case time.Since(a.lastEnd) < a.quietPeriod():
+			a.scheduleReleaseLocked(a.quietPeriod() - time.Since(a.lastEnd))
 		default:
 			// A full channel already holds a release, which takes
 			// every parked key when it is handled.

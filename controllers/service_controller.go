@@ -105,6 +105,10 @@ type ServiceReconciler struct {
 	// CallTimeout bounds every backend call; expiry is a retryable error.
 	// Zero means no bound.
 	CallTimeout time.Duration
+	// RecordPassQuiet is how long no Service must have been on its way to
+	// its first address before the record passes go (recordpass.go); zero
+	// means DefaultRecordPassQuiet.
+	RecordPassQuiet time.Duration
 
 	pending chan event.GenericEvent
 	// reensured carries one event for every Service marked by Reensure.

@@ -45,6 +45,7 @@ func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.O
 	r.pending = make(chan event.GenericEvent, 128)
 	r.reensured = make(chan event.GenericEvent, 1)
 	r.addressing.released = make(chan event.GenericEvent, 1)
+	r.addressing.quiet = r.RecordPassQuiet
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("service").
 		For(&corev1.Service{}, builder.WithPredicates(servicePredicate())).

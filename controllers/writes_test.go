@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portico-lb/portico/internal/gen"
 	"github.com/portico-lb/portico/internal/operator"
@@ -206,7 +207,13 @@ func TestBurstAddressesBeforeRecords(t *testing.T) {
 	old := operatorConfig
 	operatorConfig = cfg
 	defer func() { operatorConfig = old }()
-	withOperator(t, memory.New(memory.Options{ClusterID: "test"}), func(o *operator.Options) { o.Workers = 4 })
+	// A loaded machine can stall the stream of Creates for longer than the
+	// default quiet period, which would end the burst as the operator sees
+	// it; the order is what is tested here.
+	withOperator(t, memory.New(memory.Options{ClusterID: "test"}), func(o *operator.Options) {
+		o.Workers = 4
+		o.RecordPassQuiet = 5 * time.Second
+	})
 
 	sem := make(chan struct{}, inFlight)
 	var wg sync.WaitGroup
@@ -264,4 +271,20 @@ func TestBurstAddressesBeforeRecords(t *testing.T) {
 	if before > n/10 {
 		t.Errorf("%d of %d record status writes and Ensured Events went out before the last Service's address:\n%s", before, 2*n, strings.Join(writes, "\n"))
 	}
+	// The next tests' operators must not inherit these Services.
+	for i := range n {
+		if err := env.Client.Delete(context.Background(), gen.Service(ns, fmt.Sprintf("b%d", i))); client.IgnoreNotFound(err) != nil {
+			t.Error(err)
+		}
+	}
+	eventually(t, 60*time.Second, func() error {
+		var list corev1.ServiceList
+		if err := env.Client.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		if len(list.Items) > 0 {
+			return fmt.Errorf("%d Services left", len(list.Items))
+		}
+		return nil
+	})
 }
