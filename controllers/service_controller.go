@@ -30,7 +30,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/model"
@@ -106,6 +105,10 @@ type ServiceReconciler struct {
 	// CallTimeout bounds every backend call; expiry is a retryable error.
 	// Zero means no bound.
 	CallTimeout time.Duration
+	// RecordPassQuiet is how long no Service must have been on its way to
+	// its first address before the record passes go (recordpass.go); zero
+	// means DefaultRecordPassQuiet.
+	RecordPassQuiet time.Duration
 
 	pending chan event.GenericEvent
 	// reensured carries one event for every Service marked by Reensure.
@@ -115,6 +118,9 @@ type ServiceReconciler struct {
 	// nodes is the eligible-node set shared by every Service's desired
 	// state, rebuilt after node changes.
 	nodes nodeSnapshots
+	// addressing holds record passes back while Services await their
+	// first address (recordpass.go).
+	addressing addressWork
 
 	mu      sync.Mutex
 	applied map[types.NamespacedName]applied
@@ -122,6 +128,9 @@ type ServiceReconciler struct {
 	// even if an Ensure in flight remembers them as applied (Reensure).
 	reensure map[types.NamespacedName]bool
 	failures map[types.NamespacedName]int
+	// own is what this process wrote to new Services' metadata and
+	// records, while the cache may not show it (trustOwnWrites).
+	own map[types.NamespacedName]ownWrites
 }
 
 // Reconcile brings one Service's load balancer to its desired state.
@@ -150,6 +159,7 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	record = r.trustOwnWrites(svc, record)
 	class := r.classFor(svc)
 	built := ""
 	if record != nil {
@@ -179,6 +189,12 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 		}
 		record = nil
 	}
+	// A Service on its way to its first address holds back the record
+	// passes of others until it has it (recordpass.go).
+	if len(svc.Status.LoadBalancer.Ingress) == 0 && !r.wasApplied(req.NamespacedName) {
+		r.addressing.set(req.NamespacedName, true)
+		defer r.addressing.set(req.NamespacedName, false)
+	}
 	if err := r.ensureFinalizerAndRecord(ctx, svc, class, &record); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -190,8 +206,16 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 // depends on the other, so a new Service's two writes go out together and
 // its address comes one API round trip sooner.
 func (r *ServiceReconciler) ensureFinalizerAndRecord(ctx context.Context, svc *corev1.Service, class string, record **lbv1.LoadBalancer) error {
-	if *record != nil || controllerutil.ContainsFinalizer(svc, Finalizer) {
-		return r.ensureFinalizer(ctx, svc)
+	from := svc.ResourceVersion
+	if controllerutil.ContainsFinalizer(svc, Finalizer) {
+		return nil
+	}
+	if *record != nil {
+		if err := r.ensureFinalizer(ctx, svc); err != nil {
+			return err
+		}
+		r.wroteOwn(svc, from, nil)
+		return nil
 	}
 	// The record's owner reference is read from a copy: the finalizer
 	// patch rewrites svc meanwhile.
@@ -212,7 +236,63 @@ func (r *ServiceReconciler) ensureFinalizerAndRecord(ctx context.Context, svc *c
 		return recErr
 	}
 	*record = rec
+	r.wroteOwn(svc, from, rec)
 	return nil
+}
+
+// ownWrites is what this process wrote to a new Service's metadata and
+// record, for the reconciles that read a cache not showing it yet
+// (kube-controller-manager's EndpointSlice for a new Service queues one at
+// once).
+type ownWrites struct {
+	uid types.UID
+	// patchedFrom is the Service's resourceVersion that the finalizer
+	// patch applied to: a cached copy still at it predates the patch.
+	patchedFrom string
+	// record is the record this process created.
+	record *lbv1.LoadBalancer
+}
+
+// wroteOwn records that this process added the finalizer to svc, patching
+// it from resourceVersion from, and created rec (nil: none).
+func (r *ServiceReconciler) wroteOwn(svc *corev1.Service, from string, rec *lbv1.LoadBalancer) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.own == nil {
+		r.own = map[types.NamespacedName]ownWrites{}
+	}
+	r.own[client.ObjectKeyFromObject(svc)] = ownWrites{uid: svc.UID, patchedFrom: from, record: rec}
+}
+
+// trustOwnWrites returns record, or the record this process created for svc
+// when the cache does not show it yet, and adds to svc the finalizer this
+// process added when the cached copy predates that patch: a reconcile on a
+// lagging cache writes neither again (a finalizer patch on a stale copy is
+// refused by its optimistic lock; a second create finds the record exists).
+// Once the cache shows both, it is the cache that counts.
+func (r *ServiceReconciler) trustOwnWrites(svc *corev1.Service, record *lbv1.LoadBalancer) *lbv1.LoadBalancer {
+	key := client.ObjectKeyFromObject(svc)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w, ok := r.own[key]
+	switch {
+	case !ok:
+		return record
+	case w.uid != svc.UID:
+		delete(r.own, key)
+		return record
+	}
+	stale := svc.ResourceVersion == w.patchedFrom
+	if stale {
+		controllerutil.AddFinalizer(svc, Finalizer)
+	}
+	if record == nil && w.record != nil && metav1.IsControlledBy(w.record, svc) {
+		return w.record.DeepCopy()
+	}
+	if !stale {
+		delete(r.own, key)
+	}
+	return record
 }
 
 // notServed handles a LoadBalancer Service whose class this operator does
@@ -305,7 +385,8 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 		// have changed: say whether anything can carry traffic. The cached
 		// copy may predate our own writes, so only the Serving condition is
 		// patched (merged by type), never the address or Ready.
-		if err := r.writeDueRecord(ctx, svc, record, hash, eps); err != nil {
+		wait, err := r.writeDueRecord(ctx, svc, record, hash, eps)
+		if err != nil {
 			return ctrl.Result{}, err
 		}
 		if !r.wroteServing(key, serving, false) {
@@ -314,6 +395,11 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 			}
 			r.wroteServing(key, serving, true)
 		}
+		if wait > 0 {
+			// The record pass waits for other Services' addresses; the
+			// endpoints go with it.
+			return ctrl.Result{RequeueAfter: wait, Priority: ptr.To(recordPassPriority)}, nil
+		}
 		if err := r.writeEndpoints(ctx, record, eps); err != nil {
 			return ctrl.Result{}, err
 		}
@@ -321,7 +407,8 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 	}
 	changed := record == nil || record.Status.AppliedHash != hash
 	ctrl.LoggerFrom(ctx).V(2).Info("Ensuring load balancer", "class", class, "nodes", len(desired.Nodes), "ports", len(desired.Ports))
-	st, err := r.ensureWithProgress(ctx, provider, svc, desired, changed)
+	var st *providers.Status
+	r.addressing.during(key, func() { st, err = r.ensureWithProgress(ctx, provider, svc, desired, changed) })
 	if err != nil {
 		return r.fail(ctx, svc, record, class, err)
 	}
@@ -337,49 +424,12 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 		r.Metrics.TimeToAddress.Observe(time.Since(svc.CreationTimestamp.Time).Seconds())
 	}
 	// The address is out. The record's status and the Ensured Event follow
-	// in the record pass, queued below every Service still waiting for its
-	// address: they guard nothing (the record already names the class, the
-	// Service holds the address), and when thousands of Services wait, as
-	// at start or in a burst, their addresses come first.
-	r.remember(key, hash, &dueRecord{status: st, class: class, changed: changed}, &serving)
+	// in the record pass (recordpass.go), after every Service still waiting
+	// for its address: they guard nothing (the record already names the
+	// class, the Service holds the address), and when thousands of
+	// Services wait, as at start or in a burst, their addresses come first.
+	r.remember(key, hash, &dueRecord{status: st, class: class, changed: changed, at: time.Now()}, &serving)
 	return ctrl.Result{RequeueAfter: recordPassDelay, Priority: ptr.To(recordPassPriority)}, nil
-}
-
-// The record pass: after an Ensure, the record's status and the Ensured
-// Event are written by the next reconcile of the Service, queued at
-// recordPassPriority, below the initial list's handler.LowPriority, after
-// recordPassDelay, by which the cache shows the Service's new status.
-const (
-	recordPassPriority = handler.LowPriority - 100
-	recordPassDelay    = 100 * time.Millisecond
-)
-
-// dueRecord is what an Ensure left for the record pass.
-type dueRecord struct {
-	status  *providers.Status
-	class   string
-	changed bool
-}
-
-// writeDueRecord writes the record's status (and the Ensured Event) that the
-// Ensure of hash left for the record pass, if any; it is kept for a retry
-// when the write fails. A newer Ensure replaces it, a failure or a deleted
-// record drops it (fail writes the record itself; a rebuilt record comes
-// with a new Ensure).
-func (r *ServiceReconciler) writeDueRecord(ctx context.Context, svc *corev1.Service, record *lbv1.LoadBalancer, hash string, eps lbv1.EndpointsStatus) error {
-	key := client.ObjectKeyFromObject(svc)
-	due := r.due(key, hash)
-	if due == nil {
-		return nil
-	}
-	if err := r.writeRecord(ctx, svc, record, due.class, due.status, hash, &eps, nil); err != nil {
-		return err
-	}
-	if due.changed {
-		r.event(svc, corev1.EventTypeNormal, ReasonEnsured, "Ensure", "Ensured %s load balancer at %s", due.class, addressList(due.status))
-	}
-	r.recordWritten(key, due, &eps)
-	return nil
 }
 
 // ensuringEventAfter is how long a changed load balancer's Ensure may take

@@ -100,6 +100,15 @@ func (r *ServiceReconciler) upToDate(key types.NamespacedName, hash string) bool
 	return ok && a.hash == hash && time.Since(a.at) < r.ResyncPeriod
 }
 
+// wasApplied reports whether an Ensure of key's load balancer succeeded in
+// this process (within the resync period or not).
+func (r *ServiceReconciler) wasApplied(key types.NamespacedName) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.applied[key]
+	return ok
+}
+
 // markReensure makes the next upToDate of key false.
 func (r *ServiceReconciler) markReensure(key types.NamespacedName) {
 	r.mu.Lock()
@@ -179,6 +188,14 @@ func (r *ServiceReconciler) wroteEndpoints(key types.NamespacedName, eps *lbv1.E
 	return a.endpoints != nil && equality.Semantic.DeepEqual(a.endpoints, eps)
 }
 
+// forgetOwn drops what this process remembers writing to key's metadata and
+// record (the record was deleted).
+func (r *ServiceReconciler) forgetOwn(key types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.own, key)
+}
+
 func (r *ServiceReconciler) forgetApplied(key types.NamespacedName) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -190,6 +207,7 @@ func (r *ServiceReconciler) forget(key types.NamespacedName) {
 	defer r.mu.Unlock()
 	delete(r.applied, key)
 	delete(r.failures, key)
+	delete(r.own, key)
 }
 
 // backoff returns the next exponential delay for key.

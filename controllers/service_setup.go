@@ -34,7 +34,9 @@ import (
 //   - Nodes, on changes that affect eligibility, batched per NodeBatchWindow;
 //   - EndpointSlices, mapped to their Service;
 //   - a channel that NotifyPending feeds when a backend frees capacity;
-//   - a channel that Reensure feeds when a backend's own objects changed.
+//   - a channel that Reensure feeds when a backend's own objects changed;
+//   - a channel that releases record passes parked while Services awaited
+//     their first address (recordpass.go).
 func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	for class, p := range r.Providers {
 		r.Providers[class] = instrumented{Provider: p, m: r.Metrics, timeout: r.CallTimeout}
@@ -42,6 +44,8 @@ func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.O
 	r.slots = newFairShare(opts.MaxConcurrentReconciles, len(r.Providers))
 	r.pending = make(chan event.GenericEvent, 128)
 	r.reensured = make(chan event.GenericEvent, 1)
+	r.addressing.released = make(chan event.GenericEvent, 1)
+	r.addressing.quiet = r.RecordPassQuiet
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("service").
 		For(&corev1.Service{}, builder.WithPredicates(servicePredicate())).
@@ -50,6 +54,7 @@ func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.O
 		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(sliceToService)).
 		WatchesRawSource(source.Channel(r.pending, handler.EnqueueRequestsFromMapFunc(r.pendingServices))).
 		WatchesRawSource(source.Channel(r.reensured, handler.EnqueueRequestsFromMapFunc(r.marked))).
+		WatchesRawSource(source.Channel(r.addressing.released, r.addressing.releaseHandler())).
 		WithOptions(opts).
 		Complete(r)
 }
@@ -62,6 +67,7 @@ func (r *ServiceReconciler) recordHandler() handler.EventHandler {
 		DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			key := client.ObjectKeyFromObject(e.Object)
 			r.forgetApplied(key)
+			r.forgetOwn(key)
 			q.Add(reconcile.Request{NamespacedName: key})
 		},
 	}

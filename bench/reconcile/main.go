@@ -15,21 +15,31 @@
 // bare apiserver's creation rate, which bounds the burst. burst_ratio is the
 // burst rate over that rate.
 //
+// Between phases the run waits until the control plane's writes settle
+// (kube-controller-manager writes the bare Services' EndpointSlices at its
+// own client rate for tens of seconds). For each phase it prints the
+// apiserver's write requests per Service by resource ("writes:", from its
+// apiserver_request_total), the CPU seconds of every process it started
+// ("cpu_s:"), and for the paced phase where the time goes: Create returned
+// to finalizer seen, finalizer seen to address seen.
+//
 // The last line is:
 //
 //	reconcile: services=<burst n> p50_ms=<paced p50> p99_ms=<paced p99> per_s=<burst rate> operator_rss_mb=<peak RSS> burst_ratio=<per_s / bare per_s>
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +50,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/portico-lb/portico/controllers"
 	"github.com/portico-lb/portico/internal/gen"
 	"github.com/portico-lb/portico/internal/testenv"
 )
@@ -96,11 +107,29 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 		return err
 	}
 
+	before, err := apiWrites(ctx, cs)
+	if err != nil {
+		return err
+	}
+	cpuBefore := cpuSeconds()
 	bare, err := bareCreateRate(ctx, cs, services)
 	if err != nil {
 		return fmt.Errorf("bare apiserver: %w", err)
 	}
 	fmt.Printf("bare: services=%d per_s=%.0f\n", services, bare)
+	fmt.Printf("cpu_s: phase=bare %s\n", cpuSince(cpuSeconds(), cpuBefore))
+	// kube-controller-manager writes an EndpointSlice for each bare Service
+	// at its own client rate, long after the bare Creates returned; that
+	// backlog must not run into the measured phases.
+	settleStart := time.Now()
+	if err := settle(ctx, cs); err != nil {
+		return err
+	}
+	after, err := apiWrites(ctx, cs)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("writes: phase=bare settled_ms=%d %s\n", time.Since(settleStart).Milliseconds(), after.since(before, services))
 
 	args := []string{"--kubeconfig", env.Kubeconfig, "--providers", "memory", "--memory-ipv4-range", "10.128.0.0/16",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0",
@@ -131,9 +160,17 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 	if _, err := w.createAndWait(ctx, "warmup"); err != nil {
 		return fmt.Errorf("warm-up: %w", err)
 	}
+	// The warm-up's record pass must not run into the paced phase.
+	if err := settle(ctx, cs); err != nil {
+		return err
+	}
 
 	// Paced phase.
-	var lat []time.Duration
+	if before, err = apiWrites(ctx, cs); err != nil {
+		return err
+	}
+	cpuBefore = cpuSeconds()
+	var lat []timing
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	tick := time.NewTicker(time.Second / time.Duration(rate))
@@ -157,15 +194,35 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 	if len(lat) != paced {
 		return fmt.Errorf("paced phase: %d of %d Services got an address", len(lat), paced)
 	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
-	fmt.Printf("paced: services=%d rate=%d/s p50_ms=%d p99_ms=%d max_ms=%d\n", paced, rate, p50.Milliseconds(), p99.Milliseconds(), lat[len(lat)-1].Milliseconds())
+	p50, p99 := percentiles(lat, func(t timing) time.Duration { return t.address })
+	f50, f99 := percentiles(lat, func(t timing) time.Duration { return t.finalizer })
+	s50, s99 := percentiles(lat, func(t timing) time.Duration { return t.address - t.finalizer })
+	fmt.Printf("paced: services=%d rate=%d/s p50_ms=%d p99_ms=%d max_ms=%d\n", paced, rate, p50.Milliseconds(), p99.Milliseconds(),
+		slices.MaxFunc(lat, func(a, b timing) int { return cmp.Compare(a.address, b.address) }).address.Milliseconds())
+	// Where the time goes: Create returned -> finalizer seen (watch to the
+	// operator, its queue, the finalizer and record writes, watch back) and
+	// finalizer seen -> address seen (the backend, the status write, watch
+	// back).
+	fmt.Printf("cpu_s: phase=paced %s\n", cpuSince(cpuSeconds(), cpuBefore))
+	fmt.Printf("paced: to_finalizer_p50_ms=%d to_finalizer_p99_ms=%d finalizer_to_address_p50_ms=%d finalizer_to_address_p99_ms=%d\n",
+		f50.Milliseconds(), f99.Milliseconds(), s50.Milliseconds(), s99.Milliseconds())
+	if err := settle(ctx, cs); err != nil {
+		return err
+	}
+	if after, err = apiWrites(ctx, cs); err != nil {
+		return err
+	}
+	fmt.Printf("writes: phase=paced %s\n", after.since(before, paced))
 
 	// Burst phase.
 	profiled := make(chan error, 1)
 	if pprofAddr != "" {
 		go func() { profiled <- testenv.SaveProfile(ctx, pprofAddr, "profile?seconds=10", cpuProfile) }()
 	}
+	if before, err = apiWrites(ctx, cs); err != nil {
+		return err
+	}
+	cpuBefore = cpuSeconds()
 	start := time.Now()
 	sem := make(chan struct{}, 64)
 	errs := make(chan error, services)
@@ -187,6 +244,21 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 	}
 	perS := float64(services) / elapsed.Seconds()
 	fmt.Printf("burst: services=%d elapsed_ms=%d\n", services, elapsed.Milliseconds())
+	fmt.Printf("cpu_s: phase=burst %s\n", cpuSince(cpuSeconds(), cpuBefore))
+	// The writes while the burst got its addresses, and all it cost once
+	// everything (records, Events, EndpointSlices) settled.
+	during, err := apiWrites(ctx, cs)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("writes: phase=burst_until_addressed %s\n", during.since(before, services))
+	if err := settle(ctx, cs); err != nil {
+		return err
+	}
+	if after, err = apiWrites(ctx, cs); err != nil {
+		return err
+	}
+	fmt.Printf("writes: phase=burst %s\n", after.since(before, services))
 	if pprofAddr != "" {
 		if err := <-profiled; err != nil {
 			return fmt.Errorf("cpu profile: %w", err)
@@ -232,16 +304,19 @@ func bareCreateRate(ctx context.Context, cs kubernetes.Interface, n int) (float6
 	return float64(n) / time.Since(start).Seconds(), nil
 }
 
-// watcher reports when each Service first has an ingress address.
+// watcher reports when each Service first has an ingress address, and
+// when it was first seen with Portico's finalizer (the first of the two
+// round trips on the way to the address).
 type watcher struct {
-	cs      kubernetes.Interface
-	mu      sync.Mutex
-	waiters map[string]chan struct{}
-	ready   map[string]bool
+	cs        kubernetes.Interface
+	mu        sync.Mutex
+	waiters   map[string]chan struct{}
+	ready     map[string]bool
+	finalized map[string]time.Time
 }
 
 func newWatcher(ctx context.Context, cs kubernetes.Interface) *watcher {
-	w := &watcher{cs: cs, waiters: map[string]chan struct{}{}, ready: map[string]bool{}}
+	w := &watcher{cs: cs, waiters: map[string]chan struct{}{}, ready: map[string]bool{}, finalized: map[string]time.Time{}}
 	go w.loop(ctx)
 	return w
 }
@@ -255,10 +330,18 @@ func (w *watcher) loop(ctx context.Context) {
 		}
 		for ev := range wi.ResultChan() {
 			svc, ok := ev.Object.(*corev1.Service)
-			if !ok || ev.Type == watch.Deleted || len(svc.Status.LoadBalancer.Ingress) == 0 {
+			if !ok || ev.Type == watch.Deleted {
 				continue
 			}
+			now := time.Now()
 			w.mu.Lock()
+			if _, seen := w.finalized[svc.Name]; !seen && slices.Contains(svc.Finalizers, controllers.Finalizer) {
+				w.finalized[svc.Name] = now
+			}
+			if len(svc.Status.LoadBalancer.Ingress) == 0 {
+				w.mu.Unlock()
+				continue
+			}
 			if !w.ready[svc.Name] {
 				w.ready[svc.Name] = true
 				if ch, ok := w.waiters[svc.Name]; ok {
@@ -270,23 +353,37 @@ func (w *watcher) loop(ctx context.Context) {
 	}
 }
 
+// timing is one Service's way to its address, from its Create returning.
+type timing struct {
+	// finalizer is when the Service was first seen with Portico's
+	// finalizer (the operator's first round trip done), address when its
+	// address was seen.
+	finalizer, address time.Duration
+}
+
 // createAndWait creates a Service and returns the time from its Create
-// returning to its address being seen.
-func (w *watcher) createAndWait(ctx context.Context, name string) (time.Duration, error) {
+// returning to its finalizer and its address being seen.
+func (w *watcher) createAndWait(ctx context.Context, name string) (timing, error) {
 	ch := make(chan struct{})
 	w.mu.Lock()
 	w.waiters[name] = ch
 	w.mu.Unlock()
 	svc := gen.Service("bench", name, gen.WithClass("lb.portico.dev/memory"), gen.ForAPI())
 	if _, err := w.cs.CoreV1().Services("bench").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
-		return 0, err
+		return timing{}, err
 	}
 	start := time.Now()
 	select {
 	case <-ch:
-		return time.Since(start), nil
+		t := timing{address: time.Since(start)}
+		w.mu.Lock()
+		if f, ok := w.finalized[name]; ok {
+			t.finalizer = max(0, f.Sub(start))
+		}
+		w.mu.Unlock()
+		return t, nil
 	case <-time.After(2 * time.Minute):
-		return 0, fmt.Errorf("service %s got no address within 2m", name)
+		return timing{}, fmt.Errorf("service %s got no address within 2m", name)
 	}
 }
 
@@ -311,4 +408,155 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func percentiles(ts []timing, of func(timing) time.Duration) (p50, p99 time.Duration) {
+	d := make([]time.Duration, len(ts))
+	for i, t := range ts {
+		d[i] = of(t)
+	}
+	slices.Sort(d)
+	return d[len(d)/2], d[len(d)*99/100]
+}
+
+// writeCounts are the apiserver's write requests (POST, PUT, PATCH,
+// DELETE) so far, by resource and subresource ("services/status"), from
+// its apiserver_request_total counter.
+type writeCounts map[string]float64
+
+// background are the writes the nodes make on their own (kwok's Leases and
+// Node status), which no phase causes.
+var background = []string{"leases", "nodes", "nodes/status"}
+
+// apiWrites reads the apiserver's write counts from its /metrics.
+func apiWrites(ctx context.Context, cs kubernetes.Interface) (writeCounts, error) {
+	body, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the apiserver's metrics: %w", err)
+	}
+	out := writeCounts{}
+	for _, line := range strings.Split(string(body), "\n") {
+		rest, ok := strings.CutPrefix(line, "apiserver_request_total{")
+		if !ok {
+			continue
+		}
+		labels, value, ok := strings.Cut(rest, "} ")
+		if !ok {
+			continue
+		}
+		l := map[string]string{}
+		for _, kv := range strings.Split(labels, ",") {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				l[k] = strings.Trim(v, `"`)
+			}
+		}
+		switch l["verb"] {
+		case "POST", "PUT", "PATCH", "DELETE":
+		default:
+			continue
+		}
+		n, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			continue
+		}
+		res := l["resource"]
+		if l["subresource"] != "" {
+			res += "/" + l["subresource"]
+		}
+		out[res] += n
+	}
+	return out, nil
+}
+
+// since prints the writes made since before, per Service, by resource, the
+// nodes' own writes left out.
+func (w writeCounts) since(before writeCounts, services int) string {
+	total := 0.0
+	var parts []string
+	for _, res := range slices.Sorted(maps.Keys(w)) {
+		d := w[res] - before[res]
+		if d == 0 || slices.Contains(background, res) {
+			continue
+		}
+		total += d
+		parts = append(parts, fmt.Sprintf("%s=%.2f", res, d/float64(services)))
+	}
+	return fmt.Sprintf("per_service=%.2f %s", total/float64(services), strings.Join(parts, " "))
+}
+
+// settle waits until the writes other than the nodes' own stop for a
+// second: the work a phase left behind (kube-controller-manager's
+// EndpointSlices, the operator's record pass) is done.
+func settle(ctx context.Context, cs kubernetes.Interface) error {
+	last, stable := -1.0, 0
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); {
+		w, err := apiWrites(ctx, cs)
+		if err != nil {
+			return err
+		}
+		n := 0.0
+		for res, c := range w {
+			if !slices.Contains(background, res) {
+				n += c
+			}
+		}
+		if n == last {
+			if stable++; stable == 4 {
+				return nil
+			}
+		} else {
+			stable = 0
+		}
+		last = n
+		time.Sleep(250 * time.Millisecond)
+	}
+	return errors.New("the control plane's writes did not settle within 2m")
+}
+
+// cpuSeconds returns the CPU time (user and system) used so far by this
+// program and each process it started (kube-apiserver, etcd,
+// kube-controller-manager, kwok, portico-operator), by command name.
+func cpuSeconds() map[string]float64 {
+	out := map[string]float64{}
+	self := os.Getpid()
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ... utime stime: fields 14 and 15.
+		open, end := strings.IndexByte(string(data), '('), strings.LastIndexByte(string(data), ')')
+		if open < 0 || end < open {
+			continue
+		}
+		comm := string(data[open+1 : end])
+		f := strings.Fields(string(data[end+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(f[1]); pid != self && ppid != self {
+			continue
+		}
+		utime, _ := strconv.ParseFloat(f[11], 64)
+		stime, _ := strconv.ParseFloat(f[12], 64)
+		out[comm] += (utime + stime) / clockTicks
+	}
+	return out
+}
+
+// clockTicks is the kernel's USER_HZ, the unit of /proc/<pid>/stat times.
+const clockTicks = 100
+
+// cpuSince prints the CPU seconds used since before, by process.
+func cpuSince(after, before map[string]float64) string {
+	var parts []string
+	for _, name := range slices.Sorted(maps.Keys(after)) {
+		parts = append(parts, fmt.Sprintf("%s=%.1f", name, after[name]-before[name]))
+	}
+	return strings.Join(parts, " ")
 }

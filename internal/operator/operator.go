@@ -87,8 +87,11 @@ type Options struct {
 	LeaderElectionNS string
 	LeaderElectionID string
 
-	Workers            int
-	NodeBatchWindow    time.Duration
+	Workers         int
+	NodeBatchWindow time.Duration
+	// RecordPassQuiet: see controllers.ServiceReconciler (no flag; tests
+	// lengthen it).
+	RecordPassQuiet    time.Duration
 	ResyncPeriod       time.Duration
 	ConfigErrorBackoff time.Duration
 	RetryBase          time.Duration
@@ -453,6 +456,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 		DefaultClass:       o.DefaultClass,
 		ClusterID:          id.ID,
 		NodeBatchWindow:    o.NodeBatchWindow,
+		RecordPassQuiet:    o.RecordPassQuiet,
 		ResyncPeriod:       o.ResyncPeriod,
 		ConfigErrorBackoff: o.ConfigErrorBackoff,
 		RetryBase:          o.RetryBase,
