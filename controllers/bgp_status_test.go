@@ -385,7 +385,7 @@ func TestBGPNodeRelabel(t *testing.T) {
 	var mu sync.Mutex
 	var log []string
 	cfg := rest.CopyConfig(operatorConfig)
-	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return logRT{rt, &mu, &log} }
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return logRT{rt: rt, mu: &mu, log: &log} }
 	old := operatorConfig
 	operatorConfig = cfg
 	defer func() { operatorConfig = old }()
@@ -471,7 +471,7 @@ func TestBGPKwokHeartbeatsCostNothing(t *testing.T) {
 	var mu sync.Mutex
 	var log []string
 	cfg := rest.CopyConfig(operatorConfig)
-	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return logRT{rt, &mu, &log} }
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return logRT{rt: rt, mu: &mu, log: &log} }
 	old := operatorConfig
 	operatorConfig = cfg
 	defer func() { operatorConfig = old }()
