@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -86,10 +87,11 @@ type Watcher struct {
 	written map[string]lbv1.BGPSession
 	inc     *Incremental
 
-	kick  chan struct{}
-	mu    sync.Mutex
-	full  bool
-	dirty map[string]bool
+	kick chan struct{}
+	mu   sync.Mutex
+	full bool
+	// dirty: Service key -> when its first unsynced change arrived.
+	dirty map[string]time.Time
 }
 
 // Start runs until ctx ends, then closes the sessions (withdrawing their
@@ -241,9 +243,11 @@ func (w *Watcher) mark(key string) {
 		w.full = true
 	} else {
 		if w.dirty == nil {
-			w.dirty = map[string]bool{}
+			w.dirty = map[string]time.Time{}
 		}
-		w.dirty[key] = true
+		if _, ok := w.dirty[key]; !ok {
+			w.dirty[key] = time.Now()
+		}
 	}
 	w.mu.Unlock()
 	select {
@@ -279,7 +283,10 @@ func (w *Watcher) sync(ctx context.Context) error {
 		return w.Speaker.Apply(ctx, w.inc.Plans())
 	}
 	delta := Delta{}
-	for key := range dirty {
+	// queued: when the change behind each prefix of delta arrived (for
+	// the trace below).
+	queued := map[netip.Prefix]time.Time{}
+	for key, since := range dirty {
 		svc, eps, err := w.service(ctx, key)
 		if err != nil {
 			return err
@@ -289,9 +296,30 @@ func (w *Watcher) sync(ctx context.Context) error {
 				delta[peer] = map[netip.Prefix]*Route{}
 			}
 			maps.Copy(delta[peer], ps)
+			for p := range ps {
+				queued[p] = since
+			}
 		}
 	}
-	return w.Speaker.Patch(ctx, delta)
+	if err := w.Speaker.Patch(ctx, delta); err != nil {
+		return err
+	}
+	if log := logr.FromContextOrDiscard(ctx).WithName("bgp").V(4); log.Enabled() && len(queued) > 0 {
+		traceRoutes(log, queued, time.Now())
+	}
+	return nil
+}
+
+// traceRoutes logs, for each prefix just handed to GoBGP, when the change
+// behind it arrived from the informers and when GoBGP took it (Unix
+// microseconds: bench-bgp lays these beside the router's times to split an
+// announcement's latency by stage).
+func traceRoutes(log logr.Logger, queued map[netip.Prefix]time.Time, patched time.Time) {
+	routes := make([]string, 0, len(queued))
+	for _, p := range slices.SortedFunc(maps.Keys(queued), comparePrefix) {
+		routes = append(routes, fmt.Sprintf("%s@%d", p, queued[p].UnixMicro()))
+	}
+	log.Info("Routes handed to GoBGP", "patchedUnixMicro", patched.UnixMicro(), "routes", routes)
 }
 
 // service reads one Service's part of Plan's inputs from the cache: the
