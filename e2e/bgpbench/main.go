@@ -60,11 +60,11 @@ import (
 )
 
 var (
-	addresses = flag.Int("addresses", 1000, "Services (addresses) to announce.")
-	runs      = flag.Int("runs", 5, "Node failures to measure.")
-	useBFD    = flag.Bool("bfd", true, "Run BFD (3 x 100 ms) between the nodes and the router.")
-	forwarder = flag.String("forwarder", "bin/portico-forwarder", "portico-forwarder binary.")
-	logDir    = flag.String("log-dir", "", "Directory for logs, announce-<set>.txt (per address: Unix ns of its status and of its complete route) and breakdown-<set>.txt (per address: its latency by stage); a temporary directory when empty.")
+	addresses  = flag.Int("addresses", 1000, "Services (addresses) to announce.")
+	runs       = flag.Int("runs", 5, "Node failures to measure.")
+	useBFD     = flag.Bool("bfd", true, "Run BFD (3 x 100 ms) between the nodes and the router.")
+	forwarder  = flag.String("forwarder", "bin/portico-forwarder", "portico-forwarder binary.")
+	logDir     = flag.String("log-dir", "", "Directory for logs, announce-<set>.txt (per address: Unix ns of its status and of its complete route) and breakdown-<set>.txt (per address: its latency by stage); a temporary directory when empty.")
 	addresses6 = flag.Int("addresses6", 1000, "IPv6 Services (addresses) to announce (0: none).")
 	trace      = flag.Bool("trace", false, "Make FRR log every prefix received and sent to zebra, to split the router's part of the latency (costs the router some time).")
 )
