@@ -82,7 +82,9 @@ type Watcher struct {
 	Speaker  *Speaker
 
 	// plans are the peers' plans without routes (publish reads their
-	// settings and errors); inc holds the routes.
+	// settings and errors, under plansMu: it runs in its own goroutine);
+	// inc holds the routes.
+	plansMu sync.Mutex
 	plans   map[string]PeerPlan
 	written map[string]lbv1.BGPSession
 	inc     *Incremental
@@ -145,14 +147,31 @@ func (w *Watcher) Start(ctx context.Context) error {
 		defer cancel()
 		w.Speaker.Close(cctx)
 	}()
-	status := time.NewTicker(StatusInterval)
-	defer status.Stop()
+	// Status is written on its own tick in its own goroutine, never in the
+	// loop that hands routes to GoBGP: a write to the apiserver (tens to
+	// hundreds of milliseconds under load, and during a burst the
+	// advertised count changes every tick) must not hold up the next
+	// routes.
+	statusDone := make(chan struct{})
+	go func() {
+		defer close(statusDone)
+		status := time.NewTicker(StatusInterval)
+		defer status.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-status.C:
+				if err := w.publish(ctx); err != nil {
+					log.Error(err, "Writing BGP session status; retrying")
+				}
+			}
+		}
+	}()
+	defer func() { <-statusDone }()
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
 	w.mark(replanAll)
-	// Status is written on its own tick, never after a sync: a write to the
-	// apiserver (slow under load, and the advertised count changes with
-	// every route) must not hold up the next routes.
 	for {
 		select {
 		case <-ctx.Done():
@@ -165,10 +184,6 @@ func (w *Watcher) Start(ctx context.Context) error {
 			}
 		case <-retry.C:
 			w.mark(replanAll)
-		case <-status.C:
-			if err := w.publish(ctx); err != nil {
-				log.Error(err, "Writing BGP session status; retrying")
-			}
 		}
 	}
 }
@@ -279,7 +294,9 @@ func (w *Watcher) sync(ctx context.Context) error {
 			w.inc = &Incremental{}
 		}
 		w.inc.Reset(in)
+		w.plansMu.Lock()
 		w.plans = w.inc.Peers()
+		w.plansMu.Unlock()
 		return w.Speaker.Apply(ctx, w.inc.Plans())
 	}
 	delta := Delta{}
@@ -429,8 +446,11 @@ func (w *Watcher) publish(ctx context.Context) error {
 		w.written = map[string]lbv1.BGPSession{}
 	}
 	states := w.Speaker.Sessions(ctx)
+	w.plansMu.Lock()
+	plans := w.plans
+	w.plansMu.Unlock()
 	var firstErr error
-	for name, pp := range w.plans {
+	for name, pp := range plans {
 		st, ok := states[name]
 		s := Session(w.Self, pp, st, ok)
 		up := 0.0
@@ -459,7 +479,7 @@ func (w *Watcher) publish(ctx context.Context) error {
 		w.event(name, prev, had, s)
 	}
 	for name := range w.written {
-		if _, ok := w.plans[name]; !ok {
+		if _, ok := plans[name]; !ok {
 			delete(w.written, name)
 			metricSessionUp.DeleteLabelValues(name)
 			metricAdvertised.DeleteLabelValues(name)
