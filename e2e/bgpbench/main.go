@@ -66,6 +66,7 @@ var (
 	forwarder  = flag.String("forwarder", "bin/portico-forwarder", "portico-forwarder binary.")
 	logDir     = flag.String("log-dir", "", "Directory for logs, announce-<set>.txt (per address: Unix ns of its status and of its complete route) and breakdown-<set>.txt (per address: its latency by stage); a temporary directory when empty.")
 	addresses6 = flag.Int("addresses6", 1000, "IPv6 Services (addresses) to announce (0: none).")
+	fwdArgs    = flag.String("forwarder-args", "", "Extra flags for every forwarder, space-separated (e.g. --no-dataplane, to see what the data plane's work costs the routes).")
 	trace      = flag.Bool("trace", false, "Make FRR log every prefix received and sent to zebra, to split the router's part of the latency (costs the router some time).")
 )
 
@@ -120,7 +121,7 @@ func run() error {
 	}
 	// V(4): the BGP watcher traces each route it hands to GoBGP (the
 	// breakdown by stage).
-	c, err := cluster.Start(cluster.Options{ForwarderBin: *forwarder, LogDir: *logDir, ForwarderArgs: []string{"--zap-log-level", "4"}})
+	c, err := cluster.Start(cluster.Options{ForwarderBin: *forwarder, LogDir: *logDir, ForwarderArgs: append([]string{"--zap-log-level", "4"}, strings.Fields(*fwdArgs)...)})
 	if err != nil {
 		return err
 	}
