@@ -10,18 +10,19 @@
 //     table with one next hop per node (a netlink subscription in the
 //     router's namespace), split by stage (informer, forwarder, router; with
 //     --trace the router's part by FRR's bgpd and zebra).
-//   - announce IPv6: the same with --addresses6 IPv6 Services, from an IPv6
-//     pool over a second BGPPeer (MP-BGP, ipv6-unicast, without BFD).
 //   - withdraw: up to 100 more Services, externalTrafficPolicy Local (a pod
 //     on every node); the pod on node 3 turns unready; for each of them, the
 //     time from its EndpointSlice losing node 3's ready endpoint to node 3's
-//     next hop leaving the router's route (the time from the pod change,
+//     next hop leaving the router's route (netlink) (the time from the pod change,
 //     which adds the EndpointSlice controller's work, is printed too).
 //   - failover: --runs times, node 1 is cut off the wire while the client
 //     sends a UDP probe every 10 ms (each from a new port, so ECMP spreads
 //     them over the nodes); the time from the cut to the last lost probe.
 //     With --bfd the router detects the node by BFD (3 x 100 ms), without
 //     it by the BGP hold time (9 s).
+//   - announce IPv6: last (so the phases above run as without it), an IPv6
+//     pool and a second BGPPeer (MP-BGP, ipv6-unicast, without BFD) are
+//     created and --addresses6 IPv6 Services measured as in announce.
 //
 // The last line of output is
 // bgp: addresses=N announce_p99_ms=N withdraw_p99_ms=N failover_p99_ms=N bfd=on|off addresses6=N announce6_p99_ms=N
@@ -151,19 +152,6 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	// IPv6: the same over the IPv6 peer, after its own unmeasured first
-	// Service.
-	var addrs6 []netip.Addr
-	var announce6 []time.Duration
-	if *addresses6 > 0 {
-		warm6, _, err := b.announce("v", 1, corev1.ServiceExternalTrafficPolicyCluster, true, nil)
-		if err != nil {
-			return err
-		}
-		if addrs6, announce6, err = b.announce("s", *addresses6, corev1.ServiceExternalTrafficPolicyCluster, true, warm6); err != nil {
-			return err
-		}
-	}
 	// Withdrawal and failover: Local Services, a pod on every node.
 	local, _, err := b.announce("l", min(*addresses, 100), corev1.ServiceExternalTrafficPolicyLocal, false, append(warm, addrs...))
 	if err != nil {
@@ -176,6 +164,23 @@ func run() error {
 	failover, err := b.failover(local[0])
 	if err != nil {
 		return err
+	}
+	// IPv6 last, so the phases before run as they did without it: the
+	// IPv6 peer and pool are created now, and the same measurement runs
+	// over MP-BGP after an unmeasured first Service.
+	var addrs6 []netip.Addr
+	var announce6 []time.Duration
+	if *addresses6 > 0 {
+		if err := b.setupIPv6(); err != nil {
+			return err
+		}
+		warm6, _, err := b.announce("v", 1, corev1.ServiceExternalTrafficPolicyCluster, true, nil)
+		if err != nil {
+			return err
+		}
+		if addrs6, announce6, err = b.announce("s", *addresses6, corev1.ServiceExternalTrafficPolicyCluster, true, warm6); err != nil {
+			return err
+		}
 	}
 	if err := c.Err(); err != nil {
 		return err
@@ -232,15 +237,10 @@ func (b *bench) setup() error {
 			return err
 		}
 	}
-	// Portico runs BFD with IPv4 peers only: the IPv6 peer has none.
-	peer6 := &lbv1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "tor6"}, Spec: lbv1.BGPPeerSpec{
-		Address: routerAddr6.String(), PeerASN: routerASN, MyASN: nodeASN,
-		HoldTime: &metav1.Duration{Duration: 9 * time.Second}, KeepaliveTime: &metav1.Duration{Duration: 3 * time.Second}}}
 	for _, o := range []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
-		peer, peer6,
+		peer,
 		&lbv1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "routed"}, Spec: lbv1.IPPoolSpec{Addresses: []string{"10.64.0.0/16"}, Announce: lbv1.AnnounceBGP}},
-		&lbv1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "routed6"}, Spec: lbv1.IPPoolSpec{Addresses: []string{"fd64::/112"}, Announce: lbv1.AnnounceBGP}},
 	} {
 		if err := c.Env.Client.Create(ctx, o); err != nil {
 			return err
@@ -255,6 +255,23 @@ func (b *bench) setup() error {
 			return err
 		}
 		b.pods = append(b.pods, p)
+	}
+	return nil
+}
+
+// setupIPv6 creates the IPv6 BGPPeer (without BFD: Portico runs BFD with
+// IPv4 peers only) and the IPv6 pool; the router already has the nodes as
+// IPv6 neighbors.
+func (b *bench) setupIPv6() error {
+	for _, o := range []client.Object{
+		&lbv1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "tor6"}, Spec: lbv1.BGPPeerSpec{
+			Address: routerAddr6.String(), PeerASN: routerASN, MyASN: nodeASN,
+			HoldTime: &metav1.Duration{Duration: 9 * time.Second}, KeepaliveTime: &metav1.Duration{Duration: 3 * time.Second}}},
+		&lbv1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "routed6"}, Spec: lbv1.IPPoolSpec{Addresses: []string{"fd64::/112"}, Announce: lbv1.AnnounceBGP}},
+	} {
+		if err := b.c.Env.Client.Create(context.Background(), o); err != nil {
+			return err
+		}
 	}
 	return nil
 }
