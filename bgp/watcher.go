@@ -318,25 +318,26 @@ func (w *Watcher) sync(ctx context.Context) error {
 			}
 		}
 	}
+	planned := time.Now()
 	if err := w.Speaker.Patch(ctx, delta); err != nil {
 		return err
 	}
 	if log := logr.FromContextOrDiscard(ctx).WithName("bgp").V(4); log.Enabled() && len(queued) > 0 {
-		traceRoutes(log, queued, time.Now())
+		traceRoutes(log, queued, planned, time.Now())
 	}
 	return nil
 }
 
 // traceRoutes logs, for each prefix just handed to GoBGP, when the change
-// behind it arrived from the informers and when GoBGP took it (Unix
-// microseconds: bench-bgp lays these beside the router's times to split an
-// announcement's latency by stage).
-func traceRoutes(log logr.Logger, queued map[netip.Prefix]time.Time, patched time.Time) {
+// behind it arrived from the informers, when the sync had planned it and
+// when GoBGP took it (Unix microseconds: bench-bgp lays these beside the
+// router's times to split an announcement's latency by stage).
+func traceRoutes(log logr.Logger, queued map[netip.Prefix]time.Time, planned, patched time.Time) {
 	routes := make([]string, 0, len(queued))
 	for _, p := range slices.SortedFunc(maps.Keys(queued), comparePrefix) {
 		routes = append(routes, fmt.Sprintf("%s@%d", p, queued[p].UnixMicro()))
 	}
-	log.Info("Routes handed to GoBGP", "patchedUnixMicro", patched.UnixMicro(), "routes", routes)
+	log.Info("Routes handed to GoBGP", "plannedUnixMicro", planned.UnixMicro(), "patchedUnixMicro", patched.UnixMicro(), "routes", routes)
 }
 
 // service reads one Service's part of Plan's inputs from the cache: the

@@ -21,7 +21,10 @@ import (
 //	queued    that node's BGP watcher gets the change from its informers
 //	          (the first unsynced change of the Service: bgp.Watcher's
 //	          "Routes handed to GoBGP" trace at V(4))
-//	patched   the watcher has planned it and handed it to GoBGP
+//	planned   the watcher's sync has planned it (waiting for the sync loop
+//	          and the cache reads: "forwarder")
+//	patched   GoBGP has taken it ("gobgp": AddPath, through each GoBGP
+//	          server's own loop)
 //	received  bgpd logs the prefix from the node (--trace: FRR's "debug bgp
 //	          updates in")
 //	to zebra  bgpd sends the route, with that next hop, to zebra (--trace:
@@ -30,7 +33,7 @@ import (
 //	          (netlink)
 
 // handoff is one prefix in a forwarder's trace.
-type handoff struct{ queued, patched time.Time }
+type handoff struct{ queued, planned, patched time.Time }
 
 // forwarderTrace reads a forwarder's log: prefix -> its hand-offs to GoBGP.
 func forwarderTrace(path string) (map[netip.Prefix][]handoff, error) {
@@ -53,6 +56,7 @@ func parseForwarderTrace(r io.Reader) (map[netip.Prefix][]handoff, error) {
 		}
 		var e struct {
 			Msg     string   `json:"msg"`
+			Planned int64    `json:"plannedUnixMicro"`
 			Patched int64    `json:"patchedUnixMicro"`
 			Routes  []string `json:"routes"`
 		}
@@ -66,7 +70,11 @@ func parseForwarderTrace(r io.Reader) (map[netip.Prefix][]handoff, error) {
 			if !ok || err1 != nil || err2 != nil {
 				continue
 			}
-			out[p] = append(out[p], handoff{queued: time.UnixMicro(q), patched: time.UnixMicro(e.Patched)})
+			h := handoff{queued: time.UnixMicro(q), planned: time.UnixMicro(e.Planned), patched: time.UnixMicro(e.Patched)}
+			if e.Planned == 0 { // a forwarder before the planned time was traced
+				h.planned = h.patched
+			}
+			out[p] = append(out[p], h)
 		}
 	}
 	return out, sc.Err()
@@ -127,7 +135,7 @@ func firstAfter(ts []time.Time, t time.Time) (time.Time, bool) {
 }
 
 // stageNames in order; the router's part is split only with --trace.
-var stageNames = []string{"informer", "forwarder", "to_bgpd", "bgpd", "zebra_kernel", "router"}
+var stageNames = []string{"informer", "forwarder", "gobgp", "to_bgpd", "bgpd", "zebra_kernel", "router"}
 
 // breakdown splits each address's latency (status -> fib) into stages along
 // the path of the node whose next hop completed the route, prints p50 and
@@ -205,7 +213,8 @@ func (b *bench) breakdown(set string, status, fib map[netip.Addr]time.Time, hops
 		}
 		st := map[string]time.Duration{
 			"informer":  lastH.queued.Sub(s),
-			"forwarder": lastH.patched.Sub(lastH.queued),
+			"forwarder": lastH.planned.Sub(lastH.queued),
+			"gobgp":     lastH.patched.Sub(lastH.planned),
 		}
 		if rt != nil {
 			z, ok := firstAfter(rt.toZebra[p], lastR)

@@ -16,7 +16,7 @@ const (
 2026/11/30 07:20:28.5 BGP: [V15FP-4CPVK] Tx route add VRF 0 garbage metric 0
 `
 	forwarderLog = `{"level":"info","msg":"Heartbeat"}
-{"level":"Level(-4)","ts":"2026-11-30T07:20:28Z","logger":"bgp","msg":"Routes handed to GoBGP","patchedUnixMicro":1796023228414550,"routes":["10.64.0.0/32@1796023228405720","bad@1","10.64.0.9/32@x"]}
+{"level":"Level(-4)","ts":"2026-11-30T07:20:28Z","logger":"bgp","msg":"Routes handed to GoBGP","plannedUnixMicro":1796023228414000,"patchedUnixMicro":1796023228414550,"routes":["10.64.0.0/32@1796023228405720","bad@1","10.64.0.9/32@x"]}
 `
 )
 
@@ -43,7 +43,8 @@ func TestParseTraces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h := ft[p4]; len(ft) != 1 || len(h) != 1 || h[0].patched.Sub(h[0].queued) != 8830*time.Microsecond {
+	if h := ft[p4]; len(ft) != 1 || len(h) != 1 || h[0].patched.Sub(h[0].queued) != 8830*time.Microsecond ||
+		h[0].patched.Sub(h[0].planned) != 550*time.Microsecond {
 		t.Errorf("forwarder trace %v", ft)
 	}
 }
