@@ -294,12 +294,23 @@ func (s *Speaker) Close(ctx context.Context) {
 	}
 }
 
-// Sessions reports the state of every open session, by BGPPeer name.
+// Sessions reports the state of every open session, by BGPPeer name. It
+// asks GoBGP without holding the speaker's lock, so Patch and Apply (the
+// routes) never wait for a status query.
 func (s *Speaker) Sessions(ctx context.Context) map[string]SessionState {
+	type open struct {
+		ss         *session
+		advertised int
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := map[string]SessionState{}
+	sessions := make(map[string]open, len(s.sessions))
 	for name, ss := range s.sessions {
+		sessions[name] = open{ss: ss, advertised: len(ss.paths)}
+	}
+	s.mu.Unlock()
+	out := map[string]SessionState{}
+	for name, o := range sessions {
+		ss := o.ss
 		st := SessionState{State: "Idle", LastError: ss.log.lastError()}
 		_ = ss.srv.ListPeer(ctx, &apipb.ListPeerRequest{Address: ss.peer.Address.String()}, func(p *apipb.Peer) {
 			if p.State != nil {
@@ -310,7 +321,7 @@ func (s *Speaker) Sessions(ctx context.Context) map[string]SessionState {
 			}
 		})
 		if st.State == StateEstablished {
-			st.Advertised = len(ss.paths)
+			st.Advertised = o.advertised
 		}
 		if ss.peer.BFD.DetectMult != 0 {
 			b, _ := s.bfd.State(ss.peer.Address)

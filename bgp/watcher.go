@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -81,15 +82,18 @@ type Watcher struct {
 	Speaker  *Speaker
 
 	// plans are the peers' plans without routes (publish reads their
-	// settings and errors); inc holds the routes.
+	// settings and errors, under plansMu: it runs in its own goroutine);
+	// inc holds the routes.
+	plansMu sync.Mutex
 	plans   map[string]PeerPlan
 	written map[string]lbv1.BGPSession
 	inc     *Incremental
 
-	kick  chan struct{}
-	mu    sync.Mutex
-	full  bool
-	dirty map[string]bool
+	kick chan struct{}
+	mu   sync.Mutex
+	full bool
+	// dirty: Service key -> when its first unsynced change arrived.
+	dirty map[string]time.Time
 }
 
 // Start runs until ctx ends, then closes the sessions (withdrawing their
@@ -143,14 +147,31 @@ func (w *Watcher) Start(ctx context.Context) error {
 		defer cancel()
 		w.Speaker.Close(cctx)
 	}()
-	status := time.NewTicker(StatusInterval)
-	defer status.Stop()
+	// Status is written on its own tick in its own goroutine, never in the
+	// loop that hands routes to GoBGP: a write to the apiserver (tens to
+	// hundreds of milliseconds under load, and during a burst the
+	// advertised count changes every tick) must not hold up the next
+	// routes.
+	statusDone := make(chan struct{})
+	go func() {
+		defer close(statusDone)
+		status := time.NewTicker(StatusInterval)
+		defer status.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-status.C:
+				if err := w.publish(ctx); err != nil {
+					log.Error(err, "Writing BGP session status; retrying")
+				}
+			}
+		}
+	}()
+	defer func() { <-statusDone }()
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
 	w.mark(replanAll)
-	// Status is written on its own tick, never after a sync: a write to the
-	// apiserver (slow under load, and the advertised count changes with
-	// every route) must not hold up the next routes.
 	for {
 		select {
 		case <-ctx.Done():
@@ -163,10 +184,6 @@ func (w *Watcher) Start(ctx context.Context) error {
 			}
 		case <-retry.C:
 			w.mark(replanAll)
-		case <-status.C:
-			if err := w.publish(ctx); err != nil {
-				log.Error(err, "Writing BGP session status; retrying")
-			}
 		}
 	}
 }
@@ -261,9 +278,11 @@ func (w *Watcher) mark(key string) {
 		w.full = true
 	} else {
 		if w.dirty == nil {
-			w.dirty = map[string]bool{}
+			w.dirty = map[string]time.Time{}
 		}
-		w.dirty[key] = true
+		if _, ok := w.dirty[key]; !ok {
+			w.dirty[key] = time.Now()
+		}
 	}
 	w.mu.Unlock()
 	select {
@@ -295,11 +314,16 @@ func (w *Watcher) sync(ctx context.Context) error {
 			w.inc = &Incremental{}
 		}
 		w.inc.Reset(in)
+		w.plansMu.Lock()
 		w.plans = w.inc.Peers()
+		w.plansMu.Unlock()
 		return w.Speaker.Apply(ctx, w.inc.Plans())
 	}
 	delta := Delta{}
-	for key := range dirty {
+	// queued: when the change behind each prefix of delta arrived (for
+	// the trace below).
+	queued := map[netip.Prefix]time.Time{}
+	for key, since := range dirty {
 		svc, eps, err := w.service(ctx, key)
 		if err != nil {
 			return err
@@ -309,9 +333,31 @@ func (w *Watcher) sync(ctx context.Context) error {
 				delta[peer] = map[netip.Prefix]*Route{}
 			}
 			maps.Copy(delta[peer], ps)
+			for p := range ps {
+				queued[p] = since
+			}
 		}
 	}
-	return w.Speaker.Patch(ctx, delta)
+	planned := time.Now()
+	if err := w.Speaker.Patch(ctx, delta); err != nil {
+		return err
+	}
+	if log := logr.FromContextOrDiscard(ctx).WithName("bgp").V(4); log.Enabled() && len(queued) > 0 {
+		traceRoutes(log, queued, planned, time.Now())
+	}
+	return nil
+}
+
+// traceRoutes logs, for each prefix just handed to GoBGP, when the change
+// behind it arrived from the informers, when the sync had planned it and
+// when GoBGP took it (Unix microseconds: bench-bgp lays these beside the
+// router's times to split an announcement's latency by stage).
+func traceRoutes(log logr.Logger, queued map[netip.Prefix]time.Time, planned, patched time.Time) {
+	routes := make([]string, 0, len(queued))
+	for _, p := range slices.SortedFunc(maps.Keys(queued), comparePrefix) {
+		routes = append(routes, fmt.Sprintf("%s@%d", p, queued[p].UnixMicro()))
+	}
+	log.Info("Routes handed to GoBGP", "plannedUnixMicro", planned.UnixMicro(), "patchedUnixMicro", patched.UnixMicro(), "routes", routes)
 }
 
 // service reads one Service's part of Plan's inputs from the cache: the
@@ -421,8 +467,11 @@ func (w *Watcher) publish(ctx context.Context) error {
 		w.written = map[string]lbv1.BGPSession{}
 	}
 	states := w.Speaker.Sessions(ctx)
+	w.plansMu.Lock()
+	plans := w.plans
+	w.plansMu.Unlock()
 	var firstErr error
-	for name, pp := range w.plans {
+	for name, pp := range plans {
 		st, ok := states[name]
 		s := Session(w.Self, pp, st, ok)
 		up := 0.0
@@ -451,7 +500,7 @@ func (w *Watcher) publish(ctx context.Context) error {
 		w.event(name, prev, had, s)
 	}
 	for name := range w.written {
-		if _, ok := w.plans[name]; !ok {
+		if _, ok := plans[name]; !ok {
 			delete(w.written, name)
 			metricSessionUp.DeleteLabelValues(name)
 			metricAdvertised.DeleteLabelValues(name)

@@ -5,29 +5,33 @@
 // router.
 //
 //   - announce: --addresses Services (externalTrafficPolicy Cluster) are
-//     created at once; for each, the time from its address appearing in its
-//     status (a watch event) to the route being in the router's kernel table
-//     with one next hop per node (read over netlink every 10 ms).
+//     created 8 at a time; for each, the time from its address appearing in
+//     its status (a watch event) to the route being in the router's kernel
+//     table with one next hop per node (a netlink subscription in the
+//     router's namespace), split by stage (informer, forwarder, router; with
+//     --trace the router's part by FRR's bgpd and zebra).
 //   - withdraw: up to 100 more Services, externalTrafficPolicy Local (a pod
 //     on every node); the pod on node 3 turns unready; for each of them, the
 //     time from its EndpointSlice losing node 3's ready endpoint to node 3's
-//     next hop leaving the router's route (the time from the pod change,
+//     next hop leaving the router's route (netlink) (the time from the pod change,
 //     which adds the EndpointSlice controller's work, is printed too).
 //   - failover: --runs times, node 1 is cut off the wire while the client
 //     sends a UDP probe every 10 ms (each from a new port, so ECMP spreads
 //     them over the nodes); the time from the cut to the last lost probe.
 //     With --bfd the router detects the node by BFD (3 x 100 ms), without
 //     it by the BGP hold time (9 s).
+//   - announce IPv6: last (so the phases above run as without it), an IPv6
+//     pool and a second BGPPeer (MP-BGP, ipv6-unicast, without BFD) are
+//     created and --addresses6 IPv6 Services measured as in announce.
 //
 // The last line of output is
-// bgp: addresses=N announce_p99_ms=N withdraw_p99_ms=N failover_p99_ms=N bfd=on|off
+// bgp: addresses=N announce_p99_ms=N withdraw_p99_ms=N failover_p99_ms=N bfd=on|off addresses6=N announce6_p99_ms=N
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
-	"maps"
 	"math"
 	"net/netip"
 	"os"
@@ -56,11 +60,14 @@ import (
 )
 
 var (
-	addresses = flag.Int("addresses", 1000, "Services (addresses) to announce.")
-	runs      = flag.Int("runs", 5, "Node failures to measure.")
-	useBFD    = flag.Bool("bfd", true, "Run BFD (3 x 100 ms) between the nodes and the router.")
-	forwarder = flag.String("forwarder", "bin/portico-forwarder", "portico-forwarder binary.")
-	logDir    = flag.String("log-dir", "", "Directory for logs and announce-<set>.txt (per address: Unix ns of its status and of its complete route; a temporary directory when empty).")
+	addresses  = flag.Int("addresses", 1000, "Services (addresses) to announce.")
+	runs       = flag.Int("runs", 5, "Node failures to measure.")
+	useBFD     = flag.Bool("bfd", true, "Run BFD (3 x 100 ms) between the nodes and the router.")
+	forwarder  = flag.String("forwarder", "bin/portico-forwarder", "portico-forwarder binary.")
+	logDir     = flag.String("log-dir", "", "Directory for logs, announce-<set>.txt (per address: Unix ns of its status and of its complete route) and breakdown-<set>.txt (per address: its latency by stage); a temporary directory when empty.")
+	addresses6 = flag.Int("addresses6", 1000, "IPv6 Services (addresses) to announce (0: none).")
+	fwdArgs    = flag.String("forwarder-args", "", "Extra flags for every forwarder, space-separated (e.g. --no-dataplane, to see what the data plane's work costs the routes).")
+	trace      = flag.Bool("trace", false, "Make FRR log every prefix received and sent to zebra, to split the router's part of the latency (costs the router some time).")
 )
 
 const (
@@ -69,7 +76,15 @@ const (
 	ns        = "bench"
 )
 
-var routerAddr = netip.MustParseAddr("10.88.0.254")
+var (
+	routerAddr  = netip.MustParseAddr("10.88.0.254")
+	routerAddr6 = netip.MustParseAddr("fd88::fe")
+)
+
+// nodeAddr6 is node i's IPv6 address on the nodes' bridge.
+func nodeAddr6(i int) netip.Addr {
+	return netip.AddrFrom16([16]byte{0: 0xfd, 1: 0x88, 15: byte(i + 1)})
+}
 
 func main() {
 	flag.Parse()
@@ -85,7 +100,12 @@ type bench struct {
 	outside *netlab.Host
 	pods    []*cluster.Pod
 	nl      *netlink.Handle
+	// nodeAddr6: node name -> its IPv6 address.
+	nodeAddr6 map[string]netip.Addr
+	bgpdLog   string
 }
+
+func (b *bench) logPath(name string) string { return filepath.Join(*logDir, name) }
 
 func run() error {
 	ctrl.SetLogger(logr.Discard())
@@ -99,11 +119,13 @@ func run() error {
 		}
 		*logDir = d
 	}
-	c, err := cluster.Start(cluster.Options{ForwarderBin: *forwarder, LogDir: *logDir})
+	// V(4): the BGP watcher traces each route it hands to GoBGP (the
+	// breakdown by stage).
+	c, err := cluster.Start(cluster.Options{ForwarderBin: *forwarder, LogDir: *logDir, ForwarderArgs: append([]string{"--zap-log-level", "4"}, strings.Fields(*fwdArgs)...)})
 	if err != nil {
 		return err
 	}
-	b := &bench{c: c}
+	b := &bench{c: c, nodeAddr6: map[string]netip.Addr{}, bgpdLog: filepath.Join(*logDir, "frr-bgpd.log")}
 	defer func() {
 		if b.router != nil {
 			if err := b.router.Close(); err != nil {
@@ -121,16 +143,16 @@ func run() error {
 	// Service also waits for its EndpointSlice).
 	// One Service first, unmeasured: the operator's and the forwarders'
 	// first reconciles (allocator rebuild, informers) are not announcement.
-	warm, _, err := b.announce("w", 1, corev1.ServiceExternalTrafficPolicyCluster, nil)
+	warm, _, err := b.announce("w", 1, corev1.ServiceExternalTrafficPolicyCluster, false, nil)
 	if err != nil {
 		return err
 	}
-	addrs, announce, err := b.announce("c", *addresses, corev1.ServiceExternalTrafficPolicyCluster, warm)
+	addrs, announce, err := b.announce("c", *addresses, corev1.ServiceExternalTrafficPolicyCluster, false, warm)
 	if err != nil {
 		return err
 	}
 	// Withdrawal and failover: Local Services, a pod on every node.
-	local, _, err := b.announce("l", min(*addresses, 100), corev1.ServiceExternalTrafficPolicyLocal, append(warm, addrs...))
+	local, _, err := b.announce("l", min(*addresses, 100), corev1.ServiceExternalTrafficPolicyLocal, false, append(warm, addrs...))
 	if err != nil {
 		return err
 	}
@@ -142,12 +164,29 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	// IPv6 last, so the phases before run as they did without it: the
+	// IPv6 peer and pool are created now, and the same measurement runs
+	// over MP-BGP after an unmeasured first Service.
+	var addrs6 []netip.Addr
+	var announce6 []time.Duration
+	if *addresses6 > 0 {
+		if err := b.setupIPv6(); err != nil {
+			return err
+		}
+		warm6, _, err := b.announce("v", 1, corev1.ServiceExternalTrafficPolicyCluster, true, nil)
+		if err != nil {
+			return err
+		}
+		if addrs6, announce6, err = b.announce("s", *addresses6, corev1.ServiceExternalTrafficPolicyCluster, true, warm6); err != nil {
+			return err
+		}
+	}
 	if err := c.Err(); err != nil {
 		return err
 	}
 	onOff := map[bool]string{true: "on", false: "off"}[*useBFD]
-	fmt.Printf("bgp: addresses=%d announce_p99_ms=%d withdraw_p99_ms=%d failover_p99_ms=%d bfd=%s\n",
-		len(addrs), p99(announce), p99(withdraw), p99(failover), onOff)
+	fmt.Printf("bgp: addresses=%d announce_p99_ms=%d withdraw_p99_ms=%d failover_p99_ms=%d bfd=%s addresses6=%d announce6_p99_ms=%d\n",
+		len(addrs), p99(announce), p99(withdraw), p99(failover), onOff, len(addrs6), p99(announce6))
 	return nil
 }
 
@@ -161,12 +200,23 @@ func (b *bench) setup() error {
 	if b.outside, err = c.Lab.AddHostBehind("outside", rh, netip.MustParsePrefix("10.99.0.1/24"), netip.MustParsePrefix("10.99.0.2/24")); err != nil {
 		return err
 	}
-	cfg := frr.Config{ASN: routerASN, RouterID: routerAddr, HoldTime: 9, Keepalive: 3, BFD: *useBFD}
-	for _, n := range c.Nodes {
+	// IPv6 beside IPv4 on the same wire (as in e2e/bgp): the router and
+	// every node get an address of fd88::/64, and a second BGPPeer
+	// (MP-BGP, ipv6-unicast) carries the IPv6 pool's routes.
+	if _, err := rh.IP("addr", "add", netip.PrefixFrom(routerAddr6, 64).String(), "dev", rh.Link, "nodad"); err != nil {
+		return err
+	}
+	cfg := frr.Config{ASN: routerASN, RouterID: routerAddr, Address6: routerAddr6, HoldTime: 9, Keepalive: 3, BFD: *useBFD, Trace: *trace}
+	for i, n := range c.Nodes {
 		if _, err := n.Host.IP("route", "add", "10.99.0.0/24", "via", routerAddr.String()); err != nil {
 			return err
 		}
-		cfg.Neighbors = append(cfg.Neighbors, frr.Neighbor{Address: n.Host.IPv4.Addr(), ASN: nodeASN})
+		if _, err := n.Host.IP("addr", "add", netip.PrefixFrom(nodeAddr6(i), 64).String(), "dev", n.Host.Link, "nodad"); err != nil {
+			return err
+		}
+		b.nodeAddr6[n.Name] = nodeAddr6(i)
+		cfg.Neighbors = append(cfg.Neighbors, frr.Neighbor{Address: n.Host.IPv4.Addr(), ASN: nodeASN},
+			frr.Neighbor{Address: nodeAddr6(i), ASN: nodeASN})
 	}
 	if b.router, err = frr.Start(rh, cfg, *logDir); err != nil {
 		return err
@@ -204,6 +254,23 @@ func (b *bench) setup() error {
 			return err
 		}
 		b.pods = append(b.pods, p)
+	}
+	return nil
+}
+
+// setupIPv6 creates the IPv6 BGPPeer (without BFD: Portico runs BFD with
+// IPv4 peers only) and the IPv6 pool; the router already has the nodes as
+// IPv6 neighbors.
+func (b *bench) setupIPv6() error {
+	for _, o := range []client.Object{
+		&lbv1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "tor6"}, Spec: lbv1.BGPPeerSpec{
+			Address: routerAddr6.String(), PeerASN: routerASN, MyASN: nodeASN,
+			HoldTime: &metav1.Duration{Duration: 9 * time.Second}, KeepaliveTime: &metav1.Duration{Duration: 3 * time.Second}}},
+		&lbv1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "routed6"}, Spec: lbv1.IPPoolSpec{Addresses: []string{"fd64::/112"}, Announce: lbv1.AnnounceBGP}},
+	} {
+		if err := b.c.Env.Client.Create(context.Background(), o); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -250,12 +317,13 @@ func (b *bench) routes() (map[netip.Addr][]netip.Addr, error) {
 }
 
 // announce creates count Services named prefix%04d with the given policy
-// and measures, for each, the time from its address to its route with one
-// next hop per node.
-func (b *bench) announce(prefix string, count int, policy corev1.ServiceExternalTrafficPolicy, exclude []netip.Addr) ([]netip.Addr, []time.Duration, error) {
+// (IPv6 Services with v6) and measures, for each, the time from its address
+// to its route with one next hop per node.
+func (b *bench) announce(prefix string, count int, policy corev1.ServiceExternalTrafficPolicy, v6 bool, exclude []netip.Addr) ([]netip.Addr, []time.Duration, error) {
 	c := b.c
 	ctx := context.Background()
-	fmt.Printf("announce: creating %d Services (externalTrafficPolicy %s)\n", count, policy)
+	fam := map[bool]string{false: "IPv4", true: "IPv6"}[v6]
+	fmt.Printf("announce: creating %d %s Services (externalTrafficPolicy %s)\n", count, fam, policy)
 	// Cluster Services select no pod: their routes need no endpoints, and
 	// the EndpointSlice controller's work on a pod change (the withdraw
 	// phase) stays with the Local Services.
@@ -263,6 +331,15 @@ func (b *bench) announce(prefix string, count int, policy corev1.ServiceExternal
 	if policy == corev1.ServiceExternalTrafficPolicyLocal {
 		selector = map[string]string{"app": "web"}
 	}
+	want := len(c.Nodes)
+	fib, err := b.watchFIB(func(a netip.Addr, hops []netip.Addr) bool {
+		return a.Is6() == v6 && len(hops) == want && !slices.Contains(exclude, a)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	stopFIB := sync.OnceValue(fib.stop)
+	defer stopFIB()
 	// Each address is timed from the watch event that shows it in its
 	// Service's status.
 	addressed, err := b.watchAddresses(prefix)
@@ -288,6 +365,10 @@ func (b *bench) announce(prefix string, count int, policy corev1.ServiceExternal
 					Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr.To("lb.portico.dev/local"),
 						Selector: selector, ExternalTrafficPolicy: policy,
 						Ports: []corev1.ServicePort{{Name: "p", Protocol: corev1.ProtocolUDP, Port: 53, TargetPort: intstr.FromInt32(8080)}}}}
+				if v6 {
+					svc.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv6Protocol}
+					svc.Spec.IPFamilyPolicy = ptr.To(corev1.IPFamilyPolicySingleStack)
+				}
 				if err := c.Env.Client.Create(ctx, svc); err != nil {
 					select {
 					case errc <- err:
@@ -297,40 +378,35 @@ func (b *bench) announce(prefix string, count int, policy corev1.ServiceExternal
 			}()
 		}
 	}()
-	routed := map[netip.Addr]time.Time{}
-	want := len(c.Nodes)
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
+		seen, routed := addressed.seen(), fib.seen()
+		done := 0
+		for a := range seen {
+			if _, ok := routed[a]; ok {
+				done++
+			}
+		}
+		if len(seen) == count && done == count {
+			break
+		}
 		if time.Now().After(deadline) {
-			return nil, nil, fmt.Errorf("after 10 minutes %d addresses, %d routed", len(addressed.seen()), len(routed))
+			return nil, nil, fmt.Errorf("after 10 minutes %d addresses, %d of them routed", len(seen), done)
 		}
 		select {
 		case err := <-errc:
 			return nil, nil, err
-		default:
+		case <-time.After(10 * time.Millisecond):
 		}
-		rs, err := b.routes()
-		if err != nil {
-			return nil, nil, err
-		}
-		now := time.Now()
-		for a, hops := range rs {
-			if _, ok := routed[a]; !ok && len(hops) == want && !slices.Contains(exclude, a) {
-				routed[a] = now
-			}
-		}
-		if seen := addressed.seen(); len(seen) == count && len(routed) >= count {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 	wg.Wait()
+	if n := stopFIB(); n > 0 {
+		fmt.Printf("announce: the netlink subscription was opened again %d times (routes complete by then timed at the new listing)\n", n)
+	}
+	seen, routed, hops := addressed.seen(), fib.seen(), fib.hops()
 	var addrs []netip.Addr
 	var lat []time.Duration
-	for a, t := range addressed.seen() {
-		if _, ok := routed[a]; !ok {
-			return nil, nil, fmt.Errorf("%s never routed", a)
-		}
+	for a, t := range seen {
 		addrs = append(addrs, a)
 		// A route seen before the event that showed its address counts as 0.
 		lat = append(lat, max(0, routed[a].Sub(t)))
@@ -339,14 +415,18 @@ func (b *bench) announce(prefix string, count int, policy corev1.ServiceExternal
 	// Per address: when its status showed it and when its route was
 	// complete (Unix ns), to lay beside a capture of the BGP UPDATEs.
 	var trace strings.Builder
-	seen := addressed.seen()
 	for _, a := range addrs {
 		fmt.Fprintf(&trace, "%s %d %d\n", a, seen[a].UnixNano(), routed[a].UnixNano())
 	}
-	if err := os.WriteFile(filepath.Join(*logDir, "announce-"+prefix+".txt"), []byte(trace.String()), 0o644); err != nil {
+	if err := os.WriteFile(b.logPath("announce-"+prefix+".txt"), []byte(trace.String()), 0o644); err != nil {
 		return nil, nil, err
 	}
-	fmt.Printf("announce: %d addresses routed over %d next hops, p50_ms=%d p99_ms=%d\n", len(addrs), want, p50(lat), p99(lat))
+	fmt.Printf("announce: %d %s addresses routed over %d next hops, p50_ms=%d p99_ms=%d\n", len(addrs), fam, want, p50(lat), p99(lat))
+	if count > 1 {
+		if err := b.breakdown(prefix, seen, routed, hops); err != nil {
+			return nil, nil, err
+		}
+	}
 	return addrs, lat, nil
 }
 
@@ -356,51 +436,6 @@ func (b *bench) announce(prefix string, count int, policy corev1.ServiceExternal
 // loss to withdrawal, Portico's part. The time from the pod change, which
 // adds the EndpointSlice controller's queue and its client's rate limit
 // (20 writes/s in kube-controller-manager), is printed beside it.
-// addressWatch records when each address first appears in the status of a
-// Service of one set.
-type addressWatch struct {
-	mu    sync.Mutex
-	first map[netip.Addr]time.Time
-	stop  func()
-}
-
-func (w *addressWatch) seen() map[netip.Addr]time.Time {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return maps.Clone(w.first)
-}
-
-func (b *bench) watchAddresses(set string) (*addressWatch, error) {
-	wc, err := client.NewWithWatch(b.c.Env.Config, client.Options{Scheme: b.c.Env.Client.Scheme()})
-	if err != nil {
-		return nil, err
-	}
-	watch, err := wc.Watch(context.Background(), &corev1.ServiceList{}, client.InNamespace(ns), client.MatchingLabels{"set": set})
-	if err != nil {
-		return nil, err
-	}
-	w := &addressWatch{first: map[netip.Addr]time.Time{}, stop: watch.Stop}
-	go func() {
-		for ev := range watch.ResultChan() {
-			s, ok := ev.Object.(*corev1.Service)
-			if !ok {
-				continue
-			}
-			now := time.Now()
-			w.mu.Lock()
-			for _, in := range s.Status.LoadBalancer.Ingress {
-				if a, err := netip.ParseAddr(in.IP); err == nil {
-					if _, ok := w.first[a]; !ok {
-						w.first[a] = now
-					}
-				}
-			}
-			w.mu.Unlock()
-		}
-	}()
-	return w, nil
-}
-
 func (b *bench) withdraw(addrs []netip.Addr) ([]time.Duration, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -452,27 +487,33 @@ func (b *bench) withdraw(addrs []netip.Addr) ([]time.Duration, error) {
 	}()
 	// The watch starts with the current slices (node 3 ready in each).
 	time.Sleep(time.Second)
+	inSet := map[netip.Addr]bool{}
+	for _, a := range addrs {
+		inSet[a] = true
+	}
+	fib, err := b.watchFIB(func(a netip.Addr, hops []netip.Addr) bool { return inSet[a] && !slices.Contains(hops, n3Addr) })
+	if err != nil {
+		return nil, err
+	}
+	stopFIB := sync.OnceValue(fib.stop)
+	defer stopFIB()
+	if early := len(fib.seen()); early > 0 {
+		return nil, fmt.Errorf("withdraw: %d routes lacked node 3 before its pod changed", early)
+	}
 	start := time.Now()
 	if err := b.c.SetPodReady(b.pods[2], false); err != nil {
 		return nil, err
 	}
-	gone := map[netip.Addr]time.Time{}
-	for len(gone) < len(addrs) {
+	for len(fib.seen()) < len(addrs) {
 		if time.Since(start) > 2*time.Minute {
-			return nil, fmt.Errorf("withdraw: %d of %d routes lost node 3 within 2 minutes", len(gone), len(addrs))
-		}
-		rs, err := b.routes()
-		if err != nil {
-			return nil, err
-		}
-		now := time.Now()
-		for _, a := range addrs {
-			if _, ok := gone[a]; !ok && !slices.Contains(rs[a], n3Addr) {
-				gone[a] = now
-			}
+			return nil, fmt.Errorf("withdraw: %d of %d routes lost node 3 within 2 minutes", len(fib.seen()), len(addrs))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	if n := stopFIB(); n > 0 {
+		fmt.Printf("withdraw: the netlink subscription was opened again %d times\n", n)
+	}
+	gone := fib.seen()
 	// Wait for every slice's change (the EndpointSlice controller may
 	// still be writing some when a route already lost node 3 for another
 	// reason, a BFD flap; such a route counts 0 and is reported).

@@ -68,6 +68,10 @@ type Config struct {
 	GracefulRestart bool
 	// BFD runs bfdd beside bgpd (neighbors get BFD with Configure).
 	BFD bool
+	// Trace logs, with microsecond timestamps, every prefix bgpd
+	// receives and every route it sends zebra (bench-bgp's breakdown of
+	// an announcement's latency; see ParseTrace).
+	Trace bool
 }
 
 // Router is FRR running in a host.
@@ -81,6 +85,11 @@ var bgpdConf = template.Must(template.New("bgpd").Parse(`frr defaults datacenter
 hostname router
 log timestamp precision 3
 log stdout debugging
+{{- if .Trace}}
+log timestamp precision 6
+debug bgp updates in
+debug bgp zebra
+{{- end}}
 !
 router bgp {{.ASN}}
  bgp router-id {{.RouterID}}
