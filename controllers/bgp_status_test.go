@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -17,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -384,11 +382,7 @@ func TestBGPNodeRelabel(t *testing.T) {
 	ns := namespace(t)
 	var mu sync.Mutex
 	var log []string
-	cfg := rest.CopyConfig(operatorConfig)
-	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return logRT{rt: rt, mu: &mu, log: &log} }
-	old := operatorConfig
-	operatorConfig = cfg
-	defer func() { operatorConfig = old }()
+	logOperatorWrites(t, &mu, &log, nil)
 	withOperator(t, nil, func(o *operator.Options) {
 		o.Providers = []string{memory.Name, local.Name}
 		o.ResyncPeriod = time.Hour
@@ -470,11 +464,7 @@ func TestBGPKwokHeartbeatsCostNothing(t *testing.T) {
 	ns := namespace(t)
 	var mu sync.Mutex
 	var log []string
-	cfg := rest.CopyConfig(operatorConfig)
-	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return logRT{rt: rt, mu: &mu, log: &log} }
-	old := operatorConfig
-	operatorConfig = cfg
-	defer func() { operatorConfig = old }()
+	logOperatorWrites(t, &mu, &log, nil)
 	withOperator(t, nil, func(o *operator.Options) {
 		o.Providers = []string{memory.Name, local.Name}
 		o.ResyncPeriod = time.Hour

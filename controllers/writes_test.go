@@ -19,6 +19,17 @@ import (
 	"github.com/portico-lb/portico/providers/memory"
 )
 
+// logOperatorWrites makes the operators this test starts log their writes
+// into log (under mu); done as in logRT.
+func logOperatorWrites(t *testing.T, mu *sync.Mutex, log *[]string, done func(write string)) {
+	t.Helper()
+	cfg := rest.CopyConfig(operatorConfig)
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return logRT{rt: rt, mu: mu, log: log, done: done} }
+	old := operatorConfig
+	operatorConfig = cfg
+	t.Cleanup(func() { operatorConfig = old })
+}
+
 // logRT logs the operator's writes ("PATCH /api/v1/..."), in the order it
 // sends them; done, when set, is called with each once its response came.
 type logRT struct {
@@ -53,11 +64,7 @@ func (l logRT) RoundTrip(r *http.Request) (*http.Response, error) {
 func TestCreateWrites(t *testing.T) {
 	var mu sync.Mutex
 	var log []string
-	cfg := rest.CopyConfig(operatorConfig)
-	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return logRT{rt: rt, mu: &mu, log: &log} }
-	old := operatorConfig
-	operatorConfig = cfg
-	defer func() { operatorConfig = old }()
+	logOperatorWrites(t, &mu, &log, nil)
 	p := memory.New(memory.Options{ClusterID: "test"})
 	withOperator(t, p)
 	ns := namespace(t)
@@ -125,11 +132,7 @@ func TestAddressesBeforeRecords(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var log []string
-	cfg := rest.CopyConfig(operatorConfig)
-	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return logRT{rt: rt, mu: &mu, log: &log} }
-	old := operatorConfig
-	operatorConfig = cfg
-	defer func() { operatorConfig = old }()
+	logOperatorWrites(t, &mu, &log, nil)
 	withOperator(t, memory.New(memory.Options{ClusterID: "test"}), func(o *operator.Options) { o.Workers = 1 })
 	prefix := "/namespaces/" + ns + "/"
 	eventually(t, 30*time.Second, func() error {
@@ -202,11 +205,7 @@ func TestBurstAddressesBeforeRecords(t *testing.T) {
 			delete(addressed, name)
 		}
 	}
-	cfg := rest.CopyConfig(operatorConfig)
-	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return logRT{rt: rt, mu: &mu, log: &log, done: done} }
-	old := operatorConfig
-	operatorConfig = cfg
-	defer func() { operatorConfig = old }()
+	logOperatorWrites(t, &mu, &log, done)
 	// A loaded machine can stall the stream of Creates for longer than the
 	// default quiet period, which would end the burst as the operator sees
 	// it; the order is what is tested here.
