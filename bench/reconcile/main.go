@@ -35,7 +35,9 @@ import (
 	"flag"
 	"fmt"
 	"maps"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,6 +51,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/portico-lb/portico/controllers"
 	"github.com/portico-lb/portico/internal/gen"
@@ -63,6 +66,7 @@ func main() {
 	workers := flag.Int("workers", 32, "Operator --workers.")
 	operatorBin := flag.String("operator", "bin/portico-operator", "Path of the portico-operator binary.")
 	flag.StringVar(&cpuProfile, "cpu-profile", "", "Write a CPU profile of the operator during the burst to this file (the operator serves pprof on a free local port).")
+	flag.StringVar(&apiCPUProfile, "apiserver-cpu-profile", "", "Write a CPU profile of kube-apiserver during the burst (its first 10 s) to this file.")
 	flag.Parse()
 	if err := run(*services, *paced, *rate, *nodes, *workers, *operatorBin); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-reconcile:", err)
@@ -70,8 +74,9 @@ func main() {
 	}
 }
 
-// cpuProfile, when set, is where the operator's CPU profile of the burst goes.
-var cpuProfile string
+// cpuProfile, when set, is where the operator's CPU profile of the burst
+// goes; apiCPUProfile, kube-apiserver's.
+var cpuProfile, apiCPUProfile string
 
 func run(services, paced, rate, nodes, workers int, operatorBin string) (err error) {
 	// The bare Services, the paced and the burst phase each take a node port.
@@ -219,6 +224,10 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 	if pprofAddr != "" {
 		go func() { profiled <- testenv.SaveProfile(ctx, pprofAddr, "profile?seconds=10", cpuProfile) }()
 	}
+	apiProfiled := make(chan error, 1)
+	if apiCPUProfile != "" {
+		go func() { apiProfiled <- saveAPIServerProfile(ctx, env.Config, apiCPUProfile) }()
+	}
 	if before, err = apiWrites(ctx, cs); err != nil {
 		return err
 	}
@@ -262,6 +271,11 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 	if pprofAddr != "" {
 		if err := <-profiled; err != nil {
 			return fmt.Errorf("cpu profile: %w", err)
+		}
+	}
+	if apiCPUProfile != "" {
+		if err := <-apiProfiled; err != nil {
+			return fmt.Errorf("apiserver cpu profile: %w", err)
 		}
 	}
 
@@ -559,4 +573,34 @@ func cpuSince(after, before map[string]float64) string {
 		parts = append(parts, fmt.Sprintf("%s=%.1f", name, after[name]-before[name]))
 	}
 	return strings.Join(parts, " ")
+}
+
+// saveAPIServerProfile writes kube-apiserver's 10-second CPU profile
+// (/debug/pprof, served to the cluster admin) to path.
+func saveAPIServerProfile(ctx context.Context, cfg *rest.Config, path string) error {
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(cfg.Host, "/")+"/debug/pprof/profile?seconds=10", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", req.URL, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
