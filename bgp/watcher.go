@@ -25,6 +25,7 @@ import (
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/bfd"
+	"github.com/portico-lb/portico/internal/kubeindex"
 	"github.com/portico-lb/portico/model"
 )
 
@@ -386,12 +387,11 @@ func (w *Watcher) service(ctx context.Context, key string) (*corev1.Service, []d
 	if !model.LocalTraffic(&svc) {
 		return &svc, nil, nil
 	}
-	var eps discoveryv1.EndpointSliceList
-	if err := w.Cache.List(ctx, &eps, client.InNamespace(ns), client.MatchingLabels{discoveryv1.LabelServiceName: name},
-		client.UnsafeDisableDeepCopy); err != nil {
+	eps, err := kubeindex.EndpointSlicesOf(ctx, w.Cache, nn, client.UnsafeDisableDeepCopy)
+	if err != nil {
 		return nil, nil, fmt.Errorf("listing EndpointSlices of %s: %w", key, err)
 	}
-	return &svc, eps.Items, nil
+	return &svc, eps, nil
 }
 
 // inputs reads Plan's inputs from the cache.

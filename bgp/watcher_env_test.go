@@ -18,6 +18,7 @@ import (
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/internal/gen"
+	"github.com/portico-lb/portico/internal/kubeindex"
 	"github.com/portico-lb/portico/internal/testenv"
 	"github.com/portico-lb/portico/model"
 )
@@ -76,6 +77,9 @@ func TestWatcherFollowsNodeLabels(t *testing.T) {
 	c, err := cache.New(env.Config, cache.Options{Scheme: env.Scheme, SyncPeriod: ptr.To(time.Hour),
 		ByObject: map[client.Object]cache.ByObject{&corev1.Secret{}: {Namespaces: map[string]cache.Config{ns: {}}}}})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kubeindex.Register(ctx, c); err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = c.Start(ctx) }()

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/internal/kubeindex"
 	"github.com/portico-lb/portico/internal/testenv"
 	"github.com/portico-lb/portico/model"
 )
@@ -93,6 +94,9 @@ func TestWatcherRoutesWhileStatusWriteStalls(t *testing.T) {
 	c, err := cache.New(env.Config, cache.Options{Scheme: env.Scheme,
 		ByObject: map[client.Object]cache.ByObject{&corev1.Secret{}: {Namespaces: map[string]cache.Config{"default": {}}}}})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kubeindex.Register(ctx, c); err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = c.Start(ctx) }()

@@ -16,6 +16,7 @@ import (
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/internal/gen"
+	"github.com/portico-lb/portico/internal/kubeindex/kubeindextest"
 	"github.com/portico-lb/portico/internal/scheme"
 	"github.com/portico-lb/portico/providers"
 	"github.com/portico-lb/portico/providers/memory"
@@ -35,7 +36,7 @@ func TestStaleCacheCostsNoSecondFinalizer(t *testing.T) {
 	svc.UID = "uid-web"
 	var stale *corev1.Service // the Service as the lagging cache shows it
 	var writes []string
-	c := fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(svc).WithStatusSubresource(svc, &lbv1.LoadBalancer{}).
+	c := kubeindextest.WithIndexes(fake.NewClientBuilder().WithScheme(scheme.New())).WithObjects(svc).WithStatusSubresource(svc, &lbv1.LoadBalancer{}).
 		WithInterceptorFuncs(interceptor.Funcs{
 			Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
 				if stale == nil {

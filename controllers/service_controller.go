@@ -18,7 +18,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/internal/kubeindex"
 	"github.com/portico-lb/portico/model"
 	"github.com/portico-lb/portico/providers"
 )
@@ -459,9 +459,8 @@ func (r *ServiceReconciler) desired(ctx context.Context, svc *corev1.Service, cl
 	if err != nil {
 		return nil, "", err
 	}
-	var slices discoveryv1.EndpointSliceList
-	if err := r.Client.List(ctx, &slices, client.InNamespace(svc.Namespace),
-		client.MatchingLabels{discoveryv1.LabelServiceName: svc.Name}); err != nil {
+	slices, err := kubeindex.EndpointSlicesOf(ctx, r.Client, client.ObjectKeyFromObject(svc))
+	if err != nil {
 		return nil, "", fmt.Errorf("listing endpointslices: %w", err)
 	}
 	var ns corev1.Namespace
@@ -475,7 +474,7 @@ func (r *ServiceReconciler) desired(ctx context.Context, svc *corev1.Service, cl
 		Class:            class,
 		Service:          svc,
 		EligibleNodes:    nodes.nodes,
-		Slices:           slices.Items,
+		Slices:           slices,
 		NamespaceLabels:  ns.Labels,
 		AllNodesForLocal: allForLocal,
 	})

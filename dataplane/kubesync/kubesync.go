@@ -24,6 +24,7 @@ import (
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/dataplane"
 	"github.com/portico-lb/portico/healthcheck"
+	"github.com/portico-lb/portico/internal/kubeindex"
 	"github.com/portico-lb/portico/model"
 	"github.com/portico-lb/portico/providers"
 )
@@ -158,13 +159,13 @@ func (s *Syncer) build(ctx context.Context, key types.NamespacedName) (dataplane
 	if model.Recorded(&svc, &rec) != s.Class {
 		return dataplane.Service{}, false, nil
 	}
-	var list discoveryv1.EndpointSliceList
-	if err := s.Reader.List(ctx, &list, client.InNamespace(key.Namespace), client.MatchingLabels{discoveryv1.LabelServiceName: key.Name}); err != nil {
+	list, err := kubeindex.EndpointSlicesOf(ctx, s.Reader, key)
+	if err != nil {
 		return dataplane.Service{}, false, fmt.Errorf("listing endpoint slices of %s: %w", key, err)
 	}
-	slices := make([]*discoveryv1.EndpointSlice, len(list.Items))
-	for i := range list.Items {
-		slices[i] = &list.Items[i]
+	slices := make([]*discoveryv1.EndpointSlice, len(list))
+	for i := range list {
+		slices[i] = &list[i]
 	}
 	out, err := dataplane.FromKubernetes(&svc, slices)
 	if err != nil {

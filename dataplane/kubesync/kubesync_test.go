@@ -23,6 +23,7 @@ import (
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/dataplane"
 	"github.com/portico-lb/portico/healthcheck"
+	"github.com/portico-lb/portico/internal/kubeindex/kubeindextest"
 	"github.com/portico-lb/portico/internal/scheme"
 	"github.com/portico-lb/portico/providers"
 )
@@ -104,7 +105,7 @@ func TestSyncerFollowsServicesAndSlices(t *testing.T) {
 	byDefault.Spec.LoadBalancerClass = nil
 	// Asks for local, but no operator serves it: nothing is recorded.
 	unrecorded := service("unrecorded", "203.0.113.13", 0)
-	reader := fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(web, record(web), webSlice, other, endpointSlice("other", "10.0.0.9"),
+	reader := kubeindextest.WithIndexes(fake.NewClientBuilder().WithScheme(scheme.New())).WithObjects(web, record(web), webSlice, other, endpointSlice("other", "10.0.0.9"),
 		byDefault, record(byDefault), endpointSlice("bydefault", "10.0.0.7"), unrecorded, endpointSlice("unrecorded", "10.0.0.8")).Build()
 
 	informers := &informertest.FakeInformers{Scheme: scheme.New()}
@@ -213,7 +214,7 @@ func TestSyncerBatchesABurst(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	first := service("s0", "203.0.113.100", 0)
-	reader := fake.NewClientBuilder().WithScheme(scheme.New()).Build()
+	reader := kubeindextest.WithIndexes(fake.NewClientBuilder().WithScheme(scheme.New())).Build()
 	informers := &informertest.FakeInformers{Scheme: scheme.New()}
 	svcInf, err := informers.FakeInformerFor(ctx, &corev1.Service{})
 	if err != nil {
@@ -266,5 +267,31 @@ func TestSyncerBatchesABurst(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Start returned %v", err)
+	}
+}
+
+// TestBuildReadsOnlyItsSlices: the incremental sync reads a changed
+// Service's EndpointSlices through the cache's index, not by a label
+// selector that walks every slice in the namespace (a forwarder on a
+// 10,000-Service cluster walked them all on every endpoint change).
+func TestBuildReadsOnlyItsSlices(t *testing.T) {
+	ctx := context.Background()
+	web := service("web", "203.0.113.10", 0)
+	objs := []client.Object{web, record(web), endpointSlice("web", "10.0.0.1")}
+	const others = 300
+	for i := range others {
+		objs = append(objs, endpointSlice(fmt.Sprintf("other-%d", i), "10.0.1.1"))
+	}
+	reader := &kubeindextest.WalkCounting{Client: kubeindextest.WithIndexes(fake.NewClientBuilder().WithScheme(scheme.New())).WithObjects(objs...).Build()}
+	s := &Syncer{Reader: reader, NodeName: "node-a", Class: providers.Class("local")}
+	out, ok, err := s.build(ctx, client.ObjectKeyFromObject(web))
+	if err != nil || !ok {
+		t.Fatalf("build: ok=%v err=%v", ok, err)
+	}
+	if len(out.Ports) != 1 || len(out.Ports[0].Endpoints) != 1 {
+		t.Fatalf("built %+v, want web's port with its one endpoint", out.Ports)
+	}
+	if reader.Walked > 1 {
+		t.Errorf("reading one Service's EndpointSlices walked %d slices (%d others in its namespace), want 1", reader.Walked, others)
 	}
 }

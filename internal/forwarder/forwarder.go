@@ -37,6 +37,7 @@ import (
 	"github.com/portico-lb/portico/dataplane"
 	"github.com/portico-lb/portico/dataplane/kubesync"
 	"github.com/portico-lb/portico/healthcheck"
+	"github.com/portico-lb/portico/internal/kubeindex"
 	"github.com/portico-lb/portico/internal/scheme"
 	"github.com/portico-lb/portico/model"
 )
@@ -288,6 +289,11 @@ func Run(ctx context.Context, o Options) error {
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
+	}
+	// The data plane's sync and the BGP watch read one Service's
+	// EndpointSlices by index, not by walking the namespace.
+	if err := kubeindex.Register(ctx, mgr.GetFieldIndexer()); err != nil {
+		return fmt.Errorf("indexing the cache: %w", err)
 	}
 	// An Event on the Node when the interface is lost and when it is back
 	// (a lost link delays it until the apiserver is reachable again).

@@ -39,6 +39,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/portico-lb/portico/controllers"
+	"github.com/portico-lb/portico/internal/kubeindex"
 	"github.com/portico-lb/portico/internal/scheme"
 	"github.com/portico-lb/portico/pricing"
 	"github.com/portico-lb/portico/pricing/sources"
@@ -405,6 +406,11 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating manager: %w", err)
+	}
+	// The Service controller and the local backend read one Service's
+	// EndpointSlices by index, not by walking the namespace.
+	if err := kubeindex.Register(ctx, mgr.GetFieldIndexer()); err != nil {
+		return nil, nil, fmt.Errorf("indexing the cache: %w", err)
 	}
 	id, err := ResolveClusterID(ctx, mgr.GetAPIReader(), o.ClusterID)
 	if err != nil {

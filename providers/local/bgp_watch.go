@@ -9,7 +9,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -19,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/internal/kubeindex"
 	"github.com/portico-lb/portico/model"
 	"github.com/portico-lb/portico/providers"
 )
@@ -115,13 +115,12 @@ func (p *Provider) sharers(ctx context.Context, self providers.Key, addrs []neti
 		}
 		sh := BGPSharer{Labels: svc.Labels, Addresses: held[nn], Serving: all}
 		if model.LocalTraffic(&svc) {
-			var eps discoveryv1.EndpointSliceList
-			if err := p.opts.Client.List(ctx, &eps, client.InNamespace(nn.Namespace),
-				client.MatchingLabels{discoveryv1.LabelServiceName: nn.Name}, client.UnsafeDisableDeepCopy); err != nil {
+			eps, err := kubeindex.EndpointSlicesOf(ctx, p.opts.Client, nn, client.UnsafeDisableDeepCopy)
+			if err != nil {
 				return nil, nil, providers.Retry(fmt.Errorf("listing EndpointSlices of %s, which shares an address: %w", nn, err), 0)
 			}
 			sh.Serving = nil
-			for _, n := range model.EndpointNodes(eps.Items)[nn.String()] {
+			for _, n := range model.EndpointNodes(eps)[nn.String()] {
 				if _, ok := eligible[n]; ok {
 					sh.Serving = append(sh.Serving, n)
 				}
