@@ -10,10 +10,13 @@
 //   - burst phase: creates --services Services at once and measures how many
 //     per second get an address.
 //
-// Before the operator starts, the same number of Services of a class no one
-// serves are created the same way (64 in flight) on the same apiserver: the
-// bare apiserver's creation rate, which bounds the burst. burst_ratio is the
-// burst rate over that rate.
+// Right before the burst, the same number of Services of a class no one
+// serves are created the same way (64 in flight) on the same apiserver,
+// then deleted: the bare apiserver's creation rate at the population the
+// burst starts from, which bounds the burst. burst_ratio is the burst rate
+// over that rate. (kube-apiserver's ClusterIP allocator costs more per
+// create the more Services exist, so the two are measured from the same
+// population; see bareRate.)
 //
 // Between phases the run waits until the control plane's writes settle
 // (kube-controller-manager writes the bare Services' EndpointSlices at its
@@ -48,6 +51,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
@@ -66,7 +70,8 @@ func main() {
 	workers := flag.Int("workers", 32, "Operator --workers.")
 	operatorBin := flag.String("operator", "bin/portico-operator", "Path of the portico-operator binary.")
 	flag.StringVar(&cpuProfile, "cpu-profile", "", "Write a CPU profile of the operator during the burst to this file (the operator serves pprof on a free local port).")
-	flag.StringVar(&apiCPUProfile, "apiserver-cpu-profile", "", "Write a CPU profile of kube-apiserver during the burst (its first 10 s) to this file.")
+	flag.StringVar(&apiCPUProfile, "apiserver-cpu-profile", "", "Write a CPU profile of kube-apiserver during the burst (its first 10 s) to this file, and one of the bare phase to this file + \".bare\".")
+	flag.BoolVar(&bareAtStart, "bare-at-start", true, "Also measure the bare apiserver's creation rate on the empty cluster, before the operator starts (bare: at=start, and the burst's ratio to it: burst: ratio_to_bare_at_start), beside the rate at the burst's population that burst_ratio uses.")
 	flag.Parse()
 	if err := run(*services, *paced, *rate, *nodes, *workers, *operatorBin); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-reconcile:", err)
@@ -77,6 +82,9 @@ func main() {
 // cpuProfile, when set, is where the operator's CPU profile of the burst
 // goes; apiCPUProfile, kube-apiserver's.
 var cpuProfile, apiCPUProfile string
+
+// bareAtStart adds a bare phase on the empty cluster.
+var bareAtStart bool
 
 func run(services, paced, rate, nodes, workers int, operatorBin string) (err error) {
 	// The bare Services, the paced and the burst phase each take a node port.
@@ -112,29 +120,12 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 		return err
 	}
 
-	before, err := apiWrites(ctx, cs)
-	if err != nil {
-		return err
+	bareStart := 0.0
+	if bareAtStart {
+		if bareStart, err = bareRate(ctx, env.Config, cs, services, "start", ""); err != nil {
+			return fmt.Errorf("bare apiserver at start: %w", err)
+		}
 	}
-	cpuBefore := cpuSeconds()
-	bare, err := bareCreateRate(ctx, cs, services)
-	if err != nil {
-		return fmt.Errorf("bare apiserver: %w", err)
-	}
-	fmt.Printf("bare: services=%d per_s=%.0f\n", services, bare)
-	fmt.Printf("cpu_s: phase=bare %s\n", cpuSince(cpuSeconds(), cpuBefore))
-	// kube-controller-manager writes an EndpointSlice for each bare Service
-	// at its own client rate, long after the bare Creates returned; that
-	// backlog must not run into the measured phases.
-	settleStart := time.Now()
-	if err := settle(ctx, cs); err != nil {
-		return err
-	}
-	after, err := apiWrites(ctx, cs)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("writes: phase=bare settled_ms=%d %s\n", time.Since(settleStart).Milliseconds(), after.since(before, services))
 
 	args := []string{"--kubeconfig", env.Kubeconfig, "--providers", "memory", "--memory-ipv4-range", "10.128.0.0/16",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0",
@@ -171,10 +162,11 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 	}
 
 	// Paced phase.
-	if before, err = apiWrites(ctx, cs); err != nil {
+	before, err := apiWrites(ctx, cs)
+	if err != nil {
 		return err
 	}
-	cpuBefore = cpuSeconds()
+	cpuBefore := cpuSeconds()
 	var lat []timing
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -214,10 +206,20 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 	if err := settle(ctx, cs); err != nil {
 		return err
 	}
-	if after, err = apiWrites(ctx, cs); err != nil {
+	after, err := apiWrites(ctx, cs)
+	if err != nil {
 		return err
 	}
 	fmt.Printf("writes: phase=paced %s\n", after.since(before, paced))
+
+	bareProfile := ""
+	if apiCPUProfile != "" {
+		bareProfile = apiCPUProfile + ".bare"
+	}
+	bare, err := bareRate(ctx, env.Config, cs, services, "burst_population", bareProfile)
+	if err != nil {
+		return fmt.Errorf("bare apiserver: %w", err)
+	}
 
 	// Burst phase.
 	profiled := make(chan error, 1)
@@ -279,6 +281,9 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 		}
 	}
 
+	if bareStart > 0 {
+		fmt.Printf("burst: ratio_to_bare_at_start=%.2f\n", perS/bareStart)
+	}
 	rss, err := peakRSSMB(op.Pid())
 	if err != nil {
 		return err
@@ -287,12 +292,83 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 	return nil
 }
 
+// bareRate measures the bare apiserver's creation rate (bareCreateRate) at
+// the population the burst starts from, then deletes those Services and
+// waits until the control plane settles. kube-apiserver's ClusterIP
+// allocator walks every allocated address on each allocation (its Used(),
+// for metrics), so a create costs more the more Services exist: measured on
+// an emptier cluster, the bare rate came out higher than the same creates
+// reach at the burst's population (at 2,000 Services the walk was a quarter
+// of the apiserver's CPU in the burst).
+//
+// at names the measurement in the output; a non-empty profile receives
+// kube-apiserver's CPU profile of the creates (at most 10 s).
+func bareRate(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface, n int, at, profile string) (float64, error) {
+	before, err := apiWrites(ctx, cs)
+	if err != nil {
+		return 0, err
+	}
+	profiled := make(chan error, 1)
+	if profile != "" {
+		pctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() { profiled <- saveAPIServerProfile(pctx, cfg, profile) }()
+	}
+	cpuBefore := cpuSeconds()
+	bare, err := bareCreateRate(ctx, cs, n)
+	if err != nil {
+		return 0, err
+	}
+	fmt.Printf("bare: at=%s services=%d per_s=%.0f\n", at, n, bare)
+	if profile != "" {
+		if err := <-profiled; err != nil {
+			return 0, fmt.Errorf("apiserver cpu profile: %w", err)
+		}
+	}
+	fmt.Printf("cpu_s: phase=bare at=%s %s\n", at, cpuSince(cpuSeconds(), cpuBefore))
+	// kube-controller-manager writes an EndpointSlice for each bare Service
+	// at its own client rate, long after the bare Creates returned; that
+	// backlog must not run into the burst.
+	settleStart := time.Now()
+	if err := settle(ctx, cs); err != nil {
+		return 0, err
+	}
+	after, err := apiWrites(ctx, cs)
+	if err != nil {
+		return 0, err
+	}
+	fmt.Printf("writes: phase=bare at=%s settled_ms=%d %s\n", at, time.Since(settleStart).Milliseconds(), after.since(before, n))
+	sem := make(chan struct{}, 64)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := cs.CoreV1().Services("bare").Delete(ctx, fmt.Sprintf("bare-%d", i), metav1.DeleteOptions{}); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		return 0, fmt.Errorf("deleting the bare Services: %w", err)
+	}
+	// The garbage collector deletes their EndpointSlices.
+	if err := settle(ctx, cs); err != nil {
+		return 0, err
+	}
+	return bare, nil
+}
+
 // bareCreateRate creates n LoadBalancer Services of a class no controller
 // serves, 64 in flight as in the burst phase, in their own namespace, and
 // returns the creations per second: what the apiserver alone manages (node
 // port and ClusterIP allocation included).
 func bareCreateRate(ctx context.Context, cs kubernetes.Interface, n int) (float64, error) {
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bare"}}, metav1.CreateOptions{}); err != nil {
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bare"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return 0, err
 	}
 	start := time.Now()
