@@ -53,6 +53,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -101,7 +102,14 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 
-	cs, err := kubernetes.NewForConfig(env.Config)
+	// The bench's own creates and watches speak protobuf, as
+	// kube-controller-manager, the kubelets and the operator's built-in
+	// kinds do: in JSON, the apiserver would encode every Service event a
+	// second time for the bench's watch alone.
+	benchCfg := rest.CopyConfig(env.Config)
+	benchCfg.ContentType = runtime.ContentTypeProtobuf
+	benchCfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
+	cs, err := kubernetes.NewForConfig(benchCfg)
 	if err != nil {
 		return err
 	}
