@@ -11,7 +11,6 @@ import (
 	"github.com/go-logr/logr/testr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -50,11 +49,6 @@ func (w stalledWriter) Patch(ctx context.Context, obj client.Object, patch clien
 	case <-ctx.Done():
 	}
 	return ctx.Err()
-}
-
-type discardEvents struct{}
-
-func (discardEvents) Eventf(runtime.Object, runtime.Object, string, string, string, string, ...interface{}) {
 }
 
 // TestWatcherRoutesWhileStatusWriteStalls: a Service's address reaches the
@@ -102,7 +96,7 @@ func TestWatcherRoutesWhileStatusWriteStalls(t *testing.T) {
 	go func() { _ = c.Start(ctx) }()
 	stalled := &stalledStatus{Client: env.Client, entered: make(chan struct{}), done: ctx.Done()}
 	log := testr.NewWithOptions(t, testr.Options{Verbosity: 1})
-	w := &Watcher{Self: "n1", Namespace: "default", Cache: c, Client: stalled, Recorder: discardEvents{},
+	w := &Watcher{Self: "n1", Namespace: "default", Cache: c, Client: stalled, Recorder: noEvents{},
 		Speaker: NewSpeaker(SpeakerConfig{RouterID: netip.MustParseAddr("127.0.0.1"), NodeName: "n1", Log: log})}
 	stopped := make(chan error, 1)
 	go func() { stopped <- w.Start(logr.NewContext(ctx, log)) }()
