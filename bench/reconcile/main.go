@@ -71,7 +71,7 @@ func main() {
 	workers := flag.Int("workers", 32, "Operator --workers.")
 	operatorBin := flag.String("operator", "bin/portico-operator", "Path of the portico-operator binary.")
 	flag.StringVar(&cpuProfile, "cpu-profile", "", "Write a CPU profile of the operator during the burst to this file (the operator serves pprof on a free local port).")
-	flag.StringVar(&apiCPUProfile, "apiserver-cpu-profile", "", "Write a CPU profile of kube-apiserver during the burst (its first 10 s) to this file, and one of the bare phase to this file + \".bare\".")
+	flag.StringVar(&apiCPUProfile, "apiserver-cpu-profile", "", "Write a CPU profile of kube-apiserver during the burst (its first 10 s) to this file, one of the bare phase to this file + \".bare\" and one of the paced phase to this file + \".paced\".")
 	flag.BoolVar(&bareAtStart, "bare-at-start", true, "Also measure the bare apiserver's creation rate on the empty cluster, before the operator starts (bare: at=start, and the burst's ratio to it: burst: ratio_to_bare_at_start), beside the rate at the burst's population that burst_ratio uses.")
 	flag.Parse()
 	if err := run(*services, *paced, *rate, *nodes, *workers, *operatorBin); err != nil {
@@ -174,6 +174,10 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 	if err != nil {
 		return err
 	}
+	pacedProfiled := make(chan error, 1)
+	if apiCPUProfile != "" {
+		go func() { pacedProfiled <- saveAPIServerProfile(ctx, env.Config, apiCPUProfile+".paced") }()
+	}
 	cpuBefore := cpuSeconds()
 	var lat []timing
 	var mu sync.Mutex
@@ -196,6 +200,11 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 	}
 	tick.Stop()
 	wg.Wait()
+	if apiCPUProfile != "" {
+		if err := <-pacedProfiled; err != nil {
+			return fmt.Errorf("apiserver cpu profile: %w", err)
+		}
+	}
 	if len(lat) != paced {
 		return fmt.Errorf("paced phase: %d of %d Services got an address", len(lat), paced)
 	}
