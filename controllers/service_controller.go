@@ -23,7 +23,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
-	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -152,9 +151,9 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 		}
 		return ctrl.Result{}, err
 	}
-	log := ctrl.LoggerFrom(ctx).WithValues("Service", klog.KObj(svc))
-	ctx = ctrl.LoggerInto(ctx, log)
-
+	// The logger in ctx already names the Service (controller-runtime adds
+	// "Service", "namespace" and "name" for the controller's For kind); zap
+	// encodes every added value at once, even when nothing is logged.
 	record, err := r.getRecord(ctx, svc)
 	if err != nil {
 		return ctrl.Result{}, err
