@@ -37,10 +37,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"maps"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -252,24 +250,13 @@ func run(services, paced, rate, nodes, workers int, operatorBin string) (err err
 	}
 	cpuBefore = cpuSeconds()
 	start := time.Now()
-	sem := make(chan struct{}, 64)
-	errs := make(chan error, services)
-	for i := range services {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if _, err := w.createAndWait(ctx, fmt.Sprintf("burst-%d", i)); err != nil {
-				errs <- err
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	close(errs)
-	for err := range errs {
+	if err := inFlight(services, func(i int) error {
+		_, err := w.createAndWait(ctx, fmt.Sprintf("burst-%d", i))
+		return err
+	}); err != nil {
 		return fmt.Errorf("burst phase: %w", err)
 	}
+	elapsed := time.Since(start)
 	perS := float64(services) / elapsed.Seconds()
 	fmt.Printf("burst: services=%d elapsed_ms=%d\n", services, elapsed.Milliseconds())
 	fmt.Printf("cpu_s: phase=burst %s\n", cpuSince(cpuSeconds(), cpuBefore))
@@ -355,22 +342,9 @@ func bareRate(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface, n 
 		return 0, err
 	}
 	fmt.Printf("writes: phase=bare at=%s settled_ms=%d %s\n", at, time.Since(settleStart).Milliseconds(), after.since(before, n))
-	sem := make(chan struct{}, 64)
-	errs := make(chan error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := cs.CoreV1().Services("bare").Delete(ctx, fmt.Sprintf("bare-%d", i), metav1.DeleteOptions{}); err != nil {
-				errs <- err
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	if err := inFlight(n, func(i int) error {
+		return cs.CoreV1().Services("bare").Delete(ctx, fmt.Sprintf("bare-%d", i), metav1.DeleteOptions{})
+	}); err != nil {
 		return 0, fmt.Errorf("deleting the bare Services: %w", err)
 	}
 	// The garbage collector deletes their EndpointSlices.
@@ -389,6 +363,19 @@ func bareCreateRate(ctx context.Context, cs kubernetes.Interface, n int) (float6
 		return 0, err
 	}
 	start := time.Now()
+	if err := inFlight(n, func(i int) error {
+		svc := gen.Service("bare", fmt.Sprintf("bare-%d", i), gen.WithClass("example.com/nobody"), gen.ForAPI())
+		_, err := cs.CoreV1().Services("bare").Create(ctx, svc, metav1.CreateOptions{})
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// inFlight runs do(0..n-1) with 64 calls in flight, as the burst creates,
+// and returns the first error.
+func inFlight(n int, do func(i int) error) error {
 	sem := make(chan struct{}, 64)
 	errs := make(chan error, n)
 	var wg sync.WaitGroup
@@ -397,18 +384,14 @@ func bareCreateRate(ctx context.Context, cs kubernetes.Interface, n int) (float6
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			svc := gen.Service("bare", fmt.Sprintf("bare-%d", i), gen.WithClass("example.com/nobody"), gen.ForAPI())
-			if _, err := cs.CoreV1().Services("bare").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			if err := do(i); err != nil {
 				errs <- err
 			}
 		}()
 	}
 	wg.Wait()
 	close(errs)
-	for err := range errs {
-		return 0, err
-	}
-	return float64(n) / time.Since(start).Seconds(), nil
+	return <-errs
 }
 
 // watcher reports when each Service first has an ingress address, and
@@ -675,25 +658,5 @@ func saveAPIServerProfile(ctx context.Context, cfg *rest.Config, path string) er
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(cfg.Host, "/")+"/debug/pprof/profile?seconds=10", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", req.URL, resp.Status)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return testenv.SaveProfileFrom(ctx, hc, strings.TrimSuffix(cfg.Host, "/")+"/debug/pprof/profile?seconds=10", path)
 }

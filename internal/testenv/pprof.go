@@ -13,11 +13,18 @@ import (
 // path. profile is the endpoint's path below /debug/pprof/ with its query,
 // e.g. "profile?seconds=10" (CPU) or "heap".
 func SaveProfile(ctx context.Context, addr, profile, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/debug/pprof/"+profile, nil)
+	return SaveProfileFrom(ctx, http.DefaultClient, "http://"+addr+"/debug/pprof/"+profile, path)
+}
+
+// SaveProfileFrom fetches the profile at url through hc (e.g. a client of
+// kube-apiserver's /debug/pprof, which wants credentials) and writes it to
+// path.
+func SaveProfileFrom(ctx context.Context, hc *http.Client, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}
