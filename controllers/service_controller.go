@@ -77,7 +77,10 @@ type CostMetrics interface {
 
 // ServiceReconciler reconciles LoadBalancer Services of Portico's classes.
 type ServiceReconciler struct {
-	Client      client.Client
+	Client client.Client
+	// Cache is the manager's cache, read in place by the passes over every
+	// Service (the node batch window, the pending retry); nil means Client.
+	Cache       client.Reader
 	Recorder    events.EventRecorder
 	Metrics     *Metrics
 	Pricer      Pricer

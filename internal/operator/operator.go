@@ -447,6 +447,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 	}
 	*r = controllers.ServiceReconciler{
 		Client:             mgr.GetClient(),
+		Cache:              mgr.GetCache(),
 		Recorder:           mgr.GetEventRecorder("portico-operator"),
 		Metrics:            sharedMetrics(),
 		Pricer:             pricer,
@@ -476,7 +477,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 			return nil, nil, err
 		}
 	}
-	sharedNotReady().SetSource(mgr.GetClient(), r.Classes)
+	sharedNotReady().SetSource(mgr.GetCache(), r.Classes)
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, nil, err
 	}
