@@ -282,7 +282,7 @@ func (r *ServiceReconciler) trustOwnWrites(svc *corev1.Service, record *lbv1.Loa
 	case !ok:
 		return record
 	case w.uid != svc.UID:
-		delete(r.own, key)
+		release(&r.own, key)
 		return record
 	}
 	stale := svc.ResourceVersion == w.patchedFrom
@@ -293,7 +293,7 @@ func (r *ServiceReconciler) trustOwnWrites(svc *corev1.Service, record *lbv1.Loa
 		return w.record.DeepCopy()
 	}
 	if !stale {
-		delete(r.own, key)
+		release(&r.own, key)
 	}
 	return record
 }
