@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unique"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
@@ -328,6 +329,7 @@ func trimService(s *corev1.Service) *corev1.Service {
 			s.Annotations = maps.Clone(s.Annotations)
 			delete(s.Annotations, corev1.LastAppliedConfigAnnotation)
 		}
+		shareRepeatedValues(s)
 		return s
 	}
 	return &corev1.Service{
@@ -336,6 +338,57 @@ func trimService(s *corev1.Service) *corev1.Service {
 			Generation: s.Generation, CreationTimestamp: s.CreationTimestamp, DeletionTimestamp: s.DeletionTimestamp,
 			Finalizers: s.Finalizers},
 		Spec: corev1.ServiceSpec{Type: s.Spec.Type, LoadBalancerClass: s.Spec.LoadBalancerClass},
+	}
+}
+
+// shareRepeatedValues makes the strings of s that repeat across thousands of
+// Services (namespace, finalizers, type, class, port names and protocols,
+// policies, IP families and mode, the conditions' types, statuses and
+// reasons, and the messages of True conditions, which are fixed sentences)
+// the one shared copy of each value: the decoder allocates every string of
+// every object anew, about 300 bytes per Service. Values are unchanged.
+func shareRepeatedValues(s *corev1.Service) {
+	s.Namespace = intern(s.Namespace)
+	for i := range s.Finalizers {
+		s.Finalizers[i] = intern(s.Finalizers[i])
+	}
+	sp := &s.Spec
+	sp.Type, sp.SessionAffinity, sp.ExternalTrafficPolicy = intern(sp.Type), intern(sp.SessionAffinity), intern(sp.ExternalTrafficPolicy)
+	internPtr(sp.LoadBalancerClass)
+	internPtr(sp.InternalTrafficPolicy)
+	internPtr(sp.IPFamilyPolicy)
+	for i := range sp.IPFamilies {
+		sp.IPFamilies[i] = intern(sp.IPFamilies[i])
+	}
+	for i := range sp.Ports {
+		p := &sp.Ports[i]
+		p.Name, p.Protocol, p.TargetPort.StrVal = intern(p.Name), intern(p.Protocol), intern(p.TargetPort.StrVal)
+		internPtr(p.AppProtocol)
+	}
+	for i := range s.Status.LoadBalancer.Ingress {
+		internPtr(s.Status.LoadBalancer.Ingress[i].IPMode)
+	}
+	for i := range s.Status.Conditions {
+		c := &s.Status.Conditions[i]
+		c.Type, c.Status, c.Reason = intern(c.Type), intern(c.Status), intern(c.Reason)
+		if c.Status == metav1.ConditionTrue {
+			c.Message = intern(c.Message)
+		}
+	}
+}
+
+// intern returns the shared copy of v (unique.Make).
+func intern[S ~string](v S) S {
+	if v == "" {
+		return v
+	}
+	return S(unique.Make(string(v)).Value())
+}
+
+// internPtr replaces *p, when p is set, by its shared copy.
+func internPtr[S ~string](p *S) {
+	if p != nil {
+		*p = intern(*p)
 	}
 }
 
