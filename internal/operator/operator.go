@@ -39,6 +39,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/controllers"
 	"github.com/portico-lb/portico/internal/scheme"
 	"github.com/portico-lb/portico/pricing"
@@ -299,6 +300,7 @@ func cacheOptions() cache.Options {
 			&corev1.Node{}:               {Transform: transform(trimNode)},
 			&corev1.Service{}:            {Transform: transform(trimService)},
 			&discoveryv1.EndpointSlice{}: {Transform: transform(trimEndpointSlice)},
+			&lbv1.LoadBalancer{}:         {Transform: transform(trimRecord)},
 		},
 	}
 }
@@ -370,6 +372,69 @@ func shareRepeatedValues(s *corev1.Service) {
 	}
 	for i := range s.Status.Conditions {
 		c := &s.Status.Conditions[i]
+		c.Type, c.Status, c.Reason = intern(c.Type), intern(c.Status), intern(c.Reason)
+		if c.Status == metav1.ConditionTrue {
+			c.Message = intern(c.Message)
+		}
+	}
+}
+
+// trimRecord keeps all of a LoadBalancer record but its managedFields (the
+// operator compares and patches its whole status), with the values that
+// repeat across records shared (shareRepeatedRecordValues).
+func trimRecord(rec *lbv1.LoadBalancer) *lbv1.LoadBalancer {
+	rec.ManagedFields = nil
+	shareRepeatedRecordValues(rec)
+	return rec
+}
+
+// shareRepeatedRecordValues makes the strings of rec that repeat across
+// thousands of records (namespace, owner reference kind, class, IP modes
+// and nodes, protocols, resource kinds, readiness, the cost's amounts,
+// currency, source and basis, the conditions' types, statuses and reasons
+// and the messages of True conditions) the one shared copy of each value:
+// the JSON decoder allocates every string of every record anew. Values are
+// unchanged.
+func shareRepeatedRecordValues(rec *lbv1.LoadBalancer) {
+	rec.Namespace = intern(rec.Namespace)
+	for i := range rec.OwnerReferences {
+		o := &rec.OwnerReferences[i]
+		o.APIVersion, o.Kind = intern(o.APIVersion), intern(o.Kind)
+	}
+	for i := range rec.Finalizers {
+		rec.Finalizers[i] = intern(rec.Finalizers[i])
+	}
+	rec.Spec.Class = intern(rec.Spec.Class)
+	st := &rec.Status
+	st.Class, st.Ready, st.BackendsSummary, st.MonthlyCost = intern(st.Class), intern(st.Ready), intern(st.BackendsSummary), intern(st.MonthlyCost)
+	for i := range st.Addresses {
+		a := &st.Addresses[i]
+		a.IPMode, a.Node = intern(a.IPMode), intern(a.Node)
+	}
+	for i := range st.Ports {
+		st.Ports[i].Protocol = intern(st.Ports[i].Protocol)
+	}
+	for i := range st.Resources {
+		st.Resources[i].Kind = intern(st.Resources[i].Kind)
+	}
+	for i := range st.Announcements {
+		st.Announcements[i].Node = intern(st.Announcements[i].Node)
+	}
+	if st.Endpoints != nil {
+		for i := range st.Endpoints.Nodes {
+			st.Endpoints.Nodes[i] = intern(st.Endpoints.Nodes[i])
+		}
+	}
+	if c := st.Cost; c != nil {
+		c.Hourly, c.Monthly, c.Currency, c.Source = intern(c.Hourly), intern(c.Monthly), intern(c.Currency), intern(c.Source)
+		c.Region, c.Basis, c.Fixed, c.SourceError = intern(c.Region), intern(c.Basis), intern(c.Fixed), intern(c.SourceError)
+		for i := range c.Breakdown {
+			b := &c.Breakdown[i]
+			b.Item, b.Hourly = intern(b.Item), intern(b.Hourly)
+		}
+	}
+	for i := range st.Conditions {
+		c := &st.Conditions[i]
 		c.Type, c.Status, c.Reason = intern(c.Type), intern(c.Status), intern(c.Reason)
 		if c.Status == metav1.ConditionTrue {
 			c.Message = intern(c.Message)
