@@ -134,7 +134,7 @@ func (a *addressWork) set(key types.NamespacedName, on bool) {
 	if !a.active[key] {
 		return
 	}
-	delete(a.active, key)
+	release(&a.active, key)
 	a.lastEnd = time.Now()
 	if len(a.active) == 0 {
 		a.scheduleReleaseLocked(a.quietPeriod())

@@ -76,7 +76,10 @@ type CostMetrics interface {
 
 // ServiceReconciler reconciles LoadBalancer Services of Portico's classes.
 type ServiceReconciler struct {
-	Client      client.Client
+	Client client.Client
+	// Cache is the manager's cache, read in place by the passes over every
+	// Service (the node batch window, the pending retry); nil means Client.
+	Cache       client.Reader
 	Recorder    events.EventRecorder
 	Metrics     *Metrics
 	Pricer      Pricer
@@ -278,7 +281,7 @@ func (r *ServiceReconciler) trustOwnWrites(svc *corev1.Service, record *lbv1.Loa
 	case !ok:
 		return record
 	case w.uid != svc.UID:
-		delete(r.own, key)
+		release(&r.own, key)
 		return record
 	}
 	stale := svc.ResourceVersion == w.patchedFrom
@@ -289,7 +292,7 @@ func (r *ServiceReconciler) trustOwnWrites(svc *corev1.Service, record *lbv1.Loa
 		return w.record.DeepCopy()
 	}
 	if !stale {
-		delete(r.own, key)
+		release(&r.own, key)
 	}
 	return record
 }

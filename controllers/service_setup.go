@@ -120,28 +120,44 @@ func (r *ServiceReconciler) marked(context.Context, client.Object) []reconcile.R
 func (r *ServiceReconciler) pendingServices(ctx context.Context, obj client.Object) []reconcile.Request {
 	class := obj.GetName()
 	var out []reconcile.Request
+	cls := r.Classes()
 	for _, svc := range r.managedServices(ctx) {
-		if r.classFor(&svc) != class {
+		if cls.For(svc) != class {
 			continue
 		}
 		if c := meta.FindStatusCondition(svc.Status.Conditions, ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
-			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&svc)})
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(svc)})
 		}
 	}
 	return out
 }
 
-// managedServices returns the Services an enabled class serves, as shallow
-// copies of the cached objects: callers only read them (their keys, class
-// and conditions), and a deep copy of the whole cache per node batch window
-// was tens of megabytes at 10,000 Services.
-func (r *ServiceReconciler) managedServices(ctx context.Context) []corev1.Service {
-	var list corev1.ServiceList
-	if err := r.Client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+// managedServices returns the Services an enabled class serves: the cached
+// objects themselves (eachCachedService), which callers only read (their
+// keys, class and conditions). A deep copy of the whole cache per node
+// batch window was tens of megabytes at 10,000 Services, a shallow copy of
+// each still megabytes.
+func (r *ServiceReconciler) managedServices(ctx context.Context) []*corev1.Service {
+	var out []*corev1.Service
+	cls := r.Classes()
+	if err := eachCachedService(ctx, r.wholeCache(), func(s *corev1.Service) {
+		if cls.For(s) != "" {
+			out = append(out, s)
+		}
+	}); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Listing Services")
 		return nil
 	}
-	return slices.DeleteFunc(list.Items, func(s corev1.Service) bool { return r.classFor(&s) == "" })
+	return out
+}
+
+// wholeCache is the reader of the passes over every cached Service: Cache,
+// or Client when it is not set.
+func (r *ServiceReconciler) wholeCache() client.Reader {
+	if r.Cache != nil {
+		return r.Cache
+	}
+	return r.Client
 }
 
 func servicePredicate() predicate.Predicate {
@@ -206,7 +222,7 @@ func (r *ServiceReconciler) nodeHandler() handler.EventHandler {
 			mu.Unlock()
 			r.nodes.invalidate()
 			for _, svc := range r.managedServices(ctx) {
-				q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&svc)})
+				q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(svc)})
 			}
 		})
 	}

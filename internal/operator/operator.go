@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unique"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
@@ -38,6 +39,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/controllers"
 	"github.com/portico-lb/portico/internal/kubeindex"
 	"github.com/portico-lb/portico/internal/scheme"
@@ -299,6 +301,7 @@ func cacheOptions() cache.Options {
 			&corev1.Node{}:               {Transform: transform(trimNode)},
 			&corev1.Service{}:            {Transform: transform(trimService)},
 			&discoveryv1.EndpointSlice{}: {Transform: transform(trimEndpointSlice)},
+			&lbv1.LoadBalancer{}:         {Transform: transform(trimRecord)},
 		},
 	}
 }
@@ -329,6 +332,7 @@ func trimService(s *corev1.Service) *corev1.Service {
 			s.Annotations = maps.Clone(s.Annotations)
 			delete(s.Annotations, corev1.LastAppliedConfigAnnotation)
 		}
+		shareRepeatedValues(s)
 		return s
 	}
 	return &corev1.Service{
@@ -337,6 +341,120 @@ func trimService(s *corev1.Service) *corev1.Service {
 			Generation: s.Generation, CreationTimestamp: s.CreationTimestamp, DeletionTimestamp: s.DeletionTimestamp,
 			Finalizers: s.Finalizers},
 		Spec: corev1.ServiceSpec{Type: s.Spec.Type, LoadBalancerClass: s.Spec.LoadBalancerClass},
+	}
+}
+
+// shareRepeatedValues makes the strings of s that repeat across thousands of
+// Services (namespace, finalizers, type, class, port names and protocols,
+// policies, IP families and mode, the conditions' types, statuses and
+// reasons, and the messages of True conditions, which are fixed sentences)
+// the one shared copy of each value: the decoder allocates every string of
+// every object anew, about 300 bytes per Service. Values are unchanged.
+func shareRepeatedValues(s *corev1.Service) {
+	s.Namespace = intern(s.Namespace)
+	for i := range s.Finalizers {
+		s.Finalizers[i] = intern(s.Finalizers[i])
+	}
+	sp := &s.Spec
+	sp.Type, sp.SessionAffinity, sp.ExternalTrafficPolicy = intern(sp.Type), intern(sp.SessionAffinity), intern(sp.ExternalTrafficPolicy)
+	internPtr(sp.LoadBalancerClass)
+	internPtr(sp.InternalTrafficPolicy)
+	internPtr(sp.IPFamilyPolicy)
+	for i := range sp.IPFamilies {
+		sp.IPFamilies[i] = intern(sp.IPFamilies[i])
+	}
+	for i := range sp.Ports {
+		p := &sp.Ports[i]
+		p.Name, p.Protocol, p.TargetPort.StrVal = intern(p.Name), intern(p.Protocol), intern(p.TargetPort.StrVal)
+		internPtr(p.AppProtocol)
+	}
+	for i := range s.Status.LoadBalancer.Ingress {
+		internPtr(s.Status.LoadBalancer.Ingress[i].IPMode)
+	}
+	for i := range s.Status.Conditions {
+		c := &s.Status.Conditions[i]
+		c.Type, c.Status, c.Reason = intern(c.Type), intern(c.Status), intern(c.Reason)
+		if c.Status == metav1.ConditionTrue {
+			c.Message = intern(c.Message)
+		}
+	}
+}
+
+// trimRecord keeps all of a LoadBalancer record but its managedFields (the
+// operator compares and patches its whole status), with the values that
+// repeat across records shared (shareRepeatedRecordValues).
+func trimRecord(rec *lbv1.LoadBalancer) *lbv1.LoadBalancer {
+	rec.ManagedFields = nil
+	shareRepeatedRecordValues(rec)
+	return rec
+}
+
+// shareRepeatedRecordValues makes the strings of rec that repeat across
+// thousands of records (namespace, owner reference kind, class, IP modes
+// and nodes, protocols, resource kinds, readiness, the cost's amounts,
+// currency, source and basis, the conditions' types, statuses and reasons
+// and the messages of True conditions) the one shared copy of each value:
+// the JSON decoder allocates every string of every record anew. Values are
+// unchanged.
+func shareRepeatedRecordValues(rec *lbv1.LoadBalancer) {
+	rec.Namespace = intern(rec.Namespace)
+	for i := range rec.OwnerReferences {
+		o := &rec.OwnerReferences[i]
+		o.APIVersion, o.Kind = intern(o.APIVersion), intern(o.Kind)
+	}
+	for i := range rec.Finalizers {
+		rec.Finalizers[i] = intern(rec.Finalizers[i])
+	}
+	rec.Spec.Class = intern(rec.Spec.Class)
+	st := &rec.Status
+	st.Class, st.Ready, st.BackendsSummary, st.MonthlyCost = intern(st.Class), intern(st.Ready), intern(st.BackendsSummary), intern(st.MonthlyCost)
+	for i := range st.Addresses {
+		a := &st.Addresses[i]
+		a.IPMode, a.Node = intern(a.IPMode), intern(a.Node)
+	}
+	for i := range st.Ports {
+		st.Ports[i].Protocol = intern(st.Ports[i].Protocol)
+	}
+	for i := range st.Resources {
+		st.Resources[i].Kind = intern(st.Resources[i].Kind)
+	}
+	for i := range st.Announcements {
+		st.Announcements[i].Node = intern(st.Announcements[i].Node)
+	}
+	if st.Endpoints != nil {
+		for i := range st.Endpoints.Nodes {
+			st.Endpoints.Nodes[i] = intern(st.Endpoints.Nodes[i])
+		}
+	}
+	if c := st.Cost; c != nil {
+		c.Hourly, c.Monthly, c.Currency, c.Source = intern(c.Hourly), intern(c.Monthly), intern(c.Currency), intern(c.Source)
+		c.Region, c.Basis, c.Fixed, c.SourceError = intern(c.Region), intern(c.Basis), intern(c.Fixed), intern(c.SourceError)
+		for i := range c.Breakdown {
+			b := &c.Breakdown[i]
+			b.Item, b.Hourly = intern(b.Item), intern(b.Hourly)
+		}
+	}
+	for i := range st.Conditions {
+		c := &st.Conditions[i]
+		c.Type, c.Status, c.Reason = intern(c.Type), intern(c.Status), intern(c.Reason)
+		if c.Status == metav1.ConditionTrue {
+			c.Message = intern(c.Message)
+		}
+	}
+}
+
+// intern returns the shared copy of v (unique.Make).
+func intern[S ~string](v S) S {
+	if v == "" {
+		return v
+	}
+	return S(unique.Make(string(v)).Value())
+}
+
+// internPtr replaces *p, when p is set, by its shared copy.
+func internPtr[S ~string](p *S) {
+	if p != nil {
+		*p = intern(*p)
 	}
 }
 
@@ -453,6 +571,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 	}
 	*r = controllers.ServiceReconciler{
 		Client:             mgr.GetClient(),
+		Cache:              mgr.GetCache(),
 		Recorder:           mgr.GetEventRecorder("portico-operator"),
 		Metrics:            sharedMetrics(),
 		Pricer:             pricer,
@@ -482,7 +601,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 			return nil, nil, err
 		}
 	}
-	sharedNotReady().SetSource(mgr.GetClient(), r.Classes)
+	sharedNotReady().SetSource(mgr.GetCache(), r.Classes)
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, nil, err
 	}

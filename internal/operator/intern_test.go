@@ -1,0 +1,70 @@
+package operator
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/portico-lb/portico/controllers"
+)
+
+// liveHeap is the live heap once everything unreachable is collected.
+func liveHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// TestServiceCacheSharesRepeatedValues: the values that repeat across
+// thousands of cached LoadBalancer Services (type, class, finalizer, port
+// protocol and name, traffic and IP family policies, the address's IP mode,
+// the conditions' types, statuses and reasons, and the message of a Ready
+// condition) are kept once, not once per Service as the decoder leaves
+// them.
+func TestServiceCacheSharesRepeatedValues(t *testing.T) {
+	const n = 5000
+	svc := appliedService()
+	delete(svc.Annotations, corev1.LastAppliedConfigAnnotation)
+	svc.ManagedFields = nil
+	svc.Spec.SessionAffinity = corev1.ServiceAffinityNone
+	svc.Status.Conditions = []metav1.Condition{
+		{Type: controllers.ConditionReady, Status: metav1.ConditionTrue, Reason: "Provisioned", Message: "load balancer is provisioned"},
+		{Type: "lb.portico.dev/Serving", Status: metav1.ConditionFalse, Reason: "NoReadyEndpoints", Message: "no ready endpoint: no pod matches the selector app=shop in namespace web"},
+	}
+	wire := make([][]byte, n)
+	for i := range wire {
+		s := svc.DeepCopy()
+		s.Name, s.UID = fmt.Sprintf("svc-%d", i), "uid"
+		b, err := s.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		wire[i] = b
+	}
+	trim := transformFor(t, svc)
+	cached := make([]any, n)
+	before := liveHeap()
+	for i, b := range wire {
+		s := &corev1.Service{} // as the watch decodes it: every string its own
+		if err := s.Unmarshal(b); err != nil {
+			t.Fatal(err)
+		}
+		out, err := trim(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cached[i] = out
+	}
+	per := float64(liveHeap()-before) / n
+	t.Logf("%.0f bytes per cached Service", per)
+	if per > 2420 { // 2,530 with a copy of every value per Service
+		t.Errorf("a cached LoadBalancer Service holds %.0f bytes, want at most 2420", per)
+	}
+	runtime.KeepAlive(cached)
+	runtime.KeepAlive(wire)
+}
