@@ -92,6 +92,7 @@ func TestConfigurationChangeNeverDeletes(t *testing.T) {
 	addr := map[string]string{}
 	for _, s := range []*corev1.Service{byDefault, explicit, unrecorded} {
 		addr[s.Name] = waitReady(t, s).Status.LoadBalancer.Ingress[0].IP
+		waitRecord(t, s)
 	}
 	run.stop(t)
 	resources := len(p.Resources())
@@ -118,8 +119,15 @@ func TestConfigurationChangeNeverDeletes(t *testing.T) {
 		}
 	})
 	t.Run("restarted with the backend disabled", func(t *testing.T) {
-		// Someone deletes a record by hand while the operator is down.
+		// Someone deletes a record by hand while the operator is down, and
+		// the class named beside the finalizer with it (as on a Service
+		// served before that name existed).
 		if err := env.Client.Delete(context.Background(), &lbv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: unrecorded.Name}}); err != nil {
+			t.Fatal(err)
+		}
+		u := get(t, unrecorded.DeepCopy())
+		delete(u.Annotations, model.AnnotationBuiltClass)
+		if err := env.Client.Update(context.Background(), u); err != nil {
 			t.Fatal(err)
 		}
 		run := startOperator(t, other, withDefault("", other))

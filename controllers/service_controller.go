@@ -163,10 +163,7 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 	}
 	record = r.trustOwnWrites(svc, record)
 	class := r.classFor(svc)
-	built := ""
-	if record != nil {
-		built = record.Spec.Class
-	}
+	built := builtClass(svc, record)
 
 	// One slow backend holds at most its share of the workers; the
 	// others stay free for the other classes.
@@ -203,20 +200,46 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 	return r.ensure(ctx, svc, class, record)
 }
 
-// ensureFinalizerAndRecord adds the finalizer and, for a new Service, creates
-// its record naming class. Both must exist before any backend call; neither
-// depends on the other, so a new Service's two writes go out together and
-// its address comes one API round trip sooner.
+// builtClass is the class that built (or is building) svc's load balancer:
+// its record's, else, while no record exists, the class the operator wrote
+// beside its finalizer (model.AnnotationBuiltClass); "" when neither says.
+func builtClass(svc *corev1.Service, record *lbv1.LoadBalancer) string {
+	if record != nil {
+		return record.Spec.Class
+	}
+	if controllerutil.ContainsFinalizer(svc, Finalizer) {
+		return svc.Annotations[model.AnnotationBuiltClass]
+	}
+	return ""
+}
+
+// recordFirst reports whether class needs the Service's record before any
+// backend call: the local backend's other parts (the forwarders, the
+// allocator's rebuild, the IPPool status) know a Service of theirs only by
+// its record (model.Recorded). A backend that stands for a cloud does not:
+// its load balancer carries the ownership marks, and until the record exists
+// the class is named beside the finalizer, so its record follows the
+// address (the record pass) and a new Service's address costs two writes.
+func recordFirst(class string) bool {
+	return class == model.LocalClass
+}
+
+// ensureFinalizerAndRecord adds the finalizer and names class beside it
+// (model.AnnotationBuiltClass) while svc has no record; for a class that
+// needs its record first (recordFirst), a new Service's record is created
+// together with that patch. Both precede any backend call; neither depends
+// on the other, so the two writes go out together.
 func (r *ServiceReconciler) ensureFinalizerAndRecord(ctx context.Context, svc *corev1.Service, class string, record **lbv1.LoadBalancer) error {
 	from := svc.ResourceVersion
-	if controllerutil.ContainsFinalizer(svc, Finalizer) {
+	named := *record != nil || svc.Annotations[model.AnnotationBuiltClass] == class
+	if controllerutil.ContainsFinalizer(svc, Finalizer) && named {
 		return nil
 	}
-	if *record != nil {
-		if err := r.ensureFinalizer(ctx, svc); err != nil {
+	if *record != nil || !recordFirst(class) {
+		if err := r.ensureFinalizer(ctx, svc, class); err != nil {
 			return err
 		}
-		r.wroteOwn(svc, from, nil)
+		r.wroteOwn(svc, from, class, nil)
 		return nil
 	}
 	// The record's owner reference is read from a copy: the finalizer
@@ -229,7 +252,7 @@ func (r *ServiceReconciler) ensureFinalizerAndRecord(ctx context.Context, svc *c
 		defer close(done)
 		rec, recErr = r.ensureRecord(ctx, owner, nil, class)
 	}()
-	finErr := r.ensureFinalizer(ctx, svc)
+	finErr := r.ensureFinalizer(ctx, svc, class)
 	<-done
 	if finErr != nil {
 		return finErr
@@ -238,7 +261,7 @@ func (r *ServiceReconciler) ensureFinalizerAndRecord(ctx context.Context, svc *c
 		return recErr
 	}
 	*record = rec
-	r.wroteOwn(svc, from, rec)
+	r.wroteOwn(svc, from, class, rec)
 	return nil
 }
 
@@ -251,19 +274,38 @@ type ownWrites struct {
 	// patchedFrom is the Service's resourceVersion that the finalizer
 	// patch applied to: a cached copy still at it predates the patch.
 	patchedFrom string
+	// class is the class the finalizer patch named.
+	class string
 	// record is the record this process created.
 	record *lbv1.LoadBalancer
 }
 
-// wroteOwn records that this process added the finalizer to svc, patching
-// it from resourceVersion from, and created rec (nil: none).
-func (r *ServiceReconciler) wroteOwn(svc *corev1.Service, from string, rec *lbv1.LoadBalancer) {
+// wroteOwn records that this process added the finalizer naming class to
+// svc, patching it from resourceVersion from, and created rec (nil: none).
+func (r *ServiceReconciler) wroteOwn(svc *corev1.Service, from, class string, rec *lbv1.LoadBalancer) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.own == nil {
 		r.own = map[types.NamespacedName]ownWrites{}
 	}
-	r.own[client.ObjectKeyFromObject(svc)] = ownWrites{uid: svc.UID, patchedFrom: from, record: rec}
+	r.own[client.ObjectKeyFromObject(svc)] = ownWrites{uid: svc.UID, patchedFrom: from, class: class, record: rec}
+}
+
+// wroteOwnRecord records that this process created rec for svc, beside
+// what it wrote to svc's metadata.
+func (r *ServiceReconciler) wroteOwnRecord(svc *corev1.Service, rec *lbv1.LoadBalancer) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.own == nil {
+		r.own = map[types.NamespacedName]ownWrites{}
+	}
+	key := client.ObjectKeyFromObject(svc)
+	w, ok := r.own[key]
+	if !ok || w.uid != svc.UID {
+		w = ownWrites{uid: svc.UID}
+	}
+	w.record = rec
+	r.own[key] = w
 }
 
 // trustOwnWrites returns record, or the record this process created for svc
@@ -287,6 +329,7 @@ func (r *ServiceReconciler) trustOwnWrites(svc *corev1.Service, record *lbv1.Loa
 	stale := svc.ResourceVersion == w.patchedFrom
 	if stale {
 		controllerutil.AddFinalizer(svc, Finalizer)
+		setBuiltClass(svc, w.class)
 	}
 	if record == nil && w.record != nil && metav1.IsControlledBy(w.record, svc) {
 		return w.record.DeepCopy()
@@ -371,11 +414,14 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 		}
 	}
 
-	// The record names the class before any backend is asked for an
-	// address: the parts beside the operator (forwarder, allocator rebuild,
-	// IPPool status) learn which Services are of a class from it alone.
-	if record, err = r.ensureRecord(ctx, svc, record, class); err != nil {
-		return ctrl.Result{}, err
+	// For the local class the record names the class before any backend
+	// is asked for an address: the parts beside the operator (forwarder,
+	// allocator rebuild, IPPool status) learn which Services are of a class
+	// from it alone. Any other class's record follows in the record pass.
+	if recordFirst(class) {
+		if record, err = r.ensureRecord(ctx, svc, record, class); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	serving, eps := servingCondition(svc.Generation, svc, desired.Endpoints)
 	r.emitServingEvent(svc, serving)
@@ -505,6 +551,7 @@ func (r *ServiceReconciler) cleanup(ctx context.Context, svc *corev1.Service, re
 	}
 	orig := svc.DeepCopy()
 	controllerutil.RemoveFinalizer(svc, Finalizer)
+	setBuiltClass(svc, "")
 	if err := r.Client.Patch(ctx, svc, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -564,16 +611,31 @@ func (r *ServiceReconciler) cleanupBackend(ctx context.Context, svc *corev1.Serv
 	return ctrl.Result{}, nil
 }
 
-func (r *ServiceReconciler) ensureFinalizer(ctx context.Context, svc *corev1.Service) error {
-	if controllerutil.ContainsFinalizer(svc, Finalizer) {
+// ensureFinalizer adds the finalizer and names class beside it
+// (model.AnnotationBuiltClass), in one patch.
+func (r *ServiceReconciler) ensureFinalizer(ctx context.Context, svc *corev1.Service, class string) error {
+	if controllerutil.ContainsFinalizer(svc, Finalizer) && svc.Annotations[model.AnnotationBuiltClass] == class {
 		return nil
 	}
 	orig := svc.DeepCopy()
 	controllerutil.AddFinalizer(svc, Finalizer)
+	setBuiltClass(svc, class)
 	if err := r.Client.Patch(ctx, svc, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("adding finalizer: %w", err)
 	}
 	return nil
+}
+
+// setBuiltClass names class in svc's annotations ("" removes the name).
+func setBuiltClass(svc *corev1.Service, class string) {
+	if class == "" {
+		delete(svc.Annotations, model.AnnotationBuiltClass)
+		return
+	}
+	if svc.Annotations == nil {
+		svc.Annotations = map[string]string{}
+	}
+	svc.Annotations[model.AnnotationBuiltClass] = class
 }
 
 // hashDesired fingerprints what a provider acts on. Endpoints count only for

@@ -552,6 +552,7 @@ func TestDeletedRecordIsRebuilt(t *testing.T) {
 	create(t, svc)
 	waitReady(t, svc)
 	defer deleteAndWait(t, svc)
+	waitRecord(t, svc)
 	rec := &lbv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "rebuild"}}
 	if err := env.Client.Delete(context.Background(), rec); err != nil {
 		t.Fatal(err)
@@ -602,7 +603,10 @@ func TestSelectorMatchingNoPod(t *testing.T) {
 		t.Errorf("a new Service without endpoints got a NoEndpoints Event: %v", r)
 	}
 	eventually(t, 20*time.Second, func() error {
-		rec := get(t, &lbv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "typo"}})
+		rec := &lbv1.LoadBalancer{}
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "typo"}, rec); err != nil {
+			return err
+		}
 		if e := rec.Status.Endpoints; e == nil || e.Ready != 1 || e.Total != 1 || fmt.Sprint(e.Nodes) != "[n1]" {
 			return fmt.Errorf("record endpoints %+v", rec.Status.Endpoints)
 		}

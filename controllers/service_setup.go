@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -178,12 +179,28 @@ func servicePredicate() predicate.Predicate {
 			// are ignored.
 			o, n := e.ObjectOld, e.ObjectNew
 			return !equality.Semantic.DeepEqual(o.(*corev1.Service).Spec, n.(*corev1.Service).Spec) ||
-				!equality.Semantic.DeepEqual(o.GetAnnotations(), n.GetAnnotations()) ||
+				annotationsChanged(o.GetAnnotations(), n.GetAnnotations()) ||
 				!equality.Semantic.DeepEqual(o.GetLabels(), n.GetLabels()) ||
 				finalizersChanged(o.GetFinalizers(), n.GetFinalizers()) ||
 				!n.GetDeletionTimestamp().IsZero()
 		},
 	}
+}
+
+// annotationsChanged reports a change of the annotations other than the
+// class the operator names beside its finalizer (its own write, made in the
+// reconcile that goes on to the backend).
+func annotationsChanged(o, n map[string]string) bool {
+	return !maps.Equal(withoutBuiltClass(o), withoutBuiltClass(n))
+}
+
+func withoutBuiltClass(m map[string]string) map[string]string {
+	if _, ok := m[model.AnnotationBuiltClass]; !ok {
+		return m
+	}
+	m = maps.Clone(m)
+	delete(m, model.AnnotationBuiltClass)
+	return m
 }
 
 // finalizersChanged reports a change of the finalizers other than the

@@ -146,7 +146,9 @@ func (r *ServiceReconciler) ensureRecord(ctx context.Context, svc *corev1.Servic
 		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(rec), rec); err != nil {
 			return nil, fmt.Errorf("reading LoadBalancer record: %w", err)
 		}
+		return rec, nil
 	}
+	r.wroteOwnRecord(svc, rec)
 	return rec, nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/internal/operator"
 	"github.com/portico-lb/portico/internal/testenv"
 	"github.com/portico-lb/portico/providers"
@@ -164,6 +165,15 @@ func withOperator(t *testing.T, p providers.Provider, mutate ...func(*operator.O
 }
 
 // eventually polls f until it returns nil or the timeout passes.
+// waitRecord waits until svc's LoadBalancer record exists (a cloud-like
+// class's record follows its address, in the record pass).
+func waitRecord(t *testing.T, svc *corev1.Service) {
+	t.Helper()
+	eventually(t, 20*time.Second, func() error {
+		return env.Client.Get(context.Background(), client.ObjectKeyFromObject(svc), &lbv1.LoadBalancer{})
+	})
+}
+
 func eventually(t *testing.T, timeout time.Duration, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)

@@ -40,7 +40,7 @@ func TestTransientMapsReleaseTheirMemory(t *testing.T) {
 	base := heapAfter(func() {})
 	held := heapAfter(func() {
 		for _, svc := range svcs {
-			r.wroteOwn(svc, "1", rec)
+			r.wroteOwn(svc, "1", "lb.portico.dev/memory", rec)
 			r.markReensure(keyOf(svc))
 			r.backoff(keyOf(svc))
 			r.addressing.set(keyOf(svc), true)

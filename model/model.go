@@ -31,6 +31,12 @@ const (
 	// balancer it keeps for a Service whose class it no longer serves, and
 	// to let the Service go.
 	AnnotationRelease = "lb.portico.dev/release"
+	// AnnotationBuiltClass is written by the operator, with its finalizer:
+	// the class it builds the Service's load balancer through, for the time
+	// before the Service's LoadBalancer record exists (a backend that stands
+	// for a cloud gets its record after the address). The record, once
+	// there, is what counts.
+	AnnotationBuiltClass = "lb.portico.dev/built-class"
 	// AnnotationSourceRanges is the legacy source-range annotation that
 	// kube-proxy and the upstream cloud providers honour when
 	// spec.loadBalancerSourceRanges is empty.
