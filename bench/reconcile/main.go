@@ -14,9 +14,9 @@
 // serves are created the same way (64 in flight) on the same apiserver,
 // then deleted: the bare apiserver's creation rate at the population the
 // burst starts from, which bounds the burst (--bare-rounds times; the best
-// counts). burst_ratio is the burst rate over that rate. (kube-apiserver's ClusterIP allocator costs more per
-// create the more Services exist, so the two are measured from the same
-// population; see bareRate.)
+// counts). burst_ratio is the burst rate over that rate. (kube-apiserver's
+// ClusterIP allocator costs more per create the more Services exist, so the
+// two are measured from the same population; see bareRate.)
 //
 // Between phases the run waits until the control plane's writes settle
 // (kube-controller-manager writes the bare Services' EndpointSlices at its
