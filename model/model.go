@@ -98,8 +98,9 @@ func (c Classes) For(svc *corev1.Service) string {
 // svc is not a LoadBalancer Service or has no record of its own. This is
 // how the parts that run beside the operator (the forwarder, the local
 // allocator's rebuild, the IPPool status) learn which Services are of a
-// class: from the operator's decision, never from a second rule. The
-// operator writes the record before it asks a backend for an address.
+// class: from the operator's decision, never from a second rule. For the
+// local class the operator writes the record before it asks the backend for
+// an address (a cloud-like class's record follows its address).
 func Recorded(svc *corev1.Service, rec *lbv1.LoadBalancer) string {
 	if svc == nil || rec == nil || svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
 		return ""
