@@ -291,21 +291,20 @@ func (r *ServiceReconciler) wroteOwn(svc *corev1.Service, from, class string, re
 	r.own[client.ObjectKeyFromObject(svc)] = ownWrites{uid: svc.UID, patchedFrom: from, class: class, record: rec}
 }
 
-// wroteOwnRecord records that this process created rec for svc, beside
-// what it wrote to svc's metadata.
+// wroteOwnRecord records that this process created rec for svc, beside the
+// finalizer it just added (a reconcile soon after may read a cache showing
+// neither). A record created later, in the record pass, is not kept: the
+// cache has long shown the finalizer, and nothing after the pass needs the
+// record before the cache shows it (10,000 records held until the resync
+// would cost 20 MB).
 func (r *ServiceReconciler) wroteOwnRecord(svc *corev1.Service, rec *lbv1.LoadBalancer) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.own == nil {
-		r.own = map[types.NamespacedName]ownWrites{}
-	}
 	key := client.ObjectKeyFromObject(svc)
-	w, ok := r.own[key]
-	if !ok || w.uid != svc.UID {
-		w = ownWrites{uid: svc.UID}
+	if w, ok := r.own[key]; ok && w.uid == svc.UID {
+		w.record = rec
+		r.own[key] = w
 	}
-	w.record = rec
-	r.own[key] = w
 }
 
 // trustOwnWrites returns record, or the record this process created for svc
