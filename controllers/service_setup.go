@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -189,18 +188,21 @@ func servicePredicate() predicate.Predicate {
 
 // annotationsChanged reports a change of the annotations other than the
 // class the operator names beside its finalizer (its own write, made in the
-// reconcile that goes on to the backend).
+// reconcile that goes on to the backend). It runs on every Service update,
+// the operator's own status writes included, so it copies nothing.
 func annotationsChanged(o, n map[string]string) bool {
-	return !maps.Equal(withoutBuiltClass(o), withoutBuiltClass(n))
+	return !subsetExceptBuiltClass(o, n) || !subsetExceptBuiltClass(n, o)
 }
 
-func withoutBuiltClass(m map[string]string) map[string]string {
-	if _, ok := m[model.AnnotationBuiltClass]; !ok {
-		return m
+// subsetExceptBuiltClass reports whether every annotation of a but the
+// built class is in b with the same value.
+func subsetExceptBuiltClass(a, b map[string]string) bool {
+	for k, v := range a {
+		if w, ok := b[k]; k != model.AnnotationBuiltClass && (!ok || w != v) {
+			return false
+		}
 	}
-	m = maps.Clone(m)
-	delete(m, model.AnnotationBuiltClass)
-	return m
+	return true
 }
 
 // finalizersChanged reports a change of the finalizers other than the

@@ -19,6 +19,7 @@ import (
 	"github.com/portico-lb/portico/internal/gen"
 	"github.com/portico-lb/portico/internal/scheme"
 	"github.com/portico-lb/portico/internal/testenv"
+	"github.com/portico-lb/portico/model"
 	"github.com/portico-lb/portico/providers"
 	"github.com/portico-lb/portico/providers/memory"
 )
@@ -124,6 +125,12 @@ func TestOwnFinalizerNoReconcile(t *testing.T) {
 	both.Finalizers = append(both.Finalizers, Finalizer)
 	annotated := withFinalizer.DeepCopy()
 	annotated.Annotations = map[string]string{"lb.portico.dev/release": "true"}
+	named := withFinalizer.DeepCopy()
+	named.Annotations = map[string]string{model.AnnotationBuiltClass: providers.Class(memory.Name)}
+	namedAnnotated := named.DeepCopy()
+	namedAnnotated.Annotations["lb.portico.dev/release"] = "true"
+	renamed := annotated.DeepCopy()
+	renamed.Annotations["lb.portico.dev/release"] = "false"
 	for _, tc := range []struct {
 		name     string
 		old, new *corev1.Service
@@ -134,6 +141,10 @@ func TestOwnFinalizerNoReconcile(t *testing.T) {
 		{"someone removes Portico's finalizer", withFinalizer, base, true},
 		{"another finalizer added", base, withOther, true},
 		{"finalizer and an annotation", base, annotated, true},
+		{"Portico adds its finalizer and names the class", base, named, false},
+		{"an annotation beside the named class", named, namedAnnotated, true},
+		{"an annotation's value", annotated, renamed, true},
+		{"an annotation removed", annotated, withFinalizer, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := p.Update(event.UpdateEvent{ObjectOld: tc.old, ObjectNew: tc.new}); got != tc.want {
