@@ -3,7 +3,6 @@ package operator
 import (
 	"encoding/json"
 	"fmt"
-	"runtime"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -62,21 +61,10 @@ func TestRecordCacheSharesRepeatedValues(t *testing.T) {
 		}
 		wire[i] = b
 	}
-	trim := transformFor(t, &lbv1.LoadBalancer{})
-	cached := make([]any, n)
-	before := liveHeap()
-	for i, b := range wire {
-		rec := &lbv1.LoadBalancer{} // as the watch decodes it: every string its own
-		if err := json.Unmarshal(b, rec); err != nil {
-			t.Fatal(err)
-		}
-		out, err := trim(rec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cached[i] = out
-	}
-	per := float64(liveHeap()-before) / n
+	per, cached := bytesPerCached(t, wire, transformFor(t, &lbv1.LoadBalancer{}), func(b []byte) (any, error) {
+		rec := &lbv1.LoadBalancer{}
+		return rec, json.Unmarshal(b, rec)
+	})
 	t.Logf("%.0f bytes per cached record", per)
 	if per > 1650 { // 1,870 with a copy of every value per record
 		t.Errorf("a cached record holds %.0f bytes, want at most 1650", per)
@@ -84,6 +72,4 @@ func TestRecordCacheSharesRepeatedValues(t *testing.T) {
 	if got := cached[7].(*lbv1.LoadBalancer); got.Status.Cost.Currency != "USD" || got.Status.Conditions[0].Reason != "Provisioned" || got.Name != "svc-7" {
 		t.Errorf("the cached record changed: %+v", got)
 	}
-	runtime.KeepAlive(cached)
-	runtime.KeepAlive(wire)
 }

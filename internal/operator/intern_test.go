@@ -46,25 +46,33 @@ func TestServiceCacheSharesRepeatedValues(t *testing.T) {
 		}
 		wire[i] = b
 	}
-	trim := transformFor(t, svc)
-	cached := make([]any, n)
-	before := liveHeap()
-	for i, b := range wire {
-		s := &corev1.Service{} // as the watch decodes it: every string its own
-		if err := s.Unmarshal(b); err != nil {
-			t.Fatal(err)
-		}
-		out, err := trim(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cached[i] = out
-	}
-	per := float64(liveHeap()-before) / n
+	per, _ := bytesPerCached(t, wire, transformFor(t, svc), func(b []byte) (any, error) {
+		s := &corev1.Service{}
+		return s, s.Unmarshal(b)
+	})
 	t.Logf("%.0f bytes per cached Service", per)
 	if per > 2420 { // 2,530 with a copy of every value per Service
 		t.Errorf("a cached LoadBalancer Service holds %.0f bytes, want at most 2420", per)
 	}
-	runtime.KeepAlive(cached)
+}
+
+// bytesPerCached decodes each of wire as the watch does (every string its
+// own), passes it through the cache's transform trim, and returns the live
+// heap each cached object holds, and the cached objects.
+func bytesPerCached(t *testing.T, wire [][]byte, trim func(any) (any, error), decode func([]byte) (any, error)) (float64, []any) {
+	t.Helper()
+	cached := make([]any, len(wire))
+	before := liveHeap()
+	for i, b := range wire {
+		obj, err := decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cached[i], err = trim(obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	per := float64(liveHeap()-before) / float64(len(wire))
 	runtime.KeepAlive(wire)
+	return per, cached
 }
