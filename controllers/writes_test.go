@@ -142,30 +142,9 @@ func TestAddressesBeforeRecords(t *testing.T) {
 	logOperatorWrites(t, &mu, &log, nil)
 	withOperator(t, memory.New(memory.Options{ClusterID: "test"}), func(o *operator.Options) { o.Workers = 1 })
 	prefix := "/namespaces/" + ns + "/"
-	eventually(t, 30*time.Second, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		records := 0
-		for _, w := range log {
-			if strings.Contains(w, prefix+"loadbalancers/") && strings.HasSuffix(w, "/status") {
-				records++
-			}
-		}
-		if records < n {
-			return fmt.Errorf("%d record status writes, want %d", records, n)
-		}
-		return nil
-	})
-	mu.Lock()
-	writes := slices.Clone(log)
-	mu.Unlock()
-	lastAddress, recordsBefore := -1, 0
-	for i, w := range writes {
-		if strings.Contains(w, prefix+"services/") && strings.HasSuffix(w, "/status") {
-			lastAddress = i
-		}
-	}
-	for _, w := range writes[:lastAddress+1] {
+	writes := afterRecords(t, &mu, &log, prefix, n)
+	recordsBefore := 0
+	for _, w := range beforeLastAddress(writes, prefix) {
 		if strings.Contains(w, prefix+"loadbalancers/") && strings.HasSuffix(w, "/status") {
 			recordsBefore++
 		}
@@ -245,30 +224,9 @@ func TestBurstAddressesBeforeRecords(t *testing.T) {
 	}
 	wg.Wait()
 	streamed := time.Now()
-	eventually(t, 30*time.Second, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		records := 0
-		for _, w := range log {
-			if strings.Contains(w, prefix+"loadbalancers/") && strings.HasSuffix(w, "/status") {
-				records++
-			}
-		}
-		if records < n {
-			return fmt.Errorf("%d record status writes, want %d", records, n)
-		}
-		return nil
-	})
-	mu.Lock()
-	writes := slices.Clone(log)
-	mu.Unlock()
-	lastAddress, before := -1, 0
-	for i, w := range writes {
-		if strings.Contains(w, prefix+"services/") && strings.HasSuffix(w, "/status") {
-			lastAddress = i
-		}
-	}
-	for _, w := range writes[:lastAddress+1] {
+	writes := afterRecords(t, &mu, &log, prefix, n)
+	before := 0
+	for _, w := range beforeLastAddress(writes, prefix) {
 		if strings.Contains(w, prefix+"loadbalancers/") && strings.HasSuffix(w, "/status") || strings.Contains(w, prefix+"events") {
 			before++
 		}
@@ -293,4 +251,39 @@ func TestBurstAddressesBeforeRecords(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// afterRecords waits until log holds n record status writes under prefix
+// ("/namespaces/<ns>/") and returns a copy of it.
+func afterRecords(t *testing.T, mu *sync.Mutex, log *[]string, prefix string, n int) []string {
+	t.Helper()
+	eventually(t, 30*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		records := 0
+		for _, w := range *log {
+			if strings.Contains(w, prefix+"loadbalancers/") && strings.HasSuffix(w, "/status") {
+				records++
+			}
+		}
+		if records < n {
+			return fmt.Errorf("%d record status writes, want %d", records, n)
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	return slices.Clone(*log)
+}
+
+// beforeLastAddress returns the writes up to the last Service status write
+// under prefix (none if there is none).
+func beforeLastAddress(writes []string, prefix string) []string {
+	last := -1
+	for i, w := range writes {
+		if strings.Contains(w, prefix+"services/") && strings.HasSuffix(w, "/status") {
+			last = i
+		}
+	}
+	return writes[:last+1]
 }
