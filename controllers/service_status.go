@@ -46,32 +46,40 @@ func (r *ServiceReconciler) dropAddresses(ctx context.Context, svc *corev1.Servi
 // writeServiceStatus sets ingress and conditions (Ready, Serving), writing
 // only when something changed.
 func (r *ServiceReconciler) writeServiceStatus(ctx context.Context, svc *corev1.Service, ingress []corev1.LoadBalancerIngress, conds ...metav1.Condition) error {
-	orig := svc.DeepCopy()
+	orig := svc.Status.DeepCopy()
 	svc.Status.LoadBalancer.Ingress = ingress
 	for _, c := range conds {
 		meta.SetStatusCondition(&svc.Status.Conditions, c)
 	}
-	if equality.Semantic.DeepEqual(orig.Status, svc.Status) {
+	if equality.Semantic.DeepEqual(*orig, svc.Status) {
 		return nil
 	}
 	// A strategic merge patch merges conditions by type: it changes only
 	// Portico's own, whatever a stale cached copy held of the others (a JSON
 	// merge patch would replace the whole list).
-	if err := r.Client.Status().Patch(ctx, svc, client.StrategicMergeFrom(orig)); err != nil {
+	patch, err := serviceStatusPatch(orig, svc)
+	if err != nil {
+		return fmt.Errorf("writing Service status: %w", err)
+	}
+	if err := r.Client.Status().Patch(ctx, svc, patch); err != nil {
 		return fmt.Errorf("writing Service status: %w", err)
 	}
 	return nil
 }
 
 func (r *ServiceReconciler) clearServiceStatus(ctx context.Context, svc *corev1.Service) error {
-	orig := svc.DeepCopy()
+	orig := svc.Status.DeepCopy()
 	svc.Status.LoadBalancer = corev1.LoadBalancerStatus{}
 	meta.RemoveStatusCondition(&svc.Status.Conditions, ConditionReady)
 	meta.RemoveStatusCondition(&svc.Status.Conditions, ConditionServing)
-	if equality.Semantic.DeepEqual(orig.Status, svc.Status) {
+	if equality.Semantic.DeepEqual(*orig, svc.Status) {
 		return nil
 	}
-	return client.IgnoreNotFound(r.Client.Status().Patch(ctx, svc, client.StrategicMergeFrom(orig)))
+	patch, err := serviceStatusPatch(orig, svc)
+	if err != nil {
+		return fmt.Errorf("clearing Service status: %w", err)
+	}
+	return client.IgnoreNotFound(r.Client.Status().Patch(ctx, svc, patch))
 }
 
 func (r *ServiceReconciler) getRecord(ctx context.Context, svc *corev1.Service) (*lbv1.LoadBalancer, error) {
@@ -98,7 +106,7 @@ func (r *ServiceReconciler) writeRecord(ctx context.Context, svc *corev1.Service
 	if err != nil {
 		return err
 	}
-	orig := rec.DeepCopy()
+	orig := rec.Status.DeepCopy()
 	s := &rec.Status
 	s.Class = class
 	if failure != nil {
@@ -113,14 +121,18 @@ func (r *ServiceReconciler) writeRecord(ctx context.Context, svc *corev1.Service
 		s.AppliedHash = hash
 		s.ObservedGeneration = svc.Generation
 		r.price(ctx, svc, class, st, s)
-		if !equality.Semantic.DeepEqual(orig.Status, rec.Status) || s.LastSyncTime == nil {
+		if !equality.Semantic.DeepEqual(*orig, rec.Status) || s.LastSyncTime == nil {
 			s.LastSyncTime = ptr.To(metav1.Now())
 		}
 	}
-	if equality.Semantic.DeepEqual(orig.Status, rec.Status) {
+	if equality.Semantic.DeepEqual(*orig, rec.Status) {
 		return nil
 	}
-	if err := r.Client.Status().Patch(ctx, rec, client.MergeFrom(orig)); err != nil {
+	patch, err := recordStatusPatch(orig, rec)
+	if err != nil {
+		return fmt.Errorf("writing LoadBalancer status: %w", err)
+	}
+	if err := r.Client.Status().Patch(ctx, rec, patch); err != nil {
 		return fmt.Errorf("writing LoadBalancer status: %w", err)
 	}
 	return nil
@@ -330,9 +342,13 @@ func (r *ServiceReconciler) writeEndpoints(ctx context.Context, rec *lbv1.LoadBa
 	if r.wroteEndpoints(key, &eps, false) {
 		return nil
 	}
-	orig := rec.DeepCopy()
+	orig := rec.Status.DeepCopy()
 	rec.Status.Endpoints = &eps
-	if err := r.Client.Status().Patch(ctx, rec, client.MergeFrom(orig)); err != nil {
+	patch, err := recordStatusPatch(orig, rec)
+	if err != nil {
+		return fmt.Errorf("writing LoadBalancer endpoints: %w", err)
+	}
+	if err := r.Client.Status().Patch(ctx, rec, patch); err != nil {
 		return fmt.Errorf("writing LoadBalancer endpoints: %w", err)
 	}
 	r.wroteEndpoints(key, &eps, true)
