@@ -476,6 +476,20 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 	// class, the Service holds the address), and when thousands of
 	// Services wait, as at start or in a burst, their addresses come first.
 	r.remember(key, hash, &dueRecord{status: st, class: class, changed: changed, at: time.Now()}, &serving)
+	if hadAddress {
+		// An update (a node change updates every load balancer at once):
+		// unless Services wait for addresses, the pass runs here, not in
+		// a second reconcile that would hold the backend's status until
+		// then.
+		wait, err := r.writeDueRecord(ctx, svc, record, hash, eps)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if wait > 0 {
+			return ctrl.Result{RequeueAfter: wait, Priority: ptr.To(recordPassPriority)}, nil
+		}
+		return ctrl.Result{RequeueAfter: r.jitter(r.ResyncPeriod)}, nil
+	}
 	return ctrl.Result{RequeueAfter: recordPassDelay, Priority: ptr.To(recordPassPriority)}, nil
 }
 
