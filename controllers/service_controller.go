@@ -489,9 +489,12 @@ const ensuringEventAfter = time.Second
 // built.
 func (r *ServiceReconciler) ensureWithProgress(ctx context.Context, p providers.Provider, svc *corev1.Service, d *providers.LoadBalancer, changed bool) (*providers.Status, error) {
 	if changed {
-		ref := svc.DeepCopy() // svc changes under the reconcile while the timer waits
+		// What the Event needs of svc is taken now (svc changes under the
+		// reconcile while the timer waits), not a copy of the whole
+		// Service: a fast backend, the common case, sends no such Event.
+		ref := eventRefOf(svc)
 		slow := time.AfterFunc(ensuringEventAfter, func() {
-			r.event(ref, corev1.EventTypeNormal, ReasonEnsuring, "Ensure", "Ensuring %s load balancer", d.Class)
+			r.event(ref.object(), corev1.EventTypeNormal, ReasonEnsuring, "Ensure", "Ensuring %s load balancer", d.Class)
 		})
 		defer slow.Stop()
 	}
@@ -657,6 +660,23 @@ func hashDesired(d *providers.LoadBalancer, nodesHash string) string {
 	}
 	sum := sha256.Sum256(append(b, nodesHash...))
 	return hex.EncodeToString(sum[:12])
+}
+
+// eventRef is what an Event's reference takes from its Service (client-go's
+// reference.GetReference; the kind comes from the scheme).
+type eventRef struct {
+	namespace, name, resourceVersion string
+	uid                              types.UID
+}
+
+func eventRefOf(svc *corev1.Service) eventRef {
+	return eventRef{namespace: svc.Namespace, name: svc.Name, resourceVersion: svc.ResourceVersion, uid: svc.UID}
+}
+
+// object is a Service that an Event can be about.
+func (e eventRef) object() *corev1.Service {
+	return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: e.namespace, Name: e.name,
+		ResourceVersion: e.resourceVersion, UID: e.uid}}
 }
 
 func (r *ServiceReconciler) event(obj *corev1.Service, eventType, reason, action, note string, args ...any) {
