@@ -513,8 +513,12 @@ func (r *ServiceReconciler) desired(ctx context.Context, svc *corev1.Service, cl
 	if err != nil {
 		return nil, "", fmt.Errorf("listing endpointslices: %w", err)
 	}
+	// Only the labels are read, in place: the cached Namespace is not
+	// copied (a kilobyte per reconcile). Desired and the backends treat
+	// their input as read-only, and the informer replaces a cached object,
+	// never changes it.
 	var ns corev1.Namespace
-	if err := r.Client.Get(ctx, client.ObjectKey{Name: svc.Namespace}, &ns); err != nil && !apierrors.IsNotFound(err) {
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: svc.Namespace}, &ns, client.UnsafeDisableDeepCopy); err != nil && !apierrors.IsNotFound(err) {
 		return nil, "", fmt.Errorf("reading namespace: %w", err)
 	}
 	lhc, _ := r.Providers[class].(providers.LocalHealthChecker)
