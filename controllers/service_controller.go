@@ -5,6 +5,7 @@
 package controllers
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -658,13 +659,23 @@ func hashDesired(d *providers.LoadBalancer, nodesHash string) string {
 	if nodesHash != "" {
 		c.Nodes = nil
 	}
-	b, err := json.Marshal(c)
-	if err != nil {
+	// Encoded into a reused buffer: json.Marshal's result, and appending
+	// nodesHash to it, were two fresh copies per reconcile.
+	buf := hashBuffers.Get().(*bytes.Buffer)
+	defer hashBuffers.Put(buf)
+	buf.Reset()
+	if err := json.NewEncoder(buf).Encode(&c); err != nil {
 		return ""
 	}
-	sum := sha256.Sum256(append(b, nodesHash...))
+	// Encode ends the value with a newline that json.Marshal, which made
+	// the fingerprints records hold, did not.
+	buf.Truncate(buf.Len() - 1)
+	buf.WriteString(nodesHash)
+	sum := sha256.Sum256(buf.Bytes())
 	return hex.EncodeToString(sum[:12])
 }
+
+var hashBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // eventRef is what an Event's reference takes from its Service (client-go's
 // reference.GetReference; the kind comes from the scheme).
