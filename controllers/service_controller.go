@@ -662,7 +662,13 @@ func hashDesired(d *providers.LoadBalancer, nodesHash string) string {
 	// Encoded into a reused buffer: json.Marshal's result, and appending
 	// nodesHash to it, were two fresh copies per reconcile.
 	buf := hashBuffers.Get().(*bytes.Buffer)
-	defer hashBuffers.Put(buf)
+	defer func() {
+		// A pod-targeting load balancer with thousands of endpoints
+		// needs a large buffer once; the pool does not keep it.
+		if buf.Cap() <= 64<<10 {
+			hashBuffers.Put(buf)
+		}
+	}()
 	buf.Reset()
 	if err := json.NewEncoder(buf).Encode(&c); err != nil {
 		return ""
