@@ -155,9 +155,9 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 		}
 		return ctrl.Result{}, err
 	}
-	// The logger in ctx already names the Service (controller-runtime adds
-	// "Service", "namespace" and "name" for the controller's For kind); zap
-	// encodes every added value at once, even when nothing is logged.
+	// The logger in ctx already names the Service ("Service", "namespace"
+	// and "name", as controller-runtime's builder does); adding them again
+	// would repeat the keys in every line (reconcile_logger.go).
 	record, err := r.getRecord(ctx, svc)
 	if err != nil {
 		return ctrl.Result{}, err
