@@ -670,7 +670,7 @@ func hashDesired(d *providers.LoadBalancer, nodesHash string) string {
 		}
 	}()
 	buf.Reset()
-	if err := json.NewEncoder(buf).Encode(&c); err != nil {
+	if err := json.NewEncoder(buf).Encode(c); err != nil {
 		return ""
 	}
 	// Encode ends the value with a newline that json.Marshal, which made
