@@ -14,11 +14,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/controllers"
+	"github.com/portico-lb/portico/internal/eventrec"
 	"github.com/portico-lb/portico/internal/gen"
 	"github.com/portico-lb/portico/internal/operator"
 	"github.com/portico-lb/portico/providers"
@@ -36,13 +36,12 @@ func newScanner(t *testing.T, p providers.Provider, del bool) *controllers.Orpha
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs := kubernetes.NewForConfigOrDie(operatorConfig)
-	b := events.NewBroadcaster(&events.EventSinkImpl{Interface: cs.EventsV1()})
+	rec := eventrec.New(kubernetes.NewForConfigOrDie(operatorConfig).EventsV1(), env.Scheme, eventrec.Options{Controller: "portico-operator"})
 	ctx, cancel := context.WithCancel(context.Background())
-	b.StartRecordingToSink(ctx.Done())
-	t.Cleanup(func() { cancel(); b.Shutdown() })
+	go func() { _ = rec.Start(ctx) }()
+	t.Cleanup(cancel)
 	return &controllers.OrphanScanner{
-		Client: c, Reader: c, Recorder: b.NewRecorder(env.Scheme, "portico-operator"),
+		Client: c, Reader: c, Recorder: rec,
 		Providers: map[string]providers.Provider{p.Class(): p}, ClusterID: "test", Namespace: orphanNS,
 		Interval: time.Hour, CallTimeout: 10 * time.Second, Delete: del, Gauge: controllers.NewOrphanGauge(nil),
 	}

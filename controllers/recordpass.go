@@ -16,6 +16,11 @@
 //     being created, not in the queue, and any event (an EndpointSlice of
 //     the Service) can bring a pass forward, so the queue's order alone
 //     does not keep the passes out of the burst.
+//
+// An update of a Service that has its address runs the pass in the same
+// reconcile, right after the Ensure, when address work is not busy: with
+// no Service waiting, a second reconcile would only hold the backend's
+// status until it comes.
 
 package controllers
 

@@ -5,6 +5,7 @@
 package controllers
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -154,9 +155,9 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 		}
 		return ctrl.Result{}, err
 	}
-	// The logger in ctx already names the Service (controller-runtime adds
-	// "Service", "namespace" and "name" for the controller's For kind); zap
-	// encodes every added value at once, even when nothing is logged.
+	// The logger in ctx already names the Service ("Service", "namespace"
+	// and "name", as controller-runtime's builder does); adding them again
+	// would repeat the keys in every line (reconcile_logger.go).
 	record, err := r.getRecord(ctx, svc)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -476,6 +477,20 @@ func (r *ServiceReconciler) ensure(ctx context.Context, svc *corev1.Service, cla
 	// class, the Service holds the address), and when thousands of
 	// Services wait, as at start or in a burst, their addresses come first.
 	r.remember(key, hash, &dueRecord{status: st, class: class, changed: changed, at: time.Now()}, &serving)
+	if hadAddress {
+		// An update (a node change updates every load balancer at once):
+		// unless Services wait for addresses, the pass runs here, not in
+		// a second reconcile that would hold the backend's status until
+		// then.
+		wait, err := r.writeDueRecord(ctx, svc, record, hash, eps)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if wait > 0 {
+			return ctrl.Result{RequeueAfter: wait, Priority: ptr.To(recordPassPriority)}, nil
+		}
+		return ctrl.Result{RequeueAfter: r.jitter(r.ResyncPeriod)}, nil
+	}
 	return ctrl.Result{RequeueAfter: recordPassDelay, Priority: ptr.To(recordPassPriority)}, nil
 }
 
@@ -489,9 +504,12 @@ const ensuringEventAfter = time.Second
 // built.
 func (r *ServiceReconciler) ensureWithProgress(ctx context.Context, p providers.Provider, svc *corev1.Service, d *providers.LoadBalancer, changed bool) (*providers.Status, error) {
 	if changed {
-		ref := svc.DeepCopy() // svc changes under the reconcile while the timer waits
+		// What the Event needs of svc is taken now (svc changes under the
+		// reconcile while the timer waits), not a copy of the whole
+		// Service: a fast backend, the common case, sends no such Event.
+		ref := eventRefOf(svc)
 		slow := time.AfterFunc(ensuringEventAfter, func() {
-			r.event(ref, corev1.EventTypeNormal, ReasonEnsuring, "Ensure", "Ensuring %s load balancer", d.Class)
+			r.event(ref.object(), corev1.EventTypeNormal, ReasonEnsuring, "Ensure", "Ensuring %s load balancer", d.Class)
 		})
 		defer slow.Stop()
 	}
@@ -510,8 +528,12 @@ func (r *ServiceReconciler) desired(ctx context.Context, svc *corev1.Service, cl
 	if err != nil {
 		return nil, "", fmt.Errorf("listing endpointslices: %w", err)
 	}
+	// Only the labels are read, in place: the cached Namespace is not
+	// copied (a kilobyte per reconcile). Desired and the backends treat
+	// their input as read-only, and the informer replaces a cached object,
+	// never changes it.
 	var ns corev1.Namespace
-	if err := r.Client.Get(ctx, client.ObjectKey{Name: svc.Namespace}, &ns); err != nil && !apierrors.IsNotFound(err) {
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: svc.Namespace}, &ns, client.UnsafeDisableDeepCopy); err != nil && !apierrors.IsNotFound(err) {
 		return nil, "", fmt.Errorf("reading namespace: %w", err)
 	}
 	lhc, _ := r.Providers[class].(providers.LocalHealthChecker)
@@ -651,12 +673,45 @@ func hashDesired(d *providers.LoadBalancer, nodesHash string) string {
 	if nodesHash != "" {
 		c.Nodes = nil
 	}
-	b, err := json.Marshal(c)
-	if err != nil {
+	// Encoded into a reused buffer: json.Marshal's result, and appending
+	// nodesHash to it, were two fresh copies per reconcile.
+	buf := hashBuffers.Get().(*bytes.Buffer)
+	defer func() {
+		// A pod-targeting load balancer with thousands of endpoints
+		// needs a large buffer once; the pool does not keep it.
+		if buf.Cap() <= 64<<10 {
+			hashBuffers.Put(buf)
+		}
+	}()
+	buf.Reset()
+	if err := json.NewEncoder(buf).Encode(c); err != nil {
 		return ""
 	}
-	sum := sha256.Sum256(append(b, nodesHash...))
+	// Encode ends the value with a newline that json.Marshal, which made
+	// the fingerprints records hold, did not.
+	buf.Truncate(buf.Len() - 1)
+	buf.WriteString(nodesHash)
+	sum := sha256.Sum256(buf.Bytes())
 	return hex.EncodeToString(sum[:12])
+}
+
+var hashBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// eventRef is what an Event's reference takes from its Service (client-go's
+// reference.GetReference; the kind comes from the scheme).
+type eventRef struct {
+	namespace, name, resourceVersion string
+	uid                              types.UID
+}
+
+func eventRefOf(svc *corev1.Service) eventRef {
+	return eventRef{namespace: svc.Namespace, name: svc.Name, resourceVersion: svc.ResourceVersion, uid: svc.UID}
+}
+
+// object is a Service that an Event can be about.
+func (e eventRef) object() *corev1.Service {
+	return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: e.namespace, Name: e.name,
+		ResourceVersion: e.resourceVersion, UID: e.uid}}
 }
 
 func (r *ServiceReconciler) event(obj *corev1.Service, eventType, reason, action, note string, args ...any) {

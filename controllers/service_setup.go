@@ -37,7 +37,16 @@ import (
 //   - a channel that Reensure feeds when a backend's own objects changed;
 //   - a channel that releases record passes parked while Services awaited
 //     their first address (recordpass.go).
+//
+// Unless opts names one, the reconcile's logger defers its keys and values
+// until a line is written (reconcile_logger.go).
 func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
+	_, err := r.newController(mgr, opts)
+	return err
+}
+
+// newController builds the Service controller SetupWithManager registers.
+func (r *ServiceReconciler) newController(mgr ctrl.Manager, opts controller.Options) (controller.Controller, error) {
 	for class, p := range r.Providers {
 		r.Providers[class] = instrumented{Provider: p, m: r.Metrics, timeout: r.CallTimeout}
 	}
@@ -46,8 +55,12 @@ func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.O
 	r.reensured = make(chan event.GenericEvent, 1)
 	r.addressing.released = make(chan event.GenericEvent, 1)
 	r.addressing.quiet = r.RecordPassQuiet
+	const name = "service"
+	if opts.LogConstructor == nil {
+		opts.LogConstructor = reconcileLogConstructor(mgr.GetLogger(), name)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
-		Named("service").
+		Named(name).
 		For(&corev1.Service{}, builder.WithPredicates(servicePredicate())).
 		Watches(&lbv1.LoadBalancer{}, r.recordHandler()).
 		Watches(&corev1.Node{}, r.nodeHandler()).
@@ -56,7 +69,7 @@ func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.O
 		WatchesRawSource(source.Channel(r.reensured, handler.EnqueueRequestsFromMapFunc(r.marked))).
 		WatchesRawSource(source.Channel(r.addressing.released, r.addressing.releaseHandler())).
 		WithOptions(opts).
-		Complete(r)
+		Build(r)
 }
 
 // recordHandler rebuilds a LoadBalancer record that was deleted while its

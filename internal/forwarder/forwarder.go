@@ -37,6 +37,7 @@ import (
 	"github.com/portico-lb/portico/dataplane"
 	"github.com/portico-lb/portico/dataplane/kubesync"
 	"github.com/portico-lb/portico/healthcheck"
+	"github.com/portico-lb/portico/internal/eventrec"
 	"github.com/portico-lb/portico/internal/kubeindex"
 	"github.com/portico-lb/portico/internal/scheme"
 	"github.com/portico-lb/portico/model"
@@ -297,7 +298,10 @@ func Run(ctx context.Context, o Options) error {
 	}
 	// An Event on the Node when the interface is lost and when it is back
 	// (a lost link delays it until the apiserver is reachable again).
-	rec := mgr.GetEventRecorder("portico-forwarder")
+	rec, err := eventrec.ForManager(mgr, "portico-forwarder")
+	if err != nil {
+		return err
+	}
 	nodeRef := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: o.NodeName}}
 	var readyMu sync.Mutex
 	ready := true

@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -41,6 +42,7 @@ import (
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/controllers"
+	"github.com/portico-lb/portico/internal/eventrec"
 	"github.com/portico-lb/portico/internal/kubeindex"
 	"github.com/portico-lb/portico/internal/scheme"
 	"github.com/portico-lb/portico/pricing"
@@ -534,7 +536,12 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 	if err != nil {
 		return nil, nil, err
 	}
-	reportClusterID(mgr, id)
+	// One Event recorder for the process, with bounded memory.
+	rec, err := eventrec.ForManager(mgr, "portico-operator")
+	if err != nil {
+		return nil, nil, err
+	}
+	reportClusterID(mgr, rec, id)
 	// The reconciler exists before the backends so that their hooks can
 	// reach it.
 	r := &controllers.ServiceReconciler{}
@@ -572,7 +579,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 	*r = controllers.ServiceReconciler{
 		Client:             mgr.GetClient(),
 		Cache:              mgr.GetCache(),
-		Recorder:           mgr.GetEventRecorder("portico-operator"),
+		Recorder:           rec,
 		Metrics:            sharedMetrics(),
 		Pricer:             pricer,
 		Usage:              meter,
@@ -593,7 +600,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 	}
 	if o.OrphanScanInterval > 0 {
 		if err := mgr.Add(&controllers.OrphanScanner{
-			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("portico-operator"),
+			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Recorder: rec,
 			Providers: r.Providers, ClusterID: id.ID, Namespace: InstallNamespace(),
 			Interval: o.OrphanScanInterval, CallTimeout: o.ProviderCallTimeout, Delete: o.DeleteOrphans,
 			Gauge: sharedOrphanGauge(),
@@ -619,7 +626,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 // reportClusterID logs the cluster ID in use at start and, once this replica
 // leads, records it as an Event on the kube-system namespace, where
 // `kubectl describe namespace kube-system` shows it.
-func reportClusterID(mgr manager.Manager, id ClusterIdentity) {
+func reportClusterID(mgr manager.Manager, rec events.EventRecorder, id ClusterIdentity) {
 	log := ctrl.Log.WithName("setup")
 	log.Info("Using cluster ID", "clusterID", id.ID, "derived", id.Derived, "source", id.Source)
 	if id.ID == legacyClusterID {
@@ -631,7 +638,7 @@ func reportClusterID(mgr manager.Manager, id ClusterIdentity) {
 			log.V(1).Info("Not recording the cluster ID as an Event", "error", err.Error())
 			return nil
 		}
-		mgr.GetEventRecorder("portico-operator").Eventf(ns, nil, corev1.EventTypeNormal, ReasonClusterIdentity, "Start",
+		rec.Eventf(ns, nil, corev1.EventTypeNormal, ReasonClusterIdentity, "Start",
 			"portico-operator uses cluster ID %s (from %s)", id.ID, id.Source)
 		return nil
 	}))
