@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"testing"
 	"time"
 
@@ -158,16 +157,7 @@ func (i storeInformer) HasSynced() bool            { return true }
 // bytesPerService is what f allocates, on average over runs, per cached
 // Service.
 func bytesPerService(n int, f func()) float64 {
-	const runs = 5
-	f() // warm up
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	for range runs {
-		f()
-	}
-	runtime.ReadMemStats(&after)
-	return float64(after.TotalAlloc-before.TotalAlloc) / runs / float64(n)
+	return float64(allocatedBytes(5, f)) / float64(n)
 }
 
 // TestWholeCacheReadsCopyNoStruct: the passes that read every cached

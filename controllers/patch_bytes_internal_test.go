@@ -117,7 +117,7 @@ func patchBytes(t *testing.T, build func() (client.Patch, error), obj client.Obj
 	t.Helper()
 	var data []byte
 	var err error
-	bytes := allocatedBytes(func() {
+	bytes := allocatedBytes(100, func() {
 		var p client.Patch
 		if p, err = build(); err == nil {
 			data, err = p.Data(obj)
@@ -144,10 +144,11 @@ func (pc *patchCapture) client(objs ...client.Object) client.Client {
 }
 
 // allocatedBytes returns the bytes f allocates per call: the least of a
-// few rounds' averages, since whatever else runs in the test process (the
-// operators of earlier tests winding down) only ever adds to a round.
-func allocatedBytes(f func()) int {
-	const rounds, runs = 5, 100
+// few rounds' averages over runs calls, since whatever else runs in the test
+// process (the operators of earlier tests winding down) only ever adds to a
+// round.
+func allocatedBytes(runs int, f func()) int {
+	const rounds = 5
 	f() // warm caches (type information) as a running operator has
 	least := uint64(math.MaxUint64)
 	for range rounds {
@@ -158,7 +159,7 @@ func allocatedBytes(f func()) int {
 			f()
 		}
 		runtime.ReadMemStats(&after)
-		least = min(least, (after.TotalAlloc-before.TotalAlloc)/runs)
+		least = min(least, (after.TotalAlloc-before.TotalAlloc)/uint64(runs))
 	}
 	return int(least)
 }

@@ -117,11 +117,7 @@ func appendValuePatch(out []byte, ov, nv reflect.Value) ([]byte, bool, error) {
 			return appendObjectPatch(out, ov, nv)
 		}
 	}
-	ob, err := json.Marshal(ov.Addr().Interface())
-	if err != nil {
-		return nil, false, err
-	}
-	nb, err := json.Marshal(nv.Addr().Interface())
+	ob, nb, err := marshalPair(ov, nv)
 	if err != nil {
 		return nil, false, err
 	}
@@ -137,15 +133,24 @@ func appendValuePatch(out []byte, ov, nv reflect.Value) ([]byte, bool, error) {
 // appendMarshalledObjectPatch is appendObjectPatch for values whose fields
 // it does not mirror: their JSON is diffed as MergeFrom diffs it.
 func appendMarshalledObjectPatch(out []byte, ov, nv reflect.Value) ([]byte, bool, error) {
-	ob, err := json.Marshal(ov.Addr().Interface())
-	if err != nil {
-		return nil, false, err
-	}
-	nb, err := json.Marshal(nv.Addr().Interface())
+	ob, nb, err := marshalPair(ov, nv)
 	if err != nil {
 		return nil, false, err
 	}
 	return appendMergePatch(out, ob, nb)
+}
+
+// marshalPair is the JSON of the old and the new value, as MergeFrom
+// marshals them (through their addresses, so pointer-receiver marshalers
+// apply).
+func marshalPair(ov, nv reflect.Value) (ob, nb []byte, err error) {
+	if ob, err = json.Marshal(ov.Addr().Interface()); err != nil {
+		return nil, nil, err
+	}
+	if nb, err = json.Marshal(nv.Addr().Interface()); err != nil {
+		return nil, nil, err
+	}
+	return ob, nb, nil
 }
 
 func appendMergePatch(out, ob, nb []byte) ([]byte, bool, error) {

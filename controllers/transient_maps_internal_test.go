@@ -11,15 +11,13 @@ import (
 
 	lbv1 "github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/internal/gen"
+	"github.com/portico-lb/portico/internal/testenv"
 )
 
 // heapAfter is the live heap after f, once collected.
 func heapAfter(f func()) uint64 {
 	f()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
+	return testenv.LiveHeap()
 }
 
 // TestTransientMapsReleaseTheirMemory: what the reconciler remembers for a

@@ -144,7 +144,7 @@ func TestMemoryDoesNotGrowWithEvents(t *testing.T) {
 	const n = 20000
 	a := &api{}
 	r := start(t, a, eventrec.Options{})
-	before := liveHeap()
+	before := testenv.LiveHeap()
 	for i := range n {
 		r.Eventf(service(i), nil, corev1.EventTypeNormal, "UpdatedLoadBalancer", "Update", "Updated load balancer with new hosts")
 		if i%500 == 499 {
@@ -152,7 +152,7 @@ func TestMemoryDoesNotGrowWithEvents(t *testing.T) {
 		}
 	}
 	waitCalls(t, a, n)
-	held := int64(liveHeap()) - int64(before)
+	held := int64(testenv.LiveHeap()) - int64(before)
 	runtime.KeepAlive(r)
 	if r.Dropped() != 0 {
 		t.Fatalf("%d Events dropped", r.Dropped())
@@ -165,14 +165,6 @@ func TestMemoryDoesNotGrowWithEvents(t *testing.T) {
 	if r.Len() != 4096 {
 		t.Errorf("remembers %d series, want the cache size, 4096", r.Len())
 	}
-}
-
-func liveHeap() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
 }
 
 // TestSeries: a repeat within the window extends the first Event's series

@@ -9,16 +9,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/portico-lb/portico/controllers"
+	"github.com/portico-lb/portico/internal/testenv"
 )
-
-// liveHeap is the live heap once everything unreachable is collected.
-func liveHeap() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
-}
 
 // TestServiceCacheSharesRepeatedValues: the values that repeat across
 // thousands of cached LoadBalancer Services (type, class, finalizer, port
@@ -62,7 +54,7 @@ func TestServiceCacheSharesRepeatedValues(t *testing.T) {
 func bytesPerCached(t *testing.T, wire [][]byte, trim func(any) (any, error), decode func([]byte) (any, error)) (float64, []any) {
 	t.Helper()
 	cached := make([]any, len(wire))
-	before := liveHeap()
+	before := testenv.LiveHeap()
 	for i, b := range wire {
 		obj, err := decode(b)
 		if err != nil {
@@ -72,7 +64,7 @@ func bytesPerCached(t *testing.T, wire [][]byte, trim func(any) (any, error), de
 			t.Fatal(err)
 		}
 	}
-	per := float64(liveHeap()-before) / float64(len(wire))
+	per := float64(testenv.LiveHeap()-before) / float64(len(wire))
 	runtime.KeepAlive(wire)
 	return per, cached
 }

@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -150,4 +151,14 @@ func SetPodReady(ctx context.Context, c client.Client, pod *corev1.Pod, ready bo
 		}
 		return c.Status().Update(ctx, cur)
 	})
+}
+
+// LiveHeap is the live heap once everything unreachable is collected, for
+// tests that measure what a structure holds.
+func LiveHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
 }
