@@ -36,6 +36,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -46,6 +47,7 @@ import (
 	"k8s.io/client-go/tools/reference"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
 const (
@@ -179,7 +181,16 @@ func New(api eventsclient.EventsV1Interface, scheme *runtime.Scheme, o Options) 
 	}
 }
 
-// Dropped is how many Events found the queue full.
+// DroppedTotal counts, per reporting controller, the Events that found the
+// queue full (portico_events_dropped_total). ForManager registers it.
+var DroppedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "portico_events_dropped_total",
+	Help: "Events not recorded because the Kubernetes API did not take them as fast as they came.",
+}, []string{"controller"})
+
+var registerDropped = sync.OnceFunc(func() { metrics.Registry.MustRegister(DroppedTotal) })
+
+// Dropped is how many Events found this recorder's queue full.
 func (r *Recorder) Dropped() uint64 { return r.dropped.Load() }
 
 // Len is how many series the recorder remembers.
@@ -271,6 +282,7 @@ func (r *Recorder) forgetLocked(el *list.Element) {
 
 func (r *Recorder) droppedOne(reason string) {
 	n := r.dropped.Add(1)
+	DroppedTotal.WithLabelValues(r.o.Controller).Inc()
 	now := time.Now().Unix()
 	if last := r.lastDrop.Load(); now-last >= 60 && r.lastDrop.CompareAndSwap(last, now) {
 		r.o.Log.Error(nil, "Dropping Events: the Kubernetes API does not take them as fast as they come", "reason", reason, "droppedTotal", n)
@@ -457,6 +469,7 @@ func ForManager(mgr manager.Manager, controller string) (*Recorder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the Events client: %w", err)
 	}
+	registerDropped()
 	r := New(api, mgr.GetScheme(), Options{Controller: controller, Log: mgr.GetLogger().WithName("events")})
 	if err := mgr.Add(r); err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -250,10 +251,13 @@ func TestRepeatsWhileWritingCoalesce(t *testing.T) {
 }
 
 // TestFullQueueDropsWithoutBlocking: while the API does not answer, Eventf
-// returns at once and Events beyond the queue are dropped and counted.
+// returns at once and Events beyond the queue are dropped and counted, in
+// portico_events_dropped_total too.
 func TestFullQueueDropsWithoutBlocking(t *testing.T) {
 	a := &api{entered: make(chan struct{}, 100), block: make(chan struct{})}
 	r := start(t, a, eventrec.Options{QueueSize: 10, Workers: 1})
+	metric := eventrec.DroppedTotal.WithLabelValues("portico-operator")
+	before := testutil.ToFloat64(metric)
 	r.Eventf(service(0), nil, corev1.EventTypeNormal, "Ensured", "Ensure", "Ensured")
 	<-a.entered // the worker holds the first; ten more fit in the queue
 	done := make(chan struct{})
@@ -271,6 +275,9 @@ func TestFullQueueDropsWithoutBlocking(t *testing.T) {
 	close(a.block)
 	if d := r.Dropped(); d != 89 {
 		t.Errorf("dropped %d Events, want 89 (one in the worker, ten queued)", d)
+	}
+	if d := testutil.ToFloat64(metric) - before; d != 89 {
+		t.Errorf("portico_events_dropped_total rose by %v, want 89", d)
 	}
 	waitCalls(t, a, 11)
 }
