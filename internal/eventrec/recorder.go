@@ -59,9 +59,9 @@ const (
 
 	defaultCacheSize = 4096
 	defaultQueueSize = 4096
-	// defaultWorkers writes as many Events at once as the operator's
-	// reconcilers (--workers, 32 in the benchmarks) make writes: the
-	// record pass writes a status and records an Event.
+	// defaultWorkers writes as many Events at once as 32 reconcilers
+	// make writes (the record pass writes a status and records an
+	// Event); the operator sets Workers to its own --workers.
 	defaultWorkers = 32
 	// defaultSeriesWindow is client-go's: an Event repeated within six
 	// minutes of its last occurrence is a series.
@@ -85,7 +85,9 @@ type Options struct {
 	// client-go's broadcaster's queue holds 1,000 but hands each Event to
 	// a goroutine of its own at once).
 	QueueSize int
-	// Workers write Events to the API (default 32).
+	// Workers write Events to the API (default 32): as many as the
+	// reconcilers that record them, so that a burst of record passes
+	// loses no Event.
 	Workers int
 	// SeriesWindow is how long after its last occurrence an Event is
 	// counted as a repeat (default six minutes).
@@ -463,14 +465,14 @@ func cut(s string, n int) string {
 }
 
 // ForManager returns a Recorder for controller that writes through mgr's
-// connection while mgr runs.
-func ForManager(mgr manager.Manager, controller string) (*Recorder, error) {
+// connection while mgr runs, with workers writers (0: the default).
+func ForManager(mgr manager.Manager, controller string, workers int) (*Recorder, error) {
 	api, err := eventsclient.NewForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient())
 	if err != nil {
 		return nil, fmt.Errorf("building the Events client: %w", err)
 	}
 	registerDropped()
-	r := New(api, mgr.GetScheme(), Options{Controller: controller, Log: mgr.GetLogger().WithName("events")})
+	r := New(api, mgr.GetScheme(), Options{Controller: controller, Workers: workers, Log: mgr.GetLogger().WithName("events")})
 	if err := mgr.Add(r); err != nil {
 		return nil, err
 	}

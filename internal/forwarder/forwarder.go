@@ -298,7 +298,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	// An Event on the Node when the interface is lost and when it is back
 	// (a lost link delays it until the apiserver is reachable again).
-	rec, err := eventrec.ForManager(mgr, "portico-forwarder")
+	rec, err := eventrec.ForManager(mgr, "portico-forwarder", 0)
 	if err != nil {
 		return err
 	}

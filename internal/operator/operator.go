@@ -536,8 +536,9 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 	if err != nil {
 		return nil, nil, err
 	}
-	// One Event recorder for the process, with bounded memory.
-	rec, err := eventrec.ForManager(mgr, "portico-operator")
+	// One Event recorder for the process, with bounded memory, writing as
+	// many Events at once as the workers that record them.
+	rec, err := eventrec.ForManager(mgr, "portico-operator", o.Workers)
 	if err != nil {
 		return nil, nil, err
 	}
