@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -186,16 +187,38 @@ func TestHopLimitChecked(t *testing.T) {
 	}
 }
 
-// waitListening waits until a manager's listener holds local's port 3784
-// (binding it fails from then on).
+// waitListening waits until a manager's listener holds local's port 3784.
+// It reads the namespace's socket tables (/proc/net/udp, /proc/net/udp6)
+// rather than probing with a bind of its own: a probe holds the port for a
+// moment, and a manager that listens in that moment finds it taken and
+// runs without the family (2 of 40 runs failed so).
 func waitListening(t *testing.T, local netip.Addr) {
 	t.Helper()
+	table := "/proc/net/udp6"
+	if local.Is4() {
+		table = "/proc/net/udp"
+	}
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, Port)))
+		b, err := os.ReadFile(table)
 		if err != nil {
+			t.Fatal(err)
+		}
+		if holdsPort(string(b), Port) {
 			return
 		}
-		c.Close()
 	}
 	t.Fatalf("nothing listens on %s", netip.AddrPortFrom(local, Port))
+}
+
+// holdsPort says whether a /proc/net/udp{,6} table has a socket bound to
+// port (the local_address column is ADDR:PORT, the port in hex).
+func holdsPort(table string, port int) bool {
+	suffix := fmt.Sprintf(":%04X", port)
+	for _, line := range strings.Split(table, "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 1 && strings.HasSuffix(f[1], suffix) {
+			return true
+		}
+	}
+	return false
 }
