@@ -92,12 +92,12 @@ func namespace(t *testing.T) string {
 	if err := env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
 		t.Fatal(err)
 	}
-	// A failed test may leave Services behind, finalizers and all; later
-	// tests' operators would adopt them into their own backends. Purge them.
+	// A test may leave Services behind, finalizers and all (a failed one,
+	// or one that never deletes what it made); later tests' operators
+	// would adopt them into their own backends and count their calls and
+	// resources as their own (go test -count=2 failed six tests so). Purge
+	// them once the test's operators have stopped.
 	t.Cleanup(func() {
-		if !t.Failed() {
-			return
-		}
 		var list corev1.ServiceList
 		if err := env.Client.List(context.Background(), &list, client.InNamespace(name)); err != nil {
 			return

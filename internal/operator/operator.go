@@ -113,7 +113,8 @@ type Options struct {
 	// Backends holds every backend's config, bound to flags.
 	Backends map[string]BackendConfig
 	// Instances, when set, are used instead of building backends from
-	// their configs (tests share an in-memory cloud with the operator).
+	// their configs (tests share an in-memory cloud with the operator); a
+	// nil entry is no instance (the class's backend is built).
 	Instances map[string]providers.Provider
 	// PriceConfigMap (namespace/name) overrides the embedded prices; empty
 	// uses the embedded prices alone.
@@ -549,7 +550,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 	provs := map[string]providers.Provider{}
 	for _, name := range o.Providers {
 		class := providers.Class(name)
-		if p, ok := o.Instances[class]; ok {
+		if p := o.Instances[class]; p != nil {
 			provs[class] = p
 			continue
 		}
