@@ -151,15 +151,28 @@ func (w *world) address(svc *corev1.Service) netip.AddrPort {
 
 func tcpReplies(t *testing.T, h *netlab.Host, addr netip.AddrPort, n int) map[string]int {
 	t.Helper()
+	seen, err := tryTCPReplies(h, addr, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seen
+}
+
+// tryTCPReplies is tcpReplies for an eventually loop over a change of the
+// cluster: a connection in flight when its address moves to another node
+// is reset (the new node has no conntrack entry for it, as with any L2
+// failover), so a failed connection there is a reason to try again, not
+// the test's failure.
+func tryTCPReplies(h *netlab.Host, addr netip.AddrPort, n int) (map[string]int, error) {
 	seen := map[string]int{}
 	for range n {
 		r, err := dptest.AskTCP(h, addr, 2*time.Second)
 		if err != nil {
-			t.Fatalf("TCP to %s: %v", addr, err)
+			return seen, fmt.Errorf("TCP to %s: %w", addr, err)
 		}
 		seen[r.Server]++
 	}
-	return seen
+	return seen, nil
 }
 
 func TestLocalModeDataPlane(t *testing.T) {
@@ -308,8 +321,15 @@ func TestLocalModeDataPlane(t *testing.T) {
 		dead := pods[1].Node
 		c.StopHeartbeat(dead)
 		t.Cleanup(func() { c.StartHeartbeat(dead) })
+		// The dead node may have been announcing the address (its Node is
+		// no longer Ready, so the address moves): connections in flight
+		// then are reset, and the loop asks again.
 		eventually(t, testenv.NodeMonitorGracePeriod+30*time.Second, func() error {
-			if seen := tcpReplies(t, c.Client, addr, 30); seen[pods[1].Name] > 0 || len(seen) != 2 {
+			seen, err := tryTCPReplies(c.Client, addr, 30)
+			if err != nil {
+				return err
+			}
+			if seen[pods[1].Name] > 0 || len(seen) != 2 {
 				return fmt.Errorf("after %s died: %v", dead.Name, seen)
 			}
 			return nil
