@@ -63,8 +63,8 @@ func Collectors() []prometheus.Collector {
 	return []prometheus.Collector{metricSessionUp, metricAdvertised, metricBFDUp}
 }
 
-// Recorder emits Events; controller-runtime's manager.GetEventRecorder
-// satisfies it.
+// Recorder emits Events; the forwarder's eventrec.Recorder (like
+// controller-runtime's manager.GetEventRecorder) satisfies it.
 type Recorder interface {
 	Eventf(regarding runtime.Object, related runtime.Object, eventtype, reason, action, note string, args ...interface{})
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
@@ -370,9 +371,10 @@ type Hooks struct {
 
 // ControllerSetup is implemented by backends that run controllers of their
 // own (the local backend's IPPool status); the operator registers them
-// through it, with no special case per backend.
+// through it, with no special case per backend, and hands them its Event
+// recorder (one per process, with bounded memory: internal/eventrec).
 type ControllerSetup interface {
-	SetupWithManager(mgr manager.Manager) error
+	SetupWithManager(mgr manager.Manager, rec events.EventRecorder) error
 }
 
 // OwnershipTags returns the tags every cloud resource for key must carry (see

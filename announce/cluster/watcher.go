@@ -25,8 +25,8 @@ import (
 // FieldManager is the server-side apply field manager of the forwarder.
 const FieldManager = "portico-forwarder"
 
-// Recorder emits Events (events.k8s.io); controller-runtime's
-// manager.GetEventRecorder satisfies it.
+// Recorder emits Events (events.k8s.io); the forwarder's eventrec.Recorder
+// (like controller-runtime's manager.GetEventRecorder) satisfies it.
 type Recorder interface {
 	Eventf(regarding runtime.Object, related runtime.Object, eventtype, reason, action, note string, args ...interface{})
 }

@@ -565,7 +565,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options) (manager.Manager, *c
 	// Service controller wraps each backend with its metrics).
 	for _, class := range slices.Sorted(maps.Keys(provs)) {
 		if s, ok := provs[class].(providers.ControllerSetup); ok {
-			if err := s.SetupWithManager(mgr); err != nil {
+			if err := s.SetupWithManager(mgr, rec); err != nil {
 				return nil, nil, fmt.Errorf("setting up the controllers of backend %s: %w", class, err)
 			}
 		}

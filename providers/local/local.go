@@ -23,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
@@ -105,11 +106,11 @@ func (p *Provider) Class() string { return providers.Class(Name) }
 var _ providers.ControllerSetup = (*Provider)(nil)
 
 // SetupWithManager registers the local backend's own controllers: IPPool
-// status, which also finds Services whose address left every pool, and the
-// BGP watch, which has Services ensured again when who advertises their
-// addresses may have changed.
-func (p *Provider) SetupWithManager(mgr manager.Manager) error {
-	if err := (&IPPoolReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("portico-operator"), OnStranded: p.opts.Reensure}).SetupWithManager(mgr); err != nil {
+// status (its Events through rec), which also finds Services whose address
+// left every pool, and the BGP watch, which has Services ensured again when
+// who advertises their addresses may have changed.
+func (p *Provider) SetupWithManager(mgr manager.Manager, rec events.EventRecorder) error {
+	if err := (&IPPoolReconciler{Client: mgr.GetClient(), Recorder: rec, OnStranded: p.opts.Reensure}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if p.opts.Reensure == nil {
