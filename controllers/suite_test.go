@@ -95,7 +95,7 @@ func namespace(t *testing.T) string {
 	// A test may leave Services behind, finalizers and all (a failed one,
 	// or one that never deletes what it made); later tests' operators
 	// would adopt them into their own backends and count their calls and
-	// resources as their own (go test -count=2 failed six tests so). Purge
+	// resources as their own (go test -count=2 failed seven tests so). Purge
 	// them once the test's operators have stopped.
 	t.Cleanup(func() {
 		var list corev1.ServiceList
